@@ -1,0 +1,169 @@
+//! The typed events the RDB parser yields.
+//!
+//! A key arrives as `Event::KeyStart`, then zero or more `Event::Chunk`s that
+//! each hold a bounded piece of its value, then `Event::KeyEnd`. So a 10 GB
+//! list flows through in constant memory: no event ever holds more than one
+//! chunk of one value.
+
+use bytes::Bytes;
+
+/// A stream ID (`<ms>-<seq>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A module type ID as stored in the RDB: 54 bits of name, 10 bits of encoding version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleId(pub u64);
+
+/// The logical type of a key, whatever its on-disk encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    String,
+    List,
+    Set,
+    Zset,
+    Hash,
+    Stream,
+    Module,
+}
+
+impl ValueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueKind::String => "string",
+            ValueKind::List => "list",
+            ValueKind::Set => "set",
+            ValueKind::Zset => "zset",
+            ValueKind::Hash => "hash",
+            ValueKind::Stream => "stream",
+            ValueKind::Module => "module",
+        }
+    }
+}
+
+/// The start of a key: everything known before its value is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyStart {
+    pub db: u64,
+    pub key: Bytes,
+    pub kind: ValueKind,
+    /// The on-disk type byte (`RDB_TYPE_*`), needed to build a DUMP payload.
+    pub rdb_type: u8,
+    /// Absolute expiry in unix milliseconds, as stored (seconds are converted).
+    pub expire_at_ms: Option<i64>,
+    /// LRU idle seconds (`RDB_OPCODE_IDLE`), when the source used an LRU policy.
+    pub idle_secs: Option<u64>,
+    /// LFU frequency (`RDB_OPCODE_FREQ`), when the source used an LFU policy.
+    pub lfu_freq: Option<u8>,
+}
+
+/// One hash field; `expire_at_ms` is set for Redis 7.4 per-field TTLs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashField {
+    pub field: Bytes,
+    pub value: Bytes,
+    pub expire_at_ms: Option<i64>,
+}
+
+/// One stream entry (tombstoned entries are never yielded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEntry {
+    pub id: StreamId,
+    /// Field, value, field, value, …
+    pub fields: Vec<Bytes>,
+}
+
+/// The stream's own metadata; the optional fields exist from RDB type 19
+/// (`STREAM_LISTPACKS_2`, Redis 7.0) on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamMeta {
+    pub length: u64,
+    pub last_id: StreamId,
+    pub first_id: Option<StreamId>,
+    pub max_deleted_id: Option<StreamId>,
+    pub entries_added: Option<u64>,
+}
+
+/// A consumer group header; its PEL and consumers follow as their own chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamGroup {
+    pub name: Bytes,
+    pub last_id: StreamId,
+    /// From RDB type 19 on.
+    pub entries_read: Option<u64>,
+}
+
+/// One pending (delivered, unacknowledged) entry of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEntry {
+    pub id: StreamId,
+    pub delivery_time_ms: i64,
+    pub delivery_count: u64,
+}
+
+/// A consumer of the current group; its pending IDs follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConsumer {
+    pub name: Bytes,
+    pub seen_time_ms: i64,
+    /// From RDB type 21 (`STREAM_LISTPACKS_3`, Redis 7.2) on.
+    pub active_time_ms: Option<i64>,
+}
+
+/// A bounded piece of the current key's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chunk {
+    /// Part of a string; a string is one chunk unless it is larger than the
+    /// parser's chunk size.
+    String(Bytes),
+    ListItems(Vec<Bytes>),
+    SetMembers(Vec<Bytes>),
+    HashFields(Vec<HashField>),
+    ZsetMembers(Vec<(Bytes, f64)>),
+    StreamEntries(Vec<StreamEntry>),
+    StreamMeta(StreamMeta),
+    StreamGroup(StreamGroup),
+    /// A piece of the current group's PEL.
+    StreamGroupPending(Vec<PendingEntry>),
+    StreamConsumer(StreamConsumer),
+    /// A piece of the current consumer's PEL (IDs into the group's PEL).
+    StreamConsumerPending(Vec<StreamId>),
+    /// A module value the parser cannot interpret; `name` comes from its ID.
+    Module { id: ModuleId, name: String },
+}
+
+/// What the parser yields, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The file header: `REDIS` (or `VALKEY`) and the format version.
+    Header { version: u32 },
+    Aux { key: Bytes, value: Bytes },
+    SelectDb { db: u64 },
+    ResizeDb { db_size: u64, expires_size: u64 },
+    SlotInfo { slot: u64, size: u64, expires_size: u64 },
+    /// Module auxiliary data; skipped (its bytes are not interpreted).
+    ModuleAux { id: ModuleId, name: String, when: u64 },
+    /// A function library (`RDB_OPCODE_FUNCTION2`, Redis 7.0 GA on): the code
+    /// as given to `FUNCTION LOAD`.
+    Function { code: Bytes },
+    /// A function from a Redis 7.0 release candidate (`RDB_OPCODE_FUNCTION_PRE_GA`).
+    FunctionPreGa { name: Bytes, engine: Bytes, description: Option<Bytes>, code: Bytes },
+    KeyStart(KeyStart),
+    Chunk(Chunk),
+    /// The end of the current key. `payload` is the DUMP payload (type byte,
+    /// value bytes, RDB version, CRC64) when the reader was asked to capture
+    /// payloads and the value was not larger than the capture limit.
+    KeyEnd { payload: Option<Bytes> },
+    /// The end of the file; the trailer's CRC64 was checked (`None`: the file
+    /// has no trailer or its checksum is disabled).
+    Eof { checksum: Option<u64> },
+}

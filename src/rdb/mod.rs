@@ -1,0 +1,3 @@
+//! Streaming RDB parser (being written).
+pub mod event;
+pub use event::*;

@@ -1,0 +1,1 @@
+//! RESP2 connection (placeholder until written).
