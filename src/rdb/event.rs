@@ -138,32 +138,70 @@ pub enum Chunk {
     /// A piece of the current consumer's PEL (IDs into the group's PEL).
     StreamConsumerPending(Vec<StreamId>),
     /// A module value the parser cannot interpret; `name` comes from its ID.
-    Module { id: ModuleId, name: String },
+    Module {
+        id: ModuleId,
+        name: String,
+    },
 }
 
 /// What the parser yields, in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The file header: `REDIS` (or `VALKEY`) and the format version.
-    Header { version: u32 },
-    Aux { key: Bytes, value: Bytes },
-    SelectDb { db: u64 },
-    ResizeDb { db_size: u64, expires_size: u64 },
-    SlotInfo { slot: u64, size: u64, expires_size: u64 },
+    Header {
+        version: u32,
+    },
+    Aux {
+        key: Bytes,
+        value: Bytes,
+    },
+    SelectDb {
+        db: u64,
+    },
+    ResizeDb {
+        db_size: u64,
+        expires_size: u64,
+    },
+    SlotInfo {
+        slot: u64,
+        size: u64,
+        expires_size: u64,
+    },
     /// Module auxiliary data; skipped (its bytes are not interpreted).
-    ModuleAux { id: ModuleId, name: String, when: u64 },
+    ModuleAux {
+        id: ModuleId,
+        name: String,
+        when: u64,
+    },
     /// A function library (`RDB_OPCODE_FUNCTION2`, Redis 7.0 GA on): the code
     /// as given to `FUNCTION LOAD`.
-    Function { code: Bytes },
+    Function {
+        code: Bytes,
+    },
     /// A function from a Redis 7.0 release candidate (`RDB_OPCODE_FUNCTION_PRE_GA`).
-    FunctionPreGa { name: Bytes, engine: Bytes, description: Option<Bytes>, code: Bytes },
+    FunctionPreGa {
+        name: Bytes,
+        engine: Bytes,
+        description: Option<Bytes>,
+        code: Bytes,
+    },
     KeyStart(KeyStart),
     Chunk(Chunk),
     /// The end of the current key. `payload` is the DUMP payload (type byte,
     /// value bytes, RDB version, CRC64) when the reader was asked to capture
     /// payloads and the value was not larger than the capture limit.
-    KeyEnd { payload: Option<Bytes> },
+    KeyEnd {
+        payload: Option<Bytes>,
+    },
+    /// Something the parser skipped or could only partly read; the data after
+    /// it is still parsed. Front ends must show these.
+    Warning {
+        offset: u64,
+        message: String,
+    },
     /// The end of the file; the trailer's CRC64 was checked (`None`: the file
     /// has no trailer or its checksum is disabled).
-    Eof { checksum: Option<u64> },
+    Eof {
+        checksum: Option<u64>,
+    },
 }

@@ -1,0 +1,3 @@
+//! Command implementations that print to the terminal.
+
+pub mod rdb;

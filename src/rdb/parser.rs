@@ -1,0 +1,1118 @@
+//! The RDB parser proper: a state machine that does no I/O.
+//!
+//! `Parser::step` is given the bytes not yet consumed and answers with one
+//! of: an event and how many bytes it consumed, bytes consumed without an
+//! event, "I need N bytes from the start of what you gave me", or done. The
+//! same code therefore reads a file, a socket or a spool, and can be fuzzed
+//! from byte slices.
+//!
+//! Each step reads one bounded unit (an opcode, a key name, a run of
+//! collection elements, one ziplist/listpack blob, one piece of a big string)
+//! so a value of any size flows through as `KeyStart`, chunks, `KeyEnd`.
+//! The parser also keeps the CRC64 of everything consumed, and can capture
+//! the serialized value bytes of each key as a DUMP payload for `RESTORE`.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use crc::{Crc, Digest, Table, CRC_64_REDIS};
+
+use super::consts::*;
+use super::cursor::{bad, Cur, RStr, Res, Stop, StrHeader};
+use super::encodings::{self, Item};
+use super::error::RdbError;
+use super::event::*;
+use super::lzf::LzfStream;
+
+/// Redis's CRC64 (Jones polynomial); 16-way tables because the checksum
+/// runs over every byte of a multi-gigabyte snapshot.
+pub(crate) static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_REDIS);
+
+/// Tuning and capture options.
+#[derive(Debug, Clone)]
+pub struct ParserOptions {
+    /// Most elements in one collection chunk.
+    pub chunk_items: usize,
+    /// A string or chunk larger than this is split into several chunks.
+    pub chunk_bytes: usize,
+    /// Capture each key's DUMP payload when its value is at most this many bytes.
+    pub capture_payload: Option<usize>,
+}
+
+impl Default for ParserOptions {
+    fn default() -> Self {
+        ParserOptions { chunk_items: 1024, chunk_bytes: 1 << 20, capture_payload: None }
+    }
+}
+
+/// The answer to one `Parser::step`.
+#[derive(Debug)]
+pub enum Step {
+    /// An event; the given number of input bytes were consumed.
+    Event(Event, usize),
+    /// Bytes consumed with nothing to report yet.
+    Skip(usize),
+    /// The next unit needs at least this many bytes of input (counted from
+    /// the start of the slice given to `step`).
+    More(usize),
+    /// The EOF opcode (and trailer) has been read.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SeqKind {
+    List,
+    Set,
+    ZsetText,
+    ZsetBinary,
+    Hash,
+    /// 7.4 hash with field TTLs: `None` for pre-GA absolute times, else the
+    /// minimum expiry the relative TTLs are based on.
+    HashTtl(Option<i64>),
+}
+
+#[derive(Debug)]
+enum Val {
+    StringStart,
+    StringRaw { left: u64 },
+    StringLzf { left_in: u64, dec: LzfStream },
+    SeqStart(SeqKind),
+    HashTtlStart { ga: bool },
+    Seq { kind: SeqKind, left: u64 },
+    Blob,
+    QuicklistStart,
+    Quicklist { left: u64 },
+    ModuleStart,
+    ModuleBody,
+    StreamStart,
+    StreamNodes { left: u64 },
+    StreamMeta,
+    StreamGroup { groups: u64 },
+    StreamGroupPel { groups: u64, left: u64 },
+    StreamConsumers { groups: u64 },
+    StreamConsumer { groups: u64, consumers: u64 },
+    StreamConsumerPel { groups: u64, consumers: u64, left: u64 },
+}
+
+#[derive(Debug)]
+enum State {
+    Magic,
+    Top,
+    Value(Val),
+    KeyEnd,
+    Checksum,
+    Done,
+}
+
+/// Streaming RDB parser; see the module documentation.
+pub struct Parser {
+    opts: ParserOptions,
+    state: State,
+    offset: u64,
+    version: u32,
+    db: u64,
+    expire_at_ms: Option<i64>,
+    idle_secs: Option<u64>,
+    lfu_freq: Option<u8>,
+    /// Type byte and name of the key being read.
+    cur_type: u8,
+    cur_key: Bytes,
+    /// A collection's `KeyStart` waits for its first element, because Redis
+    /// drops empty collections on load and so do we.
+    deferred_key: Option<KeyStart>,
+    queue: VecDeque<Event>,
+    crc: Option<Digest<'static, u64, Table<16>>>,
+    payload: Option<Vec<u8>>,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser::new(ParserOptions::default())
+    }
+}
+
+impl Parser {
+    pub fn new(opts: ParserOptions) -> Self {
+        Parser {
+            opts,
+            state: State::Magic,
+            offset: 0,
+            version: 0,
+            db: 0,
+            expire_at_ms: None,
+            idle_secs: None,
+            lfu_freq: None,
+            cur_type: 0,
+            cur_key: Bytes::new(),
+            deferred_key: None,
+            queue: VecDeque::new(),
+            crc: Some(CRC64.digest()),
+            payload: None,
+        }
+    }
+
+    /// Bytes consumed so far (the absolute offset of the next byte).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The file's RDB version, once the header has been read.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done) && self.queue.is_empty()
+    }
+
+    /// What the parser is reading, for messages about truncated input.
+    pub fn context(&self) -> String {
+        match &self.state {
+            State::Magic => "the file header (REDIS and a 4-digit version) was expected".into(),
+            State::Top => "an opcode or the next key was expected".into(),
+            State::Value(_) | State::KeyEnd => format!(
+                "the rest of the value of key {} ({}, db {}) was expected",
+                show_key(&self.cur_key),
+                type_name(self.cur_type),
+                self.db
+            ),
+            State::Checksum => "the 8-byte CRC64 trailer was expected".into(),
+            State::Done => "nothing more was expected".into(),
+        }
+    }
+
+    /// Parse the next unit of `input` (the bytes not yet consumed).
+    pub fn step(&mut self, input: &[u8]) -> Result<Step, RdbError> {
+        if let Some(ev) = self.queue.pop_front() {
+            return Ok(Step::Event(ev, 0));
+        }
+        let in_value = matches!(self.state, State::Value(_));
+        let in_checksum = matches!(self.state, State::Checksum);
+        let step = self.step_inner(input)?;
+        let used = match &step {
+            Step::Event(_, n) | Step::Skip(n) => *n,
+            Step::More(_) | Step::Done => 0,
+        };
+        if used > 0 {
+            if !in_checksum {
+                if let Some(crc) = self.crc.as_mut() {
+                    crc.update(&input[..used]);
+                }
+            }
+            if in_value {
+                self.capture(&input[..used]);
+            }
+            self.offset += used as u64;
+        }
+        Ok(step)
+    }
+
+    fn capture(&mut self, bytes: &[u8]) {
+        let limit = self.opts.capture_payload.unwrap_or(0);
+        if let Some(p) = self.payload.as_mut() {
+            if p.len() + bytes.len() > limit {
+                self.payload = None;
+            } else {
+                p.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn corrupt(&self, stop: Stop) -> Result<Step, RdbError> {
+        match stop {
+            Stop::More(n) => Ok(Step::More(n)),
+            Stop::Bad(pos, what) => {
+                let what = match &self.state {
+                    State::Value(_) | State::KeyEnd => {
+                        format!(
+                            "{what} (in key {} of type {}, db {})",
+                            show_key(&self.cur_key),
+                            type_name(self.cur_type),
+                            self.db
+                        )
+                    }
+                    _ => what,
+                };
+                Err(RdbError::Corrupt { offset: self.offset + pos as u64, what })
+            }
+        }
+    }
+
+    fn step_inner(&mut self, input: &[u8]) -> Result<Step, RdbError> {
+        let mut cur = Cur::new(input);
+        let res = match std::mem::replace(&mut self.state, State::Done) {
+            State::Magic => self.magic(&mut cur),
+            State::Top => self.top(&mut cur),
+            State::Value(v) => self.value(v, &mut cur),
+            State::KeyEnd => {
+                self.state = State::Top;
+                Ok(Some(self.key_end()))
+            }
+            State::Checksum => return self.checksum(&mut cur),
+            State::Done => return Ok(Step::Done),
+        };
+        match res {
+            Ok(Some(ev)) => Ok(Step::Event(ev, cur.pos)),
+            Ok(None) => Ok(Step::Skip(cur.pos)),
+            Err(stop) => self.corrupt(stop),
+        }
+    }
+
+    /// Put a state back after a read that needs more input. Every handler
+    /// takes its state by value; on `Stop::More` the state must be restored
+    /// unchanged so the same unit is retried.
+    fn retry<T>(&mut self, state: State, r: Res<T>) -> Res<T> {
+        if r.is_err() {
+            self.state = state;
+        }
+        r
+    }
+
+    fn magic(&mut self, cur: &mut Cur) -> Res<Option<Event>> {
+        let head = self.retry(State::Magic, cur.take(9))?;
+        let (name, digits) = if &head[..5] == b"REDIS" {
+            ("Redis", &head[5..9])
+        } else if &head[..6] == b"VALKEY" {
+            ("Valkey", &head[6..9])
+        } else {
+            self.state = State::Magic;
+            return bad(
+                0,
+                format!("not an RDB file: it starts with {:?}, not \"REDIS\"", String::from_utf8_lossy(head)),
+            );
+        };
+        let version: u32 = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()).ok_or_else(|| {
+            Stop::Bad(5, format!("the header's version {:?} is not a number", String::from_utf8_lossy(digits)))
+        })?;
+        if name != "Redis" || version == 0 || version > MAX_VERSION {
+            self.state = State::Magic;
+            return bad(0, format!("unsupported {name} RDB version {version}"));
+        }
+        self.version = version;
+        self.state = State::Top;
+        Ok(Some(Event::Header { version }))
+    }
+
+    fn top(&mut self, cur: &mut Cur) -> Res<Option<Event>> {
+        let r = self.top_inner(cur);
+        if matches!(r, Err(Stop::More(_))) {
+            self.state = State::Top;
+        }
+        r
+    }
+
+    fn top_inner(&mut self, cur: &mut Cur) -> Res<Option<Event>> {
+        self.state = State::Top;
+        let at = cur.pos;
+        let op = cur.u8()?;
+        Ok(Some(match op {
+            OP_AUX => {
+                let key = cur.bytes_string()?;
+                let value = cur.bytes_string()?;
+                Event::Aux { key, value }
+            }
+            OP_SELECTDB => {
+                self.db = cur.length("DB number")?;
+                Event::SelectDb { db: self.db }
+            }
+            OP_RESIZEDB => {
+                let db_size = cur.length("DB size")?;
+                let expires_size = cur.length("expires size")?;
+                Event::ResizeDb { db_size, expires_size }
+            }
+            OP_SLOT_INFO => {
+                let slot = cur.length("slot id")?;
+                let size = cur.length("slot size")?;
+                let expires_size = cur.length("slot expires size")?;
+                Event::SlotInfo { slot, size, expires_size }
+            }
+            OP_EXPIRETIME_MS => {
+                self.expire_at_ms = Some(cur.millis()?);
+                return Ok(None);
+            }
+            OP_EXPIRETIME => {
+                let secs = cur.le_u32()? as i32;
+                self.expire_at_ms = Some(i64::from(secs) * 1000);
+                return Ok(None);
+            }
+            OP_IDLE => {
+                self.idle_secs = Some(cur.length("LRU idle time")?);
+                return Ok(None);
+            }
+            OP_FREQ => {
+                self.lfu_freq = Some(cur.u8()?);
+                return Ok(None);
+            }
+            OP_FUNCTION2 => Event::Function { code: cur.bytes_string()? },
+            OP_FUNCTION_PRE_GA => {
+                let name = cur.bytes_string()?;
+                let engine = cur.bytes_string()?;
+                let description = match cur.length("function description flag")? {
+                    0 => None,
+                    1 => Some(cur.bytes_string()?),
+                    n => return bad(at, format!("function description flag is {n}, expected 0 or 1")),
+                };
+                let code = cur.bytes_string()?;
+                Event::FunctionPreGa { name, engine, description, code }
+            }
+            OP_MODULE_AUX => {
+                let id = cur.length("module id")?;
+                let when_op = cur.length("module aux 'when' opcode")?;
+                if when_op != MODULE_OP_UINT {
+                    return bad(at, format!("module aux 'when' opcode is {when_op}, expected {MODULE_OP_UINT}"));
+                }
+                let when = cur.length("module aux 'when'")?;
+                skip_module_body(cur)?;
+                let name = module_name(id);
+                Event::ModuleAux { id: ModuleId(id), name, when }
+            }
+            OP_EOF => {
+                self.state = if self.version >= FIRST_VERSION_WITH_CHECKSUM { State::Checksum } else { State::Done };
+                if matches!(self.state, State::Done) {
+                    return Ok(Some(Event::Eof { checksum: None }));
+                }
+                return Ok(None);
+            }
+            t => return self.key_start(t, at, cur),
+        }))
+    }
+
+    fn key_start(&mut self, t: u8, at: usize, cur: &mut Cur) -> Res<Option<Event>> {
+        let (kind, val) = match t {
+            TYPE_STRING => (ValueKind::String, Val::StringStart),
+            TYPE_LIST => (ValueKind::List, Val::SeqStart(SeqKind::List)),
+            TYPE_SET => (ValueKind::Set, Val::SeqStart(SeqKind::Set)),
+            TYPE_ZSET => (ValueKind::Zset, Val::SeqStart(SeqKind::ZsetText)),
+            TYPE_ZSET_2 => (ValueKind::Zset, Val::SeqStart(SeqKind::ZsetBinary)),
+            TYPE_HASH => (ValueKind::Hash, Val::SeqStart(SeqKind::Hash)),
+            TYPE_HASH_METADATA_PRE_GA => (ValueKind::Hash, Val::HashTtlStart { ga: false }),
+            TYPE_HASH_METADATA => (ValueKind::Hash, Val::HashTtlStart { ga: true }),
+            TYPE_LIST_ZIPLIST => (ValueKind::List, Val::Blob),
+            TYPE_SET_INTSET | TYPE_SET_LISTPACK => (ValueKind::Set, Val::Blob),
+            TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => (ValueKind::Zset, Val::Blob),
+            TYPE_HASH_ZIPMAP
+            | TYPE_HASH_ZIPLIST
+            | TYPE_HASH_LISTPACK
+            | TYPE_HASH_LISTPACK_EX_PRE_GA
+            | TYPE_HASH_LISTPACK_EX => (ValueKind::Hash, Val::Blob),
+            TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => (ValueKind::List, Val::QuicklistStart),
+            TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => {
+                (ValueKind::Stream, Val::StreamStart)
+            }
+            TYPE_MODULE_2 => (ValueKind::Module, Val::ModuleStart),
+            TYPE_MODULE_PRE_GA => {
+                let key = cur.bytes_string()?;
+                let id = cur.length("module id")?;
+                return bad(
+                    at,
+                    format!(
+                        "key {} holds a value of module {:?} in the Redis 4.0 release-candidate format, which cannot be read or skipped without that module",
+                        show_key(&key),
+                        module_name(id)
+                    ),
+                );
+            }
+            _ => return bad(at, format!("unknown opcode or value type {t}")),
+        };
+        let key = cur.bytes_string()?;
+        let start = KeyStart {
+            db: self.db,
+            key: key.clone(),
+            kind,
+            rdb_type: t,
+            expire_at_ms: self.expire_at_ms.take(),
+            idle_secs: self.idle_secs.take(),
+            lfu_freq: self.lfu_freq.take(),
+        };
+        self.cur_type = t;
+        self.cur_key = key;
+        self.payload = self.opts.capture_payload.map(|_| vec![t]);
+        self.state = State::Value(val);
+        let deferred = matches!(kind, ValueKind::List | ValueKind::Set | ValueKind::Zset | ValueKind::Hash);
+        if deferred {
+            self.deferred_key = Some(start);
+            Ok(None)
+        } else {
+            Ok(Some(Event::KeyStart(start)))
+        }
+    }
+
+    /// A chunk of the current value, preceded by the key's start if it was
+    /// waiting for its first element.
+    fn chunk(&mut self, c: Chunk) -> Option<Event> {
+        match self.deferred_key.take() {
+            Some(k) => {
+                self.queue.push_back(Event::Chunk(c));
+                Some(Event::KeyStart(k))
+            }
+            None => Some(Event::Chunk(c)),
+        }
+    }
+
+    fn key_end(&mut self) -> Event {
+        let payload = self.payload.take();
+        if let Some(k) = self.deferred_key.take() {
+            return Event::Warning {
+                offset: self.offset,
+                message: format!(
+                    "key {} in db {} is an empty {} and was skipped (Redis also drops empty collections when loading)",
+                    show_key(&k.key),
+                    k.db,
+                    k.kind.as_str()
+                ),
+            };
+        }
+        let payload = payload.map(|mut p| {
+            // DUMP payload trailer: RDB version (2 bytes LE), then CRC64 of all before it.
+            p.extend_from_slice(&(self.version as u16).to_le_bytes());
+            let crc = CRC64.checksum(&p);
+            p.extend_from_slice(&crc.to_le_bytes());
+            Bytes::from(p)
+        });
+        Event::KeyEnd { payload }
+    }
+
+    fn checksum(&mut self, cur: &mut Cur) -> Result<Step, RdbError> {
+        let stored = match cur.le_i64() {
+            Ok(v) => v as u64,
+            Err(Stop::More(n)) => {
+                self.state = State::Checksum;
+                return Ok(Step::More(n));
+            }
+            Err(stop) => return self.corrupt(stop),
+        };
+        let computed = self.crc.take().map(|d| d.finalize()).unwrap_or(0);
+        if stored != 0 && stored != computed {
+            return Err(RdbError::Checksum { offset: self.offset, stored, computed });
+        }
+        self.state = State::Done;
+        let checksum = (stored != 0).then_some(stored);
+        Ok(Step::Event(Event::Eof { checksum }, cur.pos))
+    }
+
+    fn value(&mut self, v: Val, cur: &mut Cur) -> Res<Option<Event>> {
+        // Handlers set `self.state` themselves; on `More` the original state
+        // is put back so the unit is retried from its start.
+        let saved = match &v {
+            Val::StringLzf { .. } => None,
+            _ => Some(clone_val(&v)),
+        };
+        let r = self.value_inner(v, cur);
+        if let (Err(Stop::More(_)), Some(s)) = (&r, saved) {
+            self.state = State::Value(s);
+        }
+        r
+    }
+
+    fn value_inner(&mut self, v: Val, cur: &mut Cur) -> Res<Option<Event>> {
+        match v {
+            Val::StringStart => self.string_start(cur),
+            Val::StringRaw { left } => {
+                let want = left.min(self.opts.chunk_bytes as u64) as usize;
+                let data = cur.take(want)?;
+                let left = left - want as u64;
+                self.state = if left == 0 { State::KeyEnd } else { State::Value(Val::StringRaw { left }) };
+                Ok(self.chunk(Chunk::String(Bytes::copy_from_slice(data))))
+            }
+            Val::StringLzf { left_in, mut dec } => {
+                let want = left_in.min(self.opts.chunk_bytes as u64) as usize;
+                if cur.buf.len() < want {
+                    self.state = State::Value(Val::StringLzf { left_in, dec });
+                    return Err(Stop::More(want));
+                }
+                let last = want as u64 == left_in;
+                let (used, out) = match dec.feed(&cur.buf[..want], last) {
+                    Ok(r) => r,
+                    Err(e) => return bad(0, format!("LZF-compressed string: {e}")),
+                };
+                cur.pos = used;
+                let left_in = left_in - used as u64;
+                if left_in == 0 {
+                    self.state = State::KeyEnd;
+                } else {
+                    self.state = State::Value(Val::StringLzf { left_in, dec });
+                }
+                Ok(if out.is_empty() { None } else { self.chunk(Chunk::String(Bytes::from(out))) })
+            }
+            Val::SeqStart(kind) => {
+                let left = cur.length("element count")?;
+                self.state = if left == 0 { State::KeyEnd } else { State::Value(Val::Seq { kind, left }) };
+                Ok(None)
+            }
+            Val::HashTtlStart { ga } => {
+                let min = if ga { Some(cur.millis()?) } else { None };
+                let left = cur.length("hash field count")?;
+                self.state = if left == 0 {
+                    State::KeyEnd
+                } else {
+                    State::Value(Val::Seq { kind: SeqKind::HashTtl(min), left })
+                };
+                Ok(None)
+            }
+            Val::Seq { kind, left } => self.seq(kind, left, cur),
+            Val::Blob => {
+                if self.cur_type == TYPE_HASH_LISTPACK_EX {
+                    // The minimum field expiry; the listpack holds every field's own.
+                    cur.millis()?;
+                }
+                let blob = cur.string()?;
+                self.state = State::KeyEnd;
+                let c = self.blob(blob)?;
+                Ok(c.and_then(|c| self.chunk(c)))
+            }
+            Val::QuicklistStart => {
+                let left = cur.length("quicklist node count")?;
+                self.state = if left == 0 { State::KeyEnd } else { State::Value(Val::Quicklist { left }) };
+                Ok(None)
+            }
+            Val::Quicklist { left } => self.quicklist_node(left, cur),
+            Val::ModuleStart => {
+                let id = cur.length("module id")?;
+                let name = module_name(id);
+                self.state = State::Value(Val::ModuleBody);
+                self.queue.push_back(Event::Warning {
+                    offset: self.offset,
+                    message: format!(
+                        "key {} in db {} holds a value of module {name:?} (encoding version {}); its content is not interpreted (a RESTORE of its raw bytes needs the module on the destination)",
+                        show_key(&self.cur_key),
+                        self.db,
+                        module_encver(id)
+                    ),
+                });
+                Ok(self.chunk(Chunk::Module { id: ModuleId(id), name }))
+            }
+            Val::ModuleBody => {
+                let done = skip_module_ops(cur)?;
+                self.state = if done { State::KeyEnd } else { State::Value(Val::ModuleBody) };
+                Ok(None)
+            }
+            Val::StreamStart => {
+                let left = cur.length("stream listpack count")?;
+                self.state = State::Value(if left == 0 { Val::StreamMeta } else { Val::StreamNodes { left } });
+                Ok(None)
+            }
+            Val::StreamNodes { left } => {
+                let at = cur.pos;
+                let master = cur.string()?.bytes()?;
+                let lp = cur.string()?;
+                if master.len() != 16 {
+                    return bad(at, format!("stream node key is {} bytes, expected a 16-byte ID", master.len()));
+                }
+                let base = StreamId {
+                    ms: u64::from_be_bytes(master[..8].try_into().unwrap_or_default()),
+                    seq: u64::from_be_bytes(master[8..].try_into().unwrap_or_default()),
+                };
+                let lp_bytes = lp.bytes()?;
+                let entries = stream_listpack(&lp_bytes, base).or_else(|e| bad(at, format!("stream listpack: {e}")))?;
+                let left = left - 1;
+                self.state = State::Value(if left == 0 { Val::StreamMeta } else { Val::StreamNodes { left } });
+                Ok(if entries.is_empty() { None } else { self.chunk(Chunk::StreamEntries(entries)) })
+            }
+            Val::StreamMeta => {
+                let length = cur.length("stream length")?;
+                let last_id = stream_id(cur)?;
+                let v2 = self.cur_type >= TYPE_STREAM_LISTPACKS_2;
+                let (first_id, max_deleted_id, entries_added) = if v2 {
+                    (Some(stream_id(cur)?), Some(stream_id(cur)?), Some(cur.length("stream entries added")?))
+                } else {
+                    (None, None, None)
+                };
+                let groups = cur.length("consumer group count")?;
+                self.state = if groups == 0 { State::KeyEnd } else { State::Value(Val::StreamGroup { groups }) };
+                let meta = StreamMeta { length, last_id, first_id, max_deleted_id, entries_added };
+                Ok(self.chunk(Chunk::StreamMeta(meta)))
+            }
+            Val::StreamGroup { groups } => {
+                let name = cur.bytes_string()?;
+                let last_id = stream_id(cur)?;
+                let entries_read = if self.cur_type >= TYPE_STREAM_LISTPACKS_2 {
+                    Some(cur.length("group entries read")?)
+                } else {
+                    None
+                };
+                let left = cur.length("group PEL size")?;
+                self.state = State::Value(if left == 0 {
+                    Val::StreamConsumers { groups }
+                } else {
+                    Val::StreamGroupPel { groups, left }
+                });
+                Ok(self.chunk(Chunk::StreamGroup(StreamGroup { name, last_id, entries_read })))
+            }
+            Val::StreamGroupPel { groups, mut left } => {
+                let mut pel = Vec::new();
+                while left > 0 && pel.len() < self.opts.chunk_items {
+                    let start = cur.pos;
+                    let r = (|| {
+                        let id = raw_stream_id(cur)?;
+                        let delivery_time_ms = cur.millis()?;
+                        let delivery_count = cur.length("delivery count")?;
+                        Ok(PendingEntry { id, delivery_time_ms, delivery_count })
+                    })();
+                    match r {
+                        Ok(p) => pel.push(p),
+                        Err(Stop::More(n)) if pel.is_empty() => return Err(Stop::More(n)),
+                        Err(Stop::More(_)) => {
+                            cur.pos = start;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    left -= 1;
+                }
+                self.state = State::Value(if left == 0 {
+                    Val::StreamConsumers { groups }
+                } else {
+                    Val::StreamGroupPel { groups, left }
+                });
+                Ok(self.chunk(Chunk::StreamGroupPending(pel)))
+            }
+            Val::StreamConsumers { groups } => {
+                let consumers = cur.length("consumer count")?;
+                self.state = if consumers == 0 {
+                    next_group(groups)
+                } else {
+                    State::Value(Val::StreamConsumer { groups, consumers })
+                };
+                Ok(None)
+            }
+            Val::StreamConsumer { groups, consumers } => {
+                let name = cur.bytes_string()?;
+                let seen_time_ms = cur.millis()?;
+                let active_time_ms = if self.cur_type >= TYPE_STREAM_LISTPACKS_3 { Some(cur.millis()?) } else { None };
+                let left = cur.length("consumer PEL size")?;
+                self.state = if left == 0 {
+                    next_consumer(groups, consumers)
+                } else {
+                    State::Value(Val::StreamConsumerPel { groups, consumers, left })
+                };
+                Ok(self.chunk(Chunk::StreamConsumer(StreamConsumer { name, seen_time_ms, active_time_ms })))
+            }
+            Val::StreamConsumerPel { groups, consumers, mut left } => {
+                let mut ids = Vec::new();
+                while left > 0 && ids.len() < self.opts.chunk_items {
+                    match raw_stream_id(cur) {
+                        Ok(id) => ids.push(id),
+                        Err(Stop::More(n)) if ids.is_empty() => return Err(Stop::More(n)),
+                        Err(Stop::More(_)) => break,
+                        Err(e) => return Err(e),
+                    }
+                    left -= 1;
+                }
+                self.state = if left == 0 {
+                    next_consumer(groups, consumers)
+                } else {
+                    State::Value(Val::StreamConsumerPel { groups, consumers, left })
+                };
+                Ok(self.chunk(Chunk::StreamConsumerPending(ids)))
+            }
+        }
+    }
+
+    fn string_start(&mut self, cur: &mut Cur) -> Res<Option<Event>> {
+        let big = self.opts.chunk_bytes as u64;
+        let mut probe = Cur::new(cur.buf);
+        match probe.string_header()? {
+            StrHeader::Raw(n) if n > big => {
+                cur.pos = probe.pos;
+                self.state = State::Value(Val::StringRaw { left: n });
+                Ok(None)
+            }
+            StrHeader::Lzf { clen, ulen } if clen > big => {
+                if ulen > super::lzf::max_output_len(clen as usize) as u64 {
+                    return bad(0, format!("LZF string claims {ulen} bytes from {clen} compressed bytes"));
+                }
+                cur.pos = probe.pos;
+                self.state = State::Value(Val::StringLzf { left_in: clen, dec: LzfStream::new(ulen) });
+                Ok(None)
+            }
+            _ => {
+                let s = cur.string()?.to_bytes()?;
+                self.state = State::KeyEnd;
+                Ok(self.chunk(Chunk::String(s)))
+            }
+        }
+    }
+
+    /// A run of elements of a collection stored element by element.
+    fn seq(&mut self, kind: SeqKind, mut left: u64, cur: &mut Cur) -> Res<Option<Event>> {
+        let max = self.opts.chunk_items;
+        let max_bytes = self.opts.chunk_bytes;
+        let mut items: Vec<Bytes> = Vec::new();
+        let mut zs: Vec<(Bytes, f64)> = Vec::new();
+        let mut hs: Vec<HashField> = Vec::new();
+        let mut n = 0usize;
+        while left > 0 && n < max && cur.pos < max_bytes {
+            let start = cur.pos;
+            let r: Res<()> = (|| {
+                match kind {
+                    SeqKind::List | SeqKind::Set => items.push(cur.bytes_string()?),
+                    SeqKind::ZsetText => {
+                        let m = cur.bytes_string()?;
+                        zs.push((m, cur.text_double()?));
+                    }
+                    SeqKind::ZsetBinary => {
+                        let m = cur.bytes_string()?;
+                        zs.push((m, cur.le_f64()?));
+                    }
+                    SeqKind::Hash => {
+                        let field = cur.bytes_string()?;
+                        let value = cur.bytes_string()?;
+                        hs.push(HashField { field, value, expire_at_ms: None });
+                    }
+                    SeqKind::HashTtl(min) => {
+                        let ttl = cur.length("hash field TTL")?;
+                        let field = cur.bytes_string()?;
+                        let value = cur.bytes_string()?;
+                        let expire_at_ms = match (ttl, min) {
+                            (0, _) => None,
+                            (t, Some(min)) => Some((t as i64).wrapping_add(min).wrapping_sub(1)),
+                            (t, None) => Some(t as i64),
+                        };
+                        hs.push(HashField { field, value, expire_at_ms });
+                    }
+                }
+                Ok(())
+            })();
+            match r {
+                Ok(()) => {}
+                Err(Stop::More(need)) if n == 0 => return Err(Stop::More(need)),
+                Err(Stop::More(_)) => {
+                    // Keep what is complete; the partial element is re-read next step.
+                    cur.pos = start;
+                    items.truncate(n);
+                    zs.truncate(n);
+                    hs.truncate(n);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            n += 1;
+            left -= 1;
+        }
+        self.state = if left == 0 { State::KeyEnd } else { State::Value(Val::Seq { kind, left }) };
+        let c = match kind {
+            SeqKind::List => Chunk::ListItems(items),
+            SeqKind::Set => Chunk::SetMembers(items),
+            SeqKind::ZsetText | SeqKind::ZsetBinary => Chunk::ZsetMembers(zs),
+            SeqKind::Hash | SeqKind::HashTtl(_) => Chunk::HashFields(hs),
+        };
+        Ok(self.chunk(c))
+    }
+
+    /// Decode a whole compact-encoded value.
+    fn blob(&mut self, blob: RStr) -> Res<Option<Chunk>> {
+        let owned = blob.to_bytes()?;
+        let b = &owned[..];
+        let t = self.cur_type;
+        let item = |i: Item| -> Bytes {
+            match i {
+                Item::Str(s) => owned.slice_ref(s),
+                Item::Int(v) => Bytes::from(v.to_string()),
+            }
+        };
+        let fail = |e: String| Stop::Bad(0, format!("{} blob: {e}", type_name(t)));
+        let chunk = match t {
+            TYPE_LIST_ZIPLIST => {
+                let mut v = Vec::new();
+                encodings::ziplist(b, |i| {
+                    v.push(item(i));
+                    Ok(())
+                })
+                .map_err(fail)?;
+                Chunk::ListItems(v)
+            }
+            TYPE_SET_INTSET => {
+                let mut v = Vec::new();
+                encodings::intset(b, |i| {
+                    v.push(Bytes::from(i.to_string()));
+                    Ok(())
+                })
+                .map_err(fail)?;
+                Chunk::SetMembers(v)
+            }
+            TYPE_SET_LISTPACK => {
+                let mut v = Vec::new();
+                encodings::listpack(b, |i| {
+                    v.push(item(i));
+                    Ok(())
+                })
+                .map_err(fail)?;
+                Chunk::SetMembers(v)
+            }
+            TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => {
+                let flat = items_of(b, t == TYPE_ZSET_LISTPACK).map_err(fail)?;
+                if flat.len() % 2 != 0 {
+                    return Err(fail(format!("{} elements, expected member/score pairs", flat.len())));
+                }
+                let mut v = Vec::with_capacity(flat.len() / 2);
+                for pair in flat.chunks_exact(2) {
+                    let score = match pair[1] {
+                        Item::Int(i) => i as f64,
+                        Item::Str(s) => super::cursor::parse_f64(s)
+                            .ok_or_else(|| fail(format!("score {:?} is not a number", String::from_utf8_lossy(s))))?,
+                    };
+                    v.push((item(pair[0]), score));
+                }
+                Chunk::ZsetMembers(v)
+            }
+            TYPE_HASH_ZIPMAP => {
+                let mut v = Vec::new();
+                encodings::zipmap(b, |f, val| {
+                    v.push(HashField { field: owned.slice_ref(f), value: owned.slice_ref(val), expire_at_ms: None });
+                    Ok(())
+                })
+                .map_err(fail)?;
+                Chunk::HashFields(v)
+            }
+            TYPE_HASH_ZIPLIST | TYPE_HASH_LISTPACK | TYPE_HASH_LISTPACK_EX | TYPE_HASH_LISTPACK_EX_PRE_GA => {
+                let flat = items_of(b, t != TYPE_HASH_ZIPLIST).map_err(fail)?;
+                let width = if t == TYPE_HASH_LISTPACK_EX || t == TYPE_HASH_LISTPACK_EX_PRE_GA { 3 } else { 2 };
+                if flat.len() % width != 0 {
+                    return Err(fail(format!("{} elements, expected groups of {width}", flat.len())));
+                }
+                let mut v = Vec::with_capacity(flat.len() / width);
+                for g in flat.chunks_exact(width) {
+                    let expire_at_ms = if width == 3 {
+                        match g[2].as_int() {
+                            Some(0) => None,
+                            Some(ms) => Some(ms),
+                            None => return Err(fail("field TTL is not an integer".into())),
+                        }
+                    } else {
+                        None
+                    };
+                    v.push(HashField { field: item(g[0]), value: item(g[1]), expire_at_ms });
+                }
+                Chunk::HashFields(v)
+            }
+            _ => return Err(fail("not a blob-encoded type".into())),
+        };
+        let empty = match &chunk {
+            Chunk::ListItems(v) | Chunk::SetMembers(v) => v.is_empty(),
+            Chunk::ZsetMembers(v) => v.is_empty(),
+            Chunk::HashFields(v) => v.is_empty(),
+            _ => false,
+        };
+        Ok(if empty { None } else { Some(chunk) })
+    }
+
+    fn quicklist_node(&mut self, left: u64, cur: &mut Cur) -> Res<Option<Event>> {
+        let v2 = self.cur_type == TYPE_LIST_QUICKLIST_2;
+        let at = cur.pos;
+        let container = if v2 { cur.length("quicklist node container")? } else { QUICKLIST_NODE_PACKED };
+        let blob = cur.string()?;
+        let left = left - 1;
+        self.state = if left == 0 { State::KeyEnd } else { State::Value(Val::Quicklist { left }) };
+        let items = match container {
+            QUICKLIST_NODE_PLAIN => vec![blob.to_bytes()?],
+            QUICKLIST_NODE_PACKED => {
+                let owned = blob.to_bytes()?;
+                let flat = match items_of(&owned, v2) {
+                    Ok(f) => f,
+                    Err(e) => return bad(at, format!("quicklist node: {e}")),
+                };
+                flat.into_iter()
+                    .map(|i| match i {
+                        Item::Str(s) => owned.slice_ref(s),
+                        Item::Int(n) => Bytes::from(n.to_string()),
+                    })
+                    .collect()
+            }
+            c => return bad(at, format!("quicklist node container {c}, expected 1 (plain) or 2 (packed)")),
+        };
+        Ok(if items.is_empty() { None } else { self.chunk(Chunk::ListItems(items)) })
+    }
+}
+
+/// Every element of a listpack (or ziplist) blob, in order.
+fn items_of(b: &[u8], is_listpack: bool) -> Result<Vec<Item<'_>>, String> {
+    let mut v = Vec::new();
+    let push = |i| {
+        v.push(i);
+        Ok(())
+    };
+    if is_listpack {
+        encodings::listpack(b, push)?;
+    } else {
+        encodings::ziplist(b, push)?;
+    }
+    Ok(v)
+}
+
+fn next_group(groups: u64) -> State {
+    if groups <= 1 {
+        State::KeyEnd
+    } else {
+        State::Value(Val::StreamGroup { groups: groups - 1 })
+    }
+}
+
+fn next_consumer(groups: u64, consumers: u64) -> State {
+    if consumers <= 1 {
+        next_group(groups)
+    } else {
+        State::Value(Val::StreamConsumer { groups, consumers: consumers - 1 })
+    }
+}
+
+fn clone_val(v: &Val) -> Val {
+    match *v {
+        Val::StringStart => Val::StringStart,
+        Val::StringRaw { left } => Val::StringRaw { left },
+        // Never cloned: its handler restores it itself.
+        Val::StringLzf { left_in, .. } => Val::StringRaw { left: left_in },
+        Val::SeqStart(k) => Val::SeqStart(k),
+        Val::HashTtlStart { ga } => Val::HashTtlStart { ga },
+        Val::Seq { kind, left } => Val::Seq { kind, left },
+        Val::Blob => Val::Blob,
+        Val::QuicklistStart => Val::QuicklistStart,
+        Val::Quicklist { left } => Val::Quicklist { left },
+        Val::ModuleStart => Val::ModuleStart,
+        Val::ModuleBody => Val::ModuleBody,
+        Val::StreamStart => Val::StreamStart,
+        Val::StreamNodes { left } => Val::StreamNodes { left },
+        Val::StreamMeta => Val::StreamMeta,
+        Val::StreamGroup { groups } => Val::StreamGroup { groups },
+        Val::StreamGroupPel { groups, left } => Val::StreamGroupPel { groups, left },
+        Val::StreamConsumers { groups } => Val::StreamConsumers { groups },
+        Val::StreamConsumer { groups, consumers } => Val::StreamConsumer { groups, consumers },
+        Val::StreamConsumerPel { groups, consumers, left } => Val::StreamConsumerPel { groups, consumers, left },
+    }
+}
+
+fn stream_id(cur: &mut Cur) -> Res<StreamId> {
+    let ms = cur.length("stream ID milliseconds")?;
+    let seq = cur.length("stream ID sequence")?;
+    Ok(StreamId { ms, seq })
+}
+
+/// A stream ID stored as 16 raw big-endian bytes (PEL entries).
+fn raw_stream_id(cur: &mut Cur) -> Res<StreamId> {
+    let ms = cur.be_u64()?;
+    let seq = cur.be_u64()?;
+    Ok(StreamId { ms, seq })
+}
+
+/// Skip module opcodes up to and including the EOF opcode; a whole module
+/// aux record is one unit.
+fn skip_module_body(cur: &mut Cur) -> Res<()> {
+    loop {
+        if skip_module_ops(cur)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Skip module opcodes while they are complete in the input. Returns true at
+/// the EOF opcode; stops (with `More` if nothing was skipped) at a partial one.
+fn skip_module_ops(cur: &mut Cur) -> Res<bool> {
+    let first = cur.pos;
+    loop {
+        let start = cur.pos;
+        let r: Res<bool> = (|| {
+            let at = cur.pos;
+            match cur.length("module opcode")? {
+                MODULE_OP_EOF => return Ok(true),
+                MODULE_OP_SINT | MODULE_OP_UINT => {
+                    cur.length("module integer")?;
+                }
+                MODULE_OP_FLOAT => {
+                    cur.le_f32()?;
+                }
+                MODULE_OP_DOUBLE => {
+                    cur.le_f64()?;
+                }
+                MODULE_OP_STRING => {
+                    cur.string()?;
+                }
+                op => return bad(at, format!("unknown module value opcode {op}")),
+            }
+            Ok(false)
+        })();
+        match r {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(Stop::More(n)) if start == first => return Err(Stop::More(n)),
+            Err(Stop::More(_)) => {
+                cur.pos = start;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Decode one stream node: a listpack of entries relative to `base`.
+fn stream_listpack(lp: &[u8], base: StreamId) -> Result<Vec<StreamEntry>, String> {
+    let items = items_of(lp, true)?;
+    if items.is_empty() {
+        return Err("empty listpack in a stream node".into());
+    }
+    let mut it = items.into_iter();
+    fn next_int(it: &mut std::vec::IntoIter<Item>, what: &str) -> Result<i64, String> {
+        it.next().and_then(|i| i.as_int()).ok_or_else(|| format!("expected {what} (an integer)"))
+    }
+    let to_bytes = |i: Item| -> Bytes {
+        match i {
+            Item::Str(s) => Bytes::copy_from_slice(s),
+            Item::Int(v) => Bytes::from(v.to_string()),
+        }
+    };
+    let _count = next_int(&mut it, "the node's entry count")?;
+    let _deleted = next_int(&mut it, "the node's deleted count")?;
+    let nfields = next_int(&mut it, "the master field count")?;
+    let nfields = usize::try_from(nfields).map_err(|_| format!("master field count {nfields} is negative"))?;
+    if nfields > lp.len() {
+        return Err(format!("master field count {nfields} exceeds the listpack size"));
+    }
+    let mut master = Vec::with_capacity(nfields);
+    for _ in 0..nfields {
+        master.push(to_bytes(it.next().ok_or("master fields end early")?));
+    }
+    if next_int(&mut it, "the master entry terminator")? != 0 {
+        return Err("master entry terminator is not 0".into());
+    }
+    let mut out = Vec::new();
+    while it.len() > 0 {
+        let flags = next_int(&mut it, "entry flags")?;
+        let ms = next_int(&mut it, "entry ID milliseconds delta")?;
+        let seq = next_int(&mut it, "entry ID sequence delta")?;
+        let id = StreamId { ms: base.ms.wrapping_add(ms as u64), seq: base.seq.wrapping_add(seq as u64) };
+        let mut fields = Vec::new();
+        if flags & STREAM_ITEM_FLAG_SAMEFIELDS != 0 {
+            for f in &master {
+                fields.push(f.clone());
+                fields.push(to_bytes(it.next().ok_or("entry values end early")?));
+            }
+        } else {
+            let n = next_int(&mut it, "entry field count")?;
+            let n = usize::try_from(n).map_err(|_| format!("entry field count {n} is negative"))?;
+            if n > it.len() {
+                return Err(format!("entry field count {n} exceeds the listpack"));
+            }
+            for _ in 0..n * 2 {
+                fields.push(to_bytes(it.next().ok_or("entry fields end early")?));
+            }
+        }
+        next_int(&mut it, "entry element count")?;
+        if flags & STREAM_ITEM_FLAG_DELETED == 0 {
+            out.push(StreamEntry { id, fields });
+        }
+    }
+    Ok(out)
+}
+
+/// A key name for messages: text when printable, else escaped.
+pub fn show_key(k: &[u8]) -> String {
+    let s = String::from_utf8_lossy(k);
+    let mut out = format!("{s:?}");
+    if out.len() > 200 {
+        let mut cut = 200;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("…\"");
+    }
+    out
+}
