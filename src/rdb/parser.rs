@@ -132,7 +132,11 @@ impl Default for Parser {
 }
 
 impl Parser {
-    pub fn new(opts: ParserOptions) -> Self {
+    pub fn new(mut opts: ParserOptions) -> Self {
+        // Every step must make progress: at least one element per chunk, and
+        // room for a whole LZF token (at most 33 bytes) in a string piece.
+        opts.chunk_items = opts.chunk_items.max(1);
+        opts.chunk_bytes = opts.chunk_bytes.max(64);
         Parser {
             opts,
             state: State::Magic,

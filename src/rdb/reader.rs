@@ -53,6 +53,16 @@ impl<R: Read> RdbReader<R> {
                     return Ok(Some(ev));
                 }
                 Step::Skip(n) => self.start += n,
+                Step::More(need) if need <= self.end - self.start => {
+                    // A parser bug, not bad input; looping would hang.
+                    return Err(RdbError::Corrupt {
+                        offset: self.parser.offset(),
+                        what: format!(
+                            "internal error: parser asked for {need} bytes it already has ({})",
+                            self.parser.context()
+                        ),
+                    });
+                }
                 Step::More(need) => self.fill(need)?,
                 Step::Done => return Ok(None),
             }
