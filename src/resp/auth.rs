@@ -1,13 +1,6 @@
 //! Credentials as the task file writes them, and what an `AUTH` error reply
-//! means for the user.
-//!
-//! The task file has one string per server: `""` (no auth), `"<password>"`
-//! or `"<user>:<password>"`. The string is split on its **first** `:`, so a
-//! password may itself contain `:` when a user is given (`alice:pa:ss` is
-//! user `alice`, password `pa:ss`). A password containing `:` for the default
-//! user is written `default:<password>`. An empty user part (`:secret`)
-//! means the default user. Against Redis before 6.0, which has no users,
-//! `default:<password>` falls back to `AUTH <password>`.
+//! means for the user. The string form and its splitting rule are documented
+//! on [`Credentials`].
 
 use std::fmt;
 
@@ -17,6 +10,15 @@ use super::{cmd::Cmd, error::RespError};
 pub(crate) const DEFAULT_USER: &str = "default";
 
 /// A user (optional) and a password. `Debug` never shows the password.
+///
+/// The task file has one string per server: `""` (no auth), `"<password>"`
+/// or `"<user>:<password>"`. The string is split on its **first** `:`, so a
+/// password may itself contain `:` when a user is given (`alice:pa:ss` is
+/// user `alice`, password `pa:ss`). A password containing `:` for the
+/// default user is therefore written `default:<password>`. An empty user part
+/// (`:secret`) means the default user. Against Redis before 6.0, which has no
+/// users, `default:<password>` falls back to `AUTH <password>`; any other
+/// user is an error ([`RespError::AclUnsupported`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     user: Option<String>,

@@ -253,4 +253,52 @@ mod tests {
         ok.extend_from_slice(b":1\r\n");
         assert_eq!(scan_all(&ok), Ok(Some(ok.len())));
     }
+
+    mod agrees_with_the_codec {
+        use bytes::{Bytes, BytesMut};
+        use proptest::prelude::*;
+        use redis_protocol::resp2::{encode::extend_encode, types::BytesFrame};
+
+        use super::FrameScan;
+
+        fn frame() -> impl Strategy<Value = BytesFrame> {
+            let leaf = prop_oneof![
+                "[ -~]{0,12}".prop_map(|s| BytesFrame::SimpleString(Bytes::from(s))),
+                "[ -~]{0,12}".prop_map(|s| BytesFrame::Error(s.as_str().into())),
+                any::<i64>().prop_map(BytesFrame::Integer),
+                proptest::collection::vec(any::<u8>(), 0..40)
+                    .prop_map(|b| BytesFrame::BulkString(Bytes::from(b))),
+                Just(BytesFrame::Null),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                proptest::collection::vec(inner, 0..6).prop_map(BytesFrame::Array)
+            })
+        }
+
+        proptest! {
+            /// Fed a frame plus the start of the next one in arbitrary
+            /// pieces, the scanner waits until the first frame is whole and
+            /// then reports exactly the length the encoder produced.
+            #[test]
+            fn on_frame_length(first in frame(), second in frame(), cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+                let mut buf = BytesMut::new();
+                extend_encode(&mut buf, &first, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let first_len = buf.len();
+                extend_encode(&mut buf, &second, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut ends: Vec<usize> = cuts.iter().map(|i| i.index(buf.len() + 1)).collect();
+                ends.push(buf.len());
+                ends.sort_unstable();
+                let mut scan = FrameScan::default();
+                for end in ends {
+                    let got = scan.complete_len(&buf[..end]);
+                    if end < first_len {
+                        prop_assert_eq!(got, Ok(None));
+                    } else {
+                        prop_assert_eq!(got, Ok(Some(first_len)));
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
