@@ -144,8 +144,8 @@ impl Value {
 }
 
 /// Short, escaped, one-line rendering for messages and logs: bulk strings
-/// are cut after [`DISPLAY_BYTES`] bytes and arrays after [`DISPLAY_ITEMS`]
-/// items, because a value may be megabytes long.
+/// are cut after 64 bytes and arrays after 8 items, because a value may be
+/// megabytes long.
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
