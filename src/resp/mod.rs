@@ -1,1 +1,28 @@
-//! RESP2 connection (placeholder until written).
+//! RESP2 client: an async connection to a Redis server (or twemproxy) on
+//! tokio, built on the redis-protocol codec.
+//!
+//! A caller builds [`Cmd`]s (binary-safe argument vectors) and hands them to
+//! a [`Connection`], one at a time ([`Connection::send`],
+//! [`Connection::query`]) or as a pipeline ([`Connection::pipeline`]: all
+//! commands go out without waiting, replies come back in order). The
+//! connection encodes them with the codec, reads replies into a buffer, finds
+//! frame boundaries with a small resumable scanner, and decodes each reply
+//! into a [`Value`]. Failures are [`RespError`]s that name the address, the
+//! command and, for authentication, which credential to fix.
+//!
+//! Parts: `cmd` (what is sent), `value` (what comes back), `auth`
+//! ([`Credentials`] and the meaning of AUTH rejections), `scan` (frame
+//! boundaries, no I/O), `connection` (sockets and timeouts), `error`.
+
+mod auth;
+mod cmd;
+mod connection;
+mod error;
+mod scan;
+mod value;
+
+pub use auth::Credentials;
+pub use cmd::Cmd;
+pub use connection::{ConnectOptions, Connection};
+pub use error::RespError;
+pub use value::Value;

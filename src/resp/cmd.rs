@@ -1,0 +1,149 @@
+//! A command to send: an argument vector of binary-safe byte strings, encoded
+//! as a RESP2 array of bulk strings by the connection.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// Commands whose first argument alone does not say what is being waited on
+/// (`CONFIG GET` vs `CONFIG SET`), so messages name the subcommand too.
+const CONTAINER_COMMANDS: &[&str] = &[
+    "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "MEMORY", "MODULE",
+    "OBJECT", "REPLCONF", "SCRIPT", "XGROUP", "XINFO",
+];
+
+/// Commands whose arguments are secrets and must never reach a log line.
+const SECRET_COMMANDS: &[&str] = &["AUTH", "HELLO", "MIGRATE", "ACL"];
+
+/// Longest command name kept in messages; a garbage first argument must not
+/// make an error message megabytes long.
+const NAME_MAX: usize = 32;
+
+/// One command: `Cmd::new("SET").arg(key).arg(value)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cmd {
+    args: Vec<Bytes>,
+}
+
+impl Cmd {
+    /// Starts a command with its name.
+    pub fn new(name: impl AsRef<[u8]>) -> Cmd {
+        Cmd {
+            args: vec![Bytes::copy_from_slice(name.as_ref())],
+        }
+    }
+
+    /// A command from a whole argument vector, name first.
+    pub fn from_args<I, A>(args: I) -> Cmd
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<[u8]>,
+    {
+        Cmd {
+            args: args
+                .into_iter()
+                .map(|a| Bytes::copy_from_slice(a.as_ref()))
+                .collect(),
+        }
+    }
+
+    /// Appends an argument (copied).
+    pub fn arg(mut self, arg: impl AsRef<[u8]>) -> Cmd {
+        self.push_arg(arg);
+        self
+    }
+
+    /// Appends an argument without copying it, for large values already in
+    /// a `Bytes` (e.g. a RESTORE payload).
+    pub fn arg_bytes(mut self, arg: Bytes) -> Cmd {
+        self.args.push(arg);
+        self
+    }
+
+    /// Appends an argument in place, for building commands in a loop.
+    pub fn push_arg(&mut self, arg: impl AsRef<[u8]>) {
+        self.args.push(Bytes::copy_from_slice(arg.as_ref()));
+    }
+
+    pub fn args(&self) -> &[Bytes] {
+        &self.args
+    }
+
+    /// The command's name for messages, upper-cased, with the subcommand for
+    /// container commands (`CONFIG GET`). Never includes keys or values.
+    pub fn name(&self) -> String {
+        let word = |i: usize| {
+            self.args.get(i).map(|a| {
+                let cut = &a[..a.len().min(NAME_MAX)];
+                String::from_utf8_lossy(cut).to_ascii_uppercase()
+            })
+        };
+        let Some(first) = word(0) else {
+            return "(empty command)".to_string();
+        };
+        match word(1) {
+            Some(sub) if CONTAINER_COMMANDS.contains(&first.as_str()) => format!("{first} {sub}"),
+            _ => first,
+        }
+    }
+}
+
+/// Shows arguments escaped, except that commands carrying secrets show only
+/// their name, so a `{:?}` in a log never leaks a password.
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first = self
+            .args
+            .first()
+            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase());
+        if first
+            .as_deref()
+            .is_some_and(|name| SECRET_COMMANDS.contains(&name))
+        {
+            return write!(
+                f,
+                "Cmd({} <{} args redacted>)",
+                self.name(),
+                self.args.len() - 1
+            );
+        }
+        let mut list = f.debug_list();
+        for arg in &self.args {
+            list.entry(&crate::resp::value::escape_preview(arg, 64));
+        }
+        list.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_and_arg_vector_agree() {
+        let built = Cmd::new("SET").arg("k").arg([0u8, 255]);
+        let vector = Cmd::from_args([&b"SET"[..], b"k", &[0, 255]]);
+        assert_eq!(built, vector);
+        assert_eq!(built.args().len(), 3);
+    }
+
+    #[test]
+    fn names_include_subcommands_but_never_keys() {
+        assert_eq!(Cmd::from_args(["get", "secret-key"]).name(), "GET");
+        assert_eq!(
+            Cmd::from_args(["config", "get", "maxmemory"]).name(),
+            "CONFIG GET"
+        );
+        assert_eq!(Cmd::from_args(Vec::<&str>::new()).name(), "(empty command)");
+        assert_eq!(Cmd::new([b'x'; 100]).name().len(), NAME_MAX);
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let auth = format!("{:?}", Cmd::from_args(["AUTH", "alice", "hunter2"]));
+        assert!(!auth.contains("hunter2"), "{auth}");
+        assert!(auth.contains("AUTH"));
+        let get = format!("{:?}", Cmd::from_args(["GET", "k\r\n"]));
+        assert_eq!(get, r#"["GET", "k\\r\\n"]"#);
+    }
+}

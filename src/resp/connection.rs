@@ -1,0 +1,418 @@
+//! `Connection`: one TCP connection to a Redis server (or twemproxy), with
+//! connect and reply timeouts, authentication, and pipelining.
+//!
+//! Commands are encoded by the redis-protocol codec into a write buffer;
+//! replies are read into a read buffer, cut into frames by [`FrameScan`],
+//! decoded by the codec and converted to [`Value`]s. A pipeline writes and
+//! reads at the same time, so neither side's socket buffer can fill up and
+//! stall the other, and it encodes lazily so a huge batch never sits in
+//! memory twice.
+
+use std::{fmt, io, time::Duration};
+
+use bytes::BytesMut;
+use redis_protocol::{codec::Resp2, resp2::types::BorrowedFrame};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{
+    auth::{classify_rejection, AuthRejection, Credentials},
+    cmd::Cmd,
+    error::RespError,
+    scan::{FrameScan, ScanError},
+    value::{escape_preview, Value},
+};
+
+/// Free space ensured before each read: big enough that a bulk reply does
+/// not arrive in tiny pieces, small enough to keep idle connections cheap.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Encoded-but-unsent bytes kept ahead of the socket; encoding stops there
+/// and resumes as the socket drains.
+const WRITE_AHEAD: usize = 64 * 1024;
+
+/// How many bytes of a non-RESP greeting to quote in the error.
+const FOREIGN_PREVIEW: usize = 48;
+
+/// How to connect. `Default`: 5 s to connect, 30 s per reply, no password.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Bounds the TCP connect, and separately the AUTH (or PING) reply.
+    pub connect_timeout: Duration,
+    /// Longest wait with no bytes moving in either direction while replies
+    /// are outstanding; `None` waits forever.
+    pub read_timeout: Option<Duration>,
+    pub credentials: Option<Credentials>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Some(Duration::from_secs(30)),
+            credentials: None,
+        }
+    }
+}
+
+/// An authenticated RESP2 connection.
+///
+/// After any I/O or protocol error, or if a pipeline future is dropped before
+/// it finishes, replies may still be in flight; the connection then refuses
+/// further commands with [`RespError::Unusable`] instead of handing out the
+/// wrong command's reply.
+pub struct Connection {
+    stream: TcpStream,
+    addr: String,
+    codec: Resp2,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    scan: FrameScan,
+    read_timeout: Option<Duration>,
+    /// Whether the peer has sent at least one valid frame: bad bytes before
+    /// that mean "not a Redis server", after it a protocol error.
+    spoke_resp: bool,
+    unusable: Option<String>,
+}
+
+enum Progress {
+    Read(usize),
+    Wrote(usize),
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`) and authenticates. Without
+    /// credentials it sends `PING`, so a server that needs a password or a
+    /// peer that is not Redis is reported here rather than on first use.
+    pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connection, RespError> {
+        let stream = match timeout(opts.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(RespError::ConnectTimeout {
+                    addr: addr.to_owned(),
+                    timeout: opts.connect_timeout,
+                })
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Err(RespError::ConnectRefused {
+                    addr: addr.to_owned(),
+                })
+            }
+            Ok(Err(source)) => {
+                return Err(RespError::Connect {
+                    addr: addr.to_owned(),
+                    source,
+                })
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        // Callers batch commands themselves; Nagle would only hold back the
+        // tail of each batch. Failing to set it costs latency, not
+        // correctness, so the error is not worth failing the connect for.
+        let _ = stream.set_nodelay(true);
+        let mut conn = Connection {
+            stream,
+            addr: addr.to_owned(),
+            codec: Resp2::default(),
+            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            write_buf: BytesMut::new(),
+            scan: FrameScan::default(),
+            // A peer that accepts and then stays silent is as unreachable as
+            // one that never accepts, so the handshake shares the bound.
+            read_timeout: Some(opts.connect_timeout),
+            spoke_resp: false,
+            unusable: None,
+        };
+        match &opts.credentials {
+            Some(creds) => conn.authenticate(creds).await?,
+            None => conn.probe().await?,
+        }
+        conn.read_timeout = opts.read_timeout;
+        Ok(conn)
+    }
+
+    async fn authenticate(&mut self, creds: &Credentials) -> Result<(), RespError> {
+        let Value::Error(reply) = self.send(&creds.auth_cmd()).await? else {
+            return Ok(());
+        };
+        match classify_rejection(&self.addr, creds, &reply) {
+            AuthRejection::Fatal(e) => Err(e),
+            AuthRejection::RetryPasswordOnly => {
+                let Value::Error(reply) = self.send(&creds.password_only_cmd()).await? else {
+                    return Ok(());
+                };
+                let bare = Credentials::new(None, creds.password());
+                match classify_rejection(&self.addr, &bare, &reply) {
+                    AuthRejection::Fatal(e) => Err(e),
+                    AuthRejection::RetryPasswordOnly => Err(RespError::AuthFailed {
+                        addr: self.addr.clone(),
+                        server: reply,
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn probe(&mut self) -> Result<(), RespError> {
+        let ping = Cmd::new("PING");
+        match self.send(&ping).await? {
+            Value::Error(msg) if is_noauth(&msg) => Err(RespError::AuthRequired {
+                addr: self.addr.clone(),
+            }),
+            // PING renamed away with rename-command: the server still works.
+            Value::Error(msg) if msg.starts_with("ERR unknown command") => Ok(()),
+            Value::Error(message) => Err(RespError::Server {
+                addr: self.addr.clone(),
+                command: ping.name(),
+                message,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends one command and returns its reply; an error reply is returned
+    /// as [`Value::Error`].
+    pub async fn send(&mut self, cmd: &Cmd) -> Result<Value, RespError> {
+        let mut replies = self.pipeline(std::slice::from_ref(cmd)).await?;
+        replies.pop().ok_or_else(|| RespError::Protocol {
+            addr: self.addr.clone(),
+            command: cmd.name(),
+            detail: "no reply decoded".to_owned(),
+        })
+    }
+
+    /// Like [`send`](Self::send), but an error reply becomes
+    /// [`RespError::Server`] naming the command (or
+    /// [`RespError::AuthRequired`] for `NOAUTH`).
+    pub async fn query(&mut self, cmd: &Cmd) -> Result<Value, RespError> {
+        match self.send(cmd).await? {
+            Value::Error(msg) if is_noauth(&msg) => Err(RespError::AuthRequired {
+                addr: self.addr.clone(),
+            }),
+            Value::Error(message) => Err(RespError::Server {
+                addr: self.addr.clone(),
+                command: cmd.name(),
+                message,
+            }),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Sends all commands without waiting between them and returns one
+    /// reply per command, in order. Error replies are values; only I/O and
+    /// protocol failures fail the call.
+    pub async fn pipeline(&mut self, cmds: &[Cmd]) -> Result<Vec<Value>, RespError> {
+        if let Some(reason) = &self.unusable {
+            return Err(RespError::Unusable {
+                addr: self.addr.clone(),
+                reason: reason.clone(),
+            });
+        }
+        // Redis never answers an empty command, so sending one would hang
+        // the pipeline; refuse before anything is written.
+        if cmds.iter().any(|c| c.args().is_empty()) {
+            return Err(RespError::EmptyCommand {
+                addr: self.addr.clone(),
+            });
+        }
+        // Stays set if this future is dropped half-way.
+        self.unusable = Some("an earlier pipeline was cancelled before its replies arrived".into());
+        let result = self.exchange(cmds).await;
+        self.unusable = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    async fn exchange(&mut self, cmds: &[Cmd]) -> Result<Vec<Value>, RespError> {
+        let mut replies = Vec::with_capacity(cmds.len());
+        let mut encoded = 0;
+        while replies.len() < cmds.len() {
+            while encoded < cmds.len() && self.write_buf.len() < WRITE_AHEAD {
+                self.encode(&cmds[encoded])?;
+                encoded += 1;
+            }
+            while let Some(cmd) = cmds.get(replies.len()) {
+                match self.decode(cmd)? {
+                    Some(reply) => replies.push(reply),
+                    None => break,
+                }
+            }
+            if let Some(cmd) = cmds.get(replies.len()) {
+                self.make_progress(cmd).await?;
+            }
+        }
+        if encoded < cmds.len() || !self.write_buf.is_empty() {
+            return Err(RespError::Protocol {
+                addr: self.addr.clone(),
+                command: cmds[encoded.min(cmds.len() - 1)].name(),
+                detail: "replies arrived for commands not yet sent".to_owned(),
+            });
+        }
+        Ok(replies)
+    }
+
+    fn encode(&mut self, cmd: &Cmd) -> Result<(), RespError> {
+        let args: Vec<BorrowedFrame<'_>> = cmd
+            .args()
+            .iter()
+            .map(|a| BorrowedFrame::BulkString(a))
+            .collect();
+        self.codec
+            .encode(BorrowedFrame::Array(&args), &mut self.write_buf)
+            .map_err(|e| RespError::Io {
+                addr: self.addr.clone(),
+                command: cmd.name(),
+                source: io::Error::other(e.to_string()),
+            })
+    }
+
+    /// Decodes the next reply if it has fully arrived.
+    fn decode(&mut self, cmd: &Cmd) -> Result<Option<Value>, RespError> {
+        let len = match self.scan.complete_len(&self.read_buf) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(self.bad_bytes(cmd, e)),
+        };
+        let nil_array = self.read_buf.starts_with(b"*-1\r\n");
+        let before = self.read_buf.len();
+        let frame = self.codec.decode(&mut self.read_buf);
+        let consumed = before - self.read_buf.len();
+        let detail = match frame {
+            Ok(Some(frame)) if consumed == len => {
+                self.spoke_resp = true;
+                return Ok(Some(Value::from_frame(frame, nil_array)));
+            }
+            Ok(Some(_)) => format!("decoder took {consumed} bytes of a {len}-byte frame"),
+            Ok(None) => format!("decoder wants more than the {len}-byte frame"),
+            Err(e) => e.to_string(),
+        };
+        Err(RespError::Protocol {
+            addr: self.addr.clone(),
+            command: cmd.name(),
+            detail,
+        })
+    }
+
+    fn bad_bytes(&self, cmd: &Cmd, e: ScanError) -> RespError {
+        if self.spoke_resp {
+            RespError::Protocol {
+                addr: self.addr.clone(),
+                command: cmd.name(),
+                detail: format!(
+                    "{} at byte {} of the reply: \"{}\"",
+                    e.reason,
+                    e.offset,
+                    escape_preview(&self.read_buf, FOREIGN_PREVIEW)
+                ),
+            }
+        } else {
+            RespError::NotResp {
+                addr: self.addr.clone(),
+                got: escape_preview(&self.read_buf, FOREIGN_PREVIEW),
+            }
+        }
+    }
+
+    /// Waits until some bytes are written or read; `waiting_on` is the
+    /// command whose reply is due next, for messages.
+    async fn make_progress(&mut self, waiting_on: &Cmd) -> Result<(), RespError> {
+        let Connection {
+            stream,
+            read_buf,
+            write_buf,
+            read_timeout,
+            addr,
+            ..
+        } = self;
+        if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
+            read_buf.reserve(READ_CHUNK);
+        }
+        let (mut rd, mut wr) = stream.split();
+        let io = async {
+            if write_buf.is_empty() {
+                rd.read_buf(read_buf).await.map(Progress::Read)
+            } else {
+                // Both halves are cancel-safe: a branch that loses moved no
+                // bytes.
+                tokio::select! {
+                    r = rd.read_buf(read_buf) => r.map(Progress::Read),
+                    w = wr.write_buf(write_buf) => w.map(Progress::Wrote),
+                }
+            }
+        };
+        let step = match *read_timeout {
+            Some(limit) => timeout(limit, io).await.map_err(|_| RespError::Timeout {
+                addr: addr.clone(),
+                command: waiting_on.name(),
+                timeout: limit,
+            })?,
+            None => io.await,
+        };
+        let closed = || RespError::Closed {
+            addr: addr.clone(),
+            command: waiting_on.name(),
+        };
+        match step {
+            Ok(Progress::Read(0) | Progress::Wrote(0)) => Err(closed()),
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Err(closed())
+            }
+            Err(source) => Err(RespError::Io {
+                addr: addr.clone(),
+                command: waiting_on.name(),
+                source,
+            }),
+        }
+    }
+
+    /// The address this connection was opened with.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    pub fn set_read_timeout(&mut self, limit: Option<Duration>) {
+        self.read_timeout = limit;
+    }
+
+    /// False after an error or a cancelled pipeline (see the type docs).
+    pub fn is_usable(&self) -> bool {
+        self.unusable.is_none()
+    }
+
+    /// Gives up the socket, for a caller that speaks a different framing
+    /// from here on (the replication stream after `PSYNC`). The bytes are
+    /// whatever was read but not yet decoded; they come first.
+    pub fn into_inner(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.read_buf)
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .field("usable", &self.unusable.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `NOAUTH Authentication required.`; Redis before 2.8 said `ERR operation
+/// not permitted`.
+fn is_noauth(msg: &str) -> bool {
+    msg.starts_with("NOAUTH") || msg.contains("operation not permitted")
+}
