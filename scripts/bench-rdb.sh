@@ -133,9 +133,10 @@ def fig(values, fmt):
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 md = open(md_path).read() if os.path.exists(md_path) else (
-    "# Benchmarks\n\nWritten by `make bench` (scripts/bench-rdb.sh and later scripts). "
-    "Medians of the runs, min–max in brackets; the machine is shared and noisy, so "
-    "compare figures from the same run only.\n")
+    "# Benchmarks\n\nWritten by `make bench` (scripts/bench-rdb.sh and later scripts): each "
+    "benchmark owns the section between its `<!-- bench:… -->` markers and rewrites it on "
+    "every run. Medians of the runs, min–max in brackets; the machine is shared and noisy, "
+    "so compare figures from the same run only.\n")
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 for name, runs in rows.items():
     rss, wall, cpu = ([r[i] for r in runs] for i in range(3))
