@@ -1,0 +1,62 @@
+# shardsync — build, test, demo and benchmark entry points.
+# Every target that needs Redis or nutcracker runs `deps` first, which installs
+# what is missing (scripts/deps.sh; idempotent, quick when all is there).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Honour CARGO_TARGET_DIR, as cargo does, to find the binary.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN := $(TARGET_DIR)/release/shardsync
+SAMPLE_RDB := assets/sample.rdb
+
+# Tests that need an older Redis (RDB 9, RESTORE into an older destination) read this.
+SHARDSYNC_REDIS6_BIN ?= $(CURDIR)/.deps/redis-6.0.9/redis-server
+export SHARDSYNC_REDIS6_BIN
+
+.PHONY: help deps build test demo bench fuzz sample clean-bench
+
+help:
+	@echo "make demo     set up, build, and parse the sample RDB"
+	@echo "make test     set up, then fmt, clippy and every test (what CI runs)"
+	@echo "make build    cargo build --release"
+	@echo "make bench    build the benchmark RDBs (once), measure, write BENCHMARKS.md, cargo bench"
+	@echo "make fuzz     the long randomized RDB parser test (tests/rdb_fuzz.rs, ignored by default)"
+	@echo "make sample   regenerate $(SAMPLE_RDB) from a real redis-server"
+	@echo "make deps     install redis, nutcracker, tmux, time and Redis 6.0.9 if missing"
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(CARGO) build --release
+
+# `--all-targets` builds and runs unit, integration and example tests, and runs
+# the criterion benches in test mode (each benchmark once, no timing); it skips
+# doctests, hence the second `cargo test`.
+test: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+demo: deps build $(SAMPLE_RDB)
+	$(BIN) rdb $(SAMPLE_RDB)
+
+# Only when missing: the committed file makes `make demo` instant.
+$(SAMPLE_RDB):
+	scripts/make-sample-rdb.sh $@
+
+sample:
+	scripts/make-sample-rdb.sh $(SAMPLE_RDB)
+
+# Settings: see the head of scripts/bench-rdb.sh (MIXED_KEYS, LIST_LEN, RUNS, BENCH_DIR…).
+bench: deps build
+	SHARDSYNC_BIN=$(BIN) scripts/bench-rdb.sh
+	$(CARGO) bench
+
+fuzz:
+	@test -f tests/rdb_fuzz.rs || { echo "fuzz: tests/rdb_fuzz.rs does not exist yet (the RDB parser's randomized test)"; exit 1; }
+	$(CARGO) test --release --test rdb_fuzz -- --ignored
+
+clean-bench:
+	rm -rf target/bench-data
