@@ -1,1 +1,52 @@
-fn main() {}
+//! Parser throughput on the standard 1M-key mixed dataset (PERF.md): keys/s
+//! and MB/s on one core, events consumed but not rendered.
+//!
+//! `make bench` builds `target/bench-data/mixed-1m.rdb` first (with a real
+//! redis-server, scripts/bench-rdb.sh). Without it (as under `cargo test
+//! --all-targets`) the bench says so and measures nothing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use shardsync::rdb::{Event, ParserOptions, RdbReader};
+
+fn dataset() -> Option<(PathBuf, Vec<u8>)> {
+    let dir = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    let path = dir.join("mixed-1m.rdb");
+    std::fs::read(&path).ok().map(|d| (path, d))
+}
+
+/// Parse the whole file; returns the number of keys.
+fn parse(data: &[u8], capture: Option<usize>) -> u64 {
+    let mut reader = RdbReader::with_options(data, ParserOptions { capture_payload: capture, ..Default::default() });
+    let mut keys = 0;
+    while let Some(ev) = reader.next_event().expect("the benchmark RDB parses") {
+        if let Event::KeyEnd { .. } = ev {
+            keys += 1;
+        }
+    }
+    keys
+}
+
+fn bench(c: &mut Criterion) {
+    let Some((path, data)) = dataset() else {
+        eprintln!("rdb_parse: target/bench-data/mixed-1m.rdb is missing; `make bench` builds it (skipping)");
+        return;
+    };
+    let keys = parse(&data, None);
+    eprintln!("rdb_parse: {} keys, {} bytes in {}", keys, data.len(), path.display());
+    let mut g = c.benchmark_group("rdb_parse_mixed_1m");
+    g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements(keys));
+    g.bench_function("keys", |b| b.iter(|| parse(&data, None)));
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("bytes", |b| b.iter(|| parse(&data, None)));
+    g.bench_function("bytes_with_dump_payloads", |b| b.iter(|| parse(&data, Some(16 << 20))));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -189,13 +189,7 @@ fn key_prefix(kind: u32) -> &'static str {
     }
 }
 
-fn list<W: Write>(
-    out: &mut RespWriter<W>,
-    rng: &mut StdRng,
-    key: &str,
-    len: u64,
-    batch: u64,
-) -> io::Result<()> {
+fn list<W: Write>(out: &mut RespWriter<W>, rng: &mut StdRng, key: &str, len: u64, batch: u64) -> io::Result<()> {
     let batch = batch.max(1);
     let mut element = Vec::with_capacity(32);
     let mut pushed = 0;
@@ -255,10 +249,7 @@ mod tests {
         fn line<'a>(buf: &mut &'a [u8], prefix: u8) -> usize {
             assert_eq!(buf[0], prefix);
             let end = buf.windows(2).position(|w| w == b"\r\n").expect("CRLF");
-            let n = std::str::from_utf8(&buf[1..end])
-                .expect("ascii")
-                .parse()
-                .expect("number");
+            let n = std::str::from_utf8(&buf[1..end]).expect("ascii").parse().expect("number");
             *buf = &buf[end + 2..];
             n
         }
@@ -300,10 +291,7 @@ mod tests {
             (b"PEXPIREAT", 0.10),
         ] {
             let got = share(name);
-            assert!(
-                (got - expected).abs() < 0.015,
-                "{name:?}: {got} of keys, expected {expected}"
-            );
+            assert!((got - expected).abs() < 0.015, "{name:?}: {got} of keys, expected {expected}");
         }
         for c in &cmds {
             match &c[0][..] {
@@ -311,10 +299,7 @@ mod tests {
                 b"HSET" | b"ZADD" => assert_eq!(c.len(), 2 + 20),
                 b"RPUSH" | b"SADD" => assert_eq!(c.len(), 2 + 10),
                 b"PEXPIREAT" => {
-                    let at: u64 = std::str::from_utf8(&c[2])
-                        .expect("ascii")
-                        .parse()
-                        .expect("ms");
+                    let at: u64 = std::str::from_utf8(&c[2]).expect("ascii").parse().expect("ms");
                     assert!(at >= FAR_FUTURE_MS);
                 }
                 other => panic!("unexpected command {other:?}"),

@@ -23,8 +23,8 @@ fn parse(path: &PathBuf) -> Result<(Vec<Value>, Vec<String>), RdbError> {
     let mut w = JsonWriter::new(Vec::new());
     let mut warnings = Vec::new();
     while let Some(ev) = reader.next_event()? {
-        if let Event::Warning { message, .. } = &ev {
-            warnings.push(message.clone());
+        if let Event::Warning(w) = &ev {
+            warnings.push(w.message.clone());
         }
         w.event(&ev).expect("rendering succeeds");
     }

@@ -93,7 +93,7 @@ fn big_strings_rdb(raw_len: usize, refs: usize) -> Vec<u8> {
     f.extend_from_slice(&((1 + 264 * refs) as u32).to_be_bytes());
     f.extend_from_slice(&lzf);
     f.push(0xff);
-    let crc = crc::Crc::<u64>::new(&crc::CRC_64_REDIS).checksum(&f);
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, &f);
     f.extend_from_slice(&crc.to_le_bytes());
     f
 }

@@ -17,10 +17,7 @@ use tokio::{
 type TestResult = Result<(), Box<dyn Error>>;
 
 fn opts(credentials: &str) -> ConnectOptions {
-    ConnectOptions {
-        credentials: Credentials::parse(credentials),
-        ..ConnectOptions::default()
-    }
+    ConnectOptions { credentials: Credentials::parse(credentials), ..ConnectOptions::default() }
 }
 
 async fn connect(server: &RedisServer, credentials: &str) -> Result<Connection, RespError> {
@@ -102,10 +99,7 @@ async fn pipeline_returns_1000_replies_in_order_with_an_error_in_the_middle() ->
     }
 
     // The error reply left the connection in step.
-    assert_eq!(
-        conn.query(&Cmd::new("GET").arg("counter")).await?,
-        bulk("249")
-    );
+    assert_eq!(conn.query(&Cmd::new("GET").arg("counter")).await?, bulk("249"));
     Ok(())
 }
 
@@ -116,17 +110,10 @@ async fn pipeline_larger_than_the_socket_buffers_does_not_deadlock() -> TestResu
     // ~20 MB each way: far beyond kernel socket buffers, so this only
     // finishes if writing and reading overlap.
     let value = Bytes::from(vec![b'x'; 1024]);
-    let sets: Vec<Cmd> = (0..20_000)
-        .map(|i| {
-            Cmd::new("SET")
-                .arg(format!("big:{i}"))
-                .arg_bytes(value.clone())
-        })
-        .collect();
+    let sets: Vec<Cmd> =
+        (0..20_000).map(|i| Cmd::new("SET").arg(format!("big:{i}")).arg_bytes(value.clone())).collect();
     assert!(conn.pipeline(&sets).await?.iter().all(Value::is_ok));
-    let gets: Vec<Cmd> = (0..20_000)
-        .map(|i| Cmd::new("GET").arg(format!("big:{i}")))
-        .collect();
+    let gets: Vec<Cmd> = (0..20_000).map(|i| Cmd::new("GET").arg(format!("big:{i}"))).collect();
     let replies = conn.pipeline(&gets).await?;
     assert!(replies.iter().all(|r| r.as_bytes() == Some(&value[..])));
     Ok(())
@@ -137,10 +124,7 @@ async fn query_turns_an_error_reply_into_an_error_naming_the_command() -> TestRe
     let server = RedisServer::start(RedisOptions::new())?;
     let mut conn = connect(&server, "").await?;
     conn.query(&Cmd::from_args(["SET", "s", "text"])).await?;
-    let err = conn
-        .query(&Cmd::from_args(["LPUSH", "s", "x"]))
-        .await
-        .expect_err("LPUSH on a string");
+    let err = conn.query(&Cmd::from_args(["LPUSH", "s", "x"])).await.expect_err("LPUSH on a string");
     let msg = err.to_string();
     assert!(matches!(err, RespError::Server { .. }), "{msg}");
     assert!(msg.contains("LPUSH") && msg.contains("WRONGTYPE"), "{msg}");
@@ -154,10 +138,7 @@ async fn query_turns_an_error_reply_into_an_error_naming_the_command() -> TestRe
 async fn nil_bulk_and_nil_array_are_told_apart() -> TestResult {
     let server = RedisServer::start(RedisOptions::new())?;
     let mut conn = connect(&server, "").await?;
-    assert_eq!(
-        conn.query(&Cmd::from_args(["GET", "missing"])).await?,
-        Value::Bulk(None)
-    );
+    assert_eq!(conn.query(&Cmd::from_args(["GET", "missing"])).await?, Value::Bulk(None));
     let blpop = Cmd::from_args(["BLPOP", "missing", "0.01"]);
     assert_eq!(conn.query(&blpop).await?, Value::Array(None));
     Ok(())
@@ -169,26 +150,16 @@ async fn args_and_values_are_binary_safe() -> TestResult {
     let mut conn = connect(&server, "").await?;
     let all: Vec<u8> = (0..=255).collect();
     let reversed: Vec<u8> = all.iter().rev().copied().collect();
-    conn.query(&Cmd::new("SET").arg(&all).arg(&reversed))
-        .await?;
-    assert_eq!(
-        conn.query(&Cmd::new("GET").arg(&all)).await?,
-        bulk(reversed.clone())
-    );
+    conn.query(&Cmd::new("SET").arg(&all).arg(&reversed)).await?;
+    assert_eq!(conn.query(&Cmd::new("GET").arg(&all)).await?, bulk(reversed.clone()));
     // Every single byte as a key, CR and LF and NUL included.
-    let sets: Vec<Cmd> = (0..=255u8)
-        .map(|b| Cmd::new("SET").arg([b]).arg([b, b'\r', b'\n', b]))
-        .collect();
+    let sets: Vec<Cmd> = (0..=255u8).map(|b| Cmd::new("SET").arg([b]).arg([b, b'\r', b'\n', b])).collect();
     conn.pipeline(&sets).await?;
     let gets: Vec<Cmd> = (0..=255u8).map(|b| Cmd::new("GET").arg([b])).collect();
     for (b, reply) in (0..=255u8).zip(conn.pipeline(&gets).await?) {
         assert_eq!(reply, bulk(vec![b, b'\r', b'\n', b]));
     }
-    assert_eq!(
-        server.redis_cli(&["STRLEN", "\u{7f}"])?,
-        "4",
-        "redis-cli sees what we wrote"
-    );
+    assert_eq!(server.redis_cli(&["STRLEN", "\u{7f}"])?, "4", "redis-cli sees what we wrote");
     Ok(())
 }
 
@@ -198,18 +169,12 @@ async fn requirepass_right_wrong_and_missing_password() -> TestResult {
     let addr = server.addr();
 
     let mut conn = connect(&server, "s3cret").await?;
-    assert_eq!(
-        conn.query(&Cmd::new("PING")).await?,
-        Value::Simple("PONG".into())
-    );
+    assert_eq!(conn.query(&Cmd::new("PING")).await?, Value::Simple("PONG".into()));
 
     let err = connect(&server, "nope").await.expect_err("wrong password");
     let msg = err.to_string();
     assert!(matches!(err, RespError::WrongPassword { .. }), "{msg}");
-    assert!(
-        msg.contains("wrong password") && msg.contains(&addr),
-        "{msg}"
-    );
+    assert!(msg.contains("wrong password") && msg.contains(&addr), "{msg}");
 
     let err = connect(&server, "").await.expect_err("no password");
     let msg = err.to_string();
@@ -222,15 +187,10 @@ async fn requirepass_right_wrong_and_missing_password() -> TestResult {
 #[tokio::test]
 async fn password_given_to_a_server_without_one() -> TestResult {
     let server = RedisServer::start(RedisOptions::new())?;
-    let err = connect(&server, "extra")
-        .await
-        .expect_err("no password set");
+    let err = connect(&server, "extra").await.expect_err("no password set");
     let msg = err.to_string();
     assert!(matches!(err, RespError::NoPasswordSet { .. }), "{msg}");
-    assert!(
-        msg.contains("no password set") && msg.contains("leave `password` empty"),
-        "{msg}"
-    );
+    assert!(msg.contains("no password set") && msg.contains("leave `password` empty"), "{msg}");
     Ok(())
 }
 
@@ -245,37 +205,21 @@ async fn password_with_colons_for_the_default_user() -> TestResult {
 
 #[tokio::test]
 async fn acl_user_right_wrong_password_and_unknown_user() -> TestResult {
-    let server = RedisServer::start(
-        RedisOptions::new()
-            .config("user alice on >alice:pw ~* +@all")
-            .config("user default off"),
-    )?;
+    let server =
+        RedisServer::start(RedisOptions::new().config("user alice on >alice:pw ~* +@all").config("user default off"))?;
 
     let mut conn = connect(&server, "alice:alice:pw").await?;
     let whoami = conn.query(&Cmd::from_args(["ACL", "WHOAMI"])).await?;
     assert_eq!(whoami.as_str(), Some("alice"));
 
-    let err = connect(&server, "alice:wrong")
-        .await
-        .expect_err("wrong password");
+    let err = connect(&server, "alice:wrong").await.expect_err("wrong password");
     let msg = err.to_string();
-    assert!(
-        matches!(err, RespError::WrongUserOrPassword { .. }),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("user `alice`") && msg.contains("wrong password"),
-        "{msg}"
-    );
+    assert!(matches!(err, RespError::WrongUserOrPassword { .. }), "{msg}");
+    assert!(msg.contains("user `alice`") && msg.contains("wrong password"), "{msg}");
 
-    let err = connect(&server, "bob:alice:pw")
-        .await
-        .expect_err("unknown user");
+    let err = connect(&server, "bob:alice:pw").await.expect_err("unknown user");
     let msg = err.to_string();
-    assert!(
-        msg.contains("user `bob`") && msg.contains("unknown"),
-        "{msg}"
-    );
+    assert!(msg.contains("user `bob`") && msg.contains("unknown"), "{msg}");
     assert!(msg.contains(&server.addr()), "{msg}");
 
     // With the default user off, no credentials means no access.
@@ -287,9 +231,7 @@ async fn acl_user_right_wrong_password_and_unknown_user() -> TestResult {
 #[tokio::test]
 async fn refused_connection_names_the_address() -> TestResult {
     let addr = format!("127.0.0.1:{}", free_port()?);
-    let err = Connection::connect(&addr, &opts(""))
-        .await
-        .expect_err("nothing listens there");
+    let err = Connection::connect(&addr, &opts("")).await.expect_err("nothing listens there");
     let msg = err.to_string();
     assert!(matches!(err, RespError::ConnectRefused { .. }), "{msg}");
     assert!(msg.contains("refused") && msg.contains(&addr), "{msg}");
@@ -300,21 +242,12 @@ async fn refused_connection_names_the_address() -> TestResult {
 async fn an_http_server_does_not_speak_resp() -> TestResult {
     let addr = fake_peer(|mut socket| async move {
         read_until(&mut socket, b"\r\n").await;
-        let _ = socket
-            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-            .await;
+        let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
     })
     .await?;
-    let err = Connection::connect(&addr, &opts(""))
-        .await
-        .expect_err("HTTP");
+    let err = Connection::connect(&addr, &opts("")).await.expect_err("HTTP");
     let msg = err.to_string();
-    assert!(
-        msg.contains(&format!(
-            "peer at {addr} does not speak RESP: got \"HTTP/1.1 400"
-        )),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("peer at {addr} does not speak RESP: got \"HTTP/1.1 400")), "{msg}");
     Ok(())
 }
 
@@ -322,15 +255,11 @@ async fn an_http_server_does_not_speak_resp() -> TestResult {
 async fn random_bytes_on_connect_do_not_speak_resp() -> TestResult {
     // A TLS alert, as a TLS-only port would send: binary, so it is escaped.
     let addr = fake_peer(|mut socket| async move {
-        let _ = socket
-            .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
-            .await;
+        let _ = socket.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]).await;
         stay_silent(socket).await;
     })
     .await?;
-    let err = Connection::connect(&addr, &opts("pw"))
-        .await
-        .expect_err("binary garbage");
+    let err = Connection::connect(&addr, &opts("pw")).await.expect_err("binary garbage");
     let msg = err.to_string();
     assert!(matches!(err, RespError::NotResp { .. }), "{msg}");
     assert!(msg.contains("\\x15\\x03\\x03"), "{msg}");
@@ -347,20 +276,11 @@ async fn read_timeout_names_the_command_and_poisons_the_connection() -> TestResu
     .await?;
     let mut conn = Connection::connect(&addr, &opts("")).await?;
     conn.set_read_timeout(Some(Duration::from_millis(200)));
-    let err = conn
-        .query(&Cmd::from_args(["HGETALL", "some-key"]))
-        .await
-        .expect_err("silent peer");
+    let err = conn.query(&Cmd::from_args(["HGETALL", "some-key"])).await.expect_err("silent peer");
     let msg = err.to_string();
     assert!(matches!(err, RespError::Timeout { .. }), "{msg}");
-    assert!(
-        msg.contains("HGETALL") && msg.contains(&addr) && msg.contains("200ms"),
-        "{msg}"
-    );
-    assert!(
-        !msg.contains("some-key"),
-        "keys stay out of messages: {msg}"
-    );
+    assert!(msg.contains("HGETALL") && msg.contains(&addr) && msg.contains("200ms"), "{msg}");
+    assert!(!msg.contains("some-key"), "keys stay out of messages: {msg}");
 
     // A late reply would now be taken for the next command's; refuse.
     let err = conn.query(&Cmd::new("PING")).await.expect_err("poisoned");
@@ -371,13 +291,8 @@ async fn read_timeout_names_the_command_and_poisons_the_connection() -> TestResu
 #[tokio::test]
 async fn silent_peer_during_handshake_times_out_naming_auth() -> TestResult {
     let addr = fake_peer(stay_silent).await?;
-    let options = ConnectOptions {
-        connect_timeout: Duration::from_millis(300),
-        ..opts("alice:pw")
-    };
-    let err = Connection::connect(&addr, &options)
-        .await
-        .expect_err("silent peer");
+    let options = ConnectOptions { connect_timeout: Duration::from_millis(300), ..opts("alice:pw") };
+    let err = Connection::connect(&addr, &options).await.expect_err("silent peer");
     let msg = err.to_string();
     assert!(matches!(err, RespError::Timeout { .. }), "{msg}");
     assert!(msg.contains("AUTH") && !msg.contains("pw"), "{msg}");
@@ -396,10 +311,7 @@ async fn peer_closing_mid_command_says_so() -> TestResult {
     let err = conn.query(&Cmd::new("DBSIZE")).await.expect_err("closed");
     let msg = err.to_string();
     assert!(matches!(err, RespError::Closed { .. }), "{msg}");
-    assert!(
-        msg.contains("closed by") && msg.contains(&addr) && msg.contains("DBSIZE"),
-        "{msg}"
-    );
+    assert!(msg.contains("closed by") && msg.contains(&addr) && msg.contains("DBSIZE"), "{msg}");
     Ok(())
 }
 
@@ -409,10 +321,7 @@ async fn server_shutdown_is_a_closed_connection() -> TestResult {
     let mut conn = connect(&server, "").await?;
     let addr = server.addr();
     drop(server);
-    let err = conn
-        .query(&Cmd::new("PING"))
-        .await
-        .expect_err("server gone");
+    let err = conn.query(&Cmd::new("PING")).await.expect_err("server gone");
     assert!(matches!(err, RespError::Closed { .. }), "{err}");
     assert!(err.to_string().contains(&addr), "{err}");
     Ok(())
@@ -442,15 +351,10 @@ async fn into_inner_hands_over_the_socket_and_unread_bytes() -> TestResult {
 
 #[tokio::test]
 async fn works_through_nutcracker() -> TestResult {
-    let shards = [
-        RedisServer::start(RedisOptions::new())?,
-        RedisServer::start(RedisOptions::new())?,
-    ];
+    let shards = [RedisServer::start(RedisOptions::new())?, RedisServer::start(RedisOptions::new())?];
     let proxy = Nutcracker::start(&shards.iter().map(RedisServer::addr).collect::<Vec<_>>())?;
     let mut conn = Connection::connect(&proxy.addr(), &opts("")).await?;
-    let sets: Vec<Cmd> = (0..100)
-        .map(|i| Cmd::new("SET").arg(format!("key:{i}")).arg(i.to_string()))
-        .collect();
+    let sets: Vec<Cmd> = (0..100).map(|i| Cmd::new("SET").arg(format!("key:{i}")).arg(i.to_string())).collect();
     assert!(conn.pipeline(&sets).await?.iter().all(Value::is_ok));
     // The proxy spread the keys over both shards.
     let mut total = 0;

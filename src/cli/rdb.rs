@@ -17,8 +17,8 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     loop {
         let ev = reader.next_event().wrap_err_with(|| format!("while reading {}", path.display()))?;
         let Some(ev) = ev else { break };
-        if let Event::Warning { offset, message } = &ev {
-            eprintln!("warning: {}: byte {offset}: {message}", path.display());
+        if let Event::Warning(w) = &ev {
+            eprintln!("warning: {}: byte {}: {}", path.display(), w.offset, w.message);
         }
         match sink.event(&ev) {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
@@ -62,13 +62,13 @@ impl<W: Write> Sink for Summary<W> {
     fn event(&mut self, ev: &Event) -> io::Result<()> {
         match ev {
             Event::Header { version } => writeln!(self.out, "# RDB version {version}"),
-            Event::Aux { key, value } => {
-                writeln!(self.out, "# aux {} = {}", String::from_utf8_lossy(key), String::from_utf8_lossy(value))
+            Event::Aux(kv) => {
+                writeln!(self.out, "# aux {} = {}", String::from_utf8_lossy(&kv.0), String::from_utf8_lossy(&kv.1))
             }
-            Event::Function { .. } | Event::FunctionPreGa { .. } => writeln!(self.out, "# function library"),
-            Event::ModuleAux { name, .. } => writeln!(self.out, "# module aux data of {name}"),
+            Event::Function { .. } | Event::FunctionPreGa(_) => writeln!(self.out, "# function library"),
+            Event::ModuleAux(m) => writeln!(self.out, "# module aux data of {}", m.name),
             Event::KeyStart(k) => {
-                self.key = Some(k.clone());
+                self.key = Some((**k).clone());
                 self.elements = 0;
                 self.bytes = 0;
                 Ok(())

@@ -48,13 +48,6 @@ impl<'a> RStr<'a> {
             }
         }
     }
-
-    pub fn to_bytes(&self) -> Res<Bytes> {
-        Ok(match self.bytes()? {
-            Cow::Borrowed(b) => Bytes::copy_from_slice(b),
-            Cow::Owned(v) => Bytes::from(v),
-        })
-    }
 }
 
 /// A decoded length field: a plain length or a special-encoding marker.
@@ -64,13 +57,33 @@ enum Len {
 }
 
 pub(crate) struct Cur<'a> {
+    /// The input as shared bytes, so strings are handed out as slices of it
+    /// rather than copies.
+    base: &'a Bytes,
     pub buf: &'a [u8],
     pub pos: usize,
 }
 
 impl<'a> Cur<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Cur { buf, pos: 0 }
+    pub fn new(base: &'a Bytes) -> Self {
+        Cur { base, buf: &base[..], pos: 0 }
+    }
+
+    /// A second cursor over the same input, from its start.
+    pub fn rewound(&self) -> Self {
+        Cur { base: self.base, buf: self.buf, pos: 0 }
+    }
+
+    /// A string's bytes as an owned handle: a slice of the input when stored
+    /// raw (no copy), else the decoded bytes.
+    pub fn to_bytes(&self, s: RStr<'a>) -> Res<Bytes> {
+        Ok(match s {
+            RStr::Raw(b) => self.base.slice_ref(b),
+            other => match other.bytes()? {
+                Cow::Borrowed(b) => self.base.slice_ref(b),
+                Cow::Owned(v) => Bytes::from(v),
+            },
+        })
     }
 
     pub fn take(&mut self, n: usize) -> Res<&'a [u8]> {
@@ -203,7 +216,8 @@ impl<'a> Cur<'a> {
     }
 
     pub fn bytes_string(&mut self) -> Res<Bytes> {
-        self.string()?.to_bytes()
+        let s = self.string()?;
+        self.to_bytes(s)
     }
 
     /// A double stored as text with a one-byte length (`rdbLoadDoubleValue`, zset type 3).

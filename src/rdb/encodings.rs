@@ -244,8 +244,7 @@ pub fn zipmap<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8]) -> Result<(
             255 => Ok(None),
         }
     };
-    loop {
-        let Some(klen) = read_len(&mut p)? else { break };
+    while let Some(klen) = read_len(&mut p)? {
         slice(b, p, klen, "zipmap key")?;
         let key = &b[p..p + klen];
         p += klen;

@@ -130,31 +130,59 @@ pub enum Chunk {
     HashFields(Vec<HashField>),
     ZsetMembers(Vec<(Bytes, f64)>),
     StreamEntries(Vec<StreamEntry>),
-    StreamMeta(StreamMeta),
-    StreamGroup(StreamGroup),
+    StreamMeta(Box<StreamMeta>),
+    StreamGroup(Box<StreamGroup>),
     /// A piece of the current group's PEL.
     StreamGroupPending(Vec<PendingEntry>),
-    StreamConsumer(StreamConsumer),
+    StreamConsumer(Box<StreamConsumer>),
     /// A piece of the current consumer's PEL (IDs into the group's PEL).
     StreamConsumerPending(Vec<StreamId>),
-    /// A module value the parser cannot interpret; `name` comes from its ID.
-    Module {
-        id: ModuleId,
-        name: String,
-    },
+    /// A module value the parser cannot interpret.
+    Module(Box<ModuleValue>),
 }
 
-/// What the parser yields, in file order.
+/// A module value: its type ID and the name packed in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleValue {
+    pub id: ModuleId,
+    pub name: String,
+}
+
+/// A function library from a Redis 7.0 release candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionPreGa {
+    pub name: Bytes,
+    pub engine: Bytes,
+    pub description: Option<Bytes>,
+    pub code: Bytes,
+}
+
+/// Module auxiliary data (skipped; its bytes are not interpreted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleAux {
+    pub id: ModuleId,
+    pub name: String,
+    pub when: u64,
+}
+
+/// Something skipped or partly read, at a byte offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    pub offset: u64,
+    pub message: String,
+}
+
+/// What the parser yields, in file order. Rare or large variants are boxed:
+/// events move through several layers per key, and keeping this enum small
+/// was worth a quarter of the parse time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The file header: `REDIS` (or `VALKEY`) and the format version.
+    /// The file header: `REDIS` and the format version.
     Header {
         version: u32,
     },
-    Aux {
-        key: Bytes,
-        value: Bytes,
-    },
+    /// An aux field: (name, value).
+    Aux(Box<(Bytes, Bytes)>),
     SelectDb {
         db: u64,
     },
@@ -167,25 +195,15 @@ pub enum Event {
         size: u64,
         expires_size: u64,
     },
-    /// Module auxiliary data; skipped (its bytes are not interpreted).
-    ModuleAux {
-        id: ModuleId,
-        name: String,
-        when: u64,
-    },
+    ModuleAux(Box<ModuleAux>),
     /// A function library (`RDB_OPCODE_FUNCTION2`, Redis 7.0 GA on): the code
     /// as given to `FUNCTION LOAD`.
     Function {
         code: Bytes,
     },
     /// A function from a Redis 7.0 release candidate (`RDB_OPCODE_FUNCTION_PRE_GA`).
-    FunctionPreGa {
-        name: Bytes,
-        engine: Bytes,
-        description: Option<Bytes>,
-        code: Bytes,
-    },
-    KeyStart(KeyStart),
+    FunctionPreGa(Box<FunctionPreGa>),
+    KeyStart(Box<KeyStart>),
     Chunk(Chunk),
     /// The end of the current key. `payload` is the DUMP payload (type byte,
     /// value bytes, RDB version, CRC64) when the reader was asked to capture
@@ -195,12 +213,9 @@ pub enum Event {
     },
     /// Something the parser skipped or could only partly read; the data after
     /// it is still parsed. Front ends must show these.
-    Warning {
-        offset: u64,
-        message: String,
-    },
-    /// The end of the file; the trailer's CRC64 was checked (`None`: the file
-    /// has no trailer or its checksum is disabled).
+    Warning(Box<Warning>),
+    /// The end of the file; the reader checked the trailer's CRC64 (`None`:
+    /// the file has no trailer or its checksum is disabled).
     Eof {
         checksum: Option<u64>,
     },

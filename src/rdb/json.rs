@@ -107,17 +107,18 @@ impl<W: Write> JsonWriter<W> {
 
     pub fn event(&mut self, ev: &Event) -> io::Result<()> {
         match ev {
-            Event::Aux { key, value } => {
+            Event::Aux(kv) => {
+                let (key, value) = &**kv;
                 let line = json!({ "aux": bytes_value(key), "value": bytes_value(value) });
                 writeln!(self.out, "{line}")
             }
             Event::Function { code } => writeln!(self.out, "{}", json!({ "function": { "code": bytes_value(code) } })),
-            Event::FunctionPreGa { name, engine, description, code } => writeln!(
+            Event::FunctionPreGa(f) => writeln!(
                 self.out,
                 "{}",
                 json!({ "function": {
-                    "library_name": bytes_value(name), "engine": bytes_value(engine),
-                    "description": description.as_deref().map(bytes_value), "code": bytes_value(code) } })
+                    "library_name": bytes_value(&f.name), "engine": bytes_value(&f.engine),
+                    "description": f.description.as_deref().map(bytes_value), "code": bytes_value(&f.code) } })
             ),
             Event::KeyStart(k) => {
                 self.cur = match k.kind {
@@ -137,7 +138,7 @@ impl<W: Write> JsonWriter<W> {
                     ValueKind::Zset => Current::Zset(Vec::new()),
                     ValueKind::Module => Current::Module(String::new()),
                 };
-                self.key = Some(k.clone());
+                self.key = Some((**k).clone());
                 Ok(())
             }
             Event::Chunk(c) => self.chunk(c),
@@ -161,7 +162,7 @@ impl<W: Write> JsonWriter<W> {
             (Current::Set(v), Chunk::SetMembers(m)) => v.extend(m.iter().cloned()),
             (Current::Hash(v), Chunk::HashFields(f)) => v.extend(f.iter().cloned()),
             (Current::Zset(v), Chunk::ZsetMembers(m)) => v.extend(m.iter().cloned()),
-            (Current::Module(n), Chunk::Module { name, .. }) => *n = name.clone(),
+            (Current::Module(n), Chunk::Module(m)) => *n = m.name.clone(),
             (Current::Stream { first, .. }, Chunk::StreamEntries(es)) => {
                 for e in es {
                     if !*first {
@@ -172,7 +173,7 @@ impl<W: Write> JsonWriter<W> {
                     write!(self.out, "{}", json!([e.id.to_string(), fields]))?;
                 }
             }
-            (Current::Stream { meta, .. }, Chunk::StreamMeta(m)) => *meta = Some(m.clone()),
+            (Current::Stream { meta, .. }, Chunk::StreamMeta(m)) => *meta = Some((**m).clone()),
             (Current::Stream { groups, .. }, Chunk::StreamGroup(g)) => groups.push(Group {
                 name: g.name.clone(),
                 last_id: g.last_id,
@@ -186,7 +187,7 @@ impl<W: Write> JsonWriter<W> {
             }
             (Current::Stream { groups, .. }, Chunk::StreamConsumer(c)) => {
                 if let Some(g) = groups.last_mut() {
-                    g.consumers.push((c.clone(), Vec::new()));
+                    g.consumers.push(((**c).clone(), Vec::new()));
                 }
             }
             (Current::Stream { groups, .. }, Chunk::StreamConsumerPending(ids)) => {

@@ -39,10 +39,7 @@ impl Credentials {
 
     /// An empty user is the default user, as in `parse`.
     pub fn new(user: Option<&str>, password: &str) -> Credentials {
-        Credentials {
-            user: user.filter(|u| !u.is_empty()).map(str::to_owned),
-            password: password.to_owned(),
-        }
+        Credentials { user: user.filter(|u| !u.is_empty()).map(str::to_owned), password: password.to_owned() }
     }
 
     pub fn user(&self) -> Option<&str> {
@@ -74,10 +71,7 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
+        f.debug_struct("Credentials").field("user", &self.user).field("password", &"<redacted>").finish()
     }
 }
 
@@ -107,23 +101,14 @@ pub(crate) fn classify_rejection(addr: &str, creds: &Credentials, reply: &str) -
         || lower.contains("invalid password")
     {
         match creds.acl_user() {
-            Some(user) => RespError::WrongUserOrPassword {
-                addr,
-                user: user.to_owned(),
-                server,
-            },
+            Some(user) => RespError::WrongUserOrPassword { addr, user: user.to_owned(), server },
             None => RespError::WrongPassword { addr, server },
         }
-    } else if lower.contains("no password is set")
-        || lower.contains("without any password configured")
-    {
+    } else if lower.contains("no password is set") || lower.contains("without any password configured") {
         RespError::NoPasswordSet { addr, server }
     } else if lower.contains("wrong number of arguments") && creds.user().is_some() {
         match creds.acl_user() {
-            Some(user) => RespError::AclUnsupported {
-                addr,
-                user: user.to_owned(),
-            },
+            Some(user) => RespError::AclUnsupported { addr, user: user.to_owned() },
             None => return AuthRejection::RetryPasswordOnly,
         }
     } else {
@@ -152,10 +137,7 @@ mod tests {
     #[test]
     fn auth_command_matches_the_form() {
         let with_user = Credentials::parse("alice:pw").expect("credentials");
-        assert_eq!(
-            with_user.auth_cmd(),
-            Cmd::from_args(["AUTH", "alice", "pw"])
-        );
+        assert_eq!(with_user.auth_cmd(), Cmd::from_args(["AUTH", "alice", "pw"]));
         let bare = Credentials::parse("pw").expect("credentials");
         assert_eq!(bare.auth_cmd(), Cmd::from_args(["AUTH", "pw"]));
     }
@@ -163,10 +145,7 @@ mod tests {
     #[test]
     fn debug_hides_the_password() {
         let shown = format!("{:?}", Credentials::parse("alice:hunter2"));
-        assert!(
-            shown.contains("alice") && !shown.contains("hunter2"),
-            "{shown}"
-        );
+        assert!(shown.contains("alice") && !shown.contains("hunter2"), "{shown}");
     }
 
     fn classify(spec: &str, reply: &str) -> String {
@@ -181,10 +160,7 @@ mod tests {
     fn rejections_name_the_wrong_credential() {
         let wrongpass = "WRONGPASS invalid username-password pair or user is disabled.";
         let msg = classify("pw", wrongpass);
-        assert!(
-            msg.contains("wrong password") && msg.contains("10.0.0.1:6379"),
-            "{msg}"
-        );
+        assert!(msg.contains("wrong password") && msg.contains("10.0.0.1:6379"), "{msg}");
         let msg = classify("default:pw", wrongpass);
         assert!(msg.contains("wrong password"), "{msg}");
         let msg = classify("alice:pw", wrongpass);

@@ -8,8 +8,8 @@ use bytes::Bytes;
 /// Commands whose first argument alone does not say what is being waited on
 /// (`CONFIG GET` vs `CONFIG SET`), so messages name the subcommand too.
 const CONTAINER_COMMANDS: &[&str] = &[
-    "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "MEMORY", "MODULE",
-    "OBJECT", "REPLCONF", "SCRIPT", "XGROUP", "XINFO",
+    "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "MEMORY", "MODULE", "OBJECT", "REPLCONF",
+    "SCRIPT", "XGROUP", "XINFO",
 ];
 
 /// Commands whose arguments are secrets and must never reach a log line.
@@ -28,9 +28,7 @@ pub struct Cmd {
 impl Cmd {
     /// Starts a command with its name.
     pub fn new(name: impl AsRef<[u8]>) -> Cmd {
-        Cmd {
-            args: vec![Bytes::copy_from_slice(name.as_ref())],
-        }
+        Cmd { args: vec![Bytes::copy_from_slice(name.as_ref())] }
     }
 
     /// A command from a whole argument vector, name first.
@@ -39,12 +37,7 @@ impl Cmd {
         I: IntoIterator<Item = A>,
         A: AsRef<[u8]>,
     {
-        Cmd {
-            args: args
-                .into_iter()
-                .map(|a| Bytes::copy_from_slice(a.as_ref()))
-                .collect(),
-        }
+        Cmd { args: args.into_iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect() }
     }
 
     /// Appends an argument (copied).
@@ -92,20 +85,9 @@ impl Cmd {
 /// their name, so a `{:?}` in a log never leaks a password.
 impl fmt::Debug for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let first = self
-            .args
-            .first()
-            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase());
-        if first
-            .as_deref()
-            .is_some_and(|name| SECRET_COMMANDS.contains(&name))
-        {
-            return write!(
-                f,
-                "Cmd({} <{} args redacted>)",
-                self.name(),
-                self.args.len() - 1
-            );
+        let first = self.args.first().map(|a| String::from_utf8_lossy(a).to_ascii_uppercase());
+        if first.as_deref().is_some_and(|name| SECRET_COMMANDS.contains(&name)) {
+            return write!(f, "Cmd({} <{} args redacted>)", self.name(), self.args.len() - 1);
         }
         let mut list = f.debug_list();
         for arg in &self.args {
@@ -130,10 +112,7 @@ mod tests {
     #[test]
     fn names_include_subcommands_but_never_keys() {
         assert_eq!(Cmd::from_args(["get", "secret-key"]).name(), "GET");
-        assert_eq!(
-            Cmd::from_args(["config", "get", "maxmemory"]).name(),
-            "CONFIG GET"
-        );
+        assert_eq!(Cmd::from_args(["config", "get", "maxmemory"]).name(), "CONFIG GET");
         assert_eq!(Cmd::from_args(Vec::<&str>::new()).name(), "(empty command)");
         assert_eq!(Cmd::new([b'x'; 100]).name().len(), NAME_MAX);
     }

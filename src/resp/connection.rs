@@ -90,23 +90,11 @@ impl Connection {
     /// peer that is not Redis is reported here rather than on first use.
     pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connection, RespError> {
         let stream = match timeout(opts.connect_timeout, TcpStream::connect(addr)).await {
-            Err(_) => {
-                return Err(RespError::ConnectTimeout {
-                    addr: addr.to_owned(),
-                    timeout: opts.connect_timeout,
-                })
-            }
+            Err(_) => return Err(RespError::ConnectTimeout { addr: addr.to_owned(), timeout: opts.connect_timeout }),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(RespError::ConnectRefused {
-                    addr: addr.to_owned(),
-                })
+                return Err(RespError::ConnectRefused { addr: addr.to_owned() })
             }
-            Ok(Err(source)) => {
-                return Err(RespError::Connect {
-                    addr: addr.to_owned(),
-                    source,
-                })
-            }
+            Ok(Err(source)) => return Err(RespError::Connect { addr: addr.to_owned(), source }),
             Ok(Ok(stream)) => stream,
         };
         // Callers batch commands themselves; Nagle would only hold back the
@@ -147,10 +135,9 @@ impl Connection {
                 let bare = Credentials::new(None, creds.password());
                 match classify_rejection(&self.addr, &bare, &reply) {
                     AuthRejection::Fatal(e) => Err(e),
-                    AuthRejection::RetryPasswordOnly => Err(RespError::AuthFailed {
-                        addr: self.addr.clone(),
-                        server: reply,
-                    }),
+                    AuthRejection::RetryPasswordOnly => {
+                        Err(RespError::AuthFailed { addr: self.addr.clone(), server: reply })
+                    }
                 }
             }
         }
@@ -159,16 +146,10 @@ impl Connection {
     async fn probe(&mut self) -> Result<(), RespError> {
         let ping = Cmd::new("PING");
         match self.send(&ping).await? {
-            Value::Error(msg) if is_noauth(&msg) => Err(RespError::AuthRequired {
-                addr: self.addr.clone(),
-            }),
+            Value::Error(msg) if is_noauth(&msg) => Err(RespError::AuthRequired { addr: self.addr.clone() }),
             // PING renamed away with rename-command: the server still works.
             Value::Error(msg) if msg.starts_with("ERR unknown command") => Ok(()),
-            Value::Error(message) => Err(RespError::Server {
-                addr: self.addr.clone(),
-                command: ping.name(),
-                message,
-            }),
+            Value::Error(message) => Err(RespError::Server { addr: self.addr.clone(), command: ping.name(), message }),
             _ => Ok(()),
         }
     }
@@ -189,14 +170,8 @@ impl Connection {
     /// [`RespError::AuthRequired`] for `NOAUTH`).
     pub async fn query(&mut self, cmd: &Cmd) -> Result<Value, RespError> {
         match self.send(cmd).await? {
-            Value::Error(msg) if is_noauth(&msg) => Err(RespError::AuthRequired {
-                addr: self.addr.clone(),
-            }),
-            Value::Error(message) => Err(RespError::Server {
-                addr: self.addr.clone(),
-                command: cmd.name(),
-                message,
-            }),
+            Value::Error(msg) if is_noauth(&msg) => Err(RespError::AuthRequired { addr: self.addr.clone() }),
+            Value::Error(message) => Err(RespError::Server { addr: self.addr.clone(), command: cmd.name(), message }),
             reply => Ok(reply),
         }
     }
@@ -206,17 +181,12 @@ impl Connection {
     /// protocol failures fail the call.
     pub async fn pipeline(&mut self, cmds: &[Cmd]) -> Result<Vec<Value>, RespError> {
         if let Some(reason) = &self.unusable {
-            return Err(RespError::Unusable {
-                addr: self.addr.clone(),
-                reason: reason.clone(),
-            });
+            return Err(RespError::Unusable { addr: self.addr.clone(), reason: reason.clone() });
         }
         // Redis never answers an empty command, so sending one would hang
         // the pipeline; refuse before anything is written.
         if cmds.iter().any(|c| c.args().is_empty()) {
-            return Err(RespError::EmptyCommand {
-                addr: self.addr.clone(),
-            });
+            return Err(RespError::EmptyCommand { addr: self.addr.clone() });
         }
         // Stays set if this future is dropped half-way.
         self.unusable = Some("an earlier pipeline was cancelled before its replies arrived".into());
@@ -254,18 +224,12 @@ impl Connection {
     }
 
     fn encode(&mut self, cmd: &Cmd) -> Result<(), RespError> {
-        let args: Vec<BorrowedFrame<'_>> = cmd
-            .args()
-            .iter()
-            .map(|a| BorrowedFrame::BulkString(a))
-            .collect();
-        self.codec
-            .encode(BorrowedFrame::Array(&args), &mut self.write_buf)
-            .map_err(|e| RespError::Io {
-                addr: self.addr.clone(),
-                command: cmd.name(),
-                source: io::Error::other(e.to_string()),
-            })
+        let args: Vec<BorrowedFrame<'_>> = cmd.args().iter().map(|a| BorrowedFrame::BulkString(a)).collect();
+        self.codec.encode(BorrowedFrame::Array(&args), &mut self.write_buf).map_err(|e| RespError::Io {
+            addr: self.addr.clone(),
+            command: cmd.name(),
+            source: io::Error::other(e.to_string()),
+        })
     }
 
     /// Decodes the next reply if it has fully arrived.
@@ -288,11 +252,7 @@ impl Connection {
             Ok(None) => format!("decoder wants more than the {len}-byte frame"),
             Err(e) => e.to_string(),
         };
-        Err(RespError::Protocol {
-            addr: self.addr.clone(),
-            command: cmd.name(),
-            detail,
-        })
+        Err(RespError::Protocol { addr: self.addr.clone(), command: cmd.name(), detail })
     }
 
     fn bad_bytes(&self, cmd: &Cmd, e: ScanError) -> RespError {
@@ -308,24 +268,14 @@ impl Connection {
                 ),
             }
         } else {
-            RespError::NotResp {
-                addr: self.addr.clone(),
-                got: escape_preview(&self.read_buf, FOREIGN_PREVIEW),
-            }
+            RespError::NotResp { addr: self.addr.clone(), got: escape_preview(&self.read_buf, FOREIGN_PREVIEW) }
         }
     }
 
     /// Waits until some bytes are written or read; `waiting_on` is the
     /// command whose reply is due next, for messages.
     async fn make_progress(&mut self, waiting_on: &Cmd) -> Result<(), RespError> {
-        let Connection {
-            stream,
-            read_buf,
-            write_buf,
-            read_timeout,
-            addr,
-            ..
-        } = self;
+        let Connection { stream, read_buf, write_buf, read_timeout, addr, .. } = self;
         if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
             read_buf.reserve(READ_CHUNK);
         }
@@ -350,10 +300,7 @@ impl Connection {
             })?,
             None => io.await,
         };
-        let closed = || RespError::Closed {
-            addr: addr.clone(),
-            command: waiting_on.name(),
-        };
+        let closed = || RespError::Closed { addr: addr.clone(), command: waiting_on.name() };
         match step {
             Ok(Progress::Read(0) | Progress::Wrote(0)) => Err(closed()),
             Ok(_) => Ok(()),
@@ -368,11 +315,7 @@ impl Connection {
             {
                 Err(closed())
             }
-            Err(source) => Err(RespError::Io {
-                addr: addr.clone(),
-                command: waiting_on.name(),
-                source,
-            }),
+            Err(source) => Err(RespError::Io { addr: addr.clone(), command: waiting_on.name(), source }),
         }
     }
 

@@ -9,7 +9,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum RespError {
-    #[error("connection refused by {addr}: is redis-server (or twemproxy) running and listening on that address and port?")]
+    #[error(
+        "connection refused by {addr}: is redis-server (or twemproxy) running and listening on that address and port?"
+    )]
     ConnectRefused { addr: String },
 
     #[error("connecting to {addr} timed out after {timeout:?}: the host is down, unreachable, or a firewall drops the packets")]
@@ -29,11 +31,7 @@ pub enum RespError {
     WrongPassword { addr: String, server: String },
 
     #[error("{addr} rejected user `{user}`: unknown or disabled user, or wrong password for it; Redis does not say which (server said: {server}): check both parts of \"{user}:<password>\"")]
-    WrongUserOrPassword {
-        addr: String,
-        user: String,
-        server: String,
-    },
+    WrongUserOrPassword { addr: String, user: String, server: String },
 
     #[error("a password was given but {addr} has no password set (server said: {server}): leave `password` empty, or set requirepass on the server")]
     NoPasswordSet { addr: String, server: String },
@@ -44,24 +42,14 @@ pub enum RespError {
     #[error("AUTH to {addr} failed: {server}")]
     AuthFailed { addr: String, server: String },
 
-    #[error(
-        "peer at {addr} does not speak RESP: got \"{got}\"; is this the port of a Redis server?"
-    )]
+    #[error("peer at {addr} does not speak RESP: got \"{got}\"; is this the port of a Redis server?")]
     NotResp { addr: String, got: String },
 
     #[error("invalid RESP from {addr} in the reply to {command}: {detail}")]
-    Protocol {
-        addr: String,
-        command: String,
-        detail: String,
-    },
+    Protocol { addr: String, command: String, detail: String },
 
     #[error("no reply from {addr} to {command} within {timeout:?}")]
-    Timeout {
-        addr: String,
-        command: String,
-        timeout: Duration,
-    },
+    Timeout { addr: String, command: String, timeout: Duration },
 
     #[error("connection closed by {addr} while waiting for the reply to {command}")]
     Closed { addr: String, command: String },
@@ -75,11 +63,7 @@ pub enum RespError {
     },
 
     #[error("{addr} answered {command} with an error: {message}")]
-    Server {
-        addr: String,
-        command: String,
-        message: String,
-    },
+    Server { addr: String, command: String, message: String },
 
     #[error("refusing to send an empty command to {addr}: Redis never answers one")]
     EmptyCommand { addr: String },

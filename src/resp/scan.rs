@@ -140,16 +140,9 @@ impl FrameScan {
     }
 
     /// Offset of the `\r` ending the line that starts at `from`.
-    fn find_line_end(
-        &mut self,
-        buf: &[u8],
-        from: usize,
-        max_len: usize,
-    ) -> Result<Option<usize>, ScanError> {
+    fn find_line_end(&mut self, buf: &[u8], from: usize, max_len: usize) -> Result<Option<usize>, ScanError> {
         let search_from = from.max(self.searched);
-        let found = buf
-            .get(search_from..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
+        let found = buf.get(search_from..).and_then(|rest| rest.iter().position(|&b| b == b'\n'));
         match found {
             Some(i) => {
                 let lf = search_from + i;
@@ -216,14 +209,8 @@ mod tests {
 
     #[test]
     fn foreign_protocols_are_rejected_at_the_first_byte() {
-        assert_eq!(
-            scan_all(b"HTTP/1.1 400 Bad Request\r\n"),
-            Err(err(0, "not a RESP2 type byte"))
-        );
-        assert_eq!(
-            scan_all(b"SSH-2.0-OpenSSH"),
-            Err(err(0, "not a RESP2 type byte"))
-        );
+        assert_eq!(scan_all(b"HTTP/1.1 400 Bad Request\r\n"), Err(err(0, "not a RESP2 type byte")));
+        assert_eq!(scan_all(b"SSH-2.0-OpenSSH"), Err(err(0, "not a RESP2 type byte")));
     }
 
     #[test]
@@ -245,10 +232,7 @@ mod tests {
     #[test]
     fn nesting_is_bounded() {
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
-        assert_eq!(
-            scan_all(&deep),
-            Err(err(MAX_DEPTH * 4, "arrays nested too deeply"))
-        );
+        assert_eq!(scan_all(&deep), Err(err(MAX_DEPTH * 4, "arrays nested too deeply")));
         let mut ok = b"*1\r\n".repeat(MAX_DEPTH);
         ok.extend_from_slice(b":1\r\n");
         assert_eq!(scan_all(&ok), Ok(Some(ok.len())));
@@ -266,13 +250,10 @@ mod tests {
                 "[ -~]{0,12}".prop_map(|s| BytesFrame::SimpleString(Bytes::from(s))),
                 "[ -~]{0,12}".prop_map(|s| BytesFrame::Error(s.as_str().into())),
                 any::<i64>().prop_map(BytesFrame::Integer),
-                proptest::collection::vec(any::<u8>(), 0..40)
-                    .prop_map(|b| BytesFrame::BulkString(Bytes::from(b))),
+                proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| BytesFrame::BulkString(Bytes::from(b))),
                 Just(BytesFrame::Null),
             ];
-            leaf.prop_recursive(4, 32, 6, |inner| {
-                proptest::collection::vec(inner, 0..6).prop_map(BytesFrame::Array)
-            })
+            leaf.prop_recursive(4, 32, 6, |inner| proptest::collection::vec(inner, 0..6).prop_map(BytesFrame::Array))
         }
 
         proptest! {

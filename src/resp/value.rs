@@ -36,12 +36,9 @@ impl Value {
             BytesFrame::Error(e) => Value::Error(e.to_string()),
             BytesFrame::Integer(i) => Value::Integer(i),
             BytesFrame::BulkString(b) => Value::Bulk(Some(b)),
-            BytesFrame::Array(items) => Value::Array(Some(
-                items
-                    .into_iter()
-                    .map(|item| Value::from_frame(item, false))
-                    .collect(),
-            )),
+            BytesFrame::Array(items) => {
+                Value::Array(Some(items.into_iter().map(|item| Value::from_frame(item, false)).collect()))
+            }
             BytesFrame::Null if nil_array => Value::Array(None),
             BytesFrame::Null => Value::Bulk(None),
         }
@@ -72,8 +69,7 @@ impl Value {
     /// The first word of an error reply (`WRONGTYPE`, `MOVED`, `NOAUTH`...),
     /// which is what callers branch on.
     pub fn error_code(&self) -> Option<&str> {
-        self.as_error()
-            .map(|e| e.split_once(' ').map_or(e, |(code, _)| code))
+        self.as_error().map(|e| e.split_once(' ').map_or(e, |(code, _)| code))
     }
 
     /// The payload of a bulk or simple string.
@@ -215,14 +211,8 @@ mod tests {
 
     #[test]
     fn top_level_null_keeps_its_kind() {
-        assert_eq!(
-            Value::from_frame(BytesFrame::Null, true),
-            Value::Array(None)
-        );
-        assert_eq!(
-            Value::from_frame(BytesFrame::Null, false),
-            Value::Bulk(None)
-        );
+        assert_eq!(Value::from_frame(BytesFrame::Null, true), Value::Array(None));
+        assert_eq!(Value::from_frame(BytesFrame::Null, false), Value::Bulk(None));
     }
 
     #[test]
@@ -235,16 +225,10 @@ mod tests {
         assert!(Value::Simple("OK".into()).is_ok());
         assert!(!bulk(b"OK").is_ok());
         assert!(Value::Array(None).is_nil() && Value::Bulk(None).is_nil());
-        assert_eq!(
-            Value::Error("MOVED 3999 127.0.0.1:6381".into()).error_code(),
-            Some("MOVED")
-        );
+        assert_eq!(Value::Error("MOVED 3999 127.0.0.1:6381".into()).error_code(), Some("MOVED"));
         assert_eq!(Value::Error("NOAUTH".into()).error_code(), Some("NOAUTH"));
         assert_eq!(Value::Integer(1).into_bytes(), None);
-        assert_eq!(
-            Value::Array(Some(vec![Value::Integer(1)])).into_array(),
-            Some(vec![Value::Integer(1)])
-        );
+        assert_eq!(Value::Array(Some(vec![Value::Integer(1)])).into_array(), Some(vec![Value::Integer(1)]));
     }
 
     #[test]

@@ -56,11 +56,7 @@ pub struct RedisOptions {
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        RedisOptions {
-            bin: PathBuf::from("redis-server"),
-            config: Vec::new(),
-            password: None,
-        }
+        RedisOptions { bin: PathBuf::from("redis-server"), config: Vec::new(), password: None }
     }
 }
 
@@ -78,10 +74,7 @@ impl RedisOptions {
         if !bin.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!(
-                    "Redis 6 binary not found at {}: build it there or set {REDIS6_ENV}",
-                    bin.display()
-                ),
+                format!("Redis 6 binary not found at {}: build it there or set {REDIS6_ENV}", bin.display()),
             ));
         }
         Ok(Self::default().bin(bin))
@@ -117,9 +110,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(opts: RedisOptions) -> io::Result<RedisServer> {
-        let dir = tempfile::Builder::new()
-            .prefix("shardsync-redis-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("shardsync-redis-").tempdir()?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
@@ -139,30 +130,16 @@ impl RedisServer {
             let conf_path = dir.path().join("redis.conf");
             fs::write(&conf_path, conf.join("\n") + "\n")?;
 
-            let mut child = ChildGuard(spawn_logged(
-                Command::new(&opts.bin).arg(&conf_path),
-                &opts.bin,
-                dir.path(),
-            )?);
+            let mut child = ChildGuard(spawn_logged(Command::new(&opts.bin).arg(&conf_path), &opts.bin, dir.path())?);
             match wait_ready(&mut child.0, port, true) {
-                Ok(()) => {
-                    return Ok(RedisServer {
-                        child,
-                        port,
-                        dir,
-                        password: opts.password.clone(),
-                    })
-                }
+                Ok(()) => return Ok(RedisServer { child, port, dir, password: opts.password.clone() }),
                 Err(e) => {
                     drop(child);
                     let log = read_logs(dir.path(), REDIS_LOGS);
                     let retry = log.contains("Address already in use");
                     last_error = Some(io::Error::new(
                         e.kind(),
-                        format!(
-                            "redis-server ({}) on port {port}: {e}\n{log}",
-                            opts.bin.display()
-                        ),
+                        format!("redis-server ({}) on port {port}: {e}\n{log}", opts.bin.display()),
                     ));
                     if !retry {
                         break;
@@ -175,9 +152,7 @@ impl RedisServer {
 
     /// `redis-server` from PATH with extra config lines.
     pub fn with_config(lines: &[&str]) -> io::Result<RedisServer> {
-        let opts = lines
-            .iter()
-            .fold(RedisOptions::new(), |opts, line| opts.config(*line));
+        let opts = lines.iter().fold(RedisOptions::new(), |opts, line| opts.config(*line));
         Self::start(opts)
     }
 
@@ -251,11 +226,7 @@ impl NutcrackerOptions {
         NutcrackerOptions {
             bin,
             pool: "alpha".to_owned(),
-            servers: servers
-                .iter()
-                .enumerate()
-                .map(|(i, addr)| (addr.clone(), format!("server{}", i + 1)))
-                .collect(),
+            servers: servers.iter().enumerate().map(|(i, addr)| (addr.clone(), format!("server{}", i + 1))).collect(),
             pool_config: Vec::new(),
         }
     }
@@ -284,9 +255,7 @@ impl Nutcracker {
     }
 
     pub fn start_with(opts: NutcrackerOptions) -> io::Result<Nutcracker> {
-        let dir = tempfile::Builder::new()
-            .prefix("shardsync-nutcracker-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("shardsync-nutcracker-").tempdir()?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let (port, stats_port) = (free_port()?, free_port()?);
@@ -309,24 +278,14 @@ impl Nutcracker {
             // twemproxy answers PING only once a backend does, so readiness
             // is the listening socket alone.
             match wait_ready(&mut child.0, port, false) {
-                Ok(()) => {
-                    return Ok(Nutcracker {
-                        child,
-                        port,
-                        stats_port,
-                        dir,
-                    })
-                }
+                Ok(()) => return Ok(Nutcracker { child, port, stats_port, dir }),
                 Err(e) => {
                     drop(child);
                     let log = read_logs(dir.path(), NUTCRACKER_LOGS);
                     let retry = log.contains("Address already in use");
                     last_error = Some(io::Error::new(
                         e.kind(),
-                        format!(
-                            "nutcracker ({}) on port {port}: {e}\n{log}",
-                            opts.bin.display()
-                        ),
+                        format!("nutcracker ({}) on port {port}: {e}\n{log}", opts.bin.display()),
                     ));
                     if !retry {
                         break;
@@ -402,20 +361,9 @@ impl Drop for ChildGuard {
 fn spawn_logged(cmd: &mut Command, bin: &Path, dir: &Path) -> io::Result<Child> {
     let out = fs::File::create(dir.join("stdout.log"))?;
     let err = out.try_clone()?;
-    cmd.current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot start {}: {e} (is it installed and on PATH?)",
-                    bin.display()
-                ),
-            )
-        })
+    cmd.current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err).spawn().map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot start {}: {e} (is it installed and on PATH?)", bin.display()))
+    })
 }
 
 /// Polls until `port` accepts a connection (and, with `ping`, answers a
@@ -434,10 +382,7 @@ fn wait_ready(child: &mut Child, port: u16, ping: bool) -> io::Result<()> {
             }
         }
         if Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("not ready after {READY_TIMEOUT:?}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("not ready after {READY_TIMEOUT:?}")));
         }
         thread::sleep(POLL_INTERVAL);
     }
@@ -445,9 +390,7 @@ fn wait_ready(child: &mut Child, port: u16, ping: bool) -> io::Result<()> {
 
 fn answers_ping(stream: &mut TcpStream) -> bool {
     let mut first = [0u8; 1];
-    stream
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .is_ok()
+    stream.set_read_timeout(Some(Duration::from_secs(1))).is_ok()
         && stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
         && stream.read_exact(&mut first).is_ok()
         && matches!(first[0], b'+' | b'-')
@@ -465,7 +408,5 @@ fn read_logs(dir: &Path, names: &[&str]) -> String {
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
-    env::split_paths(&env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    env::split_paths(&env::var_os("PATH")?).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
