@@ -1,0 +1,167 @@
+//! What the engine shows of itself: plain `Clone` data that front ends (TUI,
+//! headless) read from a `watch` channel and that a UI test can build by hand.
+
+use serde::Serialize;
+
+/// A shard's phase, as named in the `--json` progress records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardState {
+    Connecting,
+    Handshake,
+    /// Receiving and applying the full copy.
+    Rdb,
+    Incremental,
+    Reconnecting,
+    /// Paused by the operator, or stopped with the task.
+    Stopped,
+    Failed,
+}
+
+impl ShardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardState::Connecting => "connecting",
+            ShardState::Handshake => "handshake",
+            ShardState::Rdb => "rdb",
+            ShardState::Incremental => "incremental",
+            ShardState::Reconnecting => "reconnecting",
+            ShardState::Stopped => "stopped",
+            ShardState::Failed => "failed",
+        }
+    }
+}
+
+/// Something the operator must see that is not a failure (a refused
+/// `FLUSHALL`, a skipped module value, a key kept in `skip` mode…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub ts_ms: i64,
+    /// The source replication offset it happened at, when it comes from the stream.
+    pub offset: Option<u64>,
+    pub message: String,
+}
+
+/// One shard's progress. The serialized fields are exactly the `--json`
+/// progress record of DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShardSnapshot {
+    pub ts_ms: i64,
+    pub shard: String,
+    pub state: ShardState,
+    /// RDB bytes received, and the total when the master announced it
+    /// (`$<len>`; unknown for a diskless `$EOF:` transfer until it ends).
+    pub rdb_bytes: u64,
+    pub rdb_total: Option<u64>,
+    pub keys_applied: u64,
+    /// The source's `master_repl_offset` (polled), the offset received, and
+    /// the offset the destination has acknowledged.
+    pub source_offset: Option<u64>,
+    #[serde(skip)]
+    pub received_offset: Option<u64>,
+    pub applied_offset: Option<u64>,
+    pub lag_bytes: Option<u64>,
+    /// From the heartbeat key; `None` when it cannot be written on the source.
+    pub lag_ms: Option<u64>,
+    pub ops_per_sec: u64,
+    pub errors: u64,
+    #[serde(skip)]
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    pub alerts: Vec<Alert>,
+}
+
+impl ShardSnapshot {
+    pub fn new(shard: &str) -> Self {
+        ShardSnapshot {
+            ts_ms: 0,
+            shard: shard.to_string(),
+            state: ShardState::Connecting,
+            rdb_bytes: 0,
+            rdb_total: None,
+            keys_applied: 0,
+            source_offset: None,
+            received_offset: None,
+            applied_offset: None,
+            lag_bytes: None,
+            lag_ms: None,
+            ops_per_sec: 0,
+            errors: 0,
+            last_error: None,
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Incremental and caught up: everything the source has written (its
+    /// own heartbeats aside) is applied.
+    pub fn is_synced(&self) -> bool {
+        self.state == ShardState::Incremental
+            && matches!((self.source_offset, self.applied_offset), (Some(s), Some(a)) if a >= s)
+    }
+}
+
+/// The whole task.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskSnapshot {
+    pub shards: Vec<ShardSnapshot>,
+}
+
+impl TaskSnapshot {
+    pub fn all_synced(&self) -> bool {
+        !self.shards.is_empty() && self.shards.iter().all(ShardSnapshot::is_synced)
+    }
+
+    pub fn failed(&self) -> Option<&ShardSnapshot> {
+        self.shards.iter().find(|s| s.state == ShardState::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_record_has_exactly_the_contract_fields() {
+        let mut s = ShardSnapshot::new("server1");
+        s.state = ShardState::Incremental;
+        s.source_offset = Some(10);
+        s.applied_offset = Some(10);
+        s.last_error = Some("secret detail".into());
+        let v = serde_json::to_value(&s).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = vec![
+            "ts_ms",
+            "shard",
+            "state",
+            "rdb_bytes",
+            "rdb_total",
+            "keys_applied",
+            "source_offset",
+            "applied_offset",
+            "lag_bytes",
+            "lag_ms",
+            "ops_per_sec",
+            "errors",
+        ];
+        want.sort_unstable();
+        let mut keys = keys;
+        keys.sort_unstable();
+        assert_eq!(keys, want);
+        assert_eq!(v["state"], "incremental");
+        assert!(s.is_synced());
+    }
+
+    #[test]
+    fn synced_needs_incremental_and_caught_up() {
+        let mut s = ShardSnapshot::new("a");
+        s.state = ShardState::Rdb;
+        s.source_offset = Some(5);
+        s.applied_offset = Some(5);
+        assert!(!s.is_synced());
+        s.state = ShardState::Incremental;
+        s.applied_offset = Some(4);
+        assert!(!s.is_synced());
+        let t = TaskSnapshot { shards: vec![] };
+        assert!(!t.all_synced());
+    }
+}
