@@ -97,12 +97,10 @@ impl StreamFilter {
         match name.as_str() {
             "FLUSHALL" if !self.forward_flush => return Action::Refused { command: name, db: None },
             "FLUSHDB" if !self.forward_flush => return Action::Refused { command: name, db: Some(self.db) },
-            "FLUSHALL" => {
-                // Forwarded on request; with a DB filter it must not touch the
-                // databases this task does not own, so it becomes per-DB flushes.
-                if self.db_map.is_some() {
-                    return Action::Refused { command: "FLUSHALL (with a database selection)".into(), db: None };
-                }
+            // Forwarded on request; with a DB selection it would also wipe
+            // databases this task does not own, so it is refused then too.
+            "FLUSHALL" if self.db_map.is_some() => {
+                return Action::Refused { command: "FLUSHALL (with a database selection)".into(), db: None };
             }
             _ => {}
         }
