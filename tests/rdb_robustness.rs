@@ -61,6 +61,16 @@ fn byte_at_a_time_and_tiny_chunks_give_the_same_result() {
         let whole = render(&data[..], ParserOptions::default());
         let trickled = render(Trickle { data: &data, n: 1 }, ParserOptions::default());
         let chunked = render(Trickle { data: &data, n: 7 }, tiny());
+        // Reads ending at odd places while a chunk collects many elements:
+        // an element cut by the end of the input must be re-read whole.
+        for n in [5, 13] {
+            let odd = render(Trickle { data: &data, n }, ParserOptions::default());
+            match (&whole, &odd) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{name}: {n}-byte reads differ"),
+                (Err(a), Err(b)) => assert_eq!(a.offset(), b.offset(), "{name}: {a} vs {b}"),
+                _ => panic!("{name}: {n}-byte reads: {whole:?} vs {odd:?}"),
+            }
+        }
         match (&whole, &trickled, &chunked) {
             (Ok(a), Ok(b), Ok(c)) => {
                 assert_eq!(a, b, "{name}: byte-at-a-time differs");
