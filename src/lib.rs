@@ -6,5 +6,6 @@
 //! `resp` talks RESP2 to a Redis server.
 
 pub mod engine;
+pub mod headless;
 pub mod rdb;
 pub mod resp;

@@ -1229,7 +1229,7 @@ mod tests {
         let mut p = Parser::new(ParserOptions { chunk_items: 16, ..ParserOptions::default() });
         let (mut pos, mut end, mut events) = (0, 0, Vec::new());
         loop {
-            match p.step(&data[pos..end]).expect("the file parses") {
+            match p.step(&Bytes::copy_from_slice(&data[pos..end])).expect("the file parses") {
                 Step::Event(ev, n) => {
                     pos += n;
                     events.push(ev);
