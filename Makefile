@@ -52,6 +52,7 @@ sample:
 # Settings: see the head of scripts/bench-rdb.sh (MIXED_KEYS, LIST_LEN, RUNS, BENCH_DIR…).
 bench: deps build
 	SHARDSYNC_BIN=$(BIN) scripts/bench-rdb.sh
+	scripts/bench-parse.sh
 	$(CARGO) bench
 
 # `make test` runs 3000 mutated fixtures; this runs many more (about a minute

@@ -65,13 +65,14 @@ pub(crate) struct Cur<'a> {
 }
 
 impl<'a> Cur<'a> {
-    pub fn new(base: &'a Bytes) -> Self {
-        Cur { base, buf: &base[..], pos: 0 }
+    /// A cursor over `base`, at byte `pos`.
+    pub fn new(base: &'a Bytes, pos: usize) -> Self {
+        Cur { base, buf: &base[..], pos }
     }
 
-    /// A second cursor over the same input, from its start.
-    pub fn rewound(&self) -> Self {
-        Cur { base: self.base, buf: self.buf, pos: 0 }
+    /// A second cursor over the same input at the same place.
+    pub fn fork(&self) -> Self {
+        Cur { base: self.base, buf: self.buf, pos: self.pos }
     }
 
     /// A string's bytes as an owned handle: a slice of the input when stored

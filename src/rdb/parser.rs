@@ -193,26 +193,66 @@ impl Parser {
         }
     }
 
-    /// Parse the next unit of `input` (the bytes not yet consumed). Strings
+    /// Parse the next units of `input` (the bytes not yet consumed). Strings
     /// in events are slices of `input` (no copy): a consumer that keeps one
     /// long keeps that buffer alive, so it should copy what it stores.
+    ///
+    /// One call reads as many units as are complete, up to the end of the
+    /// current key (a few events at most): a small key's start, value and
+    /// end usually arrive together, and a round trip through the driver per
+    /// unit cost as much as parsing the key.
     pub fn step(&mut self, input: &Bytes) -> Result<Step, RdbError> {
         if let Some(ev) = self.queue.pop_front() {
             return Ok(Step::Event(ev, 0));
         }
-        let in_value = matches!(self.state, State::Value(_));
-        let step = self.step_inner(input)?;
-        let used = match &step {
-            Step::Event(_, n) | Step::Skip(n) => *n,
-            Step::More(_) | Step::Done => 0,
-        };
-        if used > 0 {
-            if in_value && self.payload.is_some() {
-                self.capture(&input[..used]);
+        let mut used = 0usize;
+        let mut out: Option<Event> = None;
+        for _ in 0..8 {
+            let in_value = matches!(self.state, State::Value(_));
+            let at_top = matches!(self.state, State::Top);
+            let queued = self.queue.len();
+            let (ev, n) = match self.step_inner(input, used)? {
+                Step::Event(ev, n) => (Some(ev), n),
+                Step::Skip(n) => (None, n),
+                Step::More(need) if used == 0 && out.is_none() => return Ok(Step::More(need)),
+                Step::Done if used == 0 && out.is_none() => return Ok(Step::Done),
+                Step::More(_) | Step::Done => break,
+            };
+            if n > 0 {
+                if in_value && self.payload.is_some() {
+                    self.capture(&input[used..used + n]);
+                }
+                self.offset += n as u64;
+                used += n;
             }
-            self.offset += used as u64;
+            let had_event = ev.is_some();
+            if let Some(ev) = ev {
+                // Events the inner step queued come after the one it returned.
+                match out {
+                    None => out = Some(ev),
+                    Some(_) => self.queue.insert(queued, ev),
+                }
+            }
+            if matches!(self.state, State::KeyEnd) {
+                self.state = State::Top;
+                let end = self.key_end();
+                match out {
+                    None => out = Some(end),
+                    Some(_) => self.queue.push_back(end),
+                }
+                break;
+            }
+            // Go on inside a key, or past an opcode that only prepares one
+            // (an expiry, LRU/LFU data); stop at anything else.
+            let preparing = at_top && !had_event && matches!(self.state, State::Top);
+            if !(matches!(self.state, State::Value(_)) || preparing) || self.queue.len() > 4 {
+                break;
+            }
         }
-        Ok(step)
+        Ok(match out {
+            Some(ev) => Step::Event(ev, used),
+            None => Step::Skip(used),
+        })
     }
 
     fn capture(&mut self, bytes: &[u8]) {
@@ -226,7 +266,8 @@ impl Parser {
         }
     }
 
-    fn corrupt(&self, stop: Stop) -> Result<Step, RdbError> {
+    /// `start`: where in the input this step began (`self.offset` is there).
+    fn corrupt(&self, stop: Stop, start: usize) -> Result<Step, RdbError> {
         match stop {
             Stop::More(n) => Ok(Step::More(n)),
             Stop::Bad(pos, what) => {
@@ -241,13 +282,15 @@ impl Parser {
                     }
                     _ => what,
                 };
-                Err(RdbError::Corrupt { offset: self.offset + pos as u64, what })
+                Err(RdbError::Corrupt { offset: self.offset + pos.saturating_sub(start) as u64, what })
             }
         }
     }
 
-    fn step_inner(&mut self, input: &Bytes) -> Result<Step, RdbError> {
-        let mut cur = Cur::new(input);
+    /// One unit, read from `input[start..]`; the consumed count is relative
+    /// to `start`, a `More` need to the start of `input`.
+    fn step_inner(&mut self, input: &Bytes, start: usize) -> Result<Step, RdbError> {
+        let mut cur = Cur::new(input, start);
         let res = match std::mem::replace(&mut self.state, State::Done) {
             State::Magic => self.magic(&mut cur),
             State::Top => self.top(&mut cur),
@@ -256,13 +299,13 @@ impl Parser {
                 self.state = State::Top;
                 Ok(Some(self.key_end()))
             }
-            State::Checksum => return self.checksum(&mut cur),
+            State::Checksum => return self.checksum(&mut cur, start),
             State::Done => return Ok(Step::Done),
         };
         match res {
-            Ok(Some(ev)) => Ok(Step::Event(ev, cur.pos)),
-            Ok(None) => Ok(Step::Skip(cur.pos)),
-            Err(stop) => self.corrupt(stop),
+            Ok(Some(ev)) => Ok(Step::Event(ev, cur.pos - start)),
+            Ok(None) => Ok(Step::Skip(cur.pos - start)),
+            Err(stop) => self.corrupt(stop, start),
         }
     }
 
@@ -480,19 +523,19 @@ impl Parser {
         Event::KeyEnd { payload }
     }
 
-    fn checksum(&mut self, cur: &mut Cur) -> Result<Step, RdbError> {
+    fn checksum(&mut self, cur: &mut Cur, start: usize) -> Result<Step, RdbError> {
         let stored = match cur.le_i64() {
             Ok(v) => v as u64,
             Err(Stop::More(n)) => {
                 self.state = State::Checksum;
                 return Ok(Step::More(n));
             }
-            Err(stop) => return self.corrupt(stop),
+            Err(stop) => return self.corrupt(stop, start),
         };
         self.state = State::Done;
         // A zero trailer means the writer had `rdbchecksum no`.
         let checksum = (stored != 0).then_some(stored);
-        Ok(Step::Event(Event::Eof { checksum }, cur.pos))
+        Ok(Step::Event(Event::Eof { checksum }, cur.pos - start))
     }
 
     fn value(&mut self, v: Val, cur: &mut Cur) -> Res<Option<Event>> {
@@ -521,16 +564,17 @@ impl Parser {
             }
             Val::StringLzf { left_in, mut dec } => {
                 let want = left_in.min(self.opts.chunk_bytes as u64) as usize;
-                if cur.buf.len() < want {
+                let at = cur.pos;
+                if cur.buf.len() - at < want {
                     self.state = State::Value(Val::StringLzf { left_in, dec });
-                    return Err(Stop::More(want));
+                    return Err(Stop::More(at + want));
                 }
                 let last = want as u64 == left_in;
-                let (used, out) = match dec.feed(&cur.buf[..want], last) {
+                let (used, out) = match dec.feed(&cur.buf[at..at + want], last) {
                     Ok(r) => r,
-                    Err(e) => return bad(0, format!("LZF-compressed string: {e}")),
+                    Err(e) => return bad(at, format!("LZF-compressed string: {e}")),
                 };
-                cur.pos = used;
+                cur.pos = at + used;
                 let left_in = left_in - used as u64;
                 if left_in == 0 {
                     self.state = State::KeyEnd;
@@ -721,7 +765,7 @@ impl Parser {
 
     fn string_start(&mut self, cur: &mut Cur) -> Res<Option<Event>> {
         let big = self.opts.chunk_bytes as u64;
-        let mut probe = cur.rewound();
+        let mut probe = cur.fork();
         match probe.string_header()? {
             StrHeader::Raw(n) if n > big => {
                 cur.pos = probe.pos;
@@ -730,7 +774,7 @@ impl Parser {
             }
             StrHeader::Lzf { clen, ulen } if clen > big => {
                 if ulen > super::lzf::max_output_len(clen as usize) as u64 {
-                    return bad(0, format!("LZF string claims {ulen} bytes from {clen} compressed bytes"));
+                    return bad(cur.pos, format!("LZF string claims {ulen} bytes from {clen} compressed bytes"));
                 }
                 cur.pos = probe.pos;
                 self.state = State::Value(Val::StringLzf { left_in: clen, dec: LzfStream::new(ulen) });
@@ -748,11 +792,12 @@ impl Parser {
     fn seq(&mut self, kind: SeqKind, mut left: u64, cur: &mut Cur) -> Res<Option<Event>> {
         let max = self.opts.chunk_items;
         let max_bytes = self.opts.chunk_bytes;
+        let begin = cur.pos;
         let mut items: Vec<Bytes> = Vec::new();
         let mut zs: Vec<(Bytes, f64)> = Vec::new();
         let mut hs: Vec<HashField> = Vec::new();
         let mut n = 0usize;
-        while left > 0 && n < max && cur.pos < max_bytes {
+        while left > 0 && n < max && cur.pos - begin < max_bytes {
             let start = cur.pos;
             let r: Res<()> = (|| {
                 match kind {

@@ -115,12 +115,22 @@ impl<R: Read> RdbReader<R> {
     /// Make at least `need` unconsumed bytes available, or fail at the end of input.
     fn fill(&mut self, need: usize) -> Result<(), RdbError> {
         self.hash_consumed();
+        self.pending = Bytes::new();
         let held = self.data.len();
         // Double at most, and never past what the unit needs: a buffer only
         // grows when it is full of real data.
         let mut cap = (held + READ_SIZE).max(need.min(held.saturating_mul(2)));
-        let mut buf = BytesMut::with_capacity(cap);
-        buf.extend_from_slice(&self.data);
+        // Reuse the buffer when no event still holds a slice of it: a fresh
+        // one costs page faults and zeroing on every refill.
+        let mut buf = match std::mem::take(&mut self.data).try_into_mut() {
+            Ok(b) => b,
+            Err(shared) => {
+                let mut b = BytesMut::with_capacity(cap);
+                b.extend_from_slice(&shared);
+                b
+            }
+        };
+        buf.reserve(cap.saturating_sub(buf.len()));
         while buf.len() < need {
             if self.eof {
                 return Err(RdbError::Truncated {
