@@ -694,10 +694,15 @@ impl Parser {
             Val::StreamConsumerPel { groups, consumers, mut left } => {
                 let mut ids = Vec::new();
                 while left > 0 && ids.len() < self.opts.chunk_items {
+                    let start = cur.pos;
                     match raw_stream_id(cur) {
                         Ok(id) => ids.push(id),
                         Err(Stop::More(n)) if ids.is_empty() => return Err(Stop::More(n)),
-                        Err(Stop::More(_)) => break,
+                        Err(Stop::More(_)) => {
+                            // The ID's first half may have been read; it is read again whole.
+                            cur.pos = start;
+                            break;
+                        }
                         Err(e) => return Err(e),
                     }
                     left -= 1;
@@ -1119,4 +1124,108 @@ pub fn show_key(k: &[u8]) -> String {
         out.push_str("…\"");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A length-prefixed RDB string (6-bit length).
+    fn rdb_str(out: &mut Vec<u8>, s: &[u8]) {
+        out.push(s.len() as u8);
+        out.extend_from_slice(s);
+    }
+
+    fn raw_id(out: &mut Vec<u8>, ms: u64, seq: u64) {
+        out.extend_from_slice(&ms.to_be_bytes());
+        out.extend_from_slice(&seq.to_be_bytes());
+    }
+
+    /// An RDB 9 file with one stream: entry 1-0 {f: v}, group "g" whose PEL
+    /// holds 1-0 and 2-5, both owned by consumer "c".
+    fn stream_with_consumer_pel() -> Vec<u8> {
+        // Listpack: count 1, deleted 0, 1 master field "f", terminator 0,
+        // then the entry: flags SAMEFIELDS, ms delta 0, seq delta 0, "v", lp-count 3.
+        let mut items: Vec<u8> = Vec::new();
+        for (enc, backlen) in [(&[0x01][..], 1), (&[0x00], 1), (&[0x01], 1), (&[0x81, b'f'], 2), (&[0x00], 1)] {
+            items.extend_from_slice(enc);
+            items.push(backlen);
+        }
+        for (enc, backlen) in [(&[0x02][..], 1), (&[0x00], 1), (&[0x00], 1), (&[0x81, b'v'], 2), (&[0x03], 1)] {
+            items.extend_from_slice(enc);
+            items.push(backlen);
+        }
+        let mut lp = Vec::new();
+        lp.extend_from_slice(&((6 + items.len() + 1) as u32).to_le_bytes());
+        lp.extend_from_slice(&10u16.to_le_bytes());
+        lp.extend_from_slice(&items);
+        lp.push(0xff);
+
+        let mut d = b"REDIS0009".to_vec();
+        d.extend_from_slice(&[OP_SELECTDB, 0, TYPE_STREAM_LISTPACKS]);
+        rdb_str(&mut d, b"s");
+        d.push(1); // one listpack node
+        let mut master = Vec::new();
+        raw_id(&mut master, 1, 0);
+        rdb_str(&mut d, &master);
+        rdb_str(&mut d, &lp);
+        d.extend_from_slice(&[1, 2, 5]); // length 1, last ID 2-5
+        d.push(1); // one group
+        rdb_str(&mut d, b"g");
+        d.extend_from_slice(&[2, 5, 2]); // last delivered 2-5, PEL of 2
+        for (ms, seq) in [(1, 0), (2, 5)] {
+            raw_id(&mut d, ms, seq);
+            d.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+            d.push(1); // delivery count
+        }
+        d.push(1); // one consumer
+        rdb_str(&mut d, b"c");
+        d.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+        d.push(2); // its PEL of 2
+        raw_id(&mut d, 1, 0);
+        raw_id(&mut d, 2, 5);
+        d.push(OP_EOF);
+        d.extend_from_slice(&[0; 8]); // checksum disabled
+        d
+    }
+
+    /// Drives the parser as a reader does whose reads return `read` bytes:
+    /// the input visible to `step` ends wherever the last read ended, so a
+    /// unit can be cut anywhere.
+    fn parse_in_reads(data: &[u8], read: usize) -> Vec<Event> {
+        let mut p = Parser::new(ParserOptions { chunk_items: 16, ..ParserOptions::default() });
+        let (mut pos, mut end, mut events) = (0, 0, Vec::new());
+        loop {
+            match p.step(&data[pos..end]).expect("the file parses") {
+                Step::Event(ev, n) => {
+                    pos += n;
+                    events.push(ev);
+                }
+                Step::Skip(n) => pos += n,
+                Step::More(need) => {
+                    assert!(need > end - pos && end < data.len(), "parser asked for {need} bytes at {pos}");
+                    while end - pos < need && end < data.len() {
+                        end = (end + read).min(data.len());
+                    }
+                }
+                Step::Done => return events,
+            }
+        }
+    }
+
+    #[test]
+    fn consumer_pel_cut_inside_an_id_is_read_again_whole() {
+        let data = stream_with_consumer_pel();
+        for read in 1..=data.len() {
+            let ids: Vec<StreamId> = parse_in_reads(&data, read)
+                .into_iter()
+                .filter_map(|ev| match ev {
+                    Event::Chunk(Chunk::StreamConsumerPending(ids)) => Some(ids),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(ids, [StreamId { ms: 1, seq: 0 }, StreamId { ms: 2, seq: 5 }], "reads of {read} bytes");
+        }
+    }
 }
