@@ -95,7 +95,7 @@ impl<W: Write> Sink for Summary<W> {
                     shardsync::rdb::ValueKind::Module => "module value".to_string(),
                     _ => format!("{} elements", self.elements),
                 };
-                let ttl = k.expire_at_ms.map(|e| format!("  expires at {e} ms")).unwrap_or_default();
+                let ttl = k.expire_at_ms.map(|e| format!("  expires {}", utc_time(e))).unwrap_or_default();
                 writeln!(self.out, "db {}  {:<6}  {:<14}  {}{ttl}", k.db, k.kind.as_str(), size, key_name(&k.key))
             }
             Event::Eof { checksum } => writeln!(
@@ -109,5 +109,41 @@ impl<W: Write> Sink for Summary<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Unix milliseconds as an ISO-8601 UTC time (days to civil date by the
+/// standard era arithmetic of the proleptic Gregorian calendar).
+fn utc_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_time(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+        assert_eq!(utc_time(1_764_064_200_123), "2025-11-25T09:50:00.123Z");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 }
