@@ -5,5 +5,6 @@
 //! and picks a front end. `rdb` reads the RDB format as a stream of events,
 //! `resp` talks RESP2 to a Redis server.
 
+pub mod config;
 pub mod rdb;
 pub mod resp;
