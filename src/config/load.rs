@@ -19,7 +19,12 @@ type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub(super) fn build(text: &str, file: &Path, env: Env<'_>) -> Result<TaskConfig, ConfigError> {
     let raw = raw::parse(text, file)?;
-    let loader = Loader { file, base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(), lines: Lines::new(text), env };
+    let loader = Loader {
+        file,
+        base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        lines: Lines::new(text),
+        env,
+    };
     loader.task(raw)
 }
 
@@ -61,12 +66,17 @@ impl Loader<'_> {
 
     fn task(&self, raw: RawTask) -> Result<TaskConfig, ConfigError> {
         let name = raw.name.ok_or_else(|| {
-            self.incomplete("missing key `name` at the top level; add name = \"<task name>\" (it names the state directory)")
+            self.incomplete(
+                "missing key `name` at the top level; add name = \"<task name>\" (it names the state directory)",
+            )
         })?;
         if !is_valid_task_name(name.get_ref()) {
             return Err(self.invalid(
                 &name,
-                format!("`name` {:?} cannot be a directory name; use letters, digits, `.`, `_` and `-`", name.get_ref()),
+                format!(
+                    "`name` {:?} cannot be a directory name; use letters, digits, `.`, `_` and `-`",
+                    name.get_ref()
+                ),
             ));
         }
         let state_dir = match &raw.state_dir {
@@ -177,7 +187,7 @@ impl Loader<'_> {
         let default_password = self.secret("[twemproxy]", password, password_env)?.unwrap_or_default();
         let mut overrides = Vec::new();
         for (name, entry) in servers {
-            let label = format!("[twemproxy.servers.\"{name}\"]");
+            let label = format!("[twemproxy.servers.{}]", raw::toml_key(&name));
             if !pool.servers.iter().any(|s| server_name(s) == name) {
                 let known = pool.servers.iter().map(server_name).collect::<Vec<_>>().join(", ");
                 return Err(self.invalid(
@@ -224,7 +234,10 @@ impl Loader<'_> {
                 if earlier.name == source.name {
                     return Err(at(
                         *line,
-                        format!("source name `{}` is used twice (first at line {first_line}); give each shard its own name", source.name),
+                        format!(
+                            "source name `{}` is used twice (first at line {first_line}); give each shard its own name",
+                            source.name
+                        ),
                     ));
                 }
                 if earlier.addr.same_server(&source.addr) {
@@ -241,19 +254,27 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn destination(&self, raw: Option<Spanned<RawServer>>, sources: &[SourceConfig]) -> Result<DestConfig, ConfigError> {
+    fn destination(
+        &self,
+        raw: Option<Spanned<RawServer>>,
+        sources: &[SourceConfig],
+    ) -> Result<DestConfig, ConfigError> {
         let raw = raw.ok_or_else(|| {
             self.incomplete("missing the [destination] table; add [destination] with addr = \"host:port\"")
         })?;
         let header = self.line(&raw);
         let RawServer { addr, password, password_env } = raw.into_inner();
-        let addr_value =
-            addr.ok_or_else(|| self.invalid_at(header, "missing key `addr` in [destination]; write addr = \"host:port\""))?;
+        let addr_value = addr.ok_or_else(|| {
+            self.invalid_at(header, "missing key `addr` in [destination]; write addr = \"host:port\"")
+        })?;
         let addr = self.addr("destination", &addr_value)?;
         if let Some(source) = sources.iter().find(|s| s.addr.same_server(&addr)) {
             return Err(self.invalid(
                 &addr_value,
-                format!("destination addr `{addr}` is also source `{}`; the destination must be another server", source.name),
+                format!(
+                    "destination addr `{addr}` is also source `{}`; the destination must be another server",
+                    source.name
+                ),
             ));
         }
         let password = self.secret("destination", password, password_env)?.unwrap_or_default();
@@ -295,7 +316,9 @@ impl Loader<'_> {
         }
         if let Some(ms) = &raw.heartbeat_ms {
             if *ms.get_ref() == 0 {
-                return Err(self.invalid(ms, "`heartbeat_ms` in [sync] must be at least 1 (milliseconds between heartbeats)"));
+                return Err(
+                    self.invalid(ms, "`heartbeat_ms` in [sync] must be at least 1 (milliseconds between heartbeats)")
+                );
             }
             sync.heartbeat_ms = *ms.get_ref();
         }
@@ -308,7 +331,12 @@ impl Loader<'_> {
         if let Some(map) = raw.db_map {
             for (from, to) in map.into_inner() {
                 let from_db = from.parse::<u32>().map_err(|_| {
-                    self.invalid(&to, format!("`db_map` in [sync]: `{from}` is not a DB number; write \"<source DB>\" = <destination DB>"))
+                    self.invalid(
+                        &to,
+                        format!(
+                            "`db_map` in [sync]: `{from}` is not a DB number; write \"<source DB>\" = <destination DB>"
+                        ),
+                    )
                 })?;
                 if !sync.copies_db(from_db) {
                     return Err(self.invalid(
@@ -337,7 +365,10 @@ impl Loader<'_> {
         match (password, password_env) {
             (Some(password), Some(var)) => Err(self.invalid(
                 &var,
-                format!("{label}: `password` (line {}) and `password_env` are both set; keep one", self.line(&password)),
+                format!(
+                    "{label}: `password` (line {}) and `password_env` are both set; keep one",
+                    self.line(&password)
+                ),
             )),
             (Some(password), None) => match password.get_ref().as_str() {
                 Some(value) => Ok(Some(Secret::new(value))),
@@ -358,5 +389,114 @@ impl Loader<'_> {
             }
             (None, None) => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    const BASE: &str = "name = \"t\"\n[[source]]\nname = \"a\"\naddr = \"h:1\"\n[destination]\naddr = \"h:2\"\n";
+
+    fn load(text: &str) -> Result<TaskConfig, ConfigError> {
+        build(text, Path::new("task.toml"), &|var| (var == "SET").then(|| "value".to_owned()))
+    }
+
+    fn error(text: &str) -> (String, Option<usize>) {
+        let err = load(text).unwrap_err();
+        (err.to_string(), err.line())
+    }
+
+    #[test]
+    fn a_bare_file_name_keeps_paths_relative_to_the_working_directory() {
+        let config = load(BASE).unwrap();
+        assert_eq!(config.state_dir, Path::new(".shardsync"));
+        assert_eq!(config.state_path(), Path::new(".shardsync/t"));
+    }
+
+    #[test]
+    fn sync_values_are_checked_with_their_line() {
+        let cases = [
+            ("[sync]\nheartbeat_key = \"a b\"\n", 8, "`heartbeat_key` in [sync] must be non-empty, without spaces"),
+            ("[sync]\nbig_key_bytes = 0\n", 8, "`big_key_bytes` in [sync] must be at least 1"),
+            ("[sync]\ndatabases = [1, 2, 1]\n", 8, "`databases` in [sync] lists DB 1 twice"),
+            ("[sync.db_map]\nzero = 1\n", 8, "`db_map` in [sync]: `zero` is not a DB number"),
+            ("[sync.db_map]\n\"0\" = -1\n", 8, "`0` in [sync.db_map]: invalid value: integer `-1`, expected u32"),
+        ];
+        for (tail, line, words) in cases {
+            let (message, at) = error(&format!("{BASE}{tail}"));
+            assert!(message.contains(words), "{message}");
+            assert_eq!(at, Some(line), "{message}");
+        }
+    }
+
+    #[test]
+    fn password_env_names_are_checked_and_read() {
+        let with = |line: &str| {
+            format!("name = \"t\"\n[[source]]\nname = \"a\"\naddr = \"h:1\"\n{line}\n[destination]\naddr = \"h:2\"\n")
+        };
+        let config = load(&with("password_env = \"SET\"")).unwrap();
+        assert_eq!((config.sources[0].password.expose(), config.sources[0].password.env_var()), ("value", Some("SET")));
+        let (message, line) = error(&with("password_env = \"A=B\""));
+        assert!(message.contains("source `a`: `password_env` \"A=B\" is not a variable name"), "{message}");
+        assert_eq!(line, Some(5));
+        let (message, _) = error(&with("password_env = \"\""));
+        assert!(message.contains("is not a variable name"), "{message}");
+    }
+
+    fn twemproxy(yml: &str, section: &str) -> Result<TaskConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("nutcracker.yml"), yml).unwrap();
+        let text = format!(
+            "name = \"t\"\n[twemproxy]\nconfig = \"nutcracker.yml\"\n{section}\n[destination]\naddr = \"d:1\"\n"
+        );
+        build(&text, &dir.path().join("task.toml"), &|var| (var == "SET").then(|| "value".to_owned()))
+    }
+
+    #[test]
+    fn a_single_pool_needs_no_pool_key() {
+        let config = twemproxy("only:\n  redis: true\n  servers:\n   - a:1:1\n   - b:1:1 bee\n", "").unwrap();
+        let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a:1", "bee"]);
+    }
+
+    #[test]
+    fn twemproxy_password_applies_to_every_server() {
+        let config =
+            twemproxy("p:\n  redis: true\n  servers:\n   - a:1:1\n   - b:1:1\n", "password_env = \"SET\"").unwrap();
+        assert!(config.sources.iter().all(|s| s.password.expose() == "value"));
+        let err = twemproxy("p:\n  redis: true\n  servers:\n   - a:1:1\n", "password = 5").unwrap_err();
+        assert_eq!((err.to_string().contains("[twemproxy]: `password` must be a string"), err.line()), (true, Some(4)));
+    }
+
+    #[test]
+    fn problems_inside_the_pool_name_the_yml_line() {
+        let cases = [
+            (
+                "p:\n  redis: true\n  servers:\n   - a:1:1 x\n   - b:1:1 x\n",
+                "at line 5: source name `x` is used twice (first at line 4)",
+            ),
+            (
+                "p:\n  redis: true\n  servers:\n   - a:1:1 x\n   - A:1:1 y\n",
+                "at line 5: source `y` has the same addr `A:1` as source `x`",
+            ),
+            ("p:\n  redis: true\n  servers:\n", "at line 1: pool `p` has no servers"),
+            ("p:\n  redis: true\n  servers:\n   - a:1:1 x/y\n", "at line 4: server name \"x/y\" cannot be used"),
+            ("# nothing\n", "the file defines no pool"),
+            ("p:\n  redis: true\n  servers:\n   - a:1 x\n", "at line 4: expected `host:port:weight [name]`"),
+        ];
+        for (yml, words) in cases {
+            let err = twemproxy(yml, "").unwrap_err();
+            assert!(err.to_string().contains(words), "{err}");
+            assert!(matches!(err.kind(), ErrorKind::Twemproxy { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_override_needs_a_password() {
+        let err = twemproxy("p:\n  redis: true\n  servers:\n   - a:1:1 x\n", "[twemproxy.servers.x]").unwrap_err();
+        assert!(err.to_string().contains("[twemproxy.servers.x] sets neither `password` nor `password_env`"), "{err}");
     }
 }

@@ -10,6 +10,18 @@
 //! readable by its owner only.
 //!
 //! Passwords are [`Secret`]s: formatting a config (`{:?}`) never shows them.
+//! A password is given as `password = "..."` or read at load time from the
+//! variable named by `password_env` (an unset variable is an error).
+//!
+//! Sources come from `[[source]]` tables or, instead, from a twemproxy pool:
+//! `[twemproxy] config = "<nutcracker.yml>"` (relative to the task file's
+//! directory), `pool = "<name>"` (may be left out when the file has one
+//! pool). Each `servers:` entry `host:port:weight [name]` becomes a source
+//! named `name`, or `host:port` when unnamed. The pool's `redis_auth` is the
+//! password clients give the *proxy*; the servers behind it may have another
+//! one or none, so it is not used: `password`/`password_env` inside
+//! `[twemproxy]` apply to every server, and `[twemproxy.servers."<name>"]`
+//! tables override them for one server.
 //!
 //! The tool's own keys are named here, as DESIGN.md fixes them: the
 //! heartbeat key `<heartbeat_key>` on the sources, and one checkpoint key
@@ -171,10 +183,11 @@ pub struct UnknownWord {
 }
 
 fn parse_word<T: Words>(s: &str) -> Result<T, UnknownWord> {
-    T::ALL.iter().find(|(w, _)| *w == s).map(|(_, v)| *v).ok_or_else(|| UnknownWord {
-        given: s.to_owned(),
-        allowed: T::ALL.iter().map(|(w, _)| *w).collect(),
-    })
+    T::ALL
+        .iter()
+        .find(|(w, _)| *w == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| UnknownWord { given: s.to_owned(), allowed: T::ALL.iter().map(|(w, _)| *w).collect() })
 }
 
 macro_rules! words_traits {
@@ -204,9 +217,8 @@ impl TaskConfig {
 
     /// As [`TaskConfig::load`], with `env` answering `password_env` look-ups.
     pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<TaskConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            ConfigError::new(path, ErrorKind::Io { action: "read the task file".into(), source })
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::new(path, ErrorKind::Io { action: "read the task file".into(), source }))?;
         TaskConfig::from_toml(&text, path, env)
     }
 

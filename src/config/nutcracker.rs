@@ -69,8 +69,8 @@ pub fn parse(text: &str) -> Result<Vec<Pool>, NutcrackerError> {
             if body == "---" || body == "..." {
                 continue;
             }
-            let (name, value) =
-                split_key(body).ok_or_else(|| error(line, format!("expected a pool name followed by `:`, found `{body}`")))?;
+            let (name, value) = split_key(body)
+                .ok_or_else(|| error(line, format!("expected a pool name followed by `:`, found `{body}`")))?;
             if !value.is_empty() {
                 return Err(error(line, format!("pool `{name}`: its settings go on the following, indented lines")));
             }
@@ -115,7 +115,10 @@ pub fn parse(text: &str) -> Result<Vec<Pool>, NutcrackerError> {
             "servers" if value.is_empty() => in_servers = true,
             "servers" => {
                 let Some(items) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) else {
-                    return Err(error(line, "`servers:` takes a list: `- host:port:weight [name]` items on the next lines"));
+                    return Err(error(
+                        line,
+                        "`servers:` takes a list: `- host:port:weight [name]` items on the next lines",
+                    ));
                 };
                 for item in items.split(',').map(str::trim).filter(|i| !i.is_empty()) {
                     pool.servers.push(parse_server(unquote(item), line)?);
@@ -150,7 +153,9 @@ fn parse_server(item: &str, line: usize) -> Result<Server, NutcrackerError> {
     let (addr, weight) = spec.rsplit_once(':').ok_or_else(malformed)?;
     let weight = weight.parse::<u32>().map_err(|_| malformed())?;
     let addr = addr.parse::<Addr>().map_err(|e| match e {
-        AddrError::NoPort(_) => error(line, format!("expected `host:port:weight [name]`, found `{item}`: is the weight missing?")),
+        AddrError::NoPort(_) => {
+            error(line, format!("expected `host:port:weight [name]`, found `{item}`: is the weight missing?"))
+        }
         e => error(line, format!("server address {e}")),
     })?;
     Ok(Server { addr, weight, name, line })

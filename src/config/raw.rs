@@ -111,8 +111,15 @@ impl<'a> Lines<'a> {
 pub(super) fn parse(text: &str, file: &std::path::Path) -> Result<RawTask, ConfigError> {
     let lines = Lines::new(text);
     let syntax = |e: toml::de::Error| {
-        let line = e.span().map_or(1, |s| lines.of(s));
-        ConfigError::new(file, ErrorKind::Syntax { line, message: e.message().to_owned() })
+        let span = e.span().unwrap_or(0..0);
+        let mut message = e.message().to_owned();
+        // The span of this one is the key (never a value, so never a password).
+        if message == "duplicate key" {
+            if let Some(key) = text.get(span.clone()) {
+                message = format!("duplicate key `{}`", key.trim_matches('"'));
+            }
+        }
+        ConfigError::new(file, ErrorKind::Syntax { line: lines.of(span), message })
     };
     let root = DeTable::parse(text).map_err(syntax)?;
     check_keys(root.get_ref(), &lines).map_err(|kind| ConfigError::new(file, kind))?;
@@ -123,11 +130,11 @@ pub(super) fn parse(text: &str, file: &std::path::Path) -> Result<RawTask, Confi
         };
         let line = lines.of(span.clone());
         let message = match keys.at(span.start) {
-            Some((section, key)) if key.starts_with("password") => {
-                format!("`{key}` in {section}: a password must be a string")
+            Some((section, "password")) => {
+                format!("`password` in {section} must be a string")
             }
-            Some((section, key)) if key == "source" && section == TOP => {
-                format!("`source`: write each source as a [[source]] table (two brackets): {}", e.message())
+            Some((section, "source")) if section == TOP => {
+                "`source` is written [[source]] (two brackets), one table per source".to_owned()
             }
             Some((section, key)) => format!("`{key}` in {section}: {}", e.message()),
             None => e.message().to_owned(),
@@ -157,7 +164,7 @@ fn check_keys(root: &DeTable<'_>, lines: &Lines<'_>) -> Result<(), ErrorKind> {
                 if let Some(DeValue::Table(servers)) = t.get("servers").map(Spanned::get_ref) {
                     for (name, value) in servers {
                         if let DeValue::Table(t) = value.get_ref() {
-                            let section = format!("[twemproxy.servers.{}]", name.get_ref());
+                            let section = format!("[twemproxy.servers.{}]", toml_key(name.get_ref()));
                             check_table(t, &section, fields_of::<RawPassword>(), lines)?;
                         }
                     }
@@ -169,7 +176,12 @@ fn check_keys(root: &DeTable<'_>, lines: &Lines<'_>) -> Result<(), ErrorKind> {
     Ok(())
 }
 
-fn check_table(table: &DeTable<'_>, section: &str, expected: &[&'static str], lines: &Lines<'_>) -> Result<(), ErrorKind> {
+fn check_table(
+    table: &DeTable<'_>,
+    section: &str,
+    expected: &[&'static str],
+    lines: &Lines<'_>,
+) -> Result<(), ErrorKind> {
     match table.keys().find(|k| !expected.contains(&k.get_ref().as_ref())) {
         Some(key) => Err(ErrorKind::UnknownKey {
             key: key.get_ref().to_string(),
@@ -178,6 +190,16 @@ fn check_table(table: &DeTable<'_>, section: &str, expected: &[&'static str], li
             expected: expected.to_vec(),
         }),
         None => Ok(()),
+    }
+}
+
+/// `key` as a TOML key: bare when it can be, else quoted.
+pub(super) fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        toml::Value::String(key.to_owned()).to_string()
     }
 }
 
@@ -210,7 +232,10 @@ fn collect(table: &DeTable<'_>, section: &str, out: &mut Vec<(String, String, Ra
         let name = key.get_ref().to_string();
         let (k, v) = (key.span(), value.span());
         out.push((section.to_owned(), name.clone(), k.start.min(v.start)..k.end.max(v.end)));
-        let inner = if section == TOP { format!("[{name}]") } else { format!("{}.{name}]", section.trim_end_matches(']')) };
+        let inner = match section {
+            TOP => format!("[{}]", toml_key(&name)),
+            _ => format!("{}.{}]", section.trim_end_matches(']'), toml_key(&name)),
+        };
         match value.get_ref() {
             DeValue::Table(t) => collect(t, &inner, out),
             DeValue::Array(items) => {

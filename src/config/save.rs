@@ -109,7 +109,10 @@ fn render_with_vars(config: &TaskConfig, path: &Path, passwords: SavePasswords) 
     line(w, format_args!("state_dir = {}", quote(&state_dir_text(&config.state_dir, path))));
 
     line(w, format_args!(""));
-    line(w, format_args!("# One [[source]] per Redis-Server master: the server's own address, not the twemproxy listener."));
+    line(
+        w,
+        format_args!("# One [[source]] per Redis-Server master: the server's own address, not the twemproxy listener."),
+    );
     for (source, var) in config.sources.iter().zip(&vars) {
         line(w, format_args!("[[source]]"));
         line(w, format_args!("name = {}", quote(&source.name)));
@@ -126,7 +129,12 @@ fn render_with_vars(config: &TaskConfig, path: &Path, passwords: SavePasswords) 
     line(w, format_args!(""));
     line(w, format_args!("[sync]"));
     line(w, format_args!("# intercept: start only if the selected destination DBs are empty (or this task resumes)"));
-    line(w, format_args!("# | overwrite: the source's key replaces the destination's | skip: the destination's key is kept"));
+    line(
+        w,
+        format_args!(
+            "# | overwrite: the source's key replaces the destination's | skip: the destination's key is kept"
+        ),
+    );
     line(w, format_args!("conflict = \"{}\"", sync.conflict));
     line(w, format_args!("# Source DBs to copy; without this key, every DB that has keys."));
     match &sync.databases {
@@ -136,7 +144,10 @@ fn render_with_vars(config: &TaskConfig, path: &Path, passwords: SavePasswords) 
         }
         None => line(w, format_args!("# databases = [0]")),
     }
-    line(w, format_args!("# FLUSHALL/FLUSHDB from a source: refuse (not applied, reported as an alert, so one shard's"));
+    line(
+        w,
+        format_args!("# FLUSHALL/FLUSHDB from a source: refuse (not applied, reported as an alert, so one shard's"),
+    );
     line(w, format_args!("# flush cannot wipe the other shards' keys) | forward (applied on the destination)"));
     line(w, format_args!("flush = \"{}\"", sync.flush));
     line(w, format_args!("# Written on every source every heartbeat_ms to measure lag; never copied. The destination"));
@@ -231,9 +242,8 @@ fn state_dir_text(state_dir: &Path, file: &Path) -> String {
 /// Replaces `path` with `bytes` in one rename, the new file readable and
 /// writable by its owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"))?;
+    let file_name =
+        path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"))?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -321,7 +331,8 @@ mod tests {
 
     #[test]
     fn as_env_writes_no_password() {
-        let text = render(&config(["secret-one", "", "user:secret-two"]), Path::new("/tmp/t.toml"), SavePasswords::AsEnv);
+        let text =
+            render(&config(["secret-one", "", "user:secret-two"]), Path::new("/tmp/t.toml"), SavePasswords::AsEnv);
         assert!(!text.contains("secret-one") && !text.contains("secret-two"), "{text}");
         assert!(text.contains("password_env = \"SHARDSYNC_A_B_PASSWORD\""), "{text}");
         assert!(text.contains("#   SHARDSYNC_DESTINATION_PASSWORD  (password of destination)"), "{text}");
