@@ -5,5 +5,7 @@
 //! Parts so far: `filter` decides per replicated command, `snapshot` is what
 //! front ends read.
 
+pub mod checkpoint;
 pub mod filter;
 pub mod snapshot;
+pub mod source_side;

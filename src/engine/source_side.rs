@@ -1,0 +1,126 @@
+//! The engine's side connections to a source master: the heartbeat writer
+//! (lag in milliseconds) and the offset poller (lag in bytes).
+//!
+//! Both are best effort by design: a source where the heartbeat cannot be
+//! written (an ACL without write rights, a read-only replica) still syncs,
+//! with `lag_ms` unavailable; a failed poll only leaves the last offset shown.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::snapshot::{Alert, ShardSnapshot};
+use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Sleep unless cancelled; false when cancelled.
+async fn nap(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// `SET <key> <now-ms>` on the source every `every`, until cancelled; then
+/// the key is deleted, as the contract says it never outlives the task.
+pub async fn heartbeat(
+    addr: String,
+    opts: ConnectOptions,
+    key: String,
+    every: Duration,
+    shared: Arc<Mutex<ShardSnapshot>>,
+    cancel: CancellationToken,
+) {
+    let mut conn: Option<Connection> = None;
+    let mut refused = false;
+    loop {
+        if conn.is_none() {
+            conn = Connection::connect(&addr, &opts).await.ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            let set = Cmd::new("SET").arg(&key).arg(now_ms().to_string());
+            match c.send(&set).await {
+                Ok(Value::Error(e)) => {
+                    if !refused {
+                        refused = true;
+                        let message = format!(
+                            "heartbeat key {key} cannot be written on {addr} ({e}); the shard syncs, but lag in ms is unavailable (grant SET on that key to measure it)"
+                        );
+                        if let Ok(mut s) = shared.lock() {
+                            s.alerts.push(Alert { ts_ms: now_ms(), offset: None, message });
+                            s.lag_ms = None;
+                        }
+                    }
+                }
+                Ok(_) => refused = false,
+                Err(_) => conn = None,
+            }
+        }
+        // A refused heartbeat is retried rarely: the cause is configuration.
+        let wait = if refused { Duration::from_secs(10).max(every) } else { every };
+        if !nap(&cancel, wait).await {
+            break;
+        }
+    }
+    if let Some(mut c) = conn {
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.send(&Cmd::new("DEL").arg(&key))).await;
+    }
+}
+
+/// Poll `INFO replication` for the master's `master_repl_offset`.
+pub async fn poll_offset(
+    addr: String,
+    opts: ConnectOptions,
+    every: Duration,
+    shared: Arc<Mutex<ShardSnapshot>>,
+    cancel: CancellationToken,
+) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        if conn.is_none() {
+            conn = Connection::connect(&addr, &opts).await.ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            match master_repl_offset(c).await {
+                Ok(Some(off)) => {
+                    if let Ok(mut s) = shared.lock() {
+                        s.source_offset = Some(off);
+                        s.lag_bytes = s.applied_offset.map(|a| off.saturating_sub(a));
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => conn = None,
+            }
+        }
+        if !nap(&cancel, every).await {
+            break;
+        }
+    }
+}
+
+async fn master_repl_offset(c: &mut Connection) -> Result<Option<u64>, RespError> {
+    let v = c.query(&Cmd::new("INFO").arg("replication")).await?;
+    Ok(v.as_bytes().and_then(|b| info_field(b, "master_repl_offset")).and_then(|s| s.parse().ok()))
+}
+
+/// A field of an `INFO` reply.
+pub fn info_field<'a>(info: &'a [u8], name: &str) -> Option<&'a str> {
+    std::str::from_utf8(info).ok()?.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fields() {
+        let info = b"# Replication\r\nrole:master\r\nmaster_repl_offset:4242\r\nsecond_repl_offset:-1\r\n";
+        assert_eq!(info_field(info, "master_repl_offset"), Some("4242"));
+        assert_eq!(info_field(info, "role"), Some("master"));
+        assert_eq!(info_field(info, "repl"), None);
+    }
+}
