@@ -3,7 +3,9 @@
 //!
 //! The library holds the engine parts; `main.rs` only parses the command line
 //! and picks a front end. `rdb` reads the RDB format as a stream of events,
-//! `resp` talks RESP2 to a Redis server.
+//! `resp` talks RESP2 to a Redis server, `source` reads a master's
+//! replication stream into a disk spool and back out as RDB bytes and commands.
 
 pub mod rdb;
 pub mod resp;
+pub mod source;
