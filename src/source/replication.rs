@@ -60,6 +60,14 @@ const CONSUMER_CHUNK: usize = 256 * 1024;
 /// Longest wait to hand a few bytes (PSYNC, an ACK) to the kernel.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// After a diskless snapshot the master starts the command stream only on
+/// an ACK that arrives once it has reaped the snapshot's child process
+/// (replconfCommand, "ack"); an earlier ACK is not enough. So the first ACKs
+/// go out this often, this many times, instead of waiting a whole
+/// `ack_interval` for the next one.
+const STARTUP_ACK_EVERY: Duration = Duration::from_millis(100);
+const STARTUP_ACKS: u32 = 20;
+
 /// The spool header's format version.
 const HEADER_FORMAT: u32 = 1;
 
@@ -373,6 +381,9 @@ struct Link<'a> {
     /// Decoder position up to which bytes went to the spool.
     spooled_upto: u64,
     rdb_started: bool,
+    /// Quick ACKs still to send after a diskless snapshot, and when.
+    startup_acks: u32,
+    next_startup_ack: Option<Instant>,
 }
 
 enum Wake {
@@ -399,6 +410,8 @@ impl<'a> Link<'a> {
             pending: BytesMut::new(),
             spooled_upto: 0,
             rdb_started: false,
+            startup_acks: 0,
+            next_startup_ack: None,
         }
     }
 
@@ -503,10 +516,16 @@ impl<'a> Link<'a> {
             }
             let acking = self.decoder.in_command_stream();
             let before = self.pending.len();
+            let startup_ack = self.next_startup_ack;
             let wake = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Wake::Cancelled,
                 _ = ack_tick.tick(), if acking => Wake::Ack,
+                _ = tokio::time::sleep_until(startup_ack.unwrap_or(deadline)), if startup_ack.is_some() => {
+                    self.startup_acks = self.startup_acks.saturating_sub(1);
+                    self.next_startup_ack = (self.startup_acks > 0).then(|| Instant::now() + STARTUP_ACK_EVERY);
+                    Wake::Ack
+                }
                 read = timeout_at(deadline, socket.read_buf(&mut self.pending)) => match read {
                     Ok(read) => Wake::Read(read),
                     Err(_) => Wake::Idle,
@@ -622,9 +641,11 @@ impl<'a> Link<'a> {
             PsyncEvent::RdbData(bytes) => p.rdb_received += bytes.len() as u64,
             PsyncEvent::RdbEnd => {
                 p.state = ReplicationState::Incremental;
-                // A diskless master starts the command stream only after
-                // the replica's first ACK (replconfCommand, "ack").
                 reactions.ack_now = true;
+                if self.header.rdb == Some(RdbTransfer::Diskless) {
+                    self.startup_acks = STARTUP_ACKS;
+                    self.next_startup_ack = Some(Instant::now() + STARTUP_ACK_EVERY);
+                }
             }
             PsyncEvent::Command(command) => {
                 p.received_offset = Some(command.offset);

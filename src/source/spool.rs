@@ -40,10 +40,9 @@ const HEADER_TMP: &str = "spool.json.tmp";
 /// How a spool writes.
 #[derive(Clone, Debug)]
 pub struct SpoolOptions {
-    /// A segment is closed once it holds at least this many bytes (a write
-    /// is never split, so a segment can exceed it by one write). Smaller
+    /// Bytes per segment (the last one fills up as data arrives). Smaller
     /// segments free disk sooner after they are applied; larger ones mean
-    /// fewer files. Default 64 MiB.
+    /// fewer files. Default 64 MiB; at least 1.
     pub segment_size: u64,
     /// Longest time written bytes stay without an fsync. Default 1 s.
     pub fsync_interval: Duration,
@@ -203,7 +202,8 @@ impl SpoolWriter {
         Ok(SpoolWriter::with_file(dir, opts, file, last, last + len))
     }
 
-    fn with_file(dir: &Path, opts: SpoolOptions, file: File, seg_start: u64, end: u64) -> SpoolWriter {
+    fn with_file(dir: &Path, mut opts: SpoolOptions, file: File, seg_start: u64, end: u64) -> SpoolWriter {
+        opts.segment_size = opts.segment_size.max(1);
         let (end_tx, _) = watch::channel(end);
         SpoolWriter {
             dir: dir.to_owned(),
@@ -227,16 +227,23 @@ impl SpoolWriter {
     }
 
     /// Appends `bytes` and makes them visible to readers.
-    pub fn append(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+    pub fn append(&mut self, mut bytes: &[u8]) -> Result<(), SpoolError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        if self.end - self.seg_start >= self.opts.segment_size {
-            self.rotate()?;
+        while !bytes.is_empty() {
+            let used = self.end - self.seg_start;
+            if used >= self.opts.segment_size {
+                self.rotate()?;
+                continue;
+            }
+            let room = usize::try_from(self.opts.segment_size - used).unwrap_or(usize::MAX);
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.file.write_all(now).map_err(|e| SpoolError::io(&self.dir, "write a segment", e))?;
+            self.end += now.len() as u64;
+            self.dirty = true;
+            bytes = later;
         }
-        self.file.write_all(bytes).map_err(|e| SpoolError::io(&self.dir, "write a segment", e))?;
-        self.end += bytes.len() as u64;
-        self.dirty = true;
         if self.last_sync.elapsed() >= self.opts.fsync_interval {
             self.sync()?;
         }
@@ -531,7 +538,10 @@ mod tests {
             w.append(&piece).unwrap();
             all.extend(piece);
         }
-        assert!(list_segments(dir.path()).unwrap().len() >= 4);
+        // Writes are split so every closed segment holds exactly 100 bytes.
+        assert_eq!(list_segments(dir.path()).unwrap(), [0, 100, 200, 300, 400, 500]);
+        assert_eq!(segment_len(dir.path(), 400).unwrap(), 100);
+        assert_eq!(segment_len(dir.path(), 500).unwrap(), 53);
         // From the start, and from every position, with odd buffer sizes.
         let watch = w.watch();
         drop(w);
