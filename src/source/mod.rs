@@ -18,7 +18,7 @@ pub mod spool;
 
 pub use psync::{PsyncDecoder, PsyncError, PsyncEvent, PsyncPosition, ReplCommand};
 pub use replication::{
-    RdbBody, ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState, ReplicationStream,
-    SourceError, SpoolHeader,
+    RdbBody, RdbTransfer, ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState,
+    ReplicationStream, SourceError, SpoolHeader,
 };
-pub use spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWriter};
+pub use spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWatch, SpoolWriter};

@@ -2,7 +2,7 @@
 //! I/O. This is the one module that knows that layout.
 //!
 //! A [`PsyncDecoder`] is fed bytes as they arrive ([`PsyncDecoder::feed`])
-//! and yields [`PsyncEvent`]s ([`PsyncDecoder::next`], `Ok(None)` = needs
+//! and yields [`PsyncEvent`]s ([`PsyncDecoder::next_event`], `Ok(None)` = needs
 //! more bytes); [`PsyncDecoder::position`] counts the bytes consumed by the
 //! events returned so far, so a caller can tell where in the raw stream each
 //! event ends. The stream has three phases:
@@ -80,18 +80,27 @@ pub enum PsyncEvent {
     KeepAlive,
     /// The master will send a snapshot; the command stream after it starts
     /// at `offset`.
-    FullResync { replid: String, offset: u64 },
+    FullResync {
+        replid: String,
+        offset: u64,
+    },
     /// The master continues from the offset asked for. PSYNC2 masters name
     /// their replication ID when it differs from the one asked for (after a
     /// failover).
-    Continue { new_replid: Option<String> },
+    Continue {
+        new_replid: Option<String>,
+    },
     /// An error reply instead of a sync (text without the leading `-`), e.g.
     /// `NOMASTERLINK ...`, `LOADING ...`, `ERR unknown command 'PSYNC'`. The
     /// decoder accepts nothing after it.
-    MasterError { message: String },
+    MasterError {
+        message: String,
+    },
     /// The snapshot starts: `Some(len)` for `$<len>` (disk-based), `None`
     /// for `$EOF:<mark>` (diskless, length unknown until the mark).
-    RdbBegin { len: Option<u64> },
+    RdbBegin {
+        len: Option<u64>,
+    },
     /// A piece of the snapshot, in order, with no framing bytes.
     RdbData(Bytes),
     /// The snapshot is complete; commands follow.
@@ -147,8 +156,12 @@ enum Phase {
     Reply,
     /// After `+FULLRESYNC`, waiting for `$<len>` or `$EOF:<mark>`.
     BulkHeader,
-    RdbSized { remaining: u64 },
-    RdbMarked { mark: [u8; EOF_MARK_LEN] },
+    RdbSized {
+        remaining: u64,
+    },
+    RdbMarked {
+        mark: [u8; EOF_MARK_LEN],
+    },
     Commands,
     /// After an error reply.
     Refused,
@@ -242,8 +255,7 @@ impl PsyncDecoder {
     }
 
     /// The next event, `Ok(None)` if more bytes are needed.
-    #[allow(clippy::should_implement_trait)] // fallible, and needs `&mut` input between calls
-    pub fn next(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+    pub fn next_event(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
         match self.phase {
             Phase::Reply => self.reply(),
             Phase::BulkHeader => self.bulk_header(),
@@ -588,7 +600,7 @@ mod tests {
         for part in parts {
             dec.feed(part);
             fed += part.len() as u64;
-            while let Some(ev) = dec.next()? {
+            while let Some(ev) = dec.next_event()? {
                 match (events.last_mut(), ev) {
                     (Some(PsyncEvent::RdbData(prev)), PsyncEvent::RdbData(more)) => {
                         let mut joined = prev.to_vec();
@@ -715,7 +727,7 @@ mod tests {
             let mut rdb = 0;
             for piece in t.chunks(size) {
                 dec.feed(piece);
-                while let Some(ev) = dec.next().unwrap() {
+                while let Some(ev) = dec.next_event().unwrap() {
                     if let PsyncEvent::RdbData(b) = ev {
                         rdb += b.len();
                         assert!(rdb <= payload_len, "chunk size {size}");
@@ -758,7 +770,7 @@ mod tests {
     fn continue_needs_a_requested_offset() {
         let mut dec = PsyncDecoder::new(None);
         dec.feed(b"+CONTINUE\r\n");
-        assert_eq!(dec.next(), Err(PsyncError::ContinueWithoutOffset { at: 0 }));
+        assert_eq!(dec.next_event(), Err(PsyncError::ContinueWithoutOffset { at: 0 }));
     }
 
     #[test]
@@ -790,11 +802,11 @@ mod tests {
         ] {
             let mut dec = PsyncDecoder::new(None);
             dec.feed(format!("\n{reply}\r\n").as_bytes());
-            assert_eq!(dec.next(), Ok(Some(PsyncEvent::KeepAlive)));
-            assert_eq!(dec.next(), Ok(Some(PsyncEvent::MasterError { message: reply[1..].to_owned() })));
-            assert_eq!(dec.next(), Ok(None));
+            assert_eq!(dec.next_event(), Ok(Some(PsyncEvent::KeepAlive)));
+            assert_eq!(dec.next_event(), Ok(Some(PsyncEvent::MasterError { message: reply[1..].to_owned() })));
+            assert_eq!(dec.next_event(), Ok(None));
             dec.feed(b"x");
-            assert!(matches!(dec.next(), Err(PsyncError::AfterError { .. })));
+            assert!(matches!(dec.next_event(), Err(PsyncError::AfterError { .. })));
         }
         // An error instead of the RDB (a failed BGSAVE).
         let mut dec = PsyncDecoder::new(None);
@@ -809,7 +821,7 @@ mod tests {
             let mut dec = PsyncDecoder::new(None);
             dec.feed(input);
             loop {
-                match dec.next() {
+                match dec.next_event() {
                     Ok(Some(_)) => continue,
                     Ok(None) => return None,
                     Err(e) => return Some(e),
@@ -827,7 +839,9 @@ mod tests {
         assert!(matches!(case(&with(&[b'a'; LINE_MAX + 2])), Some(PsyncError::LineTooLong { .. })));
         let cmds = |rest: &[u8]| [full.as_bytes(), b"$0\r\n", rest].concat();
         let at = at + 4;
-        assert!(matches!(case(&cmds(b"GET x\r\n")), Some(PsyncError::UnexpectedByte { at: a, byte: b'G', .. }) if a == at));
+        assert!(
+            matches!(case(&cmds(b"GET x\r\n")), Some(PsyncError::UnexpectedByte { at: a, byte: b'G', .. }) if a == at)
+        );
         assert!(matches!(case(&cmds(b"*0\r\n")), Some(PsyncError::Malformed { .. })));
         assert!(matches!(case(&cmds(b"*+1\r\n")), Some(PsyncError::Malformed { .. })));
         assert!(matches!(case(&cmds(b"*1\r\n:1\r\n")), Some(PsyncError::UnexpectedByte { byte: b':', .. })));
@@ -840,13 +854,13 @@ mod tests {
     fn huge_announced_lengths_allocate_nothing() {
         let mut dec = PsyncDecoder::in_commands(0);
         dec.feed(b"*999999999\r\n$3\r\nSET\r\n$999999999999\r\nab");
-        assert_eq!(dec.next(), Ok(None));
+        assert_eq!(dec.next_event(), Ok(None));
         assert!(dec.scan.args.capacity() <= ARGS_PREALLOC);
         assert!(dec.buf.capacity() < 4096);
         // A bulk length near u64::MAX must not overflow the arithmetic.
         let mut dec = PsyncDecoder::in_commands(0);
         dec.feed(b"*1\r\n$18446744073709551615\r\nab");
-        assert_eq!(dec.next(), Ok(None));
+        assert_eq!(dec.next_event(), Ok(None));
     }
 
     #[test]
@@ -858,7 +872,7 @@ mod tests {
         let mut dec = PsyncDecoder::in_commands(10);
         for piece in raw.chunks(7) {
             dec.feed(piece);
-            if let Some(PsyncEvent::Command(c)) = dec.next().unwrap() {
+            if let Some(PsyncEvent::Command(c)) = dec.next_event().unwrap() {
                 assert_eq!(c.args.len(), 2002);
                 assert_eq!(c.offset, 10 + raw.len() as u64);
                 assert_eq!(c.raw_len, raw.len());

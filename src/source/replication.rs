@@ -195,7 +195,7 @@ pub enum SourceError {
         addr: String,
         step: &'static str,
         #[source]
-        source: RespError,
+        source: Box<RespError>,
     },
     #[error("{shard} ({addr}): the source refused PSYNC: \"{message}\"{hint}")]
     PsyncRefused { shard: String, addr: String, message: String, hint: &'static str },
@@ -305,10 +305,8 @@ impl ReplicationReader {
 
     /// A consumer of everything spooled, from the PSYNC reply on.
     pub fn stream(&self, cancel: CancellationToken) -> Result<ReplicationStream, SourceError> {
-        let reader = self
-            .spool
-            .reader(0, cancel)
-            .map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })?;
+        let reader =
+            self.spool.reader(0, cancel).map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })?;
         Ok(ReplicationStream::new(self.shard.clone(), reader, PsyncDecoder::new(self.requested)))
     }
 
@@ -445,7 +443,7 @@ impl<'a> Link<'a> {
             shard: self.config.shard.clone(),
             addr: self.config.addr.clone(),
             step,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -558,7 +556,7 @@ impl<'a> Link<'a> {
     async fn absorb(&mut self, socket: &mut TcpStream, cancel: &CancellationToken) -> Result<(), SourceError> {
         let mut reactions = Reactions::default();
         loop {
-            let event = self.decoder.next().map_err(|source| SourceError::Protocol {
+            let event = self.decoder.next_event().map_err(|source| SourceError::Protocol {
                 shard: self.config.shard.clone(),
                 addr: self.config.addr.clone(),
                 step: self.step(),
@@ -571,13 +569,15 @@ impl<'a> Link<'a> {
             self.spool(SpoolOp::Header(Box::new(self.header.clone())), cancel).await?;
         }
         let framed = usize::try_from(self.decoder.position() - self.spooled_upto).unwrap_or(usize::MAX);
+        self.progress.spooled += framed as u64;
+        // Published before the bytes reach the spool, so whatever a consumer
+        // reads is already reflected in the progress.
+        self.publish();
         if framed > 0 {
             let bytes = self.pending.split_to(framed).freeze();
             self.spooled_upto = self.decoder.position();
-            self.progress.spooled += bytes.len() as u64;
             self.spool(SpoolOp::Append(bytes), cancel).await?;
         }
-        self.publish();
         if reactions.ack_now {
             self.send_ack(socket).await?;
         }
@@ -751,7 +751,7 @@ impl ReplicationStream {
 
     fn decode(&mut self) -> Result<Option<PsyncEvent>, SourceError> {
         loop {
-            let event = self.decoder.next().map_err(|source| SourceError::SpoolStream {
+            let event = self.decoder.next_event().map_err(|source| SourceError::SpoolStream {
                 shard: self.shard.clone(),
                 position: self.decoder.position(),
                 source,

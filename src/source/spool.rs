@@ -205,16 +205,7 @@ impl SpoolWriter {
     fn with_file(dir: &Path, mut opts: SpoolOptions, file: File, seg_start: u64, end: u64) -> SpoolWriter {
         opts.segment_size = opts.segment_size.max(1);
         let (end_tx, _) = watch::channel(end);
-        SpoolWriter {
-            dir: dir.to_owned(),
-            opts,
-            file,
-            seg_start,
-            end,
-            last_sync: Instant::now(),
-            dirty: false,
-            end_tx,
-        }
+        SpoolWriter { dir: dir.to_owned(), opts, file, seg_start, end, last_sync: Instant::now(), dirty: false, end_tx }
     }
 
     pub fn dir(&self) -> &Path {
@@ -364,13 +355,8 @@ impl SpoolWatch {
 
     /// A reader from position `from`, which must not have been released.
     pub fn reader(&self, from: u64, cancel: CancellationToken) -> Result<SpoolReader, SpoolError> {
-        let mut reader = SpoolReader {
-            dir: self.dir.clone(),
-            pos: from,
-            file: None,
-            end_rx: self.end_rx.clone(),
-            cancel,
-        };
+        let mut reader =
+            SpoolReader { dir: self.dir.clone(), pos: from, file: None, end_rx: self.end_rx.clone(), cancel };
         if from < reader.end() {
             reader.open_segment()?;
         }
