@@ -255,6 +255,9 @@ async fn full_sync_then_stream(master: &RedisServer, password: Option<&str>, dis
     // Writes after the snapshot arrive as commands.
     run(&mut conn, &[&["SET", "after", "1"], &["INCR", "counter"], &["LPUSH", "list", "c"]]).await?;
     run(&mut conn, &[&["MULTI"], &["SET", "tx", "1"], &["INCR", "counter"], &["EXEC"]]).await?;
+    // A command far bigger than a socket read or a spool segment.
+    let big = "v".repeat(3 << 20);
+    run(&mut conn, &[&["SET", "big", &big]]).await?;
     let target = master_offset(&mut conn).await?;
     let commands = replica.commands_upto(target).await?;
     assert!(commands[0].offset > offset);
@@ -263,7 +266,8 @@ async fn full_sync_then_stream(master: &RedisServer, password: Option<&str>, dis
         .map(|c| String::from_utf8_lossy(&c.args[0]).to_ascii_uppercase())
         .filter(|n| n != "PING" && n != "SELECT")
         .collect();
-    assert_eq!(names, ["SET", "INCR", "LPUSH", "MULTI", "SET", "INCR", "EXEC"]);
+    assert_eq!(names, ["SET", "INCR", "LPUSH", "MULTI", "SET", "INCR", "EXEC", "SET"]);
+    assert_eq!(commands.last().map(|c| c.args[2].len()), Some(big.len()));
 
     let progress = replica.reader.progress().borrow().clone();
     assert_eq!(progress.state, ReplicationState::Incremental);
