@@ -5,9 +5,12 @@
 //! and picks a front end. `rdb` reads the RDB format as a stream of events,
 //! `resp` talks RESP2 to a Redis server, `config` is the task file, `engine`
 //! runs the sync and `headless` renders its progress.
+//! `resp` talks RESP2 to a Redis server, `source` reads a master's
+//! replication stream into a disk spool and back out as RDB bytes and commands.
 
 pub mod config;
 pub mod engine;
 pub mod headless;
 pub mod rdb;
 pub mod resp;
+pub mod source;

@@ -1,0 +1,24 @@
+//! The replication reader: one per source master.
+//!
+//! Data flows socket → [`ReplicationReader`] → [`spool`] on disk →
+//! [`ReplicationStream`] → the engine. The reader does the handshake
+//! (AUTH, `REPLCONF`, `PSYNC`), then drains the socket into the spool as fast
+//! as it delivers, framing it with [`psync`] on the way only to track the
+//! replication offset, answer `REPLCONF GETACK` and report progress. The
+//! consumer reads the spool back through the same decoder, at its own pace,
+//! as RDB bytes (an `io::Read` for `rdb::RdbReader`) followed by commands
+//! with their offsets, and releases spool segments once they are applied.
+//!
+//! Parts: `psync` (the byte layout, no I/O), `spool` (segment files, waiting
+//! readers), `replication` (the socket task and the consumer).
+
+pub mod psync;
+mod replication;
+pub mod spool;
+
+pub use psync::{PsyncDecoder, PsyncError, PsyncEvent, PsyncPosition, ReplCommand};
+pub use replication::{
+    RdbBody, RdbTransfer, ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState,
+    ReplicationStream, SourceError, SpoolHeader,
+};
+pub use spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWatch, SpoolWriter};

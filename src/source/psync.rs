@@ -1,0 +1,905 @@
+//! The replication byte stream a master sends after `PSYNC`, decoded without
+//! I/O. This is the one module that knows that layout.
+//!
+//! A [`PsyncDecoder`] is fed bytes as they arrive ([`PsyncDecoder::feed`])
+//! and yields [`PsyncEvent`]s ([`PsyncDecoder::next_event`], `Ok(None)` = needs
+//! more bytes); [`PsyncDecoder::position`] counts the bytes consumed by the
+//! events returned so far, so a caller can tell where in the raw stream each
+//! event ends. The stream has three phases:
+//!
+//! 1. The reply: `+FULLRESYNC <replid> <offset>`, `+CONTINUE [<new replid>]`
+//!    or an error (`-NOMASTERLINK`, `-LOADING`, `-ERR unknown command`...),
+//!    possibly preceded by bare `\n` keep-alives.
+//! 2. After `+FULLRESYNC`, more `\n` keep-alives while the master prepares the
+//!    snapshot, then the RDB: `$<len>\r\n` and exactly `len` bytes with no
+//!    trailing CRLF (disk-based), or `$EOF:<40-byte mark>\r\n`, the payload,
+//!    and the same mark again (diskless). The closing mark may be cut across
+//!    reads anywhere, so the decoder withholds the last `EOF_MARK_LEN - 1`
+//!    bytes until it knows they are not the start of the mark.
+//! 3. The command stream: RESP multibulk arrays. Each command's byte count
+//!    advances the replication offset, which starts at the `+FULLRESYNC`
+//!    offset, or for `+CONTINUE` at the offset the replica asked for. The
+//!    master's `PING`s and `REPLCONF GETACK *` are ordinary commands here and
+//!    count toward the offset. A bare `\n` between commands (a chained
+//!    replica keeping its sub-replicas alive while it has no master) is out of
+//!    band and does not.
+//!
+//! A `+CONTINUE` or `+FULLRESYNC` line where a command could start begins a
+//! new session: a spool that appended a reconnect's reply to the stream it
+//! already held reads back through this same decoder.
+//!
+//! Memory: RDB bytes pass through in pieces of whatever size arrived; a
+//! command is yielded whole, so the largest command the master sends (up to
+//! `proto-max-bulk-len`, 512 MB by default) is held once. Nothing is ever
+//! allocated from a length the peer announced.
+//!
+//! Also here: the bytes of the commands a replica sends once the socket
+//! leaves the request/reply world (`PSYNC`, `REPLCONF ACK`).
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+use thiserror::Error;
+
+/// Size of the diskless end-of-RDB mark (`RDB_EOF_MARK_SIZE`); masters use
+/// `$EOF:` since 2.8.18, for replicas that announced `capa eof`.
+pub const EOF_MARK_LEN: usize = 40;
+
+/// Length of a replication ID (`CONFIG_RUN_ID_SIZE`): 40 hex characters
+/// (the run ID before Redis 4.0's PSYNC2, the replid since).
+pub const REPLID_LEN: usize = 40;
+
+/// Longest reply or RDB header line accepted. The legitimate ones are under
+/// 80 bytes; error texts are longer but not this long.
+const LINE_MAX: usize = 4096;
+
+/// Longest `*<count>\r\n` or `$<len>\r\n` line inside a command: a sign, 19
+/// digits and CRLF fit.
+const HEADER_MAX: usize = 32;
+
+/// Redis refuses multibulk counts above `INT_MAX` (networking.c).
+const MAX_ARGS: u64 = i32::MAX as u64;
+
+/// Argument slots reserved up front; a bigger command grows the vector as
+/// its arguments actually arrive, never from the announced count.
+const ARGS_PREALLOC: usize = 16;
+
+/// Where a replica asks to continue: the replication ID and the offset after
+/// the last command it has (what [`ReplCommand::offset`] reports). `PSYNC`
+/// itself names the next byte wanted, one more (replication.c sends
+/// `reploff+1`); [`psync_request`] adds it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PsyncPosition {
+    pub replid: String,
+    pub offset: u64,
+}
+
+/// One thing the master said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PsyncEvent {
+    /// A bare `\n` the master sends to keep the link alive.
+    KeepAlive,
+    /// The master will send a snapshot; the command stream after it starts
+    /// at `offset`.
+    FullResync {
+        replid: String,
+        offset: u64,
+    },
+    /// The master continues from the offset asked for. PSYNC2 masters name
+    /// their replication ID when it differs from the one asked for (after a
+    /// failover).
+    Continue {
+        new_replid: Option<String>,
+    },
+    /// An error reply instead of a sync (text without the leading `-`), e.g.
+    /// `NOMASTERLINK ...`, `LOADING ...`, `ERR unknown command 'PSYNC'`. The
+    /// decoder accepts nothing after it.
+    MasterError {
+        message: String,
+    },
+    /// The snapshot starts: `Some(len)` for `$<len>` (disk-based), `None`
+    /// for `$EOF:<mark>` (diskless, length unknown until the mark).
+    RdbBegin {
+        len: Option<u64>,
+    },
+    /// A piece of the snapshot, in order, with no framing bytes.
+    RdbData(Bytes),
+    /// The snapshot is complete; commands follow.
+    RdbEnd,
+    Command(ReplCommand),
+}
+
+/// A command from the replication stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplCommand {
+    /// The arguments, name first, as sent (not case-folded).
+    pub args: Vec<Bytes>,
+    /// The replication offset after this command.
+    pub offset: u64,
+    /// Its size on the wire, which is what it added to the offset.
+    pub raw_len: usize,
+}
+
+impl ReplCommand {
+    /// Whether the command's name is `name` (ASCII case-insensitive).
+    pub fn is(&self, name: &str) -> bool {
+        self.args.first().is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    /// `REPLCONF GETACK *`: the master wants an ACK now (sent for `WAIT`).
+    pub fn is_getack(&self) -> bool {
+        self.is("REPLCONF") && self.args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"GETACK"))
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PsyncError {
+    #[error("unexpected reply to PSYNC at byte {at} of the replication stream: \"{line}\"")]
+    UnexpectedReply { at: u64, line: String },
+    #[error("malformed {what} at byte {at} of the replication stream: \"{line}\"")]
+    Malformed { at: u64, what: &'static str, line: String },
+    #[error("no line end within {limit} bytes at byte {at} of the replication stream (expected {expected})")]
+    LineTooLong { at: u64, limit: usize, expected: &'static str },
+    #[error("unexpected byte {byte:#04x} at byte {at} of the replication stream (expected {expected})")]
+    UnexpectedByte { at: u64, byte: u8, expected: &'static str },
+    #[error(
+        "+CONTINUE at byte {at} of the replication stream, but no offset was requested \
+         (the decoder was created for `PSYNC ? -1`)"
+    )]
+    ContinueWithoutOffset { at: u64 },
+    #[error("data at byte {at} of the replication stream after the master's error reply")]
+    AfterError { at: u64 },
+}
+
+#[derive(Clone, Debug)]
+enum Phase {
+    /// Waiting for the reply to `PSYNC`.
+    Reply,
+    /// After `+FULLRESYNC`, waiting for `$<len>` or `$EOF:<mark>`.
+    BulkHeader,
+    RdbSized {
+        remaining: u64,
+    },
+    RdbMarked {
+        mark: [u8; EOF_MARK_LEN],
+    },
+    Commands,
+    /// After an error reply.
+    Refused,
+}
+
+/// Progress through the command at the front of the buffer, so a command
+/// arriving in many reads is not re-scanned from its start each time.
+#[derive(Debug, Default)]
+struct CommandScan {
+    argc: Option<u64>,
+    /// Where the next argument header starts, relative to the buffer start
+    /// (which does not move until the command is complete).
+    pos: usize,
+    /// (start, len) of each argument found so far.
+    args: Vec<(usize, usize)>,
+}
+
+/// Decodes what a master sends after `PSYNC`; see the module docs.
+///
+/// After an error the decoder's state is unspecified: drop it.
+#[derive(Debug)]
+pub struct PsyncDecoder {
+    buf: BytesMut,
+    phase: Phase,
+    /// Bytes consumed by the events returned so far.
+    position: u64,
+    /// The replication offset at the current command boundary, once known.
+    offset: Option<u64>,
+    /// The offset a `+CONTINUE` reply continues from.
+    requested: Option<u64>,
+    scan: CommandScan,
+}
+
+impl PsyncDecoder {
+    /// A decoder for the reply to `PSYNC ? -1` (`requested = None`) or to
+    /// `PSYNC <replid> <offset+1>` (`requested = Some(offset)`, see
+    /// [`PsyncPosition`]).
+    pub fn new(requested: Option<u64>) -> Self {
+        PsyncDecoder {
+            buf: BytesMut::new(),
+            phase: Phase::Reply,
+            position: 0,
+            offset: None,
+            requested,
+            scan: CommandScan::default(),
+        }
+    }
+
+    /// A decoder that starts inside the command stream, at a command
+    /// boundary whose replication offset is `offset` (to read a spool from
+    /// a point other than its start).
+    pub fn in_commands(offset: u64) -> Self {
+        PsyncDecoder { phase: Phase::Commands, offset: Some(offset), ..PsyncDecoder::new(None) }
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes consumed by the events returned so far.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The replication offset after the last command returned (or where the
+    /// command stream will start), once the reply has been read.
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+
+    /// Bytes fed but not yet returned as events.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the command stream has started.
+    pub fn in_command_stream(&self) -> bool {
+        matches!(self.phase, Phase::Commands)
+    }
+
+    /// The phase, for messages: "waiting for the PSYNC reply", ...
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Reply => "waiting for the PSYNC reply",
+            Phase::BulkHeader => "waiting for the RDB snapshot",
+            Phase::RdbSized { .. } | Phase::RdbMarked { .. } => "reading the RDB snapshot",
+            Phase::Commands => "reading the command stream",
+            Phase::Refused => "after the master's error reply",
+        }
+    }
+
+    /// The next event, `Ok(None)` if more bytes are needed.
+    pub fn next_event(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+        match self.phase {
+            Phase::Reply => self.reply(),
+            Phase::BulkHeader => self.bulk_header(),
+            Phase::RdbSized { remaining } => Ok(self.rdb_sized(remaining)),
+            Phase::RdbMarked { mark } => Ok(self.rdb_marked(&mark)),
+            Phase::Commands => self.command(),
+            Phase::Refused if self.buf.is_empty() => Ok(None),
+            Phase::Refused => Err(PsyncError::AfterError { at: self.position }),
+        }
+    }
+
+    fn consume(&mut self, n: usize) -> BytesMut {
+        self.position += n as u64;
+        self.buf.split_to(n)
+    }
+
+    /// The next `\n`-terminated line without its `\r\n` / `\n`, consumed.
+    fn line(&mut self, expected: &'static str) -> Result<Option<String>, PsyncError> {
+        let Some(end) = memchr::memchr(b'\n', &self.buf) else {
+            if self.buf.len() > LINE_MAX {
+                return Err(PsyncError::LineTooLong { at: self.position, limit: LINE_MAX, expected });
+            }
+            return Ok(None);
+        };
+        if end > LINE_MAX {
+            return Err(PsyncError::LineTooLong { at: self.position, limit: LINE_MAX, expected });
+        }
+        let raw = self.consume(end + 1);
+        let text = raw[..end].strip_suffix(b"\r").unwrap_or(&raw[..end]);
+        Ok(Some(String::from_utf8_lossy(text).into_owned()))
+    }
+
+    fn reply(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+        let at = self.position;
+        let Some(line) = self.line("a reply to PSYNC")? else {
+            return Ok(None);
+        };
+        if line.is_empty() {
+            return Ok(Some(PsyncEvent::KeepAlive));
+        }
+        if let Some(message) = line.strip_prefix('-') {
+            self.phase = Phase::Refused;
+            return Ok(Some(PsyncEvent::MasterError { message: message.to_owned() }));
+        }
+        self.session_reply(at, line)
+    }
+
+    /// `+FULLRESYNC` / `+CONTINUE`, at the start or where a command could be.
+    fn session_reply(&mut self, at: u64, line: String) -> Result<Option<PsyncEvent>, PsyncError> {
+        if let Some(rest) = line.strip_prefix("+FULLRESYNC ") {
+            let mut words = rest.split_ascii_whitespace();
+            let (Some(replid), Some(offset), None) = (words.next(), words.next(), words.next()) else {
+                return Err(PsyncError::Malformed { at, what: "+FULLRESYNC reply", line });
+            };
+            let (Some(offset), true) = (parse_digits(offset.as_bytes()), valid_replid(replid)) else {
+                return Err(PsyncError::Malformed { at, what: "+FULLRESYNC reply", line });
+            };
+            self.offset = Some(offset);
+            self.phase = Phase::BulkHeader;
+            return Ok(Some(PsyncEvent::FullResync { replid: replid.to_owned(), offset }));
+        }
+        if let Some(rest) = line.strip_prefix("+CONTINUE") {
+            let new_replid = match rest.trim() {
+                "" => None,
+                id if valid_replid(id) && rest.starts_with(' ') => Some(id.to_owned()),
+                _ => return Err(PsyncError::Malformed { at, what: "+CONTINUE reply", line }),
+            };
+            // Mid-stream, a reconnect continued from where the stream was.
+            if self.offset.is_none() {
+                self.offset = Some(self.requested.ok_or(PsyncError::ContinueWithoutOffset { at })?);
+            }
+            self.phase = Phase::Commands;
+            return Ok(Some(PsyncEvent::Continue { new_replid }));
+        }
+        Err(PsyncError::UnexpectedReply { at, line })
+    }
+
+    fn bulk_header(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+        let at = self.position;
+        let Some(line) = self.line("the RDB header `$<len>` or `$EOF:<mark>`")? else {
+            return Ok(None);
+        };
+        if line.is_empty() {
+            return Ok(Some(PsyncEvent::KeepAlive));
+        }
+        // A master whose snapshot failed says so here (e.g. "BGSAVE failed").
+        if let Some(message) = line.strip_prefix('-') {
+            self.phase = Phase::Refused;
+            return Ok(Some(PsyncEvent::MasterError { message: message.to_owned() }));
+        }
+        let malformed = |line: String| PsyncError::Malformed { at, what: "RDB header", line };
+        let Some(spec) = line.strip_prefix('$') else {
+            return Err(malformed(line));
+        };
+        if let Some(mark) = spec.strip_prefix("EOF:") {
+            let Ok(mark) = <[u8; EOF_MARK_LEN]>::try_from(mark.as_bytes()) else {
+                return Err(malformed(line));
+            };
+            self.phase = Phase::RdbMarked { mark };
+            return Ok(Some(PsyncEvent::RdbBegin { len: None }));
+        }
+        let Some(len) = parse_digits(spec.as_bytes()) else {
+            return Err(malformed(line));
+        };
+        self.phase = Phase::RdbSized { remaining: len };
+        Ok(Some(PsyncEvent::RdbBegin { len: Some(len) }))
+    }
+
+    fn rdb_sized(&mut self, remaining: u64) -> Option<PsyncEvent> {
+        if remaining == 0 {
+            self.phase = Phase::Commands;
+            return Some(PsyncEvent::RdbEnd);
+        }
+        if self.buf.is_empty() {
+            return None;
+        }
+        let n = usize::try_from(remaining).map_or(self.buf.len(), |r| r.min(self.buf.len()));
+        self.phase = Phase::RdbSized { remaining: remaining - n as u64 };
+        Some(PsyncEvent::RdbData(self.consume(n).freeze()))
+    }
+
+    fn rdb_marked(&mut self, mark: &[u8; EOF_MARK_LEN]) -> Option<PsyncEvent> {
+        // The payload ends at the first occurrence of the mark, which is
+        // what Redis's own replica assumes too (the mark is 160 random bits).
+        let data_len = match memmem::find(&self.buf, mark) {
+            Some(0) => {
+                self.consume(EOF_MARK_LEN);
+                self.phase = Phase::Commands;
+                return Some(PsyncEvent::RdbEnd);
+            }
+            Some(at) => at,
+            // Without the whole mark in the buffer, its first bytes can only
+            // be among the last EOF_MARK_LEN - 1.
+            None => self.buf.len().saturating_sub(EOF_MARK_LEN - 1),
+        };
+        (data_len > 0).then(|| PsyncEvent::RdbData(self.consume(data_len).freeze()))
+    }
+
+    fn command(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+        let Some(&first) = self.buf.first() else {
+            return Ok(None);
+        };
+        match first {
+            b'*' => self.multibulk(),
+            b'\n' => {
+                self.consume(1);
+                Ok(Some(PsyncEvent::KeepAlive))
+            }
+            b'+' => {
+                let at = self.position;
+                match self.line("a PSYNC reply")? {
+                    Some(line) => self.session_reply(at, line),
+                    None => Ok(None),
+                }
+            }
+            byte => Err(PsyncError::UnexpectedByte { at: self.position, byte, expected: "a command (`*`)" }),
+        }
+    }
+
+    fn multibulk(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+        let argc = match self.scan.argc {
+            Some(argc) => argc,
+            None => {
+                let Some((argc, next)) = self.header(0, b'*', "command header `*<count>`")? else {
+                    return Ok(None);
+                };
+                if argc == 0 || argc > MAX_ARGS {
+                    return Err(self.malformed_header(0, "command header `*<count>`"));
+                }
+                self.scan = CommandScan {
+                    argc: Some(argc),
+                    pos: next,
+                    args: Vec::with_capacity(ARGS_PREALLOC.min(argc as usize)),
+                };
+                argc
+            }
+        };
+        while (self.scan.args.len() as u64) < argc {
+            let pos = self.scan.pos;
+            let Some((len, start)) = self.header(pos, b'$', "argument header `$<len>`")? else {
+                return Ok(None);
+            };
+            // Compare without computing `start + len`, which a hostile length
+            // could overflow.
+            let available = (self.buf.len() - start) as u64;
+            if available < len.saturating_add(2) {
+                return Ok(None);
+            }
+            let end = start + len as usize;
+            if &self.buf[end..end + 2] != b"\r\n" {
+                return Err(PsyncError::Malformed {
+                    at: self.position + end as u64,
+                    what: "argument (no CRLF after its bytes)",
+                    line: preview(&self.buf[end..end + 2]),
+                });
+            }
+            self.scan.args.push((start, len as usize));
+            self.scan.pos = end + 2;
+        }
+        let scan = std::mem::take(&mut self.scan);
+        let raw = self.consume(scan.pos).freeze();
+        let args = scan.args.iter().map(|&(start, len)| raw.slice(start..start + len)).collect();
+        let offset = self.offset.unwrap_or(0) + scan.pos as u64;
+        self.offset = Some(offset);
+        Ok(Some(PsyncEvent::Command(ReplCommand { args, offset, raw_len: scan.pos })))
+    }
+
+    /// Parses `<sigil><digits>\r\n` at `pos`; returns the number and where the
+    /// next byte is.
+    fn header(&self, pos: usize, sigil: u8, what: &'static str) -> Result<Option<(u64, usize)>, PsyncError> {
+        let rest = &self.buf[pos..];
+        let Some(&first) = rest.first() else {
+            return Ok(None);
+        };
+        if first != sigil {
+            return Err(PsyncError::UnexpectedByte { at: self.position + pos as u64, byte: first, expected: what });
+        }
+        let window = &rest[..rest.len().min(HEADER_MAX)];
+        let Some(nl) = memchr::memchr(b'\n', window) else {
+            if rest.len() >= HEADER_MAX {
+                return Err(self.malformed_header(pos, what));
+            }
+            return Ok(None);
+        };
+        let number = rest[1..nl].strip_suffix(b"\r").and_then(parse_digits);
+        match number {
+            Some(n) => Ok(Some((n, pos + nl + 1))),
+            None => Err(self.malformed_header(pos, what)),
+        }
+    }
+
+    fn malformed_header(&self, pos: usize, what: &'static str) -> PsyncError {
+        let rest = &self.buf[pos..];
+        PsyncError::Malformed {
+            at: self.position + pos as u64,
+            what,
+            line: preview(&rest[..rest.len().min(HEADER_MAX)]),
+        }
+    }
+}
+
+/// ASCII digits only (no sign, unlike `u64::from_str`), no overflow.
+fn parse_digits(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Replication IDs are 40 hex characters; anything printable without
+/// spaces is accepted so a Redis-compatible server with another alphabet
+/// still works.
+fn valid_replid(id: &str) -> bool {
+    id.len() == REPLID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn preview(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// `PSYNC ? -1`, or `PSYNC <replid> <offset+1>` to continue after `from`.
+pub fn psync_request(from: Option<&PsyncPosition>) -> Vec<u8> {
+    match from {
+        Some(p) => encode_command(&[b"PSYNC", p.replid.as_bytes(), (p.offset + 1).to_string().as_bytes()]),
+        None => encode_command(&[b"PSYNC", b"?", b"-1"]),
+    }
+}
+
+/// `REPLCONF ACK <offset>`: the replica has the stream up to `offset`. The
+/// master does not reply.
+pub fn ack_request(offset: u64) -> Vec<u8> {
+    encode_command(&[b"REPLCONF", b"ACK", offset.to_string().as_bytes()])
+}
+
+fn encode_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPLID: &str = "8c6a3d0cfd7e4e2e8a6e1b0a9c2f4d5e6f708192";
+    const MARK: &[u8; 40] = b"0123456789abcdef0123456789abcdef01234567";
+
+    fn cmd(args: &[&str]) -> Vec<u8> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        encode_command(&args)
+    }
+
+    /// An RDB-like payload that contains a near miss of the mark (its first
+    /// 39 bytes, then a different byte), CRLFs and `$`.
+    fn rdb_payload() -> Vec<u8> {
+        let mut p = b"REDIS0011\xfa\x09redis-ver\x057.0.0$\r\n\n*1\r\n".to_vec();
+        p.extend_from_slice(&MARK[..39]);
+        p.push(b'X');
+        p.extend_from_slice(b"\xfe\x00\xfb\x01\x00\x00\x03key\x05value\xff\x00\x01\x02\x03\x04\x05\x06\x07");
+        p
+    }
+
+    fn commands() -> Vec<u8> {
+        let mut c = cmd(&["SELECT", "0"]);
+        c.extend(cmd(&["SET", "key", "va\r\nlue"]));
+        c.extend(cmd(&["PING"]));
+        c.push(b'\n');
+        c.extend(cmd(&["REPLCONF", "GETACK", "*"]));
+        c.extend(cmd(&["MULTI"]));
+        c.extend(cmd(&["INCR", "n"]));
+        c.extend(cmd(&["EXEC"]));
+        c
+    }
+
+    fn diskless_transcript() -> Vec<u8> {
+        let mut t = format!("\n\n+FULLRESYNC {REPLID} 1000\r\n\n\n$EOF:").into_bytes();
+        t.extend_from_slice(MARK);
+        t.extend_from_slice(b"\r\n");
+        t.extend(rdb_payload());
+        t.extend_from_slice(MARK);
+        t.extend(commands());
+        t
+    }
+
+    fn disk_transcript() -> Vec<u8> {
+        let payload = rdb_payload();
+        let mut t = format!("+FULLRESYNC {REPLID} 1000\r\n\n${}\r\n", payload.len()).into_bytes();
+        t.extend(payload);
+        t.extend(commands());
+        t
+    }
+
+    /// Feeds `parts` one after another, collecting every event, merging
+    /// adjacent RDB pieces, and checking `position` against the bytes fed.
+    fn decode_parts(dec: &mut PsyncDecoder, parts: &[&[u8]]) -> Result<Vec<PsyncEvent>, PsyncError> {
+        let mut events: Vec<PsyncEvent> = Vec::new();
+        let mut fed = 0u64;
+        for part in parts {
+            dec.feed(part);
+            fed += part.len() as u64;
+            while let Some(ev) = dec.next_event()? {
+                match (events.last_mut(), ev) {
+                    (Some(PsyncEvent::RdbData(prev)), PsyncEvent::RdbData(more)) => {
+                        let mut joined = prev.to_vec();
+                        joined.extend_from_slice(&more);
+                        *prev = Bytes::from(joined);
+                    }
+                    (_, ev) => events.push(ev),
+                }
+                assert_eq!(dec.position() + dec.buffered() as u64, fed);
+            }
+        }
+        Ok(events)
+    }
+
+    fn expected_commands(start: u64) -> Vec<PsyncEvent> {
+        let mut offset = start;
+        let mut command = |args: &[&str]| {
+            let raw_len = cmd(args).len();
+            offset += raw_len as u64;
+            let args = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
+            PsyncEvent::Command(ReplCommand { args, offset, raw_len })
+        };
+        vec![
+            command(&["SELECT", "0"]),
+            command(&["SET", "key", "va\r\nlue"]),
+            command(&["PING"]),
+            PsyncEvent::KeepAlive,
+            command(&["REPLCONF", "GETACK", "*"]),
+            command(&["MULTI"]),
+            command(&["INCR", "n"]),
+            command(&["EXEC"]),
+        ]
+    }
+
+    fn expected_diskless() -> Vec<PsyncEvent> {
+        let mut e = vec![
+            PsyncEvent::KeepAlive,
+            PsyncEvent::KeepAlive,
+            PsyncEvent::FullResync { replid: REPLID.into(), offset: 1000 },
+            PsyncEvent::KeepAlive,
+            PsyncEvent::KeepAlive,
+            PsyncEvent::RdbBegin { len: None },
+            PsyncEvent::RdbData(rdb_payload().into()),
+            PsyncEvent::RdbEnd,
+        ];
+        e.extend(expected_commands(1000));
+        e
+    }
+
+    fn expected_disk() -> Vec<PsyncEvent> {
+        let mut e = vec![
+            PsyncEvent::FullResync { replid: REPLID.into(), offset: 1000 },
+            PsyncEvent::KeepAlive,
+            PsyncEvent::RdbBegin { len: Some(rdb_payload().len() as u64) },
+            PsyncEvent::RdbData(rdb_payload().into()),
+            PsyncEvent::RdbEnd,
+        ];
+        e.extend(expected_commands(1000));
+        e
+    }
+
+    #[test]
+    fn diskless_transcript_in_one_piece() {
+        let t = diskless_transcript();
+        let mut dec = PsyncDecoder::new(None);
+        assert_eq!(decode_parts(&mut dec, &[&t]).unwrap(), expected_diskless());
+        assert_eq!(dec.position(), t.len() as u64);
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn diskless_transcript_split_at_every_point() {
+        let t = diskless_transcript();
+        for cut in 0..=t.len() {
+            let mut dec = PsyncDecoder::new(None);
+            let events = decode_parts(&mut dec, &[&t[..cut], &t[cut..]]).unwrap();
+            assert_eq!(events, expected_diskless(), "split at {cut}");
+            assert_eq!(dec.position(), t.len() as u64, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn diskless_mark_split_at_every_pair_of_points_around_it() {
+        // Three pieces, both cuts anywhere in the closing mark's
+        // neighbourhood: the mark can arrive in three reads.
+        let t = diskless_transcript();
+        let mark_at = t.len() - commands().len() - EOF_MARK_LEN;
+        for a in mark_at - 45..=mark_at + EOF_MARK_LEN + 5 {
+            for b in a..=mark_at + EOF_MARK_LEN + 5 {
+                let mut dec = PsyncDecoder::new(None);
+                let events = decode_parts(&mut dec, &[&t[..a], &t[a..b], &t[b..]]).unwrap();
+                assert_eq!(events, expected_diskless(), "cuts at {a}, {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        for (t, expected) in [(diskless_transcript(), expected_diskless()), (disk_transcript(), expected_disk())] {
+            let parts: Vec<&[u8]> = t.chunks(1).collect();
+            let mut dec = PsyncDecoder::new(None);
+            assert_eq!(decode_parts(&mut dec, &parts).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn disk_transcript_split_at_every_point() {
+        let t = disk_transcript();
+        for cut in 0..=t.len() {
+            let mut dec = PsyncDecoder::new(None);
+            let events = decode_parts(&mut dec, &[&t[..cut], &t[cut..]]).unwrap();
+            assert_eq!(events, expected_disk(), "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn rdb_data_never_includes_the_mark() {
+        // Whatever the pieces, no RdbData event carries a byte past the
+        // payload, even transiently.
+        let t = diskless_transcript();
+        let payload_len = rdb_payload().len();
+        for size in 1..=64 {
+            let mut dec = PsyncDecoder::new(None);
+            let mut rdb = 0;
+            for piece in t.chunks(size) {
+                dec.feed(piece);
+                while let Some(ev) = dec.next_event().unwrap() {
+                    if let PsyncEvent::RdbData(b) = ev {
+                        rdb += b.len();
+                        assert!(rdb <= payload_len, "chunk size {size}");
+                    }
+                }
+            }
+            assert_eq!(rdb, payload_len);
+        }
+    }
+
+    #[test]
+    fn empty_sized_rdb() {
+        let mut t = format!("+FULLRESYNC {REPLID} 7\r\n$0\r\n").into_bytes();
+        t.extend(cmd(&["PING"]));
+        let mut dec = PsyncDecoder::new(None);
+        let events = decode_parts(&mut dec, &[&t]).unwrap();
+        assert_eq!(events[1..3], [PsyncEvent::RdbBegin { len: Some(0) }, PsyncEvent::RdbEnd]);
+        assert!(matches!(&events[3], PsyncEvent::Command(c) if c.offset == 7 + 14));
+    }
+
+    #[test]
+    fn continue_starts_at_the_requested_offset() {
+        let mut t = b"\n+CONTINUE\r\n".to_vec();
+        t.extend(commands());
+        let mut dec = PsyncDecoder::new(Some(5000));
+        let events = decode_parts(&mut dec, &[&t]).unwrap();
+        let mut expected = vec![PsyncEvent::KeepAlive, PsyncEvent::Continue { new_replid: None }];
+        expected.extend(expected_commands(5000));
+        assert_eq!(events, expected);
+
+        let t = format!("+CONTINUE {REPLID}\r\n");
+        let mut dec = PsyncDecoder::new(Some(1));
+        let events = decode_parts(&mut dec, &[t.as_bytes()]).unwrap();
+        assert_eq!(events, [PsyncEvent::Continue { new_replid: Some(REPLID.into()) }]);
+        assert_eq!(dec.offset(), Some(1));
+        assert!(dec.in_command_stream());
+    }
+
+    #[test]
+    fn continue_needs_a_requested_offset() {
+        let mut dec = PsyncDecoder::new(None);
+        dec.feed(b"+CONTINUE\r\n");
+        assert_eq!(dec.next_event(), Err(PsyncError::ContinueWithoutOffset { at: 0 }));
+    }
+
+    #[test]
+    fn a_reconnect_reply_inside_the_stream_continues_it() {
+        // What a spool holds after a reconnect: the first session, then the
+        // second reply appended at a command boundary.
+        let mut t = disk_transcript();
+        t.extend_from_slice(format!("+CONTINUE {REPLID}\r\n").as_bytes());
+        t.extend(cmd(&["DEL", "key"]));
+        let mut dec = PsyncDecoder::new(None);
+        let events = decode_parts(&mut dec, &[&t]).unwrap();
+        let end = expected_commands(1000).len();
+        let before = match &events[events.len() - 3] {
+            PsyncEvent::Command(c) => c.offset,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(events.len(), 5 + end + 2);
+        assert_eq!(events[events.len() - 2], PsyncEvent::Continue { new_replid: Some(REPLID.into()) });
+        let PsyncEvent::Command(del) = &events[events.len() - 1] else { panic!() };
+        assert_eq!(del.offset, before + cmd(&["DEL", "key"]).len() as u64);
+    }
+
+    #[test]
+    fn error_replies_are_events() {
+        for reply in [
+            "-NOMASTERLINK Can't SYNC while not connected with my master",
+            "-LOADING Redis is loading the dataset in memory",
+            "-ERR unknown command `PSYNC`, with args beginning with: `?`, `-1`, ",
+        ] {
+            let mut dec = PsyncDecoder::new(None);
+            dec.feed(format!("\n{reply}\r\n").as_bytes());
+            assert_eq!(dec.next_event(), Ok(Some(PsyncEvent::KeepAlive)));
+            assert_eq!(dec.next_event(), Ok(Some(PsyncEvent::MasterError { message: reply[1..].to_owned() })));
+            assert_eq!(dec.next_event(), Ok(None));
+            dec.feed(b"x");
+            assert!(matches!(dec.next_event(), Err(PsyncError::AfterError { .. })));
+        }
+        // An error instead of the RDB (a failed BGSAVE).
+        let mut dec = PsyncDecoder::new(None);
+        let t = format!("+FULLRESYNC {REPLID} 1\r\n\n-ERR BGSAVE failed\r\n");
+        let events = decode_parts(&mut dec, &[t.as_bytes()]).unwrap();
+        assert_eq!(events[2], PsyncEvent::MasterError { message: "ERR BGSAVE failed".into() });
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_with_its_position() {
+        let case = |input: &[u8]| {
+            let mut dec = PsyncDecoder::new(None);
+            dec.feed(input);
+            loop {
+                match dec.next_event() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    Err(e) => return Some(e),
+                }
+            }
+        };
+        assert!(matches!(case(b"+OK\r\n"), Some(PsyncError::UnexpectedReply { at: 0, .. })));
+        assert!(matches!(case(b"+FULLRESYNC abc 1\r\n"), Some(PsyncError::Malformed { .. })));
+        let full = format!("+FULLRESYNC {REPLID} 1\r\n");
+        let at = full.len() as u64;
+        let with = |rest: &[u8]| [full.as_bytes(), rest].concat();
+        assert!(matches!(case(&with(b"$-1\r\n")), Some(PsyncError::Malformed { at: a, .. }) if a == at));
+        assert!(matches!(case(&with(b"$EOF:short\r\n")), Some(PsyncError::Malformed { .. })));
+        assert!(matches!(case(&with(b"hello\r\n")), Some(PsyncError::Malformed { .. })));
+        assert!(matches!(case(&with(&[b'a'; LINE_MAX + 2])), Some(PsyncError::LineTooLong { .. })));
+        let cmds = |rest: &[u8]| [full.as_bytes(), b"$0\r\n", rest].concat();
+        let at = at + 4;
+        assert!(
+            matches!(case(&cmds(b"GET x\r\n")), Some(PsyncError::UnexpectedByte { at: a, byte: b'G', .. }) if a == at)
+        );
+        assert!(matches!(case(&cmds(b"*0\r\n")), Some(PsyncError::Malformed { .. })));
+        assert!(matches!(case(&cmds(b"*+1\r\n")), Some(PsyncError::Malformed { .. })));
+        assert!(matches!(case(&cmds(b"*1\r\n:1\r\n")), Some(PsyncError::UnexpectedByte { byte: b':', .. })));
+        assert!(matches!(case(&cmds(b"*1\r\n$3\r\nabcXY")), Some(PsyncError::Malformed { .. })));
+        assert!(matches!(case(&cmds(&[b'*'; 40])), Some(PsyncError::Malformed { .. })));
+        assert!(matches!(case(&cmds(b"*99999999999\r\n")), Some(PsyncError::Malformed { .. })));
+    }
+
+    #[test]
+    fn huge_announced_lengths_allocate_nothing() {
+        let mut dec = PsyncDecoder::in_commands(0);
+        dec.feed(b"*999999999\r\n$3\r\nSET\r\n$999999999999\r\nab");
+        assert_eq!(dec.next_event(), Ok(None));
+        assert!(dec.scan.args.capacity() <= ARGS_PREALLOC);
+        assert!(dec.buf.capacity() < 4096);
+        // A bulk length near u64::MAX must not overflow the arithmetic.
+        let mut dec = PsyncDecoder::in_commands(0);
+        dec.feed(b"*1\r\n$18446744073709551615\r\nab");
+        assert_eq!(dec.next_event(), Ok(None));
+    }
+
+    #[test]
+    fn a_command_in_many_pieces_is_scanned_once() {
+        let args: Vec<String> = (0..2000).map(|i| format!("member-{i}")).collect();
+        let mut all = vec!["RPUSH", "list"];
+        all.extend(args.iter().map(String::as_str));
+        let raw = cmd(&all);
+        let mut dec = PsyncDecoder::in_commands(10);
+        for piece in raw.chunks(7) {
+            dec.feed(piece);
+            if let Some(PsyncEvent::Command(c)) = dec.next_event().unwrap() {
+                assert_eq!(c.args.len(), 2002);
+                assert_eq!(c.offset, 10 + raw.len() as u64);
+                assert_eq!(c.raw_len, raw.len());
+                return;
+            }
+        }
+        panic!("command not decoded");
+    }
+
+    #[test]
+    fn command_helpers() {
+        let c = |args: &[&str]| ReplCommand {
+            args: args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect(),
+            offset: 0,
+            raw_len: 0,
+        };
+        assert!(c(&["replconf", "getack", "*"]).is_getack());
+        assert!(!c(&["REPLCONF", "ACK", "1"]).is_getack());
+        assert!(c(&["ping"]).is("PING"));
+    }
+
+    #[test]
+    fn requests_encode_the_next_byte_wanted() {
+        assert_eq!(psync_request(None), b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n");
+        let from = PsyncPosition { replid: REPLID.into(), offset: 99 };
+        let expected = format!("*3\r\n$5\r\nPSYNC\r\n$40\r\n{REPLID}\r\n$3\r\n100\r\n");
+        assert_eq!(psync_request(Some(&from)), expected.as_bytes());
+        assert_eq!(ack_request(42), b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$2\r\n42\r\n");
+    }
+}

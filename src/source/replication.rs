@@ -1,0 +1,855 @@
+//! [`ReplicationReader`]: one source master's replication link, from the
+//! handshake to the spool; and [`ReplicationStream`]: the spool read back as
+//! an RDB and a command stream.
+//!
+//! The reader's task connects with `resp::Connection` (AUTH), sends
+//! `REPLCONF listening-port` and `REPLCONF capa eof capa psync2`, then takes
+//! the raw socket, writes `PSYNC`, and loops: read the socket, frame the
+//! bytes with a [`PsyncDecoder`], hand whole frames to a blocking spool
+//! writer thread through a small bounded queue, answer `REPLCONF GETACK`, and
+//! send `REPLCONF ACK <offset>` every second once the command stream runs.
+//! Framing on the way in is what tracks the offset and spots GETACKs; it
+//! also keeps the spool ending on a frame boundary (a partial command waits
+//! in memory), so a reconnect's `+CONTINUE` can be appended to the same
+//! spool (issue 4). Progress goes out on a `watch` channel; every wait
+//! selects on the cancellation token.
+//!
+//! The spool holds exactly what the master sent after `PSYNC`, starting with
+//! its reply, plus a [`SpoolHeader`] saying what was asked and answered. A
+//! [`ReplicationStream`] (blocking: run it in `spawn_blocking` or a thread)
+//! decodes the spool with the same decoder, yields the RDB as an
+//! `io::Read` ([`ReplicationStream::rdb`]) and then [`PsyncEvent::Command`]s
+//! with their offsets, and frees applied segments
+//! ([`ReplicationStream::release_upto`]).
+
+use std::{
+    io::{self, Read},
+    path::PathBuf,
+    time::Duration,
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::{timeout, timeout_at, Instant, MissedTickBehavior},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    psync::{ack_request, psync_request, PsyncDecoder, PsyncError, PsyncEvent, PsyncPosition},
+    spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWatch, SpoolWriter},
+};
+use crate::resp::{Cmd, ConnectOptions, Connection, Credentials, RespError};
+
+/// Free space ensured before each socket read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames queued for the spool writer thread. With ~64 KiB reads this is a
+/// few MiB: enough to ride out an fsync, small enough that a disk slower
+/// than the network pushes back on the socket instead of filling memory.
+const SPOOL_QUEUE: usize = 64;
+
+/// Bytes the consumer reads from the spool at a time.
+const CONSUMER_CHUNK: usize = 256 * 1024;
+
+/// Longest wait to hand a few bytes (PSYNC, an ACK) to the kernel.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a diskless snapshot the master starts the command stream only on
+/// an ACK that arrives once it has reaped the snapshot's child process
+/// (replconfCommand, "ack"); an earlier ACK is not enough. So the first ACKs
+/// go out this often, this many times, instead of waiting a whole
+/// `ack_interval` for the next one.
+const STARTUP_ACK_EVERY: Duration = Duration::from_millis(100);
+const STARTUP_ACKS: u32 = 20;
+
+/// The spool header's format version.
+const HEADER_FORMAT: u32 = 1;
+
+/// One source master and how to replicate from it.
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    /// The shard's name, for messages.
+    pub shard: String,
+    /// `host:port` of the Redis-Server.
+    pub addr: String,
+    pub credentials: Option<Credentials>,
+    /// The spool directory (`<state_dir>/<task>/spool/<shard>`); emptied at
+    /// start.
+    pub spool_dir: PathBuf,
+    pub spool: SpoolOptions,
+    /// Continue after this position (`PSYNC <replid> <offset+1>`); `None`
+    /// asks for a full copy (`PSYNC ? -1`).
+    pub resume: Option<PsyncPosition>,
+    /// Sent as `REPLCONF listening-port`. The master only shows it in
+    /// `INFO replication`; 0 (the default) makes sure nothing (Sentinel,
+    /// an operator's script) mistakes the tool for a Redis it could connect
+    /// to and promote.
+    pub listening_port: u16,
+    /// How often `REPLCONF ACK` is sent during the command stream. 1 s, as
+    /// Redis replicas do; the master drops a replica that is silent for
+    /// `repl-timeout` (60 s).
+    pub ack_interval: Duration,
+    /// Bounds the TCP connect and each handshake reply.
+    pub connect_timeout: Duration,
+    /// Longest silence from the master before the link is considered dead.
+    /// Masters send a keep-alive every second while preparing a snapshot
+    /// and a PING every `repl-ping-replica-period` (10 s) after it.
+    pub idle_timeout: Duration,
+}
+
+impl ReplicationConfig {
+    /// Defaults: no password, full copy, 64 MiB segments, ACK every second,
+    /// 5 s connect timeout, 60 s idle timeout (Redis's `repl-timeout`).
+    pub fn new(shard: impl Into<String>, addr: impl Into<String>, spool_dir: impl Into<PathBuf>) -> Self {
+        ReplicationConfig {
+            shard: shard.into(),
+            addr: addr.into(),
+            credentials: None,
+            spool_dir: spool_dir.into(),
+            spool: SpoolOptions::default(),
+            resume: None,
+            listening_port: 0,
+            ack_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the link is, as in the `--json` progress records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationState {
+    #[default]
+    Connecting,
+    /// AUTH, REPLCONF, PSYNC, and waiting for the snapshot to start.
+    Handshake,
+    /// Receiving the snapshot.
+    Rdb,
+    /// Receiving the command stream.
+    Incremental,
+    /// Cancelled.
+    Stopped,
+    Failed,
+}
+
+/// The reader's latest progress; plain data for dashboards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationProgress {
+    pub state: ReplicationState,
+    /// The master's replication ID, once it answered PSYNC.
+    pub replid: Option<String>,
+    /// Whether the master sent a full copy (`None` before its answer).
+    pub full_sync: Option<bool>,
+    pub rdb_received: u64,
+    /// The snapshot's size when the master said (disk-based sync).
+    pub rdb_total: Option<u64>,
+    /// The replication offset after the last complete command received.
+    pub received_offset: Option<u64>,
+    /// The last offset sent in `REPLCONF ACK`.
+    pub acked_offset: Option<u64>,
+    /// Bytes handed to the spool.
+    pub spooled: u64,
+    /// Why the reader failed, when it did.
+    pub error: Option<String>,
+}
+
+/// How the snapshot arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum RdbTransfer {
+    /// `$<len>`: the master saved to disk first.
+    Disk { len: u64 },
+    /// `$EOF:<mark>`: streamed from the fork (`repl-diskless-sync yes`).
+    Diskless,
+}
+
+/// What a spool holds, stored next to it (`spool.json`) so that a restarted
+/// process knows without decoding it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolHeader {
+    pub format: u32,
+    pub shard: String,
+    pub addr: String,
+    /// What PSYNC asked for; `None` = `PSYNC ? -1`. The spool's first bytes
+    /// are the answer to it.
+    pub requested: Option<PsyncPosition>,
+    /// The master's replication ID and the offset its command stream starts
+    /// at, once it answered.
+    pub session: Option<PsyncPosition>,
+    pub full_sync: Option<bool>,
+    pub rdb: Option<RdbTransfer>,
+}
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("{shard} ({addr}): {step}: {source}")]
+    Resp {
+        shard: String,
+        addr: String,
+        step: &'static str,
+        #[source]
+        source: Box<RespError>,
+    },
+    #[error("{shard} ({addr}): the source refused PSYNC: \"{message}\"{hint}")]
+    PsyncRefused { shard: String, addr: String, message: String, hint: &'static str },
+    #[error("{shard} ({addr}): bad replication stream while {step}: {source}")]
+    Protocol {
+        shard: String,
+        addr: String,
+        step: String,
+        #[source]
+        source: PsyncError,
+    },
+    #[error("{shard} ({addr}): the source closed the connection while {step}")]
+    Closed { shard: String, addr: String, step: String },
+    #[error(
+        "{shard} ({addr}): nothing received for {timeout:?} while {step}: \
+         the source or the network stalled"
+    )]
+    Idle { shard: String, addr: String, step: String, timeout: Duration },
+    #[error("{shard} ({addr}): network error while {step}: {source}")]
+    Io {
+        shard: String,
+        addr: String,
+        step: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{shard}: {source}")]
+    Spool {
+        shard: String,
+        #[source]
+        source: SpoolError,
+    },
+    #[error("{shard}: the spooled replication stream is invalid at spool byte {position}: {source}")]
+    SpoolStream {
+        shard: String,
+        position: u64,
+        #[source]
+        source: PsyncError,
+    },
+}
+
+/// What the master's refusal means for the operator.
+fn refusal_hint(message: &str) -> &'static str {
+    let upper = message.to_ascii_uppercase();
+    if upper.starts_with("ERR UNKNOWN COMMAND") {
+        ": PSYNC is disabled or renamed on this server (rename-command), or the address is a proxy \
+         such as twemproxy; point the task at the Redis-Server itself with PSYNC enabled"
+    } else if upper.starts_with("NOPERM") {
+        ": the user may not replicate; grant it +psync +replconf (or +@admin)"
+    } else if upper.starts_with("LOADING") {
+        ": the source is loading its dataset; start again once it has finished"
+    } else if upper.starts_with("NOMASTERLINK") || upper.starts_with("MASTERDOWN") {
+        ": the source is a replica whose link to its master is down; use the master, or wait for the link"
+    } else {
+        ""
+    }
+}
+
+enum SpoolOp {
+    Append(Bytes),
+    Header(Box<SpoolHeader>),
+}
+
+/// A running replication link; see the module docs.
+#[derive(Debug)]
+pub struct ReplicationReader {
+    shard: String,
+    requested: Option<u64>,
+    progress: watch::Receiver<ReplicationProgress>,
+    spool: SpoolWatch,
+    task: JoinHandle<Result<(), SourceError>>,
+}
+
+impl ReplicationReader {
+    /// Creates the spool (emptying the directory) and starts the link on
+    /// the current tokio runtime. It runs until `cancel` fires (then ends
+    /// `Ok`, state `Stopped`) or it fails (state `Failed`).
+    pub fn spawn(config: ReplicationConfig, cancel: CancellationToken) -> Result<ReplicationReader, SourceError> {
+        let spool_error = |source| SourceError::Spool { shard: config.shard.clone(), source };
+        let writer = SpoolWriter::create(&config.spool_dir, config.spool.clone()).map_err(spool_error)?;
+        let header = SpoolHeader {
+            format: HEADER_FORMAT,
+            shard: config.shard.clone(),
+            addr: config.addr.clone(),
+            requested: config.resume.clone(),
+            session: None,
+            full_sync: None,
+            rdb: None,
+        };
+        writer.write_header(&header).map_err(spool_error)?;
+        let spool = writer.watch();
+        let (progress_tx, progress) = watch::channel(ReplicationProgress::default());
+        let shard = config.shard.clone();
+        let requested = config.resume.as_ref().map(|p| p.offset);
+        let task = tokio::spawn(run(config, header, cancel, writer, progress_tx));
+        Ok(ReplicationReader { shard, requested, progress, spool, task })
+    }
+
+    /// The latest progress, updated as bytes arrive.
+    pub fn progress(&self) -> watch::Receiver<ReplicationProgress> {
+        self.progress.clone()
+    }
+
+    pub fn spool(&self) -> &SpoolWatch {
+        &self.spool
+    }
+
+    /// A consumer of everything spooled, from the PSYNC reply on.
+    pub fn stream(&self, cancel: CancellationToken) -> Result<ReplicationStream, SourceError> {
+        let reader =
+            self.spool.reader(0, cancel).map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })?;
+        Ok(ReplicationStream::new(self.shard.clone(), reader, PsyncDecoder::new(self.requested)))
+    }
+
+    /// Waits for the link to end: `Ok` when cancelled.
+    pub async fn join(self) -> Result<(), SourceError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+async fn run(
+    config: ReplicationConfig,
+    header: SpoolHeader,
+    cancel: CancellationToken,
+    writer: SpoolWriter,
+    progress_tx: watch::Sender<ReplicationProgress>,
+) -> Result<(), SourceError> {
+    let (spool_tx, spool_rx) = mpsc::channel(SPOOL_QUEUE);
+    let spooler = tokio::task::spawn_blocking(move || write_spool(writer, spool_rx));
+    let mut link = Link::new(&config, header, spool_tx, &progress_tx);
+    let received = link.run(&cancel).await;
+    drop(link);
+    // A failed spool closes the queue, which the link reports vaguely; the
+    // spool's own error is the cause.
+    let result = match spooler.await {
+        Ok(Err(source)) => Err(SourceError::Spool { shard: config.shard.clone(), source }),
+        Ok(Ok(())) => received,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => received,
+    };
+    progress_tx.send_modify(|p| {
+        p.state = if result.is_ok() { ReplicationState::Stopped } else { ReplicationState::Failed };
+        p.error = result.as_ref().err().map(ToString::to_string);
+    });
+    result
+}
+
+/// The spool writer thread: appends frames in order; fsyncs on the way out.
+fn write_spool(mut writer: SpoolWriter, mut queue: mpsc::Receiver<SpoolOp>) -> Result<(), SpoolError> {
+    while let Some(op) = queue.blocking_recv() {
+        match op {
+            SpoolOp::Append(bytes) => writer.append(&bytes)?,
+            SpoolOp::Header(header) => writer.write_header(&header)?,
+        }
+    }
+    writer.sync()
+}
+
+/// What a batch of decoded events asks the link to do.
+#[derive(Default)]
+struct Reactions {
+    ack_now: bool,
+    header_changed: bool,
+}
+
+/// The state of one connection's receive loop.
+struct Link<'a> {
+    config: &'a ReplicationConfig,
+    header: SpoolHeader,
+    spool_tx: mpsc::Sender<SpoolOp>,
+    progress_tx: &'a watch::Sender<ReplicationProgress>,
+    progress: ReplicationProgress,
+    decoder: PsyncDecoder,
+    /// Raw bytes read but not yet spooled (a partial frame at most).
+    pending: BytesMut,
+    /// Decoder position up to which bytes went to the spool.
+    spooled_upto: u64,
+    rdb_started: bool,
+    /// Quick ACKs still to send after a diskless snapshot, and when.
+    startup_acks: u32,
+    next_startup_ack: Option<Instant>,
+}
+
+enum Wake {
+    Cancelled,
+    Ack,
+    Read(io::Result<usize>),
+    Idle,
+}
+
+impl<'a> Link<'a> {
+    fn new(
+        config: &'a ReplicationConfig,
+        header: SpoolHeader,
+        spool_tx: mpsc::Sender<SpoolOp>,
+        progress_tx: &'a watch::Sender<ReplicationProgress>,
+    ) -> Self {
+        Link {
+            config,
+            header,
+            spool_tx,
+            progress_tx,
+            progress: ReplicationProgress::default(),
+            decoder: PsyncDecoder::new(config.resume.as_ref().map(|p| p.offset)),
+            pending: BytesMut::new(),
+            spooled_upto: 0,
+            rdb_started: false,
+            startup_acks: 0,
+            next_startup_ack: None,
+        }
+    }
+
+    fn publish(&self) {
+        self.progress_tx.send_replace(self.progress.clone());
+    }
+
+    fn set_state(&mut self, state: ReplicationState) {
+        self.progress.state = state;
+        self.publish();
+    }
+
+    /// The step in progress, for error messages.
+    fn step(&self) -> String {
+        let p = &self.progress;
+        match p.state {
+            ReplicationState::Rdb if self.rdb_started => match p.rdb_total {
+                Some(total) => format!("reading the RDB at byte {} of {total}", p.rdb_received),
+                None => format!("reading the RDB (diskless) at byte {}", p.rdb_received),
+            },
+            ReplicationState::Rdb => "waiting for the master to start sending the RDB".to_owned(),
+            ReplicationState::Incremental => {
+                format!("reading the command stream at offset {}", p.received_offset.unwrap_or(0))
+            }
+            _ => "waiting for the reply to PSYNC".to_owned(),
+        }
+    }
+
+    fn resp_error(&self, step: &'static str) -> impl FnOnce(RespError) -> SourceError + '_ {
+        move |source| SourceError::Resp {
+            shard: self.config.shard.clone(),
+            addr: self.config.addr.clone(),
+            step,
+            source: Box::new(source),
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> SourceError {
+        let (shard, addr, step) = (self.config.shard.clone(), self.config.addr.clone(), self.step());
+        match source.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => SourceError::Closed { shard, addr, step },
+            _ => SourceError::Io { shard, addr, step, source },
+        }
+    }
+
+    /// Connects, handshakes, and receives until cancelled or failed.
+    async fn run(&mut self, cancel: &CancellationToken) -> Result<(), SourceError> {
+        self.set_state(ReplicationState::Connecting);
+        let Some(socket) = cancel.run_until_cancelled(self.handshake()).await else {
+            return Ok(());
+        };
+        let (socket, leftover) = socket?;
+        self.receive(socket, leftover, cancel).await
+    }
+
+    async fn handshake(&mut self) -> Result<(TcpStream, BytesMut), SourceError> {
+        let config = self.config;
+        let opts = ConnectOptions {
+            connect_timeout: config.connect_timeout,
+            read_timeout: Some(config.connect_timeout),
+            credentials: config.credentials.clone(),
+        };
+        let mut conn = Connection::connect(&config.addr, &opts).await.map_err(self.resp_error("connecting"))?;
+        self.set_state(ReplicationState::Handshake);
+        let port = Cmd::new("REPLCONF").arg("listening-port").arg(config.listening_port.to_string());
+        conn.query(&port).await.map_err(self.resp_error("REPLCONF listening-port"))?;
+        // eof: we can read a diskless `$EOF:` transfer; psync2: we
+        // understand `+CONTINUE <new replid>`.
+        let capa = Cmd::from_args(["REPLCONF", "capa", "eof", "capa", "psync2"]);
+        conn.query(&capa).await.map_err(self.resp_error("REPLCONF capa"))?;
+        // From here the master speaks the replication framing, which
+        // `Connection` does not parse: PSYNC goes out on the raw socket.
+        let (mut socket, leftover) = conn.into_inner();
+        let psync = psync_request(config.resume.as_ref());
+        match timeout(WRITE_TIMEOUT, socket.write_all(&psync)).await {
+            Ok(Ok(())) => Ok((socket, leftover)),
+            Ok(Err(e)) => Err(self.io_error(e)),
+            Err(_) => Err(self.io_error(io::Error::new(io::ErrorKind::TimedOut, "sending PSYNC timed out"))),
+        }
+    }
+
+    async fn receive(
+        &mut self,
+        mut socket: TcpStream,
+        leftover: BytesMut,
+        cancel: &CancellationToken,
+    ) -> Result<(), SourceError> {
+        let mut ack_tick = tokio::time::interval(self.config.ack_interval);
+        ack_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut deadline = Instant::now() + self.config.idle_timeout;
+        self.pending = leftover;
+        if !self.pending.is_empty() {
+            self.decoder.feed(&self.pending);
+            self.absorb(&mut socket, cancel).await?;
+        }
+        loop {
+            if self.pending.capacity() - self.pending.len() < READ_CHUNK / 4 {
+                self.pending.reserve(READ_CHUNK);
+            }
+            let acking = self.decoder.in_command_stream();
+            let before = self.pending.len();
+            let startup_ack = self.next_startup_ack;
+            let wake = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Wake::Cancelled,
+                _ = ack_tick.tick(), if acking => Wake::Ack,
+                _ = tokio::time::sleep_until(startup_ack.unwrap_or(deadline)), if startup_ack.is_some() => {
+                    self.startup_acks = self.startup_acks.saturating_sub(1);
+                    self.next_startup_ack = (self.startup_acks > 0).then(|| Instant::now() + STARTUP_ACK_EVERY);
+                    Wake::Ack
+                }
+                read = timeout_at(deadline, socket.read_buf(&mut self.pending)) => match read {
+                    Ok(read) => Wake::Read(read),
+                    Err(_) => Wake::Idle,
+                },
+            };
+            match wake {
+                Wake::Cancelled => return Ok(()),
+                Wake::Ack => self.send_ack(&mut socket).await?,
+                Wake::Idle => {
+                    return Err(SourceError::Idle {
+                        shard: self.config.shard.clone(),
+                        addr: self.config.addr.clone(),
+                        step: self.step(),
+                        timeout: self.config.idle_timeout,
+                    })
+                }
+                Wake::Read(Ok(0)) => return Err(self.io_error(io::ErrorKind::UnexpectedEof.into())),
+                Wake::Read(Err(e)) => return Err(self.io_error(e)),
+                Wake::Read(Ok(_)) => {
+                    deadline = Instant::now() + self.config.idle_timeout;
+                    self.decoder.feed(&self.pending[before..]);
+                    self.absorb(&mut socket, cancel).await?;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete event in the decoder, spools the bytes they
+    /// cover, and answers what needs answering.
+    async fn absorb(&mut self, socket: &mut TcpStream, cancel: &CancellationToken) -> Result<(), SourceError> {
+        let mut reactions = Reactions::default();
+        loop {
+            let event = self.decoder.next_event().map_err(|source| SourceError::Protocol {
+                shard: self.config.shard.clone(),
+                addr: self.config.addr.clone(),
+                step: self.step(),
+                source,
+            })?;
+            let Some(event) = event else { break };
+            self.react(event, &mut reactions)?;
+        }
+        if reactions.header_changed {
+            self.spool(SpoolOp::Header(Box::new(self.header.clone())), cancel).await?;
+        }
+        let framed = usize::try_from(self.decoder.position() - self.spooled_upto).unwrap_or(usize::MAX);
+        self.progress.spooled += framed as u64;
+        // Published before the bytes reach the spool, so whatever a consumer
+        // reads is already reflected in the progress.
+        self.publish();
+        if framed > 0 {
+            let bytes = self.pending.split_to(framed).freeze();
+            self.spooled_upto = self.decoder.position();
+            self.spool(SpoolOp::Append(bytes), cancel).await?;
+        }
+        if reactions.ack_now {
+            self.send_ack(socket).await?;
+        }
+        Ok(())
+    }
+
+    fn react(&mut self, event: PsyncEvent, reactions: &mut Reactions) -> Result<(), SourceError> {
+        let p = &mut self.progress;
+        match event {
+            PsyncEvent::KeepAlive => {}
+            PsyncEvent::FullResync { .. } | PsyncEvent::Continue { .. } if p.full_sync.is_some() => {
+                return Err(SourceError::Protocol {
+                    shard: self.config.shard.clone(),
+                    addr: self.config.addr.clone(),
+                    step: self.step(),
+                    source: PsyncError::UnexpectedReply {
+                        at: self.decoder.position(),
+                        line: "a second PSYNC reply on one connection".to_owned(),
+                    },
+                });
+            }
+            PsyncEvent::FullResync { replid, offset } => {
+                p.replid = Some(replid.clone());
+                p.full_sync = Some(true);
+                p.received_offset = Some(offset);
+                p.state = ReplicationState::Rdb;
+                self.header.session = Some(PsyncPosition { replid, offset });
+                self.header.full_sync = Some(true);
+                reactions.header_changed = true;
+            }
+            PsyncEvent::Continue { new_replid } => {
+                let requested = self.config.resume.clone();
+                let replid = new_replid.or(requested.as_ref().map(|r| r.replid.clone())).unwrap_or_default();
+                let offset = self.decoder.offset().unwrap_or(0);
+                p.replid = Some(replid.clone());
+                p.full_sync = Some(false);
+                p.received_offset = Some(offset);
+                p.state = ReplicationState::Incremental;
+                self.header.session = Some(PsyncPosition { replid, offset });
+                self.header.full_sync = Some(false);
+                reactions.header_changed = true;
+                reactions.ack_now = true;
+            }
+            PsyncEvent::MasterError { message } => {
+                return Err(SourceError::PsyncRefused {
+                    shard: self.config.shard.clone(),
+                    addr: self.config.addr.clone(),
+                    hint: refusal_hint(&message),
+                    message,
+                });
+            }
+            PsyncEvent::RdbBegin { len } => {
+                self.rdb_started = true;
+                p.rdb_total = len;
+                self.header.rdb = Some(match len {
+                    Some(len) => RdbTransfer::Disk { len },
+                    None => RdbTransfer::Diskless,
+                });
+                reactions.header_changed = true;
+            }
+            PsyncEvent::RdbData(bytes) => p.rdb_received += bytes.len() as u64,
+            PsyncEvent::RdbEnd => {
+                p.state = ReplicationState::Incremental;
+                reactions.ack_now = true;
+                if self.header.rdb == Some(RdbTransfer::Diskless) {
+                    self.startup_acks = STARTUP_ACKS;
+                    self.next_startup_ack = Some(Instant::now() + STARTUP_ACK_EVERY);
+                }
+            }
+            PsyncEvent::Command(command) => {
+                p.received_offset = Some(command.offset);
+                reactions.ack_now |= command.is_getack();
+            }
+        }
+        Ok(())
+    }
+
+    async fn spool(&self, op: SpoolOp, cancel: &CancellationToken) -> Result<(), SourceError> {
+        match cancel.run_until_cancelled(self.spool_tx.send(op)).await {
+            // Cancelled: the caller's loop sees the token next.
+            None | Some(Ok(())) => Ok(()),
+            // The writer thread stopped; `run` reports its error instead.
+            Some(Err(_)) => Err(SourceError::Spool {
+                shard: self.config.shard.clone(),
+                source: SpoolError::Cancelled { dir: self.config.spool_dir.clone() },
+            }),
+        }
+    }
+
+    async fn send_ack(&mut self, socket: &mut TcpStream) -> Result<(), SourceError> {
+        let Some(offset) = self.decoder.offset().filter(|_| self.decoder.in_command_stream()) else {
+            return Ok(());
+        };
+        match timeout(WRITE_TIMEOUT, socket.write_all(&ack_request(offset))).await {
+            Ok(Ok(())) => {
+                self.progress.acked_offset = Some(offset);
+                self.publish();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.io_error(e)),
+            Err(_) => Err(self.io_error(io::Error::new(io::ErrorKind::TimedOut, "sending REPLCONF ACK timed out"))),
+        }
+    }
+}
+
+/// The spool read back; see the module docs. Blocking.
+#[derive(Debug)]
+pub struct ReplicationStream {
+    shard: String,
+    reader: SpoolReader,
+    decoder: PsyncDecoder,
+    chunk: Vec<u8>,
+    /// RDB bytes taken from the decoder but not yet read through [`RdbBody`].
+    rdb_piece: Bytes,
+    /// An event [`RdbBody`] ran into, handed out by the next `next_event`.
+    held: Option<(PsyncEvent, u64)>,
+    /// Spool position after the last event handed out.
+    position: u64,
+}
+
+impl ReplicationStream {
+    /// Reads `reader` with `decoder` (e.g. `PsyncDecoder::new(requested)` at
+    /// the spool's start).
+    pub fn new(shard: String, reader: SpoolReader, decoder: PsyncDecoder) -> Self {
+        let position = reader.position();
+        ReplicationStream {
+            shard,
+            reader,
+            decoder,
+            chunk: vec![0; CONSUMER_CHUNK],
+            rdb_piece: Bytes::new(),
+            held: None,
+            position,
+        }
+    }
+
+    /// The spool position after the last event returned: what to pass to
+    /// [`release_upto`](Self::release_upto) once that event is applied.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The replication offset after the last command decoded.
+    pub fn offset(&self) -> Option<u64> {
+        self.decoder.offset()
+    }
+
+    /// Deletes spool segments before `position` (see
+    /// [`SpoolReader::release_upto`]); returns the bytes freed.
+    pub fn release_upto(&mut self, position: u64) -> Result<u64, SourceError> {
+        self.reader
+            .release_upto(position.min(self.position))
+            .map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })
+    }
+
+    /// The next event other than a keep-alive, waiting for the reader as
+    /// needed; `None` once the reader has stopped and everything spooled is
+    /// returned (a frame cut by the stop is not).
+    pub fn next_event(&mut self) -> Result<Option<PsyncEvent>, SourceError> {
+        if !self.rdb_piece.is_empty() {
+            return Ok(Some(PsyncEvent::RdbData(std::mem::take(&mut self.rdb_piece))));
+        }
+        if let Some((event, position)) = self.held.take() {
+            self.position = position;
+            return Ok(Some(event));
+        }
+        let event = self.decode()?;
+        self.position = self.decoder.position();
+        Ok(event)
+    }
+
+    fn decode(&mut self) -> Result<Option<PsyncEvent>, SourceError> {
+        loop {
+            let event = self.decoder.next_event().map_err(|source| SourceError::SpoolStream {
+                shard: self.shard.clone(),
+                position: self.decoder.position(),
+                source,
+            })?;
+            match event {
+                Some(PsyncEvent::KeepAlive) => continue,
+                Some(event) => return Ok(Some(event)),
+                None => {}
+            }
+            let n = self
+                .reader
+                .read_blocking(&mut self.chunk)
+                .map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.decoder.feed(&self.chunk[..n]);
+        }
+    }
+
+    /// The snapshot's bytes as an `io::Read`, for `rdb::RdbReader`: call it
+    /// after `FullResync` (or `RdbBegin`). It returns 0 at the end of the
+    /// snapshot; `next_event` then returns `RdbEnd` (and any RDB bytes the
+    /// body was not asked for first).
+    pub fn rdb(&mut self) -> RdbBody<'_> {
+        RdbBody { stream: self }
+    }
+}
+
+/// The snapshot inside a [`ReplicationStream`]; see [`ReplicationStream::rdb`].
+#[derive(Debug)]
+pub struct RdbBody<'a> {
+    stream: &'a mut ReplicationStream,
+}
+
+impl Read for RdbBody<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let s = &mut *self.stream;
+        loop {
+            if !s.rdb_piece.is_empty() {
+                let n = out.len().min(s.rdb_piece.len());
+                out[..n].copy_from_slice(&s.rdb_piece[..n]);
+                s.rdb_piece.advance(n);
+                return Ok(n);
+            }
+            if let Some((PsyncEvent::RdbEnd, _)) = &s.held {
+                return Ok(0);
+            }
+            let event = s.decode().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            match event {
+                Some(PsyncEvent::RdbData(bytes)) => s.rdb_piece = bytes,
+                Some(PsyncEvent::FullResync { .. } | PsyncEvent::RdbBegin { .. }) => {}
+                Some(other) => {
+                    let is_end = other == PsyncEvent::RdbEnd;
+                    let kind = event_name(&other);
+                    s.held = Some((other, s.decoder.position()));
+                    if is_end {
+                        return Ok(0);
+                    }
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: expected RDB bytes in the spool, found {kind}", s.shard),
+                    ));
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{}: the replication stream stopped inside the RDB", s.shard),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn event_name(event: &PsyncEvent) -> &'static str {
+    match event {
+        PsyncEvent::KeepAlive => "a keep-alive",
+        PsyncEvent::FullResync { .. } => "+FULLRESYNC",
+        PsyncEvent::Continue { .. } => "+CONTINUE",
+        PsyncEvent::MasterError { .. } => "an error reply",
+        PsyncEvent::RdbBegin { .. } => "the start of an RDB",
+        PsyncEvent::RdbData(_) => "RDB bytes",
+        PsyncEvent::RdbEnd => "the end of the RDB",
+        PsyncEvent::Command(_) => "a command",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_hints_name_the_fix() {
+        assert!(refusal_hint("ERR unknown command `PSYNC`, with args beginning with: `?`").contains("rename-command"));
+        assert!(refusal_hint("NOPERM this user has no permissions to run the 'psync' command").contains("+psync"));
+        assert!(refusal_hint("LOADING Redis is loading the dataset in memory").contains("loading"));
+        assert!(refusal_hint("NOMASTERLINK Can't SYNC while not connected with my master").contains("replica"));
+        assert_eq!(refusal_hint("ERR something else"), "");
+    }
+}
