@@ -3,10 +3,10 @@
 //!
 //! The library holds the engine parts; `main.rs` only parses the command line
 //! and picks a front end. `rdb` reads the RDB format as a stream of events,
-//! `resp` talks RESP2 to a Redis server, `config` is the task file, `engine`
-//! runs the sync and `headless` renders its progress.
 //! `resp` talks RESP2 to a Redis server, `source` reads a master's
-//! replication stream into a disk spool and back out as RDB bytes and commands.
+//! replication stream into a disk spool and back out as RDB bytes and
+//! commands, `config` is the task file, `engine` runs the sync and
+//! `headless` renders its progress.
 
 pub mod config;
 pub mod engine;
