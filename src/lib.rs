@@ -5,6 +5,7 @@
 //! and picks a front end. `rdb` reads the RDB format as a stream of events,
 //! `resp` talks RESP2 to a Redis server.
 
+pub mod dest;
 pub mod engine;
 pub mod headless;
 pub mod rdb;
