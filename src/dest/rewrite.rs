@@ -863,3 +863,7 @@ fn split<T>(items: &[T], max_items: usize, max_bytes: usize, size: impl Fn(&T) -
     }
     groups
 }
+
+#[cfg(test)]
+#[path = "rewrite_tests.rs"]
+mod tests;
