@@ -5,10 +5,12 @@
 //! and picks a front end. `rdb` reads the RDB format as a stream of events,
 //! `resp` talks RESP2 to a Redis server, `source` reads a master's
 //! replication stream into a disk spool and back out as RDB bytes and
-//! commands, `config` is the task file, `engine` runs the sync and
+//! commands, `dest` turns keys and commands into destination writes and
+//! applies them, `config` is the task file, `engine` runs the sync and
 //! `headless` renders its progress.
 
 pub mod config;
+pub mod dest;
 pub mod engine;
 pub mod headless;
 pub mod rdb;

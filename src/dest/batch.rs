@@ -1,0 +1,242 @@
+//! What the rewrite hands the writer: destination commands, each tagged with
+//! where it came from and how to judge its reply, collected in an
+//! [`ApplyBatch`].
+//!
+//! The tags carry everything the writer needs to apply commands safely
+//! without knowing what they mean:
+//!
+//! * [`Origin`]: destination DB, key and source offset, for error messages
+//!   and collision reports;
+//! * [`ReplyRule`]: what a good reply is, and which replies mean "the key
+//!   already existed" (a conflict, handled per [`Conflict`] mode);
+//! * [`Build`] and `free`: big keys are built in pieces under a temporary
+//!   name (a *build*); the writer uses these to tell a harmless re-send from
+//!   one that would break the order of a build's pieces;
+//! * [`Guard`]: how to find out, after the connection dropped, whether a
+//!   command that is not safe to repeat was already applied.
+//!
+//! A batch is also the retry state: the writer removes commands as their
+//! replies confirm them, so after a failure the batch holds exactly the
+//! commands still to send, in order, and the engine passes it again.
+
+use bytes::Bytes;
+
+use crate::resp::Cmd;
+
+/// What to do when a key being copied already exists on the destination.
+///
+/// A local stand-in for the task file's `sync.conflict` until the config
+/// module lands; the names match its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Conflict {
+    /// The destination must not have the key: an existing key is a
+    /// collision (two shards hold it), reported and never overwritten.
+    #[default]
+    Intercept,
+    /// The source wins: existing keys are replaced.
+    Overwrite,
+    /// The destination wins: existing keys are kept and counted.
+    Skip,
+}
+
+/// Where a command comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// The destination DB the command must run in.
+    pub db: u32,
+    /// The source key (empty for commands not about one key, like `SELECT`).
+    pub key: Bytes,
+    /// The source offset: RDB bytes read at the key's start in a full copy,
+    /// the replication offset in the command stream.
+    pub offset: u64,
+}
+
+/// How the writer judges a command's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyRule {
+    /// Any reply that is not an error.
+    Ok,
+    /// `SELECT`: the writer tracks the connection's DB from it.
+    Select,
+    /// `MULTI`: the commands up to the next `EXEC` form an atomic unit; their
+    /// own rules are applied to the elements of `EXEC`'s reply.
+    Multi,
+    Exec,
+    /// A write that happens only if the key is absent (`RESTORE` without
+    /// `REPLACE`, `SET ... NX`, `RENAMENX`). `BUSYKEY`, a nil reply or `:0`
+    /// mean the key existed. `temp`: the temporary key that is then left
+    /// behind, which the writer deletes.
+    IfAbsent {
+        temp: Option<Bytes>,
+    },
+    /// `XADD` with an explicit ID: when re-sent after a lost reply, "ID equal
+    /// or smaller than the top item" means the first send was applied.
+    StreamAdd,
+    /// `XGROUP CREATE`: when re-sent after a lost reply, `BUSYGROUP` means the
+    /// first send was applied.
+    GroupCreate,
+}
+
+/// A piece of a big key built under a temporary name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Build {
+    pub id: u64,
+    pub step: BuildStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStep {
+    /// `DEL temp`: clears a leftover of an earlier attempt.
+    Start,
+    /// Writes part of the value to the temporary key.
+    Part,
+    /// Sets the TTL and renames the temporary key into place.
+    Finish,
+}
+
+/// How to tell, after a lost reply, whether a command that must not be
+/// applied twice already was. Commands without a guard are safe to repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// `RPUSH temp ...` that makes the list `after` elements long: applied
+    /// if `LLEN temp >= after`.
+    ListLen { temp: Bytes, after: u64 },
+    /// The final rename of a build: applied if `temp` no longer exists
+    /// (checked only when the build's start was confirmed, so `temp` did
+    /// exist before).
+    Renamed { temp: Bytes },
+}
+
+/// One destination command with its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyCmd {
+    pub cmd: Cmd,
+    pub origin: Origin,
+    pub rule: ReplyRule,
+    pub build: Option<Build>,
+    /// Commutes with the other `free` commands of its build (`SADD`, `HSET`,
+    /// `ZADD`, `SETRANGE`): if it failed while a later one succeeded,
+    /// sending it again is still correct.
+    pub free: bool,
+    pub guard: Option<Guard>,
+}
+
+impl ApplyCmd {
+    /// A plain command: any non-error reply is success.
+    pub fn new(cmd: Cmd, origin: Origin) -> Self {
+        ApplyCmd { cmd, origin, rule: ReplyRule::Ok, build: None, free: false, guard: None }
+    }
+
+    pub fn rule(mut self, rule: ReplyRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Bytes this command takes on the wire (close enough for budgeting).
+    pub fn wire_len(&self) -> usize {
+        wire_len(&self.cmd)
+    }
+}
+
+pub(crate) fn wire_len(cmd: &Cmd) -> usize {
+    // `*N\r\n` plus `$len\r\n...\r\n` per argument.
+    16 + cmd.args().iter().map(|a| a.len() + 16).sum::<usize>()
+}
+
+/// Everything about a queued command except the command itself, which is
+/// kept in a separate vector so a window of commands is one slice.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    pub origin: Origin,
+    pub rule: ReplyRule,
+    pub build: Option<Build>,
+    pub free: bool,
+    pub guard: Option<Guard>,
+    /// Sent before without a confirming reply: it may have been applied.
+    pub uncertain: bool,
+}
+
+/// Commands waiting to be applied, in order.
+#[derive(Debug, Default)]
+pub struct ApplyBatch {
+    pub(crate) cmds: Vec<Cmd>,
+    pub(crate) meta: Vec<Meta>,
+    pub(crate) bytes: usize,
+}
+
+impl ApplyBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, c: ApplyCmd) {
+        self.bytes += wire_len(&c.cmd);
+        self.cmds.push(c.cmd);
+        self.meta.push(Meta {
+            origin: c.origin,
+            rule: c.rule,
+            build: c.build,
+            free: c.free,
+            guard: c.guard,
+            uncertain: false,
+        });
+    }
+
+    /// Moves every command of `cmds` into the batch.
+    pub fn extend(&mut self, cmds: impl IntoIterator<Item = ApplyCmd>) {
+        for c in cmds {
+            self.push(c);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    /// Approximate wire size of the queued commands.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The queued commands, for tests and diagnostics.
+    pub fn commands(&self) -> &[Cmd] {
+        &self.cmds
+    }
+
+    /// Keeps the commands whose flag is true (in order).
+    pub(crate) fn retain_mask(&mut self, keep: &[bool]) {
+        let mut i = 0;
+        self.cmds.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut j = 0;
+        self.meta.retain(|_| {
+            j += 1;
+            keep[j - 1]
+        });
+        self.bytes = self.cmds.iter().map(wire_len).sum();
+    }
+
+    /// Drops the first `n` commands (confirmed).
+    pub(crate) fn drop_front(&mut self, n: usize) {
+        self.bytes -= self.cmds[..n].iter().map(wire_len).sum::<usize>();
+        self.cmds.drain(..n);
+        self.meta.drain(..n);
+    }
+
+    /// Puts commands at the front (follow-ups that must go next).
+    pub(crate) fn push_front(&mut self, cmds: Vec<(Cmd, Meta)>) {
+        if cmds.is_empty() {
+            return;
+        }
+        self.bytes += cmds.iter().map(|(c, _)| wire_len(c)).sum::<usize>();
+        let (c, m): (Vec<Cmd>, Vec<Meta>) = cmds.into_iter().unzip();
+        self.cmds.splice(0..0, c);
+        self.meta.splice(0..0, m);
+    }
+}

@@ -1,0 +1,243 @@
+//! What the destination server understands: its version, the RDB version
+//! its `RESTORE` accepts, and the command features the rewrite may use.
+//!
+//! Everything version-dependent the writer relies on is listed here, each
+//! with the Redis release that introduced it, so the rewrite asks
+//! `caps.abs_ttl()` instead of comparing version numbers itself.
+//! [`dest_info`] reads the version from `INFO server` on a live connection.
+
+use std::fmt;
+
+use crate::resp::{Cmd, Connection, RespError};
+
+/// A `major.minor.patch` Redis version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RedisVersion {
+    pub major: u16,
+    pub minor: u16,
+    pub patch: u16,
+}
+
+impl RedisVersion {
+    pub const fn new(major: u16, minor: u16, patch: u16) -> Self {
+        RedisVersion { major, minor, patch }
+    }
+
+    /// Parses `7.0.15`, `6.2`, `8.0.0-rc1` (a suffix after `-` is ignored).
+    pub fn parse(text: &str) -> Option<RedisVersion> {
+        let core = text.trim().split(['-', ' ']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u16>());
+        let major = parts.next()?.ok()?;
+        let minor = parts.next().unwrap_or(Ok(0)).ok()?;
+        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+        Some(RedisVersion { major, minor, patch })
+    }
+
+    const fn at_least(self, other: RedisVersion) -> bool {
+        self.major > other.major
+            || (self.major == other.major
+                && (self.minor > other.minor || (self.minor == other.minor && self.patch >= other.patch)))
+    }
+}
+
+impl fmt::Display for RedisVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+// Releases that introduced what the writer uses.
+/// `RESTORE`, `PEXPIREAT`, `PTTL`, the 5-byte DUMP trailer.
+const V2_6: RedisVersion = RedisVersion::new(2, 6, 0);
+/// `SET key value NX PX ms`.
+const V2_6_12: RedisVersion = RedisVersion::new(2, 6, 12);
+/// `RESTORE ... REPLACE`.
+const V3_0: RedisVersion = RedisVersion::new(3, 0, 0);
+/// `HSET` with several field/value pairs (before: `HMSET`).
+const V4_0: RedisVersion = RedisVersion::new(4, 0, 0);
+/// `RESTORE ... ABSTTL`, streams (`XADD`, `XSETID`, `XGROUP CREATE ... MKSTREAM`, `XCLAIM`).
+const V5_0: RedisVersion = RedisVersion::new(5, 0, 0);
+/// `XGROUP CREATECONSUMER`, `SET ... PXAT`.
+const V6_2: RedisVersion = RedisVersion::new(6, 2, 0);
+/// `XSETID ... ENTRIESADDED n MAXDELETEDID id`, `XGROUP CREATE ... ENTRIESREAD n`.
+const V7_0: RedisVersion = RedisVersion::new(7, 0, 0);
+/// Hash field TTLs (`HPEXPIREAT`).
+const V7_4: RedisVersion = RedisVersion::new(7, 4, 0);
+
+/// The RDB format version each Redis release writes, which is also the
+/// newest DUMP payload version its `RESTORE` accepts (`verifyDumpPayload`
+/// rejects a payload whose trailer version is above `RDB_VERSION`). From
+/// `RDB_VERSION` in each release's `src/rdb.h`. Releases before 2.6 have no
+/// `RESTORE` (0). For a release newer than the table the last row is a
+/// floor: RDB versions only grow, so it accepts at least that.
+const RDB_VERSIONS: &[(RedisVersion, u16)] = &[
+    (RedisVersion::new(0, 0, 0), 0),
+    (V2_6, 6),                        // 2.6, 2.8, 3.0
+    (RedisVersion::new(3, 2, 0), 7),  // RESIZEDB, AUX
+    (RedisVersion::new(4, 0, 0), 8),  // modules, quicklist
+    (RedisVersion::new(5, 0, 0), 9),  // streams, LFU/LRU, module aux (5.0, 6.0, 6.2)
+    (RedisVersion::new(7, 0, 0), 10), // listpacks, functions, stream v2
+    (RedisVersion::new(7, 2, 0), 11), // set listpack, stream v3
+    (RedisVersion::new(7, 4, 0), 12), // hash field TTLs (also 8.0)
+];
+
+/// The RDB version a server of `version` writes and restores.
+pub fn rdb_version_of(version: RedisVersion) -> u16 {
+    RDB_VERSIONS.iter().rev().find(|(since, _)| version.at_least(*since)).map_or(0, |(_, rdb)| *rdb)
+}
+
+/// What the destination is and what it can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestCaps {
+    pub version: RedisVersion,
+    /// The newest DUMP payload version its `RESTORE` accepts.
+    pub rdb_version: u16,
+}
+
+impl DestCaps {
+    pub fn new(version: RedisVersion) -> Self {
+        DestCaps { version, rdb_version: rdb_version_of(version) }
+    }
+
+    /// `RESTORE` exists at all.
+    pub fn restore(&self) -> bool {
+        self.version.at_least(V2_6)
+    }
+
+    /// `RESTORE ... REPLACE`.
+    pub fn restore_replace(&self) -> bool {
+        self.version.at_least(V3_0)
+    }
+
+    /// `RESTORE ... ABSTTL` (absolute expiry in unix ms).
+    pub fn abs_ttl(&self) -> bool {
+        self.version.at_least(V5_0)
+    }
+
+    /// `SET ... NX PX`.
+    pub fn set_nx_px(&self) -> bool {
+        self.version.at_least(V2_6_12)
+    }
+
+    /// `SET ... PXAT`.
+    pub fn set_pxat(&self) -> bool {
+        self.version.at_least(V6_2)
+    }
+
+    /// `HSET` takes several field/value pairs.
+    pub fn hset_multi(&self) -> bool {
+        self.version.at_least(V4_0)
+    }
+
+    /// Streams exist.
+    pub fn streams(&self) -> bool {
+        self.version.at_least(V5_0)
+    }
+
+    /// `XSETID ... ENTRIESADDED MAXDELETEDID` and `XGROUP CREATE ... ENTRIESREAD`.
+    pub fn stream_v2_meta(&self) -> bool {
+        self.version.at_least(V7_0)
+    }
+
+    /// `XGROUP CREATECONSUMER`.
+    pub fn create_consumer(&self) -> bool {
+        self.version.at_least(V6_2)
+    }
+
+    /// `HPEXPIREAT` (hash field TTLs).
+    pub fn hash_field_ttl(&self) -> bool {
+        self.version.at_least(V7_4)
+    }
+
+    /// Whether `RESTORE` accepts a DUMP payload: its trailer (the last 10
+    /// bytes: RDB version as 2 bytes LE, then the CRC64) names a version
+    /// this server reads.
+    pub fn accepts_payload(&self, payload: &[u8]) -> bool {
+        payload_rdb_version(payload).is_some_and(|v| self.restore() && v <= self.rdb_version)
+    }
+}
+
+/// The RDB version in a DUMP payload's trailer.
+pub fn payload_rdb_version(payload: &[u8]) -> Option<u16> {
+    let trailer = payload.len().checked_sub(10)?;
+    Some(u16::from_le_bytes([payload[trailer], payload[trailer + 1]]))
+}
+
+/// Reads the destination's version (`INFO server`, field `redis_version`).
+pub async fn dest_info(conn: &mut Connection) -> Result<DestCaps, RespError> {
+    let cmd = Cmd::new("INFO").arg("server");
+    let reply = conn.query(&cmd).await?;
+    let text = reply.as_str().unwrap_or_default();
+    let version =
+        text.lines().find_map(|line| line.strip_prefix("redis_version:")).and_then(RedisVersion::parse).ok_or_else(
+            || RespError::Protocol {
+                addr: conn.addr().to_owned(),
+                command: cmd.name(),
+                detail: "no parsable redis_version line in INFO server".to_owned(),
+            },
+        )?;
+    Ok(DestCaps::new(version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> RedisVersion {
+        RedisVersion::parse(text).unwrap()
+    }
+
+    #[test]
+    fn versions_parse_and_order() {
+        assert_eq!(v("7.0.15"), RedisVersion::new(7, 0, 15));
+        assert_eq!(v("6.2"), RedisVersion::new(6, 2, 0));
+        assert_eq!(v("8.0.0-rc1"), RedisVersion::new(8, 0, 0));
+        assert!(RedisVersion::parse("x.1").is_none());
+        assert!(v("6.2.0") > v("6.0.9"));
+        assert!(v("10.0.0") > v("9.9.9"));
+    }
+
+    #[test]
+    fn rdb_versions_follow_the_releases() {
+        let table = [
+            ("2.4.17", 0),
+            ("2.6.0", 6),
+            ("2.8.24", 6),
+            ("3.0.7", 6),
+            ("3.2.12", 7),
+            ("4.0.14", 8),
+            ("5.0.14", 9),
+            ("6.0.9", 9),
+            ("6.2.14", 9),
+            ("7.0.15", 10),
+            ("7.2.4", 11),
+            ("7.4.1", 12),
+            ("8.0.2", 12),
+        ];
+        for (version, rdb) in table {
+            assert_eq!(rdb_version_of(v(version)), rdb, "{version}");
+        }
+    }
+
+    #[test]
+    fn features_by_version() {
+        let old = DestCaps::new(v("4.0.14"));
+        assert!(old.restore_replace() && !old.abs_ttl() && !old.streams() && old.hset_multi());
+        let six = DestCaps::new(v("6.0.9"));
+        assert!(six.abs_ttl() && six.streams() && !six.create_consumer() && !six.stream_v2_meta());
+        let seven = DestCaps::new(v("7.0.15"));
+        assert!(seven.create_consumer() && seven.stream_v2_meta() && !seven.hash_field_ttl());
+        assert!(DestCaps::new(v("7.4.0")).hash_field_ttl());
+    }
+
+    #[test]
+    fn payload_versions_are_read_from_the_trailer() {
+        let mut payload = vec![0u8, 3, b'a', b'b', b'c'];
+        payload.extend_from_slice(&10u16.to_le_bytes());
+        payload.extend_from_slice(&[0; 8]);
+        assert_eq!(payload_rdb_version(&payload), Some(10));
+        assert!(DestCaps::new(v("7.0.0")).accepts_payload(&payload));
+        assert!(!DestCaps::new(v("6.0.9")).accepts_payload(&payload));
+        assert!(!DestCaps::new(v("7.0.0")).accepts_payload(&[1, 2, 3]));
+    }
+}

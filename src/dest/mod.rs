@@ -1,0 +1,26 @@
+//! The destination writer: turns parsed keys into destination commands and
+//! applies them, pipelined, with every reply checked.
+//!
+//! Data flows `rdb::Event`s → [`Rewriter`] (pure: picks `RESTORE`, an atomic
+//! `MULTI` unit of native commands, or a big-key build under a temporary
+//! name; handles conflict modes, DB mapping and the TTL gap) → tagged
+//! [`ApplyCmd`]s collected in an [`ApplyBatch`] → [`DestWriter`] (windows of
+//! pipelined commands on one connection; replies judged in order;
+//! collisions and kept keys reported; failures classified as retry or pause
+//! in an [`ApplyError`], with the batch left holding exactly what is still
+//! to apply).
+//!
+//! Parts: `caps` (destination version, RDB version, features), `batch` (the
+//! command tags and the batch), `rewrite`, `writer`, `error` (classification).
+
+pub mod batch;
+pub mod caps;
+pub mod error;
+pub mod rewrite;
+pub mod writer;
+
+pub use batch::{ApplyBatch, ApplyCmd, Build, BuildStep, Conflict, Guard, Origin, ReplyRule};
+pub use caps::{dest_info, payload_rdb_version, rdb_version_of, DestCaps, RedisVersion};
+pub use error::{classify_reply, classify_resp, ApplyError, ErrorClass};
+pub use rewrite::{format_score, temp_name, RewriteError, RewriteOptions, RewriteStats, RewriteWarning, Rewriter};
+pub use writer::{ApplyReport, Collision, DestWriter, WriterOptions, WriterStats};

@@ -1,0 +1,869 @@
+//! From the RDB events of each key to destination commands. Pure: no I/O,
+//! no clock (the caller passes `now_ms`), so every path has golden tests.
+//!
+//! A [`Rewriter`] takes the parser's events in order. For each key
+//! (`KeyStart`, chunks, `KeyEnd`) it picks one of three forms:
+//!
+//! * **RESTORE**: the key ended with a DUMP payload, the payload's RDB
+//!   version is one the destination reads, and it is at most
+//!   `big_key_bytes`: `RESTORE key ttl payload [ABSTTL] [REPLACE]`.
+//! * **Unit**: otherwise, when the whole value fitted in `buffer_bytes`:
+//!   native commands (`RPUSH`, `SADD`, `HSET`, `ZADD`, `XADD`...) in one
+//!   `MULTI`/`EXEC`, so no reader ever sees half a key and a re-send after a
+//!   lost reply rebuilds it from scratch. A string is a single `SET`.
+//! * **Build** (a big key): as soon as the buffered value passes
+//!   `buffer_bytes`, commands stream out as the chunks arrive, written to a
+//!   temporary key that a final `RENAME` (or `RENAMENX`) puts in place
+//!   atomically. Memory stays bounded whatever the key's size.
+//!
+//! Chunks are held (not copied: they are moved in) until the key ends,
+//! because the DUMP payload that decides the form only comes with
+//! `KeyEnd`; `buffer_bytes` bounds what is held.
+//!
+//! **Conflict modes.** `Overwrite`: `RESTORE ... REPLACE`, or `DEL key` then
+//! the commands inside the unit, or `RENAME temp key`. `Intercept` and
+//! `Skip`: `RESTORE` without `REPLACE`, `SET ... NX`, or the commands on a
+//! temporary key then `RENAMENX temp key`, so an existing key is never
+//! overwritten; the writer sees `BUSYKEY`, nil or `:0` and reports a
+//! collision (intercept) or counts a kept key (skip).
+//!
+//! **Temporary names** are `{<key>}:<tag>` (the braces keep a cluster
+//! destination's hash slot: the slot of `{k}...` is the slot of `k`), or
+//! `<key>:<tag>` when the key already has a hash tag (appending keeps it).
+//! A key holding `}` but no valid hash tag gets `<key>:<tag>`, which on a
+//! cluster may hash elsewhere; standalone destinations do not care. `tag`
+//! (braces removed) names the task and shard, so temporary keys are
+//! recognisable and two shards never share one.
+//!
+//! **The TTL gap.** A key whose expiry has passed, or is less than
+//! `ttl_grace_ms` away, gets now + `ttl_grace_ms`, instead of being dropped
+//! by `RESTORE` (an `ABSTTL` in the past deletes) or vanishing before its
+//! rename: the source's command stream (its expiry `DEL`, or a `PERSIST`)
+//! then decides. Both cases are counted. Hash field TTLs (7.4) get the same.
+//!
+//! **Streams** on the command path: `XADD` per entry with its ID, then
+//! `XSETID` (with `ENTRIESADDED`/`MAXDELETEDID` on 7.0+), `XGROUP CREATE`
+//! (with `ENTRIESREAD` on 7.0+), `XCLAIM ... TIME t RETRYCOUNT n FORCE
+//! JUSTID` for each consumer's pending entries (delivery time and count
+//! from the group's PEL, which is held in memory per group), and
+//! `XGROUP CREATECONSUMER` (or, before 6.2, a non-blocking `XREADGROUP` of
+//! the consumer's own history) for consumers without pending entries. An
+//! empty stream is created with `XGROUP CREATE ... MKSTREAM` and a throwaway
+//! group. What cannot be carried: consumers' seen/active times (the
+//! destination sets them to now), and pending entries whose stream entry
+//! was deleted (`XCLAIM` ignores them).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+use super::batch::{ApplyCmd, Build, BuildStep, Conflict, Guard, Origin, ReplyRule};
+use super::caps::DestCaps;
+use super::error::show_key;
+use crate::rdb::{Chunk, Event, HashField, KeyStart, PendingEntry, StreamId, StreamMeta, ValueKind};
+use crate::resp::Cmd;
+
+/// How keys are turned into commands.
+#[derive(Debug, Clone)]
+pub struct RewriteOptions {
+    pub conflict: Conflict,
+    pub caps: DestCaps,
+    /// Largest DUMP payload restored with `RESTORE`; larger keys use
+    /// commands. 0: always commands.
+    pub big_key_bytes: usize,
+    /// Value bytes held while waiting for a key's end; a bigger key is
+    /// built under a temporary name as it streams.
+    pub buffer_bytes: usize,
+    /// Most elements in one command.
+    pub chunk_items: usize,
+    /// Most value bytes in one command (a bigger string is split).
+    pub chunk_bytes: usize,
+    /// The shortest TTL a key is written with (see the TTL gap above).
+    pub ttl_grace_ms: i64,
+    /// Names temporary keys (see above); braces are replaced by `_`.
+    pub temp_tag: String,
+    /// Source DB → destination DB; `None` copies every DB to the same
+    /// number; a DB missing from the map is not copied.
+    pub db_map: Option<BTreeMap<u32, u32>>,
+}
+
+impl RewriteOptions {
+    /// Defaults: 16 MiB big-key limit and buffer, 512 elements or 1 MiB
+    /// per command, 5 s grace.
+    pub fn new(caps: DestCaps, conflict: Conflict) -> Self {
+        RewriteOptions {
+            conflict,
+            caps,
+            big_key_bytes: 16 << 20,
+            buffer_bytes: 16 << 20,
+            chunk_items: 512,
+            chunk_bytes: 1 << 20,
+            ttl_grace_ms: 5_000,
+            temp_tag: "shardsync-tmp".to_owned(),
+            db_map: None,
+        }
+    }
+}
+
+/// Counters of what the rewrite did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewriteStats {
+    /// Keys written, in any form.
+    pub keys: u64,
+    pub restored: u64,
+    /// Keys written as native commands (units and builds).
+    pub rewritten: u64,
+    /// Of those, keys built under a temporary name.
+    pub built: u64,
+    /// Keys of DBs the task does not copy.
+    pub filtered: u64,
+    /// Keys already expired when written: given the grace TTL.
+    pub ttl_expired: u64,
+    /// Keys expiring within the grace: raised to it.
+    pub ttl_raised: u64,
+    /// Hash field TTLs the destination cannot store (before 7.4).
+    pub field_ttls_dropped: u64,
+    /// Hash fields already expired when written: given the grace TTL.
+    pub field_ttls_expired: u64,
+}
+
+/// Something the operator should see; the copy goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteWarning {
+    pub db: u64,
+    pub key: Bytes,
+    pub message: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RewriteError {
+    #[error(
+        "key \"{key}\" in db {db} holds a value of module `{module}`, which can only be copied with RESTORE, and {why}: \
+         load the module on a destination that restores this RDB version, or exclude the key's DB"
+    )]
+    Module { db: u64, key: String, module: String, why: String },
+    #[error("key \"{key}\" in db {db} is a stream, and the destination (Redis {version}) has no streams (5.0+)")]
+    NoStreams { db: u64, key: String, version: String },
+    #[error("RDB event out of order at byte {offset}: {what}")]
+    Sequence { offset: u64, what: String },
+}
+
+/// Converts RDB events to destination commands; see the module docs.
+#[derive(Debug)]
+pub struct Rewriter {
+    opts: RewriteOptions,
+    temp_tag: Bytes,
+    /// The DB the emitted commands leave the connection in.
+    current_db: Option<u32>,
+    key: Option<KeyState>,
+    next_build: u64,
+    stats: RewriteStats,
+    warnings: Vec<RewriteWarning>,
+}
+
+#[derive(Debug)]
+struct KeyState {
+    start: KeyStart,
+    /// Destination DB; `None`: the key's DB is not copied.
+    db: Option<u32>,
+    offset: u64,
+    phase: Phase,
+    module: Option<String>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Buffer { chunks: Vec<Chunk>, bytes: usize },
+    Build { id: u64, temp: Bytes, emit: Box<Emitter> },
+}
+
+impl Rewriter {
+    pub fn new(opts: RewriteOptions) -> Self {
+        let tag: Vec<u8> = opts.temp_tag.bytes().map(|b| if b == b'{' || b == b'}' { b'_' } else { b }).collect();
+        Rewriter {
+            opts,
+            temp_tag: Bytes::from(tag),
+            current_db: None,
+            key: None,
+            next_build: 0,
+            stats: RewriteStats::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn options(&self) -> &RewriteOptions {
+        &self.opts
+    }
+
+    pub fn stats(&self) -> &RewriteStats {
+        &self.stats
+    }
+
+    /// Warnings since the last call.
+    pub fn take_warnings(&mut self) -> Vec<RewriteWarning> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Whether a key is open (started, not ended).
+    pub fn in_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Forget the connection's DB, so the next key starts with `SELECT`
+    /// (for a caller that sends the output somewhere new).
+    pub fn forget_db(&mut self) {
+        self.current_db = None;
+    }
+
+    /// Takes one event; commands it completes are appended to `out`.
+    /// `offset`: the source offset of the event (RDB bytes read), kept in
+    /// each command's [`Origin`]; `now_ms`: the current unix time, for TTLs.
+    pub fn feed(
+        &mut self,
+        event: Event,
+        offset: u64,
+        now_ms: i64,
+        out: &mut Vec<ApplyCmd>,
+    ) -> Result<(), RewriteError> {
+        match event {
+            Event::KeyStart(start) => self.key_start(*start, offset, out),
+            Event::Chunk(chunk) => self.chunk(chunk, offset, now_ms, out),
+            Event::KeyEnd { payload } => self.key_end(payload, offset, now_ms, out),
+            // Aux fields, functions, DB and resize hints: the engine's
+            // business (scripts and functions are loaded separately).
+            _ => Ok(()),
+        }
+    }
+
+    fn key_start(&mut self, start: KeyStart, offset: u64, out: &mut Vec<ApplyCmd>) -> Result<(), RewriteError> {
+        if let Some(open) = &self.key {
+            return Err(RewriteError::Sequence {
+                offset,
+                what: format!("a key starts while key \"{}\" is still open", show_key(&open.start.key)),
+            });
+        }
+        let db = u32::try_from(start.db).ok().and_then(|db| match &self.opts.db_map {
+            None => Some(db),
+            Some(map) => map.get(&db).copied(),
+        });
+        match db {
+            None => self.stats.filtered += 1,
+            Some(db) => {
+                if start.kind == ValueKind::Stream && !self.opts.caps.streams() {
+                    return Err(RewriteError::NoStreams {
+                        db: start.db,
+                        key: show_key(&start.key),
+                        version: self.opts.caps.version.to_string(),
+                    });
+                }
+                if self.current_db != Some(db) {
+                    let origin = Origin { db, key: Bytes::new(), offset };
+                    out.push(ApplyCmd::new(Cmd::new("SELECT").arg(db.to_string()), origin).rule(ReplyRule::Select));
+                    self.current_db = Some(db);
+                }
+            }
+        }
+        // The key name is a slice of the reader's buffer; it lives as long
+        // as the key's commands, so it gets its own allocation.
+        let mut start = start;
+        start.key = Bytes::copy_from_slice(&start.key);
+        self.key =
+            Some(KeyState { start, db, offset, phase: Phase::Buffer { chunks: Vec::new(), bytes: 0 }, module: None });
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: Chunk, offset: u64, now_ms: i64, out: &mut Vec<ApplyCmd>) -> Result<(), RewriteError> {
+        let Some(state) = self.key.as_mut() else {
+            return Err(RewriteError::Sequence { offset, what: "a value chunk outside any key".to_owned() });
+        };
+        let Some(db) = state.db else { return Ok(()) };
+        if let Chunk::Module(m) = &chunk {
+            state.module = Some(m.name.clone());
+        }
+        match &mut state.phase {
+            Phase::Build { emit, .. } => {
+                emit.now_ms = now_ms;
+                emit.chunk(chunk, out);
+            }
+            Phase::Buffer { chunks, bytes } => {
+                *bytes += chunk_bytes(&chunk);
+                chunks.push(chunk);
+                if *bytes > self.opts.buffer_bytes && state.module.is_none() {
+                    // Too big to hold: build it under a temporary name from here on.
+                    let chunks = std::mem::take(chunks);
+                    let id = self.next_build;
+                    self.next_build += 1;
+                    let temp = temp_name(&state.start.key, &self.temp_tag);
+                    let origin = Origin { db, key: state.start.key.clone(), offset: state.offset };
+                    let mut start_cmd = ApplyCmd::new(Cmd::new("DEL").arg(&temp), origin.clone());
+                    start_cmd.build = Some(Build { id, step: BuildStep::Start });
+                    out.push(start_cmd);
+                    let mut emit = Box::new(Emitter::new(&self.opts, temp.clone(), origin, Some(id), now_ms));
+                    for c in chunks {
+                        emit.chunk(c, out);
+                    }
+                    state.phase = Phase::Build { id, temp, emit };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn key_end(
+        &mut self,
+        payload: Option<Bytes>,
+        offset: u64,
+        now_ms: i64,
+        out: &mut Vec<ApplyCmd>,
+    ) -> Result<(), RewriteError> {
+        let Some(state) = self.key.take() else {
+            return Err(RewriteError::Sequence { offset, what: "a key end outside any key".to_owned() });
+        };
+        let Some(db) = state.db else { return Ok(()) };
+        let start = &state.start;
+        let origin = Origin { db, key: start.key.clone(), offset: state.offset };
+        let expire = start.expire_at_ms.map(|at| self.grace(at, now_ms));
+        let caps = &self.opts.caps;
+        match state.phase {
+            Phase::Buffer { chunks, .. } => {
+                let restorable = payload
+                    .filter(|p| p.len() <= self.opts.big_key_bytes && self.opts.big_key_bytes > 0)
+                    .filter(|p| caps.accepts_payload(p));
+                if let Some(payload) = restorable {
+                    self.restore(origin, payload, expire, now_ms, out);
+                    self.stats.restored += 1;
+                } else if let Some(module) = state.module {
+                    let why = if !caps.restore() {
+                        format!("the destination (Redis {}) has no RESTORE", caps.version)
+                    } else if self.opts.big_key_bytes == 0 {
+                        "the big-key limit is 0 (commands only)".to_owned()
+                    } else {
+                        format!(
+                            "its payload is missing, larger than the big-key limit, or newer than the destination's RDB version {}",
+                            caps.rdb_version
+                        )
+                    };
+                    return Err(RewriteError::Module { db: start.db, key: show_key(&start.key), module, why });
+                } else {
+                    self.unit(&state.start, origin, chunks, expire, now_ms, out);
+                    self.stats.rewritten += 1;
+                }
+            }
+            Phase::Build { id, temp, mut emit } => {
+                emit.finish(out);
+                self.collect(&mut emit);
+                self.finish_build(id, temp, origin, expire, out);
+                self.stats.rewritten += 1;
+                self.stats.built += 1;
+            }
+        }
+        self.stats.keys += 1;
+        Ok(())
+    }
+
+    /// The expiry to write: at least now + grace (counted).
+    fn grace(&mut self, at: i64, now_ms: i64) -> i64 {
+        let floor = now_ms.saturating_add(self.opts.ttl_grace_ms);
+        if at <= now_ms {
+            self.stats.ttl_expired += 1;
+            floor
+        } else if at < floor {
+            self.stats.ttl_raised += 1;
+            floor
+        } else {
+            at
+        }
+    }
+
+    fn restore(&mut self, origin: Origin, payload: Bytes, expire: Option<i64>, now_ms: i64, out: &mut Vec<ApplyCmd>) {
+        let caps = self.opts.caps;
+        let ttl = match expire {
+            None => 0,
+            Some(at) if caps.abs_ttl() => at,
+            Some(at) => (at - now_ms).max(1),
+        };
+        let mut cmd = Cmd::new("RESTORE").arg(&origin.key).arg(ttl.to_string()).arg_bytes(payload);
+        if expire.is_some() && caps.abs_ttl() {
+            cmd.push_arg("ABSTTL");
+        }
+        match self.opts.conflict {
+            Conflict::Overwrite if caps.restore_replace() => {
+                cmd.push_arg("REPLACE");
+                out.push(ApplyCmd::new(cmd, origin));
+            }
+            Conflict::Overwrite => {
+                let del = Cmd::new("DEL").arg(&origin.key);
+                push_unit(out, &origin, vec![ApplyCmd::new(del, origin.clone()), ApplyCmd::new(cmd, origin.clone())]);
+            }
+            Conflict::Intercept | Conflict::Skip => {
+                out.push(ApplyCmd::new(cmd, origin).rule(ReplyRule::IfAbsent { temp: None }));
+            }
+        }
+    }
+
+    /// A key that fitted in the buffer, as one atomic unit.
+    fn unit(
+        &mut self,
+        start: &KeyStart,
+        origin: Origin,
+        chunks: Vec<Chunk>,
+        expire: Option<i64>,
+        now_ms: i64,
+        out: &mut Vec<ApplyCmd>,
+    ) {
+        let caps = self.opts.caps;
+        let overwrite = self.opts.conflict == Conflict::Overwrite;
+        // A string in one piece is a single SET, atomic by itself.
+        if start.kind == ValueKind::String && chunks.len() <= 1 && caps.set_nx_px() {
+            let value = match chunks.into_iter().next() {
+                Some(Chunk::String(b)) => b,
+                _ => Bytes::new(),
+            };
+            if value.len() <= self.opts.chunk_bytes {
+                let mut cmd = Cmd::new("SET").arg(&origin.key).arg(value);
+                match expire {
+                    Some(at) if caps.set_pxat() => cmd = cmd.arg("PXAT").arg(at.to_string()),
+                    Some(at) => cmd = cmd.arg("PX").arg((at - now_ms).max(1).to_string()),
+                    None => {}
+                }
+                let rule = if overwrite {
+                    ReplyRule::Ok
+                } else {
+                    cmd.push_arg("NX");
+                    ReplyRule::IfAbsent { temp: None }
+                };
+                out.push(ApplyCmd::new(cmd, origin).rule(rule));
+                return;
+            }
+            // Too long for one command after all: the general path.
+            return self.unit(start, origin, vec![Chunk::String(value)], expire, now_ms, out);
+        }
+        let target = if overwrite { origin.key.clone() } else { temp_name(&origin.key, &self.temp_tag) };
+        let mut inner = vec![ApplyCmd::new(Cmd::new("DEL").arg(&target), origin.clone())];
+        let mut emit = Emitter::new(&self.opts, target.clone(), origin.clone(), None, now_ms);
+        for c in chunks {
+            emit.chunk(c, &mut inner);
+        }
+        emit.finish(&mut inner);
+        self.collect(&mut emit);
+        if let Some(at) = expire {
+            inner.push(ApplyCmd::new(Cmd::new("PEXPIREAT").arg(&target).arg(at.to_string()), origin.clone()));
+        }
+        if !overwrite {
+            let rename = Cmd::new("RENAMENX").arg(&target).arg(&origin.key);
+            inner.push(ApplyCmd::new(rename, origin.clone()).rule(ReplyRule::IfAbsent { temp: Some(target) }));
+        }
+        push_unit(out, &origin, inner);
+    }
+
+    fn finish_build(&mut self, id: u64, temp: Bytes, origin: Origin, expire: Option<i64>, out: &mut Vec<ApplyCmd>) {
+        let (rename, rule) = match self.opts.conflict {
+            Conflict::Overwrite => (Cmd::new("RENAME").arg(&temp).arg(&origin.key), ReplyRule::Ok),
+            Conflict::Intercept | Conflict::Skip => {
+                (Cmd::new("RENAMENX").arg(&temp).arg(&origin.key), ReplyRule::IfAbsent { temp: Some(temp.clone()) })
+            }
+        };
+        let rename = ApplyCmd::new(rename, origin.clone()).rule(rule);
+        let mut cmds = match expire {
+            None => vec![rename],
+            Some(at) => {
+                let expire = ApplyCmd::new(Cmd::new("PEXPIREAT").arg(&temp).arg(at.to_string()), origin.clone());
+                let mut unit = Vec::new();
+                push_unit(&mut unit, &origin, vec![expire, rename]);
+                unit
+            }
+        };
+        for c in &mut cmds {
+            c.build = Some(Build { id, step: BuildStep::Finish });
+        }
+        cmds[0].guard = Some(Guard::Renamed { temp });
+        out.extend(cmds);
+    }
+
+    fn collect(&mut self, emit: &mut Emitter) {
+        if emit.field_ttls_dropped > 0 {
+            self.stats.field_ttls_dropped += emit.field_ttls_dropped;
+            self.warnings.push(RewriteWarning {
+                db: u64::from(emit.origin.db),
+                key: emit.origin.key.clone(),
+                message: format!(
+                    "{} hash field TTL(s) dropped: the destination (Redis {}) has no field TTLs (7.4+)",
+                    emit.field_ttls_dropped, self.opts.caps.version
+                ),
+            });
+        }
+        for message in emit.warnings.drain(..) {
+            self.warnings.push(RewriteWarning { db: u64::from(emit.origin.db), key: emit.origin.key.clone(), message });
+        }
+        self.stats.field_ttls_expired += emit.field_ttls_expired;
+    }
+}
+
+/// `MULTI`, the commands, `EXEC`.
+fn push_unit(out: &mut Vec<ApplyCmd>, origin: &Origin, inner: Vec<ApplyCmd>) {
+    out.push(ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::Multi));
+    out.extend(inner);
+    out.push(ApplyCmd::new(Cmd::new("EXEC"), origin.clone()).rule(ReplyRule::Exec));
+}
+
+/// The temporary name for `key` (see the module docs).
+pub fn temp_name(key: &[u8], tag: &[u8]) -> Bytes {
+    let mut name = BytesMut::with_capacity(key.len() + tag.len() + 3);
+    if has_hash_tag(key) || key.is_empty() || key.contains(&b'}') {
+        name.put_slice(key);
+    } else {
+        name.put_u8(b'{');
+        name.put_slice(key);
+        name.put_u8(b'}');
+    }
+    name.put_u8(b':');
+    name.put_slice(tag);
+    name.freeze()
+}
+
+/// Redis Cluster's rule: a `{` followed, later, by a `}` with at least one
+/// byte between them.
+fn has_hash_tag(key: &[u8]) -> bool {
+    key.iter()
+        .position(|&b| b == b'{')
+        .is_some_and(|open| key[open + 1..].iter().position(|&b| b == b'}').is_some_and(|close| close > 0))
+}
+
+/// A zset score as text that parses back to the same double: the shortest
+/// round-trip form (Rust's `Debug` for `f64`), `inf`/`-inf` for infinities.
+pub fn format_score(score: f64) -> String {
+    if score.is_infinite() {
+        if score > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else {
+        format!("{score:?}")
+    }
+}
+
+/// Bytes a chunk holds, for the buffer budget.
+fn chunk_bytes(chunk: &Chunk) -> usize {
+    const ITEM: usize = 16;
+    match chunk {
+        Chunk::String(b) => b.len(),
+        Chunk::ListItems(v) | Chunk::SetMembers(v) => v.iter().map(|b| b.len() + ITEM).sum(),
+        Chunk::HashFields(v) => v.iter().map(|f| f.field.len() + f.value.len() + ITEM).sum(),
+        Chunk::ZsetMembers(v) => v.iter().map(|(m, _)| m.len() + ITEM).sum(),
+        Chunk::StreamEntries(v) => {
+            v.iter().map(|e| e.fields.iter().map(|f| f.len() + ITEM).sum::<usize>() + ITEM).sum()
+        }
+        Chunk::StreamGroupPending(v) => v.len() * 32,
+        Chunk::StreamConsumerPending(v) => v.len() * 16,
+        _ => 64,
+    }
+}
+
+/// Turns one key's chunks into commands on `target`: as parts of a build
+/// (tagged, with guards) or as the inside of a unit (untagged).
+#[derive(Debug)]
+struct Emitter {
+    target: Bytes,
+    origin: Origin,
+    build: Option<u64>,
+    caps: DestCaps,
+    chunk_items: usize,
+    chunk_bytes: usize,
+    /// Written so far: string bytes, list elements, stream entries.
+    written: u64,
+    stream: StreamState,
+    field_ttls_dropped: u64,
+    field_ttls_expired: u64,
+    warnings: Vec<String>,
+    grace_ms: i64,
+    /// The time of the event being turned into commands.
+    now_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    meta_done: bool,
+    group: Option<Bytes>,
+    /// The current group's PEL: delivery time and count per ID, needed when
+    /// the consumers' PELs (IDs only) come.
+    pel: HashMap<StreamId, (i64, u64)>,
+    consumer: Option<Bytes>,
+    /// The current consumer has pending entries (so `XCLAIM` created it).
+    consumer_claimed: bool,
+}
+
+impl Emitter {
+    fn new(opts: &RewriteOptions, target: Bytes, origin: Origin, build: Option<u64>, now_ms: i64) -> Self {
+        Emitter {
+            target,
+            origin,
+            build,
+            caps: opts.caps,
+            chunk_items: opts.chunk_items.max(1),
+            chunk_bytes: opts.chunk_bytes.max(1),
+            written: 0,
+            stream: StreamState::default(),
+            field_ttls_dropped: 0,
+            field_ttls_expired: 0,
+            warnings: Vec::new(),
+            grace_ms: opts.ttl_grace_ms,
+            now_ms,
+        }
+    }
+
+    fn part(&self, cmd: Cmd, free: bool) -> ApplyCmd {
+        let mut c = ApplyCmd::new(cmd, self.origin.clone());
+        if let Some(id) = self.build {
+            c.build = Some(Build { id, step: BuildStep::Part });
+            c.free = free;
+        }
+        c
+    }
+
+    fn cmd(&self, name: &str) -> Cmd {
+        Cmd::new(name).arg(&self.target)
+    }
+
+    fn chunk(&mut self, chunk: Chunk, out: &mut Vec<ApplyCmd>) {
+        match chunk {
+            Chunk::String(b) => self.string(b, out),
+            Chunk::ListItems(items) => {
+                for group in split(&items, self.chunk_items, self.chunk_bytes, |b| b.len()) {
+                    let mut cmd = self.cmd("RPUSH");
+                    for item in group {
+                        cmd.push_arg(item);
+                    }
+                    self.written += group.len() as u64;
+                    let mut c = self.part(cmd, false);
+                    if self.build.is_some() {
+                        c.guard = Some(Guard::ListLen { temp: self.target.clone(), after: self.written });
+                    }
+                    out.push(c);
+                }
+            }
+            Chunk::SetMembers(members) => {
+                for group in split(&members, self.chunk_items, self.chunk_bytes, |b| b.len()) {
+                    let mut cmd = self.cmd("SADD");
+                    for m in group {
+                        cmd.push_arg(m);
+                    }
+                    out.push(self.part(cmd, true));
+                }
+            }
+            Chunk::ZsetMembers(members) => {
+                for group in split(&members, self.chunk_items, self.chunk_bytes, |(m, _)| m.len() + 24) {
+                    let mut cmd = self.cmd("ZADD");
+                    for (m, score) in group {
+                        cmd.push_arg(format_score(*score));
+                        cmd.push_arg(m);
+                    }
+                    out.push(self.part(cmd, true));
+                }
+            }
+            Chunk::HashFields(fields) => self.hash(&fields, out),
+            Chunk::StreamEntries(entries) => {
+                for e in entries {
+                    if e.fields.is_empty() {
+                        self.warnings.push(format!("stream entry {} has no fields and was skipped", e.id));
+                        continue;
+                    }
+                    let mut cmd = self.cmd("XADD");
+                    cmd.push_arg(e.id.to_string());
+                    for f in &e.fields {
+                        cmd.push_arg(f);
+                    }
+                    self.written += 1;
+                    out.push(self.part(cmd, false).rule(ReplyRule::StreamAdd));
+                }
+            }
+            Chunk::StreamMeta(meta) => self.stream_meta(&meta, out),
+            Chunk::StreamGroup(group) => {
+                self.flush_consumer(out);
+                let mut cmd = Cmd::new("XGROUP").arg("CREATE").arg(&self.target).arg(&group.name);
+                cmd.push_arg(group.last_id.to_string());
+                // The RDB stores "unknown" as -1 in an unsigned length.
+                if let Some(read) = group.entries_read.filter(|&n| n <= i64::MAX as u64) {
+                    if self.caps.stream_v2_meta() {
+                        cmd.push_arg("ENTRIESREAD");
+                        cmd.push_arg(read.to_string());
+                    }
+                }
+                out.push(self.part(cmd, false).rule(ReplyRule::GroupCreate));
+                self.stream.group = Some(group.name);
+                self.stream.pel.clear();
+            }
+            Chunk::StreamGroupPending(pel) => {
+                for PendingEntry { id, delivery_time_ms, delivery_count } in pel {
+                    self.stream.pel.insert(id, (delivery_time_ms, delivery_count));
+                }
+            }
+            Chunk::StreamConsumer(consumer) => {
+                self.flush_consumer(out);
+                self.stream.consumer = Some(consumer.name);
+                self.stream.consumer_claimed = false;
+            }
+            Chunk::StreamConsumerPending(ids) => self.claim(&ids, out),
+            Chunk::Module(_) => {}
+        }
+    }
+
+    fn string(&mut self, value: Bytes, out: &mut Vec<ApplyCmd>) {
+        if value.is_empty() && self.written == 0 {
+            out.push(self.part(self.cmd("SET").arg(""), false));
+            return;
+        }
+        // SETRANGE at the piece's own offset: pieces commute and a repeat
+        // rewrites the same bytes, so strings need no guard.
+        for piece in value.chunks(self.chunk_bytes) {
+            let cmd = self.cmd("SETRANGE").arg(self.written.to_string()).arg(piece);
+            self.written += piece.len() as u64;
+            out.push(self.part(cmd, true));
+        }
+    }
+
+    fn hash(&mut self, fields: &[HashField], out: &mut Vec<ApplyCmd>) {
+        let name = if self.caps.hset_multi() { "HSET" } else { "HMSET" };
+        for group in split(fields, self.chunk_items, self.chunk_bytes, |f| f.field.len() + f.value.len()) {
+            let mut cmd = self.cmd(name);
+            for f in group {
+                cmd.push_arg(&f.field);
+                cmd.push_arg(&f.value);
+            }
+            out.push(self.part(cmd, true));
+            // Field TTLs right after their fields, grouped by expiry time.
+            let mut by_time: BTreeMap<i64, Vec<&Bytes>> = BTreeMap::new();
+            for f in group {
+                if let Some(at) = f.expire_at_ms {
+                    by_time.entry(at).or_default().push(&f.field);
+                }
+            }
+            if by_time.is_empty() {
+                continue;
+            }
+            if !self.caps.hash_field_ttl() {
+                self.field_ttls_dropped += by_time.values().map(|v| v.len() as u64).sum::<u64>();
+                continue;
+            }
+            for (at, names) in by_time {
+                // Field expiries get the grace, like keys.
+                let floor = self.now_ms.saturating_add(self.grace_ms);
+                if at <= self.now_ms {
+                    self.field_ttls_expired += names.len() as u64;
+                }
+                let at = at.max(floor);
+                let mut cmd = self.cmd("HPEXPIREAT").arg(at.to_string()).arg("FIELDS").arg(names.len().to_string());
+                for n in names {
+                    cmd.push_arg(n);
+                }
+                out.push(self.part(cmd, false));
+            }
+        }
+    }
+
+    fn stream_meta(&mut self, meta: &StreamMeta, out: &mut Vec<ApplyCmd>) {
+        if self.written == 0 {
+            // No entry created the stream: make an empty one.
+            let probe = "shardsync-mkstream";
+            let create = Cmd::new("XGROUP").arg("CREATE").arg(&self.target).arg(probe).arg("0").arg("MKSTREAM");
+            out.push(self.part(create, false).rule(ReplyRule::GroupCreate));
+            out.push(self.part(Cmd::new("XGROUP").arg("DESTROY").arg(&self.target).arg(probe), false));
+        }
+        let mut cmd = self.cmd("XSETID").arg(meta.last_id.to_string());
+        if self.caps.stream_v2_meta() {
+            if let (Some(added), Some(max_deleted)) = (meta.entries_added, meta.max_deleted_id) {
+                cmd = cmd.arg("ENTRIESADDED").arg(added.to_string()).arg("MAXDELETEDID").arg(max_deleted.to_string());
+            }
+        }
+        out.push(self.part(cmd, false));
+        self.stream.meta_done = true;
+    }
+
+    fn claim(&mut self, ids: &[StreamId], out: &mut Vec<ApplyCmd>) {
+        let (Some(group), Some(consumer)) = (self.stream.group.clone(), self.stream.consumer.clone()) else {
+            self.warnings.push("consumer pending entries outside a consumer were skipped".to_owned());
+            return;
+        };
+        self.stream.consumer_claimed = true;
+        // One XCLAIM per run of IDs that share delivery time and count
+        // (XCLAIM's TIME and RETRYCOUNT apply to all its IDs).
+        let mut run: Vec<StreamId> = Vec::new();
+        let mut run_key: Option<(i64, u64)> = None;
+        for id in ids {
+            let Some(&key) = self.stream.pel.get(id) else {
+                self.warnings.push(format!("pending entry {id} of a consumer is missing from its group's PEL"));
+                continue;
+            };
+            if run_key != Some(key) || run.len() >= self.chunk_items {
+                if let Some(k) = run_key {
+                    out.push(self.xclaim(&group, &consumer, &run, k));
+                }
+                run.clear();
+                run_key = Some(key);
+            }
+            run.push(*id);
+        }
+        if let Some(k) = run_key.filter(|_| !run.is_empty()) {
+            out.push(self.xclaim(&group, &consumer, &run, k));
+        }
+    }
+
+    fn xclaim(&self, group: &Bytes, consumer: &Bytes, ids: &[StreamId], (time, count): (i64, u64)) -> ApplyCmd {
+        let mut cmd = self.cmd("XCLAIM").arg(group).arg(consumer).arg("0");
+        for id in ids {
+            cmd.push_arg(id.to_string());
+        }
+        cmd = cmd.arg("TIME").arg(time.to_string()).arg("RETRYCOUNT").arg(count.to_string()).arg("FORCE").arg("JUSTID");
+        self.part(cmd, false)
+    }
+
+    /// Creates the current consumer if no `XCLAIM` did.
+    fn flush_consumer(&mut self, out: &mut Vec<ApplyCmd>) {
+        let Some(consumer) = self.stream.consumer.take() else { return };
+        if self.stream.consumer_claimed {
+            return;
+        }
+        let Some(group) = self.stream.group.clone() else { return };
+        let cmd = if self.caps.create_consumer() {
+            Cmd::new("XGROUP").arg("CREATECONSUMER").arg(&self.target).arg(&group).arg(&consumer)
+        } else {
+            // Reading one's own history (ID 0, not `>`) delivers nothing
+            // and does not block, but creates the consumer.
+            Cmd::new("XREADGROUP")
+                .arg("GROUP")
+                .arg(&group)
+                .arg(&consumer)
+                .arg("COUNT")
+                .arg("1")
+                .arg("STREAMS")
+                .arg(&self.target)
+                .arg("0")
+        };
+        out.push(self.part(cmd, false));
+    }
+
+    fn finish(&mut self, out: &mut Vec<ApplyCmd>) {
+        self.flush_consumer(out);
+    }
+}
+
+/// Splits `items` into groups of at most `max_items` and about `max_bytes`
+/// (a single item larger than `max_bytes` is a group of its own).
+fn split<T>(items: &[T], max_items: usize, max_bytes: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && (i - start >= max_items || bytes + n > max_bytes) {
+            groups.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += n;
+    }
+    if start < items.len() {
+        groups.push(&items[start..]);
+    }
+    groups
+}
+
+#[cfg(test)]
+#[path = "rewrite_tests.rs"]
+mod tests;

@@ -1,0 +1,564 @@
+//! `DestWriter`: applies [`ApplyBatch`]es to the destination over one
+//! connection, pipelined, checking every reply in order.
+//!
+//! **Windows.** A batch goes out in windows of at most `window_cmds`
+//! commands or `window_bytes` bytes (a `MULTI` unit is never split): the
+//! connection writes a window while it reads its replies, so the server
+//! never waits for us within a window; between windows the pipe drains once
+//! (one round trip). A `SELECT` is sent alone and confirmed before anything
+//! that depends on it, so a failed `SELECT` can never send writes to the
+//! wrong DB; after a reconnect the writer selects the DB of the next command
+//! itself.
+//!
+//! **Replies.** Each command's [`ReplyRule`] says what success is. A
+//! `MULTI` unit succeeds as a whole when `EXEC`'s array holds no error; the
+//! errors of the commands inside are judged one by one so the message names
+//! the one that failed. "The key already existed" replies (`BUSYKEY`, nil,
+//! `:0`) become a [`Collision`] (intercept) or a kept key (skip), and the
+//! temporary key a refused `RENAMENX` leaves is deleted.
+//!
+//! **Retries: what is re-sent.** Confirmed commands leave the batch at once.
+//! After a failure the batch holds exactly the commands not confirmed, in
+//! order: on an error reply, the failed ones (and the unsent rest); after a
+//! connection loss or timeout, everything from the first unconfirmed
+//! command, marked *uncertain* (the server may have applied a prefix of
+//! them). Re-sending is safe because:
+//!
+//! * idempotent by construction: `RESTORE ... REPLACE`, `SET`, `SETRANGE` at
+//!   an offset, `SADD`, `HSET`, `ZADD`, `PEXPIREAT`, `XSETID`, `XCLAIM` with
+//!   explicit `TIME`/`RETRYCOUNT`, `DEL`, and whole `MULTI` units (they
+//!   start by deleting their target);
+//! * made safe by the rule: `XADD` with an explicit ID ("equal or smaller"
+//!   on a re-send means applied), `XGROUP CREATE` (`BUSYGROUP` on a re-send);
+//! * made safe by a [`Guard`] checked on the new connection before
+//!   re-sending: a big list's `RPUSH` (skipped if `LLEN` shows it applied),
+//!   a build's final rename (skipped if the temporary key is gone);
+//! * **not** idempotent, and reported as *uncertain* instead: a re-sent
+//!   `RESTORE` without `REPLACE`, `SET NX` or `RENAMENX` that finds the key
+//!   existing may be finding our own first attempt (intercept, skip).
+//!
+//! A retryable error can hit some commands of a window while later ones
+//! succeed (a script ends mid-window). Independent keys do not care. If a
+//! later piece of the same big-key build succeeded after an earlier one
+//! failed, and the two do not commute, the build's order is broken: that is
+//! reported as a pausing `ORDER` error rather than repaired silently.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
+use super::error::{error_code, ApplyError, ErrorClass};
+use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
+
+/// How the writer connects and pipelines.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub conflict: Conflict,
+    /// Most commands per window.
+    pub window_cmds: usize,
+    /// Most bytes per window (a single larger command or unit still goes).
+    pub window_bytes: usize,
+    pub connect: ConnectOptions,
+}
+
+impl WriterOptions {
+    /// Defaults: 1024 commands or 4 MiB per window (see BENCHMARKS.md for
+    /// the measurements behind them).
+    pub fn new(conflict: Conflict) -> Self {
+        WriterOptions { conflict, window_cmds: 1024, window_bytes: 4 << 20, connect: ConnectOptions::default() }
+    }
+}
+
+/// A key that already existed on the destination when the copy wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    pub db: u32,
+    pub key: Bytes,
+    /// Source offset of the key.
+    pub offset: u64,
+    /// Found by a re-send after a lost reply: the existing key may be our
+    /// own first attempt.
+    pub uncertain: bool,
+}
+
+/// What applying produced besides confirmed writes; the caller drains it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Commands confirmed.
+    pub applied: u64,
+    /// Intercept mode: keys that existed (never overwritten).
+    pub collisions: Vec<Collision>,
+    /// Skip mode: keys that existed and were kept.
+    pub kept: u64,
+    /// Of `kept`, those found by a re-send (possibly our own write).
+    pub kept_uncertain: u64,
+}
+
+/// Running totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub commands: u64,
+    pub windows: u64,
+    pub bytes: u64,
+    pub reconnects: u64,
+    /// Commands sent again after a failure.
+    pub resent: u64,
+    /// Uncertain commands a guard showed were already applied.
+    pub guard_skips: u64,
+}
+
+/// Applies batches to one destination; see the module docs.
+#[derive(Debug)]
+pub struct DestWriter {
+    addr: String,
+    opts: WriterOptions,
+    conn: Option<Connection>,
+    /// The connection's DB, when known.
+    db: Option<u32>,
+    /// Set by a connection loss: guards run before the next send.
+    check_guards: bool,
+    stats: WriterStats,
+}
+
+/// How one command or unit turned out.
+enum Verdict {
+    Done(Effect),
+    Failed { command: String, message: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Applied,
+    /// The key existed; the temporary key (if any) must go.
+    Existed,
+}
+
+impl DestWriter {
+    /// Connects to `addr` now.
+    pub async fn connect(addr: &str, opts: WriterOptions) -> Result<DestWriter, ApplyError> {
+        let conn =
+            Connection::connect(addr, &opts.connect).await.map_err(|e| ApplyError::from_resp(addr, &e, None, None))?;
+        Ok(Self::with_connection(conn, opts))
+    }
+
+    /// Uses an open connection (in DB 0); reconnects go to its address.
+    pub fn with_connection(conn: Connection, opts: WriterOptions) -> DestWriter {
+        DestWriter {
+            addr: conn.addr().to_owned(),
+            opts,
+            conn: Some(conn),
+            db: Some(0),
+            check_guards: false,
+            stats: WriterStats::default(),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// The connection, for the caller's own queries between batches.
+    pub fn connection(&mut self) -> Option<&mut Connection> {
+        self.conn.as_mut().filter(|c| c.is_usable())
+    }
+
+    /// Applies the batch. On success it is empty. On failure it holds
+    /// exactly what is still to apply, and the error says whether to retry
+    /// (after a backoff: call `apply` again with the same batch) or pause.
+    /// Collisions and kept keys are added to `report` as they are found,
+    /// also when a later window fails.
+    pub async fn apply(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport) -> Result<(), ApplyError> {
+        check_units(batch).map_err(|detail| self.internal("PROTOCOL", detail))?;
+        while !batch.is_empty() {
+            self.ensure_connected().await?;
+            if self.check_guards {
+                self.run_guards(batch).await?;
+                self.check_guards = false;
+                if batch.is_empty() {
+                    break;
+                }
+            }
+            self.ensure_db(&batch.meta[0].origin).await?;
+            let end = window_end(batch, self.opts.window_cmds, self.opts.window_bytes);
+            let resent = batch.meta[..end].iter().filter(|m| m.uncertain).count() as u64;
+            self.stats.resent += resent;
+            let Some(conn) = self.conn.as_mut() else { continue };
+            match conn.pipeline(&batch.cmds[..end]).await {
+                Err(e) => {
+                    for m in &mut batch.meta[..end] {
+                        m.uncertain = true;
+                    }
+                    self.lost(&e);
+                    let first = &batch.meta[0].origin;
+                    return Err(ApplyError::from_resp(&self.addr, &e, Some(batch.cmds[0].name()), Some(first.clone())));
+                }
+                Ok(replies) => {
+                    self.stats.windows += 1;
+                    self.stats.commands += end as u64;
+                    self.stats.bytes += batch.cmds[..end].iter().map(wire_len).sum::<usize>() as u64;
+                    self.settle(batch, end, &replies, report)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn internal(&self, code: &str, detail: String) -> ApplyError {
+        ApplyError {
+            class: ErrorClass::Pause,
+            code: code.to_owned(),
+            addr: self.addr.clone(),
+            command: None,
+            origin: None,
+            detail,
+        }
+    }
+
+    fn lost(&mut self, e: &RespError) {
+        if !self.conn.as_ref().is_some_and(Connection::is_usable) {
+            self.conn = None;
+            self.db = None;
+        }
+        if matches!(super::error::classify_resp(e), ErrorClass::Retry) {
+            self.check_guards = true;
+        }
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), ApplyError> {
+        if self.conn.as_ref().is_some_and(Connection::is_usable) {
+            return Ok(());
+        }
+        let conn = Connection::connect(&self.addr, &self.opts.connect)
+            .await
+            .map_err(|e| ApplyError::from_resp(&self.addr, &e, None, None))?;
+        self.conn = Some(conn);
+        self.db = Some(0);
+        self.stats.reconnects += 1;
+        Ok(())
+    }
+
+    /// Selects `origin.db` unless the connection is there already.
+    async fn ensure_db(&mut self, origin: &Origin) -> Result<(), ApplyError> {
+        if self.db == Some(origin.db) {
+            return Ok(());
+        }
+        let cmd = Cmd::new("SELECT").arg(origin.db.to_string());
+        let reply = self.query(&cmd, origin).await?;
+        if let Value::Error(message) = reply {
+            return Err(ApplyError::from_reply(&self.addr, cmd.name(), origin.clone(), &message));
+        }
+        self.db = Some(origin.db);
+        Ok(())
+    }
+
+    async fn query(&mut self, cmd: &Cmd, origin: &Origin) -> Result<Value, ApplyError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(self.internal("CONNECTION", "not connected".to_owned()));
+        };
+        match conn.send(cmd).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.lost(&e);
+                Err(ApplyError::from_resp(&self.addr, &e, Some(cmd.name()), Some(origin.clone())))
+            }
+        }
+    }
+
+    async fn query_int(&mut self, cmd: &Cmd, origin: &Origin) -> Result<i64, ApplyError> {
+        match self.query(cmd, origin).await? {
+            Value::Error(message) => Err(ApplyError::from_reply(&self.addr, cmd.name(), origin.clone(), &message)),
+            v => v.as_int().ok_or_else(|| ApplyError {
+                class: ErrorClass::Pause,
+                code: "PROTOCOL".to_owned(),
+                addr: self.addr.clone(),
+                command: Some(cmd.name()),
+                origin: Some(Box::new(origin.clone())),
+                detail: format!("expected an integer, got {}", v.kind()),
+            }),
+        }
+    }
+
+    /// After a connection loss: drops the uncertain commands that guards
+    /// show were applied (see the module docs).
+    async fn run_guards(&mut self, batch: &mut ApplyBatch) -> Result<(), ApplyError> {
+        let mut keep = vec![true; batch.len()];
+        // Builds whose start (`DEL temp`) is still queued are re-sent whole.
+        let unstarted: Vec<u64> =
+            batch.meta.iter().filter_map(|m| m.build.filter(|b| b.step == BuildStep::Start).map(|b| b.id)).collect();
+        let mut renamed: HashMap<u64, bool> = HashMap::new();
+        let mut lengths: HashMap<Bytes, i64> = HashMap::new();
+        for (i, keep_i) in keep.iter_mut().enumerate() {
+            let m = &batch.meta[i];
+            let (Some(build), true, Some(guard)) = (m.build, m.uncertain, m.guard.clone()) else { continue };
+            if unstarted.contains(&build.id) {
+                continue;
+            }
+            let origin = m.origin.clone();
+            match guard {
+                Guard::Renamed { temp } => {
+                    let exists = self.query_int(&Cmd::new("EXISTS").arg(&temp), &origin).await?;
+                    renamed.insert(build.id, exists == 0);
+                }
+                Guard::ListLen { temp, after } => {
+                    let len = match lengths.get(&temp) {
+                        Some(len) => *len,
+                        None => {
+                            let len = self.query_int(&Cmd::new("LLEN").arg(&temp), &origin).await?;
+                            lengths.insert(temp, len);
+                            len
+                        }
+                    };
+                    if len >= after as i64 {
+                        *keep_i = false;
+                    }
+                }
+            }
+        }
+        // A completed rename means every piece of that build was applied.
+        for (i, m) in batch.meta.iter().enumerate() {
+            if m.build.is_some_and(|b| renamed.get(&b.id) == Some(&true)) {
+                keep[i] = false;
+            }
+        }
+        let skipped = keep.iter().filter(|k| !**k).count();
+        if skipped > 0 {
+            self.stats.guard_skips += skipped as u64;
+            batch.retain_mask(&keep);
+        }
+        Ok(())
+    }
+
+    /// Judges the replies of the first `end` commands and removes the
+    /// confirmed ones from the batch.
+    fn settle(
+        &mut self,
+        batch: &mut ApplyBatch,
+        end: usize,
+        replies: &[Value],
+        report: &mut ApplyReport,
+    ) -> Result<(), ApplyError> {
+        let mut done = vec![false; end];
+        let mut failures: Vec<(usize, ApplyError)> = Vec::new();
+        let mut followups: Vec<(Cmd, Meta)> = Vec::new();
+        let mut i = 0;
+        while i < end {
+            let (last, verdict) = if batch.meta[i].rule == ReplyRule::Multi {
+                let exec = (i + 1..end).find(|&j| batch.meta[j].rule == ReplyRule::Exec).unwrap_or(end - 1);
+                (exec, self.judge_unit(batch, i, exec, replies))
+            } else {
+                (i, self.judge(&batch.cmds[i], &batch.meta[i], &replies[i]))
+            };
+            match verdict {
+                Verdict::Done(effect) => {
+                    done[i..=last].iter_mut().for_each(|d| *d = true);
+                    if effect == Effect::Existed {
+                        self.existed(batch, i, last, report, &mut followups);
+                    }
+                    if batch.meta[i].rule == ReplyRule::Select {
+                        self.db = Some(batch.meta[i].origin.db);
+                    }
+                }
+                Verdict::Failed { command, message } => {
+                    let origin = batch.meta[i].origin.clone();
+                    failures.push((i, ApplyError::from_reply(&self.addr, command, origin, &message)));
+                }
+            }
+            i = last + 1;
+        }
+        report.applied += done.iter().filter(|d| **d).count() as u64;
+        if let Some(e) = order_broken(batch, &done, &failures, &self.addr) {
+            failures.insert(0, (0, e));
+        }
+        if failures.is_empty() {
+            batch.drop_front(end);
+        } else {
+            let mut keep: Vec<bool> = done.iter().map(|d| !d).collect();
+            keep.resize(batch.len(), true);
+            batch.retain_mask(&keep);
+        }
+        batch.push_front(followups);
+        // A pause outranks a retry: retrying cannot fix it.
+        let worst = failures.iter().position(|(_, e)| e.class == ErrorClass::Pause).unwrap_or(0);
+        match failures.into_iter().nth(worst) {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// One command outside a unit.
+    fn judge(&self, cmd: &Cmd, meta: &Meta, reply: &Value) -> Verdict {
+        match reply {
+            Value::Error(message) => {
+                let code = error_code(message);
+                match &meta.rule {
+                    ReplyRule::IfAbsent { .. } if code == "BUSYKEY" => Verdict::Done(Effect::Existed),
+                    ReplyRule::StreamAdd if meta.uncertain && message.contains("equal or smaller") => {
+                        Verdict::Done(Effect::Applied)
+                    }
+                    ReplyRule::GroupCreate if meta.uncertain && code == "BUSYGROUP" => Verdict::Done(Effect::Applied),
+                    _ => Verdict::Failed { command: cmd.name(), message: message.clone() },
+                }
+            }
+            Value::Bulk(None) | Value::Integer(0) if matches!(meta.rule, ReplyRule::IfAbsent { .. }) => {
+                Verdict::Done(Effect::Existed)
+            }
+            _ => Verdict::Done(Effect::Applied),
+        }
+    }
+
+    /// A `MULTI` ... `EXEC` unit at `first..=exec`.
+    fn judge_unit(&self, batch: &ApplyBatch, first: usize, exec: usize, replies: &[Value]) -> Verdict {
+        let inner = first + 1..exec;
+        let fail =
+            |i: usize, message: &str| Verdict::Failed { command: batch.cmds[i].name(), message: message.to_owned() };
+        // MULTI refused (a busy server): the inner commands ran on their
+        // own, or failed; their replies are direct.
+        if let Value::Error(message) = &replies[first] {
+            let mut effect = Effect::Applied;
+            for i in inner {
+                match self.judge(&batch.cmds[i], &batch.meta[i], &replies[i]) {
+                    Verdict::Done(Effect::Existed) => effect = Effect::Existed,
+                    Verdict::Done(Effect::Applied) => {}
+                    // Report MULTI's own error when it says why (BUSY).
+                    Verdict::Failed { .. } => return fail(first, message),
+                }
+            }
+            return Verdict::Done(effect);
+        }
+        // An error while queuing aborts the transaction: that error says why.
+        if let Some(i) = inner.clone().find(|&i| replies[i].is_error()) {
+            return fail(i, replies[i].as_error().unwrap_or_default());
+        }
+        let results = match &replies[exec] {
+            Value::Array(Some(items)) if items.len() == inner.len() => items,
+            Value::Error(message) => return fail(exec, message),
+            other => return fail(exec, &format!("unexpected EXEC reply: {other}")),
+        };
+        let mut effect = Effect::Applied;
+        for (i, result) in inner.zip(results) {
+            match self.judge(&batch.cmds[i], &batch.meta[i], result) {
+                Verdict::Done(Effect::Existed) => effect = Effect::Existed,
+                Verdict::Done(Effect::Applied) => {}
+                failed @ Verdict::Failed { .. } => return failed,
+            }
+        }
+        Verdict::Done(effect)
+    }
+
+    /// Records an existing key and queues the removal of what it left.
+    fn existed(
+        &self,
+        batch: &ApplyBatch,
+        first: usize,
+        last: usize,
+        report: &mut ApplyReport,
+        followups: &mut Vec<(Cmd, Meta)>,
+    ) {
+        let meta = &batch.meta[first];
+        let uncertain = batch.meta[first..=last].iter().any(|m| m.uncertain);
+        match self.opts.conflict {
+            Conflict::Skip => {
+                report.kept += 1;
+                if uncertain {
+                    report.kept_uncertain += 1;
+                }
+            }
+            Conflict::Intercept | Conflict::Overwrite => report.collisions.push(Collision {
+                db: meta.origin.db,
+                key: meta.origin.key.clone(),
+                offset: meta.origin.offset,
+                uncertain,
+            }),
+        }
+        for m in &batch.meta[first..=last] {
+            if let ReplyRule::IfAbsent { temp: Some(temp) } = &m.rule {
+                let del = Meta {
+                    origin: m.origin.clone(),
+                    rule: ReplyRule::Ok,
+                    build: None,
+                    free: false,
+                    guard: None,
+                    uncertain: false,
+                };
+                followups.push((Cmd::new("DEL").arg(temp), del));
+            }
+        }
+    }
+}
+
+/// Where the window starting at the batch's front ends (exclusive).
+fn window_end(batch: &ApplyBatch, max_cmds: usize, max_bytes: usize) -> usize {
+    if batch.meta[0].rule == ReplyRule::Select {
+        return 1;
+    }
+    let db = batch.meta[0].origin.db;
+    let (mut i, mut bytes, mut in_unit) = (0, 0, false);
+    while i < batch.len() {
+        let m = &batch.meta[i];
+        // A SELECT or a DB change waits for its own window (see ensure_db).
+        if i > 0 && !in_unit && (m.rule == ReplyRule::Select || m.origin.db != db) {
+            break;
+        }
+        if i > 0 && !in_unit && (i >= max_cmds || bytes >= max_bytes) {
+            break;
+        }
+        match m.rule {
+            ReplyRule::Multi => in_unit = true,
+            ReplyRule::Exec => in_unit = false,
+            _ => {}
+        }
+        bytes += wire_len(&batch.cmds[i]);
+        i += 1;
+    }
+    i
+}
+
+/// Every `MULTI` has its `EXEC` in the batch, with no nesting.
+fn check_units(batch: &ApplyBatch) -> Result<(), String> {
+    let mut open = false;
+    for m in &batch.meta {
+        match (&m.rule, open) {
+            (ReplyRule::Multi, false) => open = true,
+            (ReplyRule::Exec, true) => open = false,
+            (ReplyRule::Multi, true) => return Err("a MULTI inside a MULTI unit in the batch".to_owned()),
+            (ReplyRule::Exec, false) => return Err("an EXEC without MULTI in the batch".to_owned()),
+            _ => {}
+        }
+    }
+    if open {
+        return Err("the batch ends inside a MULTI unit: give the writer whole units".to_owned());
+    }
+    Ok(())
+}
+
+/// A failed piece of a build followed by a confirmed piece of the same
+/// build that does not commute with it (see the module docs).
+fn order_broken(batch: &ApplyBatch, done: &[bool], failures: &[(usize, ApplyError)], addr: &str) -> Option<ApplyError> {
+    for (at, _) in failures {
+        let failed = &batch.meta[*at];
+        let Some(build) = failed.build else { continue };
+        let later = (*at + 1..done.len()).find(|&j| {
+            done[j] && batch.meta[j].build.is_some_and(|b| b.id == build.id) && !(failed.free && batch.meta[j].free)
+        });
+        if let Some(j) = later {
+            return Some(ApplyError {
+                class: ErrorClass::Pause,
+                code: "ORDER".to_owned(),
+                addr: addr.to_owned(),
+                command: Some(batch.cmds[*at].name()),
+                origin: Some(Box::new(failed.origin.clone())),
+                detail: format!(
+                    "a piece of this big key failed while a later piece ({}) succeeded, so its pieces are out of order; \
+                     the key must be copied again (restart the shard's full copy)",
+                    batch.cmds[j].name()
+                ),
+            });
+        }
+    }
+    None
+}
