@@ -20,6 +20,21 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a task: full copy, then incremental sync until stopped
+    Run {
+        /// The task file (TOML)
+        #[arg(long)]
+        config: PathBuf,
+        /// No TUI: a progress line per shard per second
+        #[arg(long)]
+        headless: bool,
+        /// NDJSON progress records instead of lines
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 once every shard is incremental and caught up
+        #[arg(long)]
+        until_synced: bool,
+    },
     /// Parse an RDB file and print its keys (NDJSON with --json)
     Rdb {
         /// The RDB file
@@ -35,5 +50,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     match args.command {
         Command::Rdb { file, json } => cli::rdb::run(&file, json),
+        Command::Run { config, headless: _, json, until_synced } => {
+            // The TUI (step 5) is the default front end; until it exists, `run` is headless.
+            std::process::exit(cli::run::run(&config, json, until_synced))
+        }
     }
 }

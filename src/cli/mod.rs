@@ -1,3 +1,4 @@
 //! Command implementations that print to the terminal.
 
 pub mod rdb;
+pub mod run;

@@ -44,6 +44,9 @@ pub enum SkipReason {
 #[derive(Debug, Clone)]
 pub struct StreamFilter {
     heartbeat_key: Bytes,
+    /// `<heartbeat key>:ckpt:`: checkpoint keys, which a source that was
+    /// itself a destination (a cascade) holds and never forwards.
+    ckpt_prefix: Bytes,
     /// Source DB → destination DB; `None` copies every DB to the same number.
     db_map: Option<BTreeMap<u32, u32>>,
     forward_flush: bool,
@@ -56,7 +59,13 @@ impl StreamFilter {
     /// `db_map`: the databases copied and where they go (`None`: all, same
     /// number). `forward_flush`: apply `FLUSHALL`/`FLUSHDB` instead of refusing.
     pub fn new(heartbeat_key: &str, db_map: Option<BTreeMap<u32, u32>>, forward_flush: bool) -> Self {
-        StreamFilter { heartbeat_key: Bytes::copy_from_slice(heartbeat_key.as_bytes()), db_map, forward_flush, db: 0 }
+        StreamFilter {
+            heartbeat_key: Bytes::copy_from_slice(heartbeat_key.as_bytes()),
+            ckpt_prefix: Bytes::from(format!("{heartbeat_key}:ckpt:")),
+            db_map,
+            forward_flush,
+            db: 0,
+        }
     }
 
     /// The source DB the stream is in (for error messages).
@@ -91,6 +100,9 @@ impl StreamFilter {
                         return Action::Heartbeat { sent_ms: ms };
                     }
                 }
+                return Action::Skip(SkipReason::HeartbeatKey);
+            }
+            if key.starts_with(&self.ckpt_prefix) && !is_keyless(&name) {
                 return Action::Skip(SkipReason::HeartbeatKey);
             }
         }
@@ -179,6 +191,8 @@ mod tests {
             Action::Heartbeat { sent_ms: 1764064200000 }
         );
         assert_eq!(f.filter(cmd(&["DEL", "SHARDSYNC_HEARTBEAT"])), Action::Skip(SkipReason::HeartbeatKey));
+        assert_eq!(f.filter(cmd(&["MULTI"])), Action::Apply { db: 0, args: cmd(&["MULTI"]) }, "transactions pass");
+        assert_eq!(f.filter(cmd(&["SET", "SHARDSYNC_HEARTBEAT:ckpt:s1", "x"])), Action::Skip(SkipReason::HeartbeatKey));
         // A channel named like the key is not the key.
         assert!(matches!(f.filter(cmd(&["PUBLISH", "SHARDSYNC_HEARTBEAT", "x"])), Action::Apply { .. }));
     }

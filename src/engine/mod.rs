@@ -2,10 +2,16 @@
 //! reader → spool → parser → filter → destination writer pipeline, exposing
 //! `snapshot::TaskSnapshot`s on a `watch` channel and taking commands.
 //!
-//! Parts so far: `filter` decides per replicated command, `snapshot` is what
-//! front ends read.
+//! Parts: `task` starts a task and is the handle front ends hold; `shard`
+//! runs one source; `filter` decides per replicated command; `source_side`
+//! holds the heartbeat and offset poller; `checkpoint` the local resume
+//! point; `snapshot` is what front ends read.
 
 pub mod checkpoint;
 pub mod filter;
+pub mod shard;
 pub mod snapshot;
 pub mod source_side;
+pub mod task;
+
+pub use task::{spawn, Command, EngineHandle};

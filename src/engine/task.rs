@@ -1,0 +1,190 @@
+//! A task: one shard engine per source master, a snapshot publisher and a
+//! command loop. `spawn` returns the `EngineHandle` every front end uses.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::shard::{self, ShardControl, ShardCtx};
+use super::snapshot::{ShardSnapshot, ShardState, TaskSnapshot};
+use super::source_side::{self, now_ms};
+use crate::config::TaskConfig;
+use crate::resp::ConnectOptions;
+
+/// What a front end can ask of a running task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    PauseShard(String),
+    ResumeShard(String),
+    StopShard(String),
+    StopTask,
+}
+
+/// A running task.
+pub struct EngineHandle {
+    pub status: watch::Receiver<TaskSnapshot>,
+    pub commands: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+    done: tokio::task::JoinHandle<Vec<(String, Result<(), String>)>>,
+}
+
+impl EngineHandle {
+    /// Stop every shard (checkpoints are written) and wait for them.
+    pub async fn stop(self) -> Vec<(String, Result<(), String>)> {
+        self.cancel.cancel();
+        self.done.await.unwrap_or_default()
+    }
+
+    /// Wait for the task to end on its own (every shard stopped or failed).
+    pub async fn join(self) -> Vec<(String, Result<(), String>)> {
+        self.done.await.unwrap_or_default()
+    }
+
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+struct ShardSlot {
+    shared: Arc<Mutex<ShardSnapshot>>,
+    ops: Arc<AtomicU64>,
+    control: watch::Sender<ShardControl>,
+    cancel: CancellationToken,
+}
+
+/// Start the task. Must be called inside a tokio runtime.
+pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
+    let task = Arc::new(task);
+    let (status_tx, status_rx) = watch::channel(TaskSnapshot::default());
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(64);
+    let mut slots: Vec<(String, ShardSlot)> = Vec::new();
+    let mut set: JoinSet<(String, Result<(), String>)> = JoinSet::new();
+    let side = cancel.child_token();
+    for source in &task.sources {
+        let shared = Arc::new(Mutex::new(ShardSnapshot::new(&source.name)));
+        let ops = Arc::new(AtomicU64::new(0));
+        let (control, control_rx) = watch::channel(ShardControl::Run);
+        let shard_cancel = cancel.child_token();
+        let ctx = ShardCtx {
+            task: task.clone(),
+            source: source.clone(),
+            shared: shared.clone(),
+            applied_ops: ops.clone(),
+            control: control_rx,
+            cancel: shard_cancel.clone(),
+        };
+        let name = source.name.clone();
+        set.spawn(async move {
+            let r = shard::run(ctx).await;
+            (name, r)
+        });
+        let opts = ConnectOptions { credentials: source.password.credentials(), ..ConnectOptions::default() };
+        tokio::spawn(source_side::heartbeat(
+            source.addr.to_string(),
+            opts.clone(),
+            task.sync.heartbeat_key.clone(),
+            Duration::from_millis(task.sync.heartbeat_ms),
+            shared.clone(),
+            side.clone(),
+        ));
+        tokio::spawn(source_side::poll_offset(
+            source.addr.to_string(),
+            opts,
+            Duration::from_secs(1),
+            shared.clone(),
+            side.clone(),
+        ));
+        slots.push((source.name.clone(), ShardSlot { shared, ops, control, cancel: shard_cancel }));
+    }
+    let slots = Arc::new(slots);
+
+    // Snapshots: a few times a second, newest only (a `watch`).
+    let pub_slots = slots.clone();
+    let pub_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let mut last: HashMap<String, (u64, i64)> = HashMap::new();
+        loop {
+            let t = now_ms();
+            let shards = pub_slots
+                .iter()
+                .map(|(name, slot)| {
+                    let mut s = slot.shared.lock().map(|s| s.clone()).unwrap_or_else(|_| ShardSnapshot::new(name));
+                    let ops = slot.ops.load(Ordering::Relaxed);
+                    let (prev_ops, prev_t) = last.get(name).copied().unwrap_or((ops, t));
+                    if t > prev_t {
+                        s.ops_per_sec = (ops.saturating_sub(prev_ops)) * 1000 / (t - prev_t) as u64;
+                    }
+                    if t - prev_t >= 1000 || !last.contains_key(name) {
+                        last.insert(name.clone(), (ops, t));
+                    }
+                    s.ts_ms = t;
+                    s
+                })
+                .collect();
+            let _ = status_tx.send(TaskSnapshot { shards });
+            tokio::select! {
+                _ = pub_cancel.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    });
+
+    // Commands from the front end.
+    let cmd_slots = slots.clone();
+    let cmd_cancel = cancel.clone();
+    tokio::spawn(async move {
+        loop {
+            let c = tokio::select! {
+                _ = cmd_cancel.cancelled() => break,
+                c = cmd_rx.recv() => c,
+            };
+            let Some(c) = c else { break };
+            let find = |n: &str| cmd_slots.iter().find(|(name, _)| name == n).map(|(_, s)| s);
+            match c {
+                Command::PauseShard(n) => {
+                    if let Some(s) = find(&n) {
+                        let _ = s.control.send(ShardControl::Pause);
+                    }
+                }
+                Command::ResumeShard(n) => {
+                    if let Some(s) = find(&n) {
+                        let _ = s.control.send(ShardControl::Run);
+                        if let Ok(mut snap) = s.shared.lock() {
+                            if snap.state == ShardState::Stopped {
+                                snap.state = ShardState::Incremental;
+                            }
+                        }
+                    }
+                }
+                Command::StopShard(n) => {
+                    if let Some(s) = find(&n) {
+                        s.cancel.cancel();
+                    }
+                }
+                Command::StopTask => cmd_cancel.cancel(),
+            }
+        }
+    });
+
+    let end_cancel = cancel.clone();
+    let done = tokio::spawn(async move {
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+        // Heartbeats stop (and delete their key) only once every shard has.
+        side.cancel();
+        end_cancel.cancel();
+        // Let the heartbeat tasks delete their keys.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        results
+    });
+    EngineHandle { status: status_rx, commands: cmd_tx, cancel, done }
+}
