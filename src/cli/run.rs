@@ -51,6 +51,13 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         }
         signals.cancel();
     });
+    if let Err(e) = engine::task::preflight(&task).await {
+        if json {
+            println!("{}", headless::failed_json("", &e));
+        }
+        eprintln!("error: {e}");
+        return EXIT_FAILED;
+    }
     let handle = engine::spawn(task, cancel.clone());
     let mut status = handle.status.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));

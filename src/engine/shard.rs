@@ -188,6 +188,8 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
     let mut batch_offset: Option<u64> = None;
     let mut batch_position: Option<u64> = None;
     let mut batch_keys = 0u64;
+    // The writer applies a MULTI ... EXEC unit whole: never cut a batch inside one.
+    let mut in_multi = false;
     let mut last_ckpt = Instant::now();
     let mut control = ctx.control.clone();
     let mut result = Ok(());
@@ -254,8 +256,14 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
                         let key = args.get(1).cloned().unwrap_or_default();
                         let upper = args.first().map(|a| a.to_ascii_uppercase()).unwrap_or_default();
                         let rule = match upper.as_slice() {
-                            b"MULTI" => ReplyRule::Multi,
-                            b"EXEC" => ReplyRule::Exec,
+                            b"MULTI" => {
+                                in_multi = true;
+                                ReplyRule::Multi
+                            }
+                            b"EXEC" => {
+                                in_multi = false;
+                                ReplyRule::Exec
+                            }
                             _ => ReplyRule::Ok,
                         };
                         pending.push(ApplyCmd::new(Cmd::from_args(args), Origin { db, key, offset }).rule(rule));
@@ -288,7 +296,7 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
         batch.extend(pending.drain(..));
         // Apply when the batch is big, when the channel is momentarily
         // empty (low latency in incremental mode), or at the snapshot's end.
-        if flush_now || rx.is_empty() || batch.len() >= 2048 || batch.bytes() >= 8 << 20 {
+        if !in_multi && (flush_now || rx.is_empty() || batch.len() >= 2048 || batch.bytes() >= 8 << 20) {
             if let Err(e) = apply_with_retry(&mut writer, &mut batch, &ctx, &ctx.cancel, &shard).await {
                 result = Err(e);
                 break;

@@ -188,3 +188,48 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     });
     EngineHandle { status: status_rx, commands: cmd_tx, cancel, done }
 }
+
+/// Checks a task must pass before it starts (the full precheck is `check`):
+/// in `intercept` mode the destination's target databases must be empty,
+/// unless every shard resumes from its own checkpoint.
+pub async fn preflight(task: &TaskConfig) -> Result<(), String> {
+    use crate::config::ConflictMode;
+    if task.sync.conflict != ConflictMode::Intercept {
+        return Ok(());
+    }
+    let state = task.state_path();
+    let resuming = task.sources.iter().all(|s| matches!(super::checkpoint::load(&state, &s.name), Ok(Some(_))));
+    if resuming {
+        return Ok(());
+    }
+    let addr = task.destination.addr.to_string();
+    let opts = ConnectOptions { credentials: task.destination.password.credentials(), ..ConnectOptions::default() };
+    let mut conn =
+        crate::resp::Connection::connect(&addr, &opts).await.map_err(|e| format!("destination {addr}: {e}"))?;
+    let info = conn
+        .query(&crate::resp::Cmd::new("INFO").arg("keyspace"))
+        .await
+        .map_err(|e| format!("destination {addr}: {e}"))?;
+    let text = info.as_str().unwrap_or_default().to_string();
+    let targets: Option<Vec<u32>> =
+        task.sync.databases.as_ref().map(|dbs| dbs.iter().map(|&d| task.sync.target_db(d)).collect());
+    let mut busy = Vec::new();
+    for line in text.lines() {
+        let Some((db, rest)) = line.strip_prefix("db").and_then(|l| l.split_once(':')) else { continue };
+        let (Ok(db), Some(keys)) = (db.parse::<u32>(), rest.split(',').find_map(|f| f.strip_prefix("keys="))) else {
+            continue;
+        };
+        let keys: u64 = keys.parse().unwrap_or(0);
+        if keys > 0 && targets.as_ref().is_none_or(|t| t.contains(&db)) {
+            busy.push(format!("db{db} holds {keys} keys"));
+        }
+    }
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "destination {addr} is not empty ({}) and sync.conflict = \"intercept\" requires empty target databases: empty them, select other databases, or choose conflict = \"overwrite\" (source wins) or \"skip\" (destination wins)",
+            busy.join(", ")
+        ))
+    }
+}

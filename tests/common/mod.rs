@@ -15,6 +15,8 @@
 // Each integration test binary compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod compare;
+
 use std::{
     env, fs,
     io::{self, Read, Write},
