@@ -364,3 +364,53 @@ async fn redis7_source_to_redis6_destination() {
     let dest = RedisServer::start(RedisOptions::redis6().expect("redis 6.0.9 (run scripts/deps.sh)")).expect("6.0.9");
     cross_version(RedisServer::with_config(&[]).expect("7.0"), dest).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_heartbeat_still_syncs_without_lag_ms() {
+    // A read-only replica as the source: the heartbeat SET gets -READONLY.
+    let master = RedisServer::with_config(&[]).expect("master");
+    let replica = RedisServer::with_config(&[&format!("replicaof 127.0.0.1 {}", master.port())]).expect("replica");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    for i in 0..20 {
+        master.redis_cli(&["SET", &format!("k{i}"), "v"]).expect("set");
+    }
+    // Wait for the replica to hold the data.
+    let start = Instant::now();
+    while replica.redis_cli(&["DBSIZE"]).expect("dbsize").trim() != "20" {
+        assert!(start.elapsed() < Duration::from_secs(20), "replica never synced");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = task_file(dir.path(), &[("replica", replica.addr())], &dest.addr(), "");
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    wait_synced(&handle, Duration::from_secs(60)).await;
+    master.redis_cli(&["SET", "later", "x"]).expect("set");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    wait_synced(&handle, Duration::from_secs(30)).await;
+    let snap = handle.status.borrow().clone();
+    let s = &snap.shards[0];
+    assert_eq!(s.lag_ms, None, "no heartbeat, no lag in ms");
+    assert!(s.alerts.iter().any(|a| a.message.contains("heartbeat")), "{:?}", s.alerts);
+    handle.stop().await;
+    assert_eq!(dest.redis_cli(&["GET", "later"]).expect("get").trim(), "x");
+}
+
+#[test]
+fn a_bad_task_file_exits_2_naming_the_key_and_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "name = \"t\"\n[[source]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n[destination]\naddr = \"127.0.0.1:2\"\n[sync]\nconflcit = \"skip\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_shardsync"))
+        .args(["run", "--config"])
+        .arg(&p)
+        .args(["--headless"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("conflcit") && err.contains("line 8"), "{err}");
+}
