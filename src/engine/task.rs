@@ -79,8 +79,18 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             cancel: shard_cancel.clone(),
         };
         let name = source.name.clone();
+        let (fail_shared, stop) = (shared.clone(), shard_cancel.clone());
         set.spawn(async move {
             let r = shard::run(ctx).await;
+            // Whatever way the shard ended, its reader and helpers stop, and
+            // a failure is what its snapshot shows.
+            stop.cancel();
+            if let Err(e) = &r {
+                if let Ok(mut s) = fail_shared.lock() {
+                    s.state = ShardState::Failed;
+                    s.last_error = Some(e.clone());
+                }
+            }
             (name, r)
         });
         let opts = ConnectOptions { credentials: source.password.credentials(), ..ConnectOptions::default() };
