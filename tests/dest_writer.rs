@@ -103,8 +103,20 @@ async fn fill(conn: &mut Connection) -> Result<usize, Box<dyn Error>> {
         c.push(set);
         c.push(cmd(&[b"SADD", b"set:small", b"x", b"y"]));
         c.push(cmd(&[
-            b"ZADD", b"zset:small", b"inf", b"top", b"-inf", b"bottom", b"0.1", b"tenth", b"1e300", b"huge", b"-2.5e-7",
-            b"tiny", b"3", b"three",
+            b"ZADD",
+            b"zset:small",
+            b"inf",
+            b"top",
+            b"-inf",
+            b"bottom",
+            b"0.1",
+            b"tenth",
+            b"1e300",
+            b"huge",
+            b"-2.5e-7",
+            b"tiny",
+            b"3",
+            b"three",
         ]));
         let mut zbig = Cmd::new("ZADD").arg("zset:big");
         for i in 0..1_000 {
@@ -122,7 +134,9 @@ async fn fill(conn: &mut Connection) -> Result<usize, Box<dyn Error>> {
         c.push(Cmd::new("PEXPIRE").arg("hash:small").arg("5400000"));
         // Streams: entries with a deletion, two groups, PEL, an idle consumer.
         for i in 1..=20u64 {
-            c.push(Cmd::new("XADD").arg("stream:full").arg(format!("{i}-1")).arg("n").arg(i.to_string()).arg("k").arg("v"));
+            c.push(
+                Cmd::new("XADD").arg("stream:full").arg(format!("{i}-1")).arg("n").arg(i.to_string()).arg("k").arg("v"),
+            );
         }
         c.push(cmd(&[b"XDEL", b"stream:full", b"5-1"]));
         c.push(cmd(&[b"XGROUP", b"CREATE", b"stream:full", b"g1", b"0"]));
@@ -159,13 +173,30 @@ fn redis6() -> Result<RedisOptions, Box<dyn Error>> {
 struct Copy {
     stats: RewriteStats,
     report: ApplyReport,
+    /// Retryable failures the copy went through.
+    retries: u32,
 }
 
 /// Parses `rdb` and writes it to `addr` with the rewrite options `tune`
 /// sets up (destination caps, conflict mode), in batches of ~1000.
-async fn copy(rdb: &Path, addr: &str, conflict: Conflict, tune: impl FnOnce(&mut RewriteOptions)) -> Result<Copy, Box<dyn Error>> {
+async fn copy(
+    rdb: &Path,
+    addr: &str,
+    conflict: Conflict,
+    tune: impl FnOnce(&mut RewriteOptions),
+) -> Result<Copy, Box<dyn Error>> {
     let mut conn = connect(addr).await?;
     let caps = dest_info(&mut conn).await?;
+    copy_on(conn, caps, rdb, conflict, tune).await
+}
+
+async fn copy_on(
+    conn: Connection,
+    caps: DestCaps,
+    rdb: &Path,
+    conflict: Conflict,
+    tune: impl FnOnce(&mut RewriteOptions),
+) -> Result<Copy, Box<dyn Error>> {
     let mut opts = RewriteOptions::new(caps, conflict);
     opts.temp_tag = TAG.to_owned();
     tune(&mut opts);
@@ -176,6 +207,7 @@ async fn copy(rdb: &Path, addr: &str, conflict: Conflict, tune: impl FnOnce(&mut
     let mut batch = ApplyBatch::new();
     let mut report = ApplyReport::default();
     let mut out: Vec<ApplyCmd> = Vec::new();
+    let mut retries = 0;
     while let Some(ev) = reader.next_event()? {
         if matches!(ev, Event::Eof { .. }) {
             break;
@@ -183,11 +215,30 @@ async fn copy(rdb: &Path, addr: &str, conflict: Conflict, tune: impl FnOnce(&mut
         rw.feed(ev, reader.offset(), now_ms(), &mut out)?;
         batch.extend(out.drain(..));
         if batch.len() >= 1000 {
-            writer.apply(&mut batch, &mut report).await?;
+            retries += apply_retrying(&mut writer, &mut batch, &mut report).await?;
         }
     }
-    writer.apply(&mut batch, &mut report).await?;
-    Ok(Copy { stats: rw.stats().clone(), report })
+    retries += apply_retrying(&mut writer, &mut batch, &mut report).await?;
+    Ok(Copy { stats: rw.stats().clone(), report, retries })
+}
+
+/// What the engine does: retryable failures are retried after a pause.
+async fn apply_retrying(
+    writer: &mut DestWriter,
+    batch: &mut ApplyBatch,
+    report: &mut ApplyReport,
+) -> Result<u32, shardsync::dest::ApplyError> {
+    let mut retries = 0;
+    loop {
+        match writer.apply(batch, report).await {
+            Ok(()) => return Ok(retries),
+            Err(e) if e.is_retryable() && retries < 200 => {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn rdb_path(server: &RedisServer) -> std::path::PathBuf {
@@ -317,7 +368,12 @@ async fn compare(src: &str, dst: &str, v7: bool) -> Result<Vec<String>, Box<dyn 
     for db in [b"0".as_slice(), b"2", b"1"] {
         let (ka, kb) = (keys_of(&mut a, db).await?, keys_of(&mut b, db).await?);
         if ka != kb {
-            diffs.push(format!("db {}: keys differ: source-only {:?}, destination-only {:?}", db.escape_ascii(), ka.difference(&kb).collect::<Vec<_>>(), kb.difference(&ka).collect::<Vec<_>>()));
+            diffs.push(format!(
+                "db {}: keys differ: source-only {:?}, destination-only {:?}",
+                db.escape_ascii(),
+                ka.difference(&kb).collect::<Vec<_>>(),
+                kb.difference(&ka).collect::<Vec<_>>()
+            ));
         }
         if db != b"1" {
             assert_eq!(ka.len(), 19, "db {}: the dataset was not read back", db.escape_ascii());
@@ -329,7 +385,11 @@ async fn compare(src: &str, dst: &str, v7: bool) -> Result<Vec<String>, Box<dyn 
             }
             let (vb, tb) = read_key(&mut b, key, v7).await?;
             if va != vb {
-                diffs.push(format!("db {} key {}: source {va:?}\n  destination {vb:?}", db.escape_ascii(), key.escape_ascii()));
+                diffs.push(format!(
+                    "db {} key {}: source {va:?}\n  destination {vb:?}",
+                    db.escape_ascii(),
+                    key.escape_ascii()
+                ));
             }
             if (ta < 0) != (tb < 0) || (ta - tb).abs() > TTL_SLACK_MS {
                 diffs.push(format!("db {} key {}: TTL {ta} vs {tb}", db.escape_ascii(), key.escape_ascii()));
@@ -566,6 +626,31 @@ async fn read_only_replica_and_missing_replicas_pause() -> TestResult {
 
 // ---- retries ----------------------------------------------------------------
 
+/// Keeps the server busy in a script for `ms` milliseconds.
+const BUSY_SCRIPT: &str = "local function now() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end \
+     local stop = now() + tonumber(ARGV[1]) while now() < stop do end return 1";
+
+#[tokio::test]
+async fn a_busy_destination_is_retried_until_it_answers() -> TestResult {
+    let (src, keys) = source().await?;
+    let dst = RedisServer::start(RedisOptions::new().config("busy-reply-threshold 50"))?;
+    let mut conn = connect(&dst.addr()).await?;
+    let caps = dest_info(&mut conn).await?;
+    let addr = dst.addr();
+    let script = tokio::spawn(async move {
+        let mut side = connect(&addr).await.map_err(|e| e.to_string())?;
+        side.send(&Cmd::new("EVAL").arg(BUSY_SCRIPT).arg("0").arg("1500")).await.map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let done = copy_on(conn, caps, &rdb_path(&src), Conflict::Intercept, |_| {}).await?;
+    assert_eq!(script.await?.map_err(|e| e.to_string())?, Value::Integer(1));
+    assert!(done.retries > 0, "the copy never met the busy script");
+    assert_eq!(done.stats.restored as usize, keys);
+    assert!(done.report.collisions.is_empty(), "re-sent RESTOREs are not collisions: {:?}", done.report.collisions);
+    assert_equal(compare(&src.addr(), &dst.addr(), true).await?);
+    Ok(())
+}
+
 /// A TCP proxy that, while `swallow` is set, forwards the client's bytes but
 /// drops the server's replies and then closes the client connection: the
 /// server applies commands whose replies never arrive.
@@ -588,8 +673,7 @@ async fn proxy(upstream: String) -> Result<Proxy, Box<dyn Error>> {
                 let (mut sr, mut sw) = server.into_split();
                 let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
                 let mut buf = vec![0u8; 64 << 10];
-                loop {
-                    let Ok(n) = sr.read(&mut buf).await else { break };
+                while let Ok(n) = sr.read(&mut buf).await {
                     if n == 0 {
                         break;
                     }
@@ -716,13 +800,74 @@ async fn a_lost_window_of_units_and_restores_is_resent_safely() -> TestResult {
 
 // ---- measurement ----------------------------------------------------------
 
+fn restore_batches(rdb: &Path, caps: DestCaps, batch_cmds: usize, mut sink: impl FnMut(ApplyBatch)) -> TestResult {
+    let mut rw = Rewriter::new(RewriteOptions::new(caps, Conflict::Overwrite));
+    let parse = ParserOptions { capture_payload: Some(1 << 20), ..ParserOptions::default() };
+    let mut reader = RdbReader::with_options(File::open(rdb)?, parse);
+    let (mut batch, mut out) = (ApplyBatch::new(), Vec::new());
+    while let Some(ev) = reader.next_event()? {
+        rw.feed(ev, reader.offset(), now_ms(), &mut out)?;
+        batch.extend(out.drain(..));
+        if batch.len() >= batch_cmds {
+            sink(std::mem::take(&mut batch));
+        }
+    }
+    sink(batch);
+    Ok(())
+}
+
+/// Copies `rdb` into a fresh 7.0 with `window`-command windows; with
+/// `overlap`, parsing runs on its own thread and hands batches over a
+/// bounded channel (the engine's shape); without, only the writer is timed.
+async fn timed_copy(rdb: &Path, window: usize, overlap: bool) -> Result<f64, Box<dyn Error>> {
+    let dst = RedisServer::start(RedisOptions::new())?;
+    let mut conn = connect(&dst.addr()).await?;
+    let caps = dest_info(&mut conn).await?;
+    let mut wopts = WriterOptions::new(Conflict::Overwrite);
+    wopts.window_cmds = window;
+    let mut writer = DestWriter::with_connection(conn, wopts);
+    let mut report = ApplyReport::default();
+    let batch_cmds = window.max(1024);
+    if !overlap {
+        // The writer alone: batches built before the clock starts.
+        let mut batches = Vec::new();
+        restore_batches(rdb, caps, batch_cmds, |b| batches.push(b))?;
+        let t = Instant::now();
+        for mut batch in batches {
+            writer.apply(&mut batch, &mut report).await?;
+        }
+        return Ok(t.elapsed().as_secs_f64());
+    }
+    let t = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ApplyBatch>(4);
+    let path = rdb.to_owned();
+    let producer = std::thread::spawn(move || {
+        restore_batches(&path, caps, batch_cmds, |b| {
+            let _ = tx.blocking_send(b);
+        })
+        .map_err(|e| e.to_string())
+    });
+    while let Some(mut batch) = rx.recv().await {
+        writer.apply(&mut batch, &mut report).await?;
+    }
+    producer.join().map_err(|_| "producer panicked")??;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// `cargo test --release --test dest_writer -- --ignored --nocapture
-/// window_sizes`: keys/s of RESTORE and of SET units for several window
-/// sizes, against `redis-cli --pipe` of the same commands.
+/// window_sizes`: 200k RESTOREs with several window sizes, with and without
+/// a separate parsing thread, against `redis-cli --pipe` of the same
+/// commands (medians of 3 alternating runs).
 #[tokio::test]
 #[ignore = "measurement, run by hand"]
 async fn window_sizes() -> TestResult {
     const KEYS: usize = 200_000;
+    const RUNS: usize = 3;
     let src = RedisServer::start(RedisOptions::new())?;
     let mut conn = connect(&src.addr()).await?;
     for start in (0..KEYS).step_by(10_000) {
@@ -733,30 +878,55 @@ async fn window_sizes() -> TestResult {
     }
     conn.query(&Cmd::new("SAVE")).await?;
     let rdb = rdb_path(&src);
-    for window in [16usize, 128, 1024, 8192] {
-        let dst = RedisServer::start(RedisOptions::new())?;
-        let t = Instant::now();
-        let mut conn = connect(&dst.addr()).await?;
-        let caps = dest_info(&mut conn).await?;
-        let mut wopts = WriterOptions::new(Conflict::Overwrite);
-        wopts.window_cmds = window;
-        let mut writer = DestWriter::with_connection(conn, wopts);
-        let mut rw = Rewriter::new(RewriteOptions::new(caps, Conflict::Overwrite));
-        let mut reader = RdbReader::with_options(
-            File::open(&rdb)?,
-            ParserOptions { capture_payload: Some(1 << 20), ..ParserOptions::default() },
-        );
-        let (mut batch, mut report, mut out) = (ApplyBatch::new(), ApplyReport::default(), Vec::new());
-        while let Some(ev) = reader.next_event()? {
-            rw.feed(ev, reader.offset(), now_ms(), &mut out)?;
-            batch.extend(out.drain(..));
-            if batch.len() >= window.max(1024) {
-                writer.apply(&mut batch, &mut report).await?;
+    let caps = DestCaps::new(shardsync::dest::RedisVersion::new(7, 0, 0));
+
+    // The same RESTOREs as a RESP file for `redis-cli --pipe`.
+    let mut resp = Vec::new();
+    restore_batches(&rdb, caps, 1024, |b| {
+        for c in b.commands() {
+            resp.extend_from_slice(format!("*{}\r\n", c.args().len()).as_bytes());
+            for a in c.args() {
+                resp.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                resp.extend_from_slice(a);
+                resp.extend_from_slice(b"\r\n");
             }
         }
-        writer.apply(&mut batch, &mut report).await?;
-        let secs = t.elapsed().as_secs_f64();
-        println!("window {window:>5}: {KEYS} RESTOREs in {secs:.2} s = {:.0} keys/s", KEYS as f64 / secs);
+    })?;
+    let file = src.dir().join("restores.resp");
+    std::fs::write(&file, &resp)?;
+
+    let configs: Vec<(usize, bool)> = vec![(16, false), (128, false), (1024, false), (8192, false), (1024, true)];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); configs.len() + 2];
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let mut n = 0;
+        restore_batches(&rdb, caps, 1024, |_| n += 1)?;
+        times[0].push(t.elapsed().as_secs_f64());
+        let dst = RedisServer::start(RedisOptions::new())?;
+        let t = Instant::now();
+        let status = std::process::Command::new("redis-cli")
+            .args(["-p", &dst.port().to_string(), "--pipe"])
+            .stdin(File::open(&file)?)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        assert!(status.success());
+        times[1].push(t.elapsed().as_secs_f64());
+        for (i, (window, overlap)) in configs.iter().enumerate() {
+            times[i + 2].push(timed_copy(&rdb, *window, *overlap).await?);
+        }
+    }
+    let pipe = median(times[1].clone());
+    println!("{KEYS} keys, medians of {RUNS} runs");
+    println!("parse + rewrite, no I/O:        {:.3} s", median(times[0].clone()));
+    println!("redis-cli --pipe of RESTOREs:  {pipe:.3} s");
+    for (i, (window, overlap)) in configs.iter().enumerate() {
+        let secs = median(times[i + 2].clone());
+        let how = if *overlap { "with parsing " } else { "writer alone " };
+        println!(
+            "window {window:>5}, {how}: {secs:.3} s = {:.0} keys/s = {:.2}x --pipe",
+            KEYS as f64 / secs,
+            secs / pipe
+        );
     }
     Ok(())
 }

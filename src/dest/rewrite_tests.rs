@@ -104,7 +104,8 @@ fn restore_without_replace_is_if_absent_and_old_servers_get_relative_ttls() {
 
 #[test]
 fn payloads_newer_than_the_destination_or_too_big_use_commands() {
-    let events = || vec![start(0, "k", ValueKind::String, None), Event::Chunk(Chunk::String(b("abc"))), end(Some(payload(10)))];
+    let events =
+        || vec![start(0, "k", ValueKind::String, None), Event::Chunk(Chunk::String(b("abc"))), end(Some(payload(10)))];
     golden(opts("6.0.9", Conflict::Overwrite), events(), &["SELECT 0", "SET k abc"]);
     let mut o = opts("7.0.15", Conflict::Overwrite);
     o.big_key_bytes = 0;
@@ -170,7 +171,16 @@ fn a_list_is_one_unit_in_chunks() {
     );
     assert_eq!(
         render(&out),
-        ["SELECT 0", "MULTI", "DEL l", "RPUSH l a b", "RPUSH l c", "RPUSH l d", &format!("PEXPIREAT l {LATER}"), "EXEC"]
+        [
+            "SELECT 0",
+            "MULTI",
+            "DEL l",
+            "RPUSH l a b",
+            "RPUSH l c",
+            "RPUSH l d",
+            &format!("PEXPIREAT l {LATER}"),
+            "EXEC"
+        ]
     );
     assert_eq!(out[1].rule, ReplyRule::Multi);
     assert_eq!(out[7].rule, ReplyRule::Exec);
@@ -190,9 +200,12 @@ fn intercept_units_build_on_a_temporary_key_then_renamenx() {
 
 #[test]
 fn hashes_zsets_and_scores_that_round_trip() {
-    let fields =
-        vec![HashField { field: b("f"), value: b("1"), expire_at_ms: None }, HashField { field: b("g"), value: b("2"), expire_at_ms: None }];
-    let scores = vec![(b("a"), f64::INFINITY), (b("b"), f64::NEG_INFINITY), (b("c"), 0.1), (b("d"), 1e300), (b("e"), -0.0)];
+    let fields = vec![
+        HashField { field: b("f"), value: b("1"), expire_at_ms: None },
+        HashField { field: b("g"), value: b("2"), expire_at_ms: None },
+    ];
+    let scores =
+        vec![(b("a"), f64::INFINITY), (b("b"), f64::NEG_INFINITY), (b("c"), 0.1), (b("d"), 1e300), (b("e"), -0.0)];
     golden(
         opts("7.0.15", Conflict::Overwrite),
         vec![
@@ -279,15 +292,31 @@ fn stream_events(entries: bool) -> Vec<Event> {
         max_deleted_id: Some(sid(3, 0)),
         entries_added: Some(3),
     }))));
-    ev.push(Event::Chunk(Chunk::StreamGroup(Box::new(StreamGroup { name: b("g"), last_id: sid(2, 5), entries_read: Some(2) }))));
+    ev.push(Event::Chunk(Chunk::StreamGroup(Box::new(StreamGroup {
+        name: b("g"),
+        last_id: sid(2, 5),
+        entries_read: Some(2),
+    }))));
     ev.push(Event::Chunk(Chunk::StreamGroupPending(vec![
         PendingEntry { id: sid(1, 0), delivery_time_ms: 111, delivery_count: 1 },
         PendingEntry { id: sid(2, 5), delivery_time_ms: 111, delivery_count: 1 },
     ])));
-    ev.push(Event::Chunk(Chunk::StreamConsumer(Box::new(StreamConsumer { name: b("alice"), seen_time_ms: 5, active_time_ms: None }))));
+    ev.push(Event::Chunk(Chunk::StreamConsumer(Box::new(StreamConsumer {
+        name: b("alice"),
+        seen_time_ms: 5,
+        active_time_ms: None,
+    }))));
     ev.push(Event::Chunk(Chunk::StreamConsumerPending(vec![sid(1, 0), sid(2, 5)])));
-    ev.push(Event::Chunk(Chunk::StreamConsumer(Box::new(StreamConsumer { name: b("bob"), seen_time_ms: 5, active_time_ms: None }))));
-    ev.push(Event::Chunk(Chunk::StreamGroup(Box::new(StreamGroup { name: b("empty"), last_id: sid(0, 0), entries_read: Some(u64::MAX) }))));
+    ev.push(Event::Chunk(Chunk::StreamConsumer(Box::new(StreamConsumer {
+        name: b("bob"),
+        seen_time_ms: 5,
+        active_time_ms: None,
+    }))));
+    ev.push(Event::Chunk(Chunk::StreamGroup(Box::new(StreamGroup {
+        name: b("empty"),
+        last_id: sid(0, 0),
+        entries_read: Some(u64::MAX),
+    }))));
     ev.push(end(None));
     ev
 }
@@ -344,7 +373,9 @@ fn xclaim_runs_split_on_delivery_time_and_count() {
         o,
         vec![
             start(0, "st", ValueKind::Stream, None),
-            Event::Chunk(Chunk::StreamEntries((1..=4).map(|i| StreamEntry { id: sid(i, 0), fields: vec![b("f"), b("v")] }).collect())),
+            Event::Chunk(Chunk::StreamEntries(
+                (1..=4).map(|i| StreamEntry { id: sid(i, 0), fields: vec![b("f"), b("v")] }).collect(),
+            )),
             Event::Chunk(Chunk::StreamMeta(Box::new(StreamMeta {
                 length: 4,
                 last_id: sid(4, 0),
@@ -352,13 +383,21 @@ fn xclaim_runs_split_on_delivery_time_and_count() {
                 max_deleted_id: None,
                 entries_added: None,
             }))),
-            Event::Chunk(Chunk::StreamGroup(Box::new(StreamGroup { name: b("g"), last_id: sid(4, 0), entries_read: None }))),
+            Event::Chunk(Chunk::StreamGroup(Box::new(StreamGroup {
+                name: b("g"),
+                last_id: sid(4, 0),
+                entries_read: None,
+            }))),
             Event::Chunk(Chunk::StreamGroupPending(
                 [(1, 10, 1), (2, 10, 1), (3, 10, 1), (4, 20, 3)]
                     .map(|(ms, t, c)| PendingEntry { id: sid(ms, 0), delivery_time_ms: t, delivery_count: c })
                     .to_vec(),
             )),
-            Event::Chunk(Chunk::StreamConsumer(Box::new(StreamConsumer { name: b("c"), seen_time_ms: 0, active_time_ms: None }))),
+            Event::Chunk(Chunk::StreamConsumer(Box::new(StreamConsumer {
+                name: b("c"),
+                seen_time_ms: 0,
+                active_time_ms: None,
+            }))),
             Event::Chunk(Chunk::StreamConsumerPending(vec![sid(1, 0), sid(2, 0), sid(3, 0), sid(4, 0)])),
             end(None),
         ],
@@ -382,7 +421,8 @@ fn big_lists_are_built_under_a_temporary_name_with_guards() {
     o.buffer_bytes = 40;
     o.chunk_items = 2;
     let items = |r: std::ops::Range<u32>| Event::Chunk(Chunk::ListItems(r.map(|i| b(&format!("e{i}"))).collect()));
-    let (out, rw) = run(o, vec![start(0, "big", ValueKind::List, None), items(0..2), items(2..5), items(5..6), end(None)]);
+    let (out, rw) =
+        run(o, vec![start(0, "big", ValueKind::List, None), items(0..2), items(2..5), items(5..6), end(None)]);
     assert_eq!(
         render(&out),
         [
@@ -442,14 +482,21 @@ fn big_keys_in_intercept_mode_finish_with_ttl_and_renamenx_in_a_unit() {
 
 #[test]
 fn module_values_need_restore() {
-    let module = || Event::Chunk(Chunk::Module(Box::new(ModuleValue { id: ModuleId(1), name: "ReJSON-RL".to_owned() })));
+    let module =
+        || Event::Chunk(Chunk::Module(Box::new(ModuleValue { id: ModuleId(1), name: "ReJSON-RL".to_owned() })));
     let mut rw = Rewriter::new(opts("7.0.15", Conflict::Overwrite));
     let mut out = Vec::new();
     rw.feed(start(0, "json", ValueKind::Module, None), 0, NOW, &mut out).unwrap();
     rw.feed(module(), 0, NOW, &mut out).unwrap();
     let err = rw.feed(end(None), 0, NOW, &mut out).unwrap_err();
-    assert!(matches!(&err, RewriteError::Module { key, module, .. } if key == "json" && module == "ReJSON-RL"), "{err}");
-    let (out, _) = run(opts("7.0.15", Conflict::Overwrite), vec![start(0, "json", ValueKind::Module, None), module(), end(Some(payload(9)))]);
+    assert!(
+        matches!(&err, RewriteError::Module { key, module, .. } if key == "json" && module == "ReJSON-RL"),
+        "{err}"
+    );
+    let (out, _) = run(
+        opts("7.0.15", Conflict::Overwrite),
+        vec![start(0, "json", ValueKind::Module, None), module(), end(Some(payload(9)))],
+    );
     assert!(render(&out)[1].starts_with("RESTORE json 0"));
 }
 
