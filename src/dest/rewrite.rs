@@ -18,7 +18,11 @@
 //!
 //! Chunks are held (not copied: they are moved in) until the key ends,
 //! because the DUMP payload that decides the form only comes with
-//! `KeyEnd`; `buffer_bytes` bounds what is held.
+//! `KeyEnd`; `buffer_bytes` bounds what is held. Values are not copied into
+//! commands either: arguments share the reader's buffers, which stay alive
+//! while a command waits in a batch, so the memory they pin is bounded by
+//! what the caller queues (batches, bounded channels) plus one read buffer.
+//! Key names are copied once per key, since reports keep them longer.
 //!
 //! **Conflict modes.** `Overwrite`: `RESTORE ... REPLACE`, or `DEL key` then
 //! the commands inside the unit, or `RENAME temp key`. `Intercept` and
@@ -416,29 +420,26 @@ impl Rewriter {
         let caps = self.opts.caps;
         let overwrite = self.opts.conflict == Conflict::Overwrite;
         // A string in one piece is a single SET, atomic by itself.
-        if start.kind == ValueKind::String && chunks.len() <= 1 && caps.set_nx_px() {
-            let value = match chunks.into_iter().next() {
-                Some(Chunk::String(b)) => b,
-                _ => Bytes::new(),
-            };
-            if value.len() <= self.opts.chunk_bytes {
-                let mut cmd = Cmd::new("SET").arg_bytes(origin.key.clone()).arg_bytes(value);
-                match expire {
-                    Some(at) if caps.set_pxat() => cmd = cmd.arg_bytes(word("PXAT")).arg_bytes(num(at)),
-                    Some(at) => cmd = cmd.arg_bytes(word("PX")).arg_bytes(num((at - now_ms).max(1))),
-                    None => {}
-                }
-                let rule = if overwrite {
-                    ReplyRule::Ok
-                } else {
-                    cmd = cmd.arg_bytes(word("NX"));
-                    ReplyRule::IfAbsent { temp: None }
-                };
-                out.push(ApplyCmd::new(cmd, origin).rule(rule));
-                return;
+        let single = match chunks.as_slice() {
+            [] => Some(Bytes::new()),
+            [Chunk::String(b)] if b.len() <= self.opts.chunk_bytes => Some(b.clone()),
+            _ => None,
+        };
+        if let Some(value) = single.filter(|_| start.kind == ValueKind::String && caps.set_nx_px()) {
+            let mut cmd = Cmd::new("SET").arg_bytes(origin.key.clone()).arg_bytes(value);
+            match expire {
+                Some(at) if caps.set_pxat() => cmd = cmd.arg_bytes(word("PXAT")).arg_bytes(num(at)),
+                Some(at) => cmd = cmd.arg_bytes(word("PX")).arg_bytes(num((at - now_ms).max(1))),
+                None => {}
             }
-            // Too long for one command after all: the general path.
-            return self.unit(start, origin, vec![Chunk::String(value)], expire, now_ms, out);
+            let rule = if overwrite {
+                ReplyRule::Ok
+            } else {
+                cmd = cmd.arg_bytes(word("NX"));
+                ReplyRule::IfAbsent { temp: None }
+            };
+            out.push(ApplyCmd::new(cmd, origin).rule(rule));
+            return;
         }
         let target = if overwrite { origin.key.clone() } else { temp_name(&origin.key, &self.temp_tag) };
         let mut inner = vec![ApplyCmd::new(Cmd::new("DEL").arg(&target), origin.clone())];

@@ -49,7 +49,7 @@ use bytes::Bytes;
 
 use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
 use super::error::{error_code, ApplyError, ErrorClass};
-use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
+use crate::resp::{Cmd, ConnectOptions, Connection, Value};
 
 /// How the writer connects and pipelines.
 #[derive(Debug, Clone)]
@@ -189,13 +189,15 @@ impl DestWriter {
             let end = window_end(batch, self.opts.window_cmds, self.opts.window_bytes);
             let resent = batch.meta[..end].iter().filter(|m| m.uncertain).count() as u64;
             self.stats.resent += resent;
-            let Some(conn) = self.conn.as_mut() else { continue };
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(self.internal("CONNECTION", "no connection after connecting".to_owned()));
+            };
             match conn.pipeline(&batch.cmds[..end]).await {
                 Err(e) => {
                     for m in &mut batch.meta[..end] {
                         m.uncertain = true;
                     }
-                    self.lost(&e);
+                    self.lost();
                     let first = &batch.meta[0].origin;
                     return Err(ApplyError::from_resp(&self.addr, &e, Some(batch.cmds[0].name()), Some(first.clone())));
                 }
@@ -221,14 +223,14 @@ impl DestWriter {
         }
     }
 
-    fn lost(&mut self, e: &RespError) {
+    /// After a connection-level failure: whatever it was, the commands in
+    /// flight may have been applied.
+    fn lost(&mut self) {
         if !self.conn.as_ref().is_some_and(Connection::is_usable) {
             self.conn = None;
             self.db = None;
         }
-        if matches!(super::error::classify_resp(e), ErrorClass::Retry) {
-            self.check_guards = true;
-        }
+        self.check_guards = true;
     }
 
     async fn ensure_connected(&mut self) -> Result<(), ApplyError> {
@@ -265,7 +267,7 @@ impl DestWriter {
         match conn.send(cmd).await {
             Ok(v) => Ok(v),
             Err(e) => {
-                self.lost(&e);
+                self.lost();
                 Err(ApplyError::from_resp(&self.addr, &e, Some(cmd.name()), Some(origin.clone())))
             }
         }
