@@ -762,7 +762,7 @@ async fn a_lost_window_is_resent_without_doubling_big_list_pieces() -> TestResul
 }
 
 #[tokio::test]
-async fn a_lost_window_of_units_and_restores_is_resent_safely() -> TestResult {
+async fn a_lost_window_of_units_is_resent_safely() -> TestResult {
     let (src, _) = source().await?;
     let dst = RedisServer::start(RedisOptions::new())?;
     let proxy = proxy(dst.addr()).await?;
