@@ -154,6 +154,8 @@ pub(crate) struct Meta {
     pub guard: Option<Guard>,
     /// Sent before without a confirming reply: it may have been applied.
     pub uncertain: bool,
+    /// `wire_len` of the command.
+    pub len: usize,
 }
 
 /// Commands waiting to be applied, in order.
@@ -170,7 +172,8 @@ impl ApplyBatch {
     }
 
     pub fn push(&mut self, c: ApplyCmd) {
-        self.bytes += wire_len(&c.cmd);
+        let len = wire_len(&c.cmd);
+        self.bytes += len;
         self.cmds.push(c.cmd);
         self.meta.push(Meta {
             origin: c.origin,
@@ -179,6 +182,7 @@ impl ApplyBatch {
             free: c.free,
             guard: c.guard,
             uncertain: false,
+            len,
         });
     }
 
@@ -219,12 +223,12 @@ impl ApplyBatch {
             j += 1;
             keep[j - 1]
         });
-        self.bytes = self.cmds.iter().map(wire_len).sum();
+        self.bytes = self.meta.iter().map(|m| m.len).sum();
     }
 
     /// Drops the first `n` commands (confirmed).
     pub(crate) fn drop_front(&mut self, n: usize) {
-        self.bytes -= self.cmds[..n].iter().map(wire_len).sum::<usize>();
+        self.bytes -= self.meta[..n].iter().map(|m| m.len).sum::<usize>();
         self.cmds.drain(..n);
         self.meta.drain(..n);
     }
@@ -234,7 +238,7 @@ impl ApplyBatch {
         if cmds.is_empty() {
             return;
         }
-        self.bytes += cmds.iter().map(|(c, _)| wire_len(c)).sum::<usize>();
+        self.bytes += cmds.iter().map(|(_, m)| m.len).sum::<usize>();
         let (c, m): (Vec<Cmd>, Vec<Meta>) = cmds.into_iter().unzip();
         self.cmds.splice(0..0, c);
         self.meta.splice(0..0, m);

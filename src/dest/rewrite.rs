@@ -18,7 +18,11 @@
 //!
 //! Chunks are held (not copied: they are moved in) until the key ends,
 //! because the DUMP payload that decides the form only comes with
-//! `KeyEnd`; `buffer_bytes` bounds what is held.
+//! `KeyEnd`; `buffer_bytes` bounds what is held. Values are not copied into
+//! commands either: arguments share the reader's buffers, which stay alive
+//! while a command waits in a batch, so the memory they pin is bounded by
+//! what the caller queues (batches, bounded channels) plus one read buffer.
+//! Key names are copied once per key, since reports keep them longer.
 //!
 //! **Conflict modes.** `Overwrite`: `RESTORE ... REPLACE`, or `DEL key` then
 //! the commands inside the unit, or `RENAME temp key`. `Intercept` and
@@ -383,13 +387,14 @@ impl Rewriter {
             Some(at) if caps.abs_ttl() => at,
             Some(at) => (at - now_ms).max(1),
         };
-        let mut cmd = Cmd::new("RESTORE").arg(&origin.key).arg(ttl.to_string()).arg_bytes(payload);
+        let ttl = if ttl == 0 { word("0") } else { num(ttl) };
+        let mut cmd = Cmd::new("RESTORE").arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_bytes(payload);
         if expire.is_some() && caps.abs_ttl() {
-            cmd.push_arg("ABSTTL");
+            cmd = cmd.arg_bytes(word("ABSTTL"));
         }
         match self.opts.conflict {
             Conflict::Overwrite if caps.restore_replace() => {
-                cmd.push_arg("REPLACE");
+                cmd = cmd.arg_bytes(word("REPLACE"));
                 out.push(ApplyCmd::new(cmd, origin));
             }
             Conflict::Overwrite => {
@@ -415,29 +420,26 @@ impl Rewriter {
         let caps = self.opts.caps;
         let overwrite = self.opts.conflict == Conflict::Overwrite;
         // A string in one piece is a single SET, atomic by itself.
-        if start.kind == ValueKind::String && chunks.len() <= 1 && caps.set_nx_px() {
-            let value = match chunks.into_iter().next() {
-                Some(Chunk::String(b)) => b,
-                _ => Bytes::new(),
-            };
-            if value.len() <= self.opts.chunk_bytes {
-                let mut cmd = Cmd::new("SET").arg(&origin.key).arg(value);
-                match expire {
-                    Some(at) if caps.set_pxat() => cmd = cmd.arg("PXAT").arg(at.to_string()),
-                    Some(at) => cmd = cmd.arg("PX").arg((at - now_ms).max(1).to_string()),
-                    None => {}
-                }
-                let rule = if overwrite {
-                    ReplyRule::Ok
-                } else {
-                    cmd.push_arg("NX");
-                    ReplyRule::IfAbsent { temp: None }
-                };
-                out.push(ApplyCmd::new(cmd, origin).rule(rule));
-                return;
+        let single = match chunks.as_slice() {
+            [] => Some(Bytes::new()),
+            [Chunk::String(b)] if b.len() <= self.opts.chunk_bytes => Some(b.clone()),
+            _ => None,
+        };
+        if let Some(value) = single.filter(|_| start.kind == ValueKind::String && caps.set_nx_px()) {
+            let mut cmd = Cmd::new("SET").arg_bytes(origin.key.clone()).arg_bytes(value);
+            match expire {
+                Some(at) if caps.set_pxat() => cmd = cmd.arg_bytes(word("PXAT")).arg_bytes(num(at)),
+                Some(at) => cmd = cmd.arg_bytes(word("PX")).arg_bytes(num((at - now_ms).max(1))),
+                None => {}
             }
-            // Too long for one command after all: the general path.
-            return self.unit(start, origin, vec![Chunk::String(value)], expire, now_ms, out);
+            let rule = if overwrite {
+                ReplyRule::Ok
+            } else {
+                cmd = cmd.arg_bytes(word("NX"));
+                ReplyRule::IfAbsent { temp: None }
+            };
+            out.push(ApplyCmd::new(cmd, origin).rule(rule));
+            return;
         }
         let target = if overwrite { origin.key.clone() } else { temp_name(&origin.key, &self.temp_tag) };
         let mut inner = vec![ApplyCmd::new(Cmd::new("DEL").arg(&target), origin.clone())];
@@ -498,6 +500,16 @@ impl Rewriter {
         }
         self.stats.field_ttls_expired += emit.field_ttls_expired;
     }
+}
+
+/// A command word without an allocation.
+fn word(w: &'static str) -> Bytes {
+    Bytes::from_static(w.as_bytes())
+}
+
+/// A number as an argument, with one allocation.
+fn num(n: impl std::fmt::Display) -> Bytes {
+    Bytes::from(n.to_string())
 }
 
 /// `MULTI`, the commands, `EXEC`.
@@ -619,7 +631,7 @@ impl Emitter {
     }
 
     fn cmd(&self, name: &str) -> Cmd {
-        Cmd::new(name).arg(&self.target)
+        Cmd::new(name).arg_bytes(self.target.clone())
     }
 
     fn chunk(&mut self, chunk: Chunk, out: &mut Vec<ApplyCmd>) {
@@ -629,7 +641,7 @@ impl Emitter {
                 for group in split(&items, self.chunk_items, self.chunk_bytes, |b| b.len()) {
                     let mut cmd = self.cmd("RPUSH");
                     for item in group {
-                        cmd.push_arg(item);
+                        cmd = cmd.arg_bytes(item.clone());
                     }
                     self.written += group.len() as u64;
                     let mut c = self.part(cmd, false);
@@ -643,7 +655,7 @@ impl Emitter {
                 for group in split(&members, self.chunk_items, self.chunk_bytes, |b| b.len()) {
                     let mut cmd = self.cmd("SADD");
                     for m in group {
-                        cmd.push_arg(m);
+                        cmd = cmd.arg_bytes(m.clone());
                     }
                     out.push(self.part(cmd, true));
                 }
@@ -652,8 +664,7 @@ impl Emitter {
                 for group in split(&members, self.chunk_items, self.chunk_bytes, |(m, _)| m.len() + 24) {
                     let mut cmd = self.cmd("ZADD");
                     for (m, score) in group {
-                        cmd.push_arg(format_score(*score));
-                        cmd.push_arg(m);
+                        cmd = cmd.arg_bytes(Bytes::from(format_score(*score))).arg_bytes(m.clone());
                     }
                     out.push(self.part(cmd, true));
                 }
@@ -666,9 +677,9 @@ impl Emitter {
                         continue;
                     }
                     let mut cmd = self.cmd("XADD");
-                    cmd.push_arg(e.id.to_string());
-                    for f in &e.fields {
-                        cmd.push_arg(f);
+                    cmd = cmd.arg_bytes(num(e.id));
+                    for f in e.fields {
+                        cmd = cmd.arg_bytes(f);
                     }
                     self.written += 1;
                     out.push(self.part(cmd, false).rule(ReplyRule::StreamAdd));
@@ -713,7 +724,7 @@ impl Emitter {
         // SETRANGE at the piece's own offset: pieces commute and a repeat
         // rewrites the same bytes, so strings need no guard.
         for piece in value.chunks(self.chunk_bytes) {
-            let cmd = self.cmd("SETRANGE").arg(self.written.to_string()).arg(piece);
+            let cmd = self.cmd("SETRANGE").arg_bytes(num(self.written)).arg_bytes(value.slice_ref(piece));
             self.written += piece.len() as u64;
             out.push(self.part(cmd, true));
         }
@@ -724,8 +735,7 @@ impl Emitter {
         for group in split(fields, self.chunk_items, self.chunk_bytes, |f| f.field.len() + f.value.len()) {
             let mut cmd = self.cmd(name);
             for f in group {
-                cmd.push_arg(&f.field);
-                cmd.push_arg(&f.value);
+                cmd = cmd.arg_bytes(f.field.clone()).arg_bytes(f.value.clone());
             }
             out.push(self.part(cmd, true));
             // Field TTLs right after their fields, grouped by expiry time.

@@ -157,6 +157,34 @@ fn strings_are_one_set_nx_unless_overwriting() {
 }
 
 #[test]
+fn strings_longer_than_one_command_are_a_unit_of_setranges() {
+    let mut o = opts("7.0.15", Conflict::Overwrite);
+    o.chunk_bytes = 4;
+    golden(
+        o.clone(),
+        vec![start(0, "s", ValueKind::String, None), Event::Chunk(Chunk::String(b("0123456789"))), end(None)],
+        &["SELECT 0", "MULTI", "DEL s", "SETRANGE s 0 0123", "SETRANGE s 4 4567", "SETRANGE s 8 89", "EXEC"],
+    );
+    // Several parser chunks, each short.
+    golden(
+        o,
+        vec![
+            start(0, "s", ValueKind::String, None),
+            Event::Chunk(Chunk::String(b("ab"))),
+            Event::Chunk(Chunk::String(b("cd"))),
+            end(None),
+        ],
+        &["SELECT 0", "MULTI", "DEL s", "SETRANGE s 0 ab", "SETRANGE s 2 cd", "EXEC"],
+    );
+    // Before 2.6.12 there is no SET ... NX PX: the unit form.
+    golden(
+        opts("2.6.0", Conflict::Skip),
+        vec![start(0, "s", ValueKind::String, None), Event::Chunk(Chunk::String(b("v"))), end(None)],
+        &["SELECT 0", "MULTI", "DEL {s}:tmp", "SETRANGE {s}:tmp 0 v", "RENAMENX {s}:tmp s", "EXEC"],
+    );
+}
+
+#[test]
 fn a_list_is_one_unit_in_chunks() {
     let mut o = opts("7.0.15", Conflict::Overwrite);
     o.chunk_items = 2;
