@@ -158,7 +158,7 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
     let resume = checkpoint::load(&state_dir, &shard)
         .map_err(|e| e.to_string())?
         .map(|c| PsyncPosition { replid: c.replid, offset: c.offset });
-    let spool_dir = state_dir.join("spool").join(sanitize(&shard));
+    let spool_dir = state_dir.join("spool").join(checkpoint::file_name(&shard));
     let mut rcfg = ReplicationConfig::new(shard.clone(), ctx.source.addr.to_string(), spool_dir);
     rcfg.credentials = ctx.source.password.credentials();
     rcfg.resume = resume.clone();
@@ -428,11 +428,6 @@ async fn apply_with_retry(
 
 fn describe(shard: &str, e: &ApplyError) -> String {
     format!("shard {shard}: {e}")
-}
-
-/// File-name-safe form of a shard name (`host:port` names hold `:`).
-pub fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
 }
 
 async fn mirror_progress(
