@@ -28,15 +28,15 @@ pub enum CheckpointError {
     Read { shard: String, path: PathBuf, what: String },
 }
 
-/// Where a shard's checkpoint lives under the task's state directory. Shard
-/// names may hold `:` (unnamed twemproxy servers are `host:port`), which is
-/// replaced to keep the file name portable.
+/// A shard name as a file name: shard names may hold `:` (unnamed
+/// twemproxy servers are `host:port`), which is replaced to stay portable.
+pub fn file_name(shard: &str) -> String {
+    shard.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+}
+
+/// Where a shard's checkpoint lives under the task's state directory.
 pub fn path(state: &Path, shard: &str) -> PathBuf {
-    let safe: String = shard
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
-        .collect();
-    state.join("checkpoints").join(format!("{safe}.json"))
+    state.join("checkpoints").join(format!("{}.json", file_name(shard)))
 }
 
 pub fn load(state: &Path, shard: &str) -> Result<Option<Checkpoint>, CheckpointError> {
