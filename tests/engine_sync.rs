@@ -414,3 +414,55 @@ fn a_bad_task_file_exits_2_naming_the_key_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("conflcit") && err.contains("line 8"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_a_shard() {
+    let m1 = RedisServer::with_config(&[]).expect("m1");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    m1.redis_cli(&["SET", "before", "1"]).expect("set");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = task_file(dir.path(), &[("server1", m1.addr())], &dest.addr(), "");
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    wait_synced(&handle, Duration::from_secs(60)).await;
+    handle.commands.send(engine::Command::PauseShard("server1".into())).await.expect("pause");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    m1.redis_cli(&["SET", "while_paused", "1"]).expect("set");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        dest.redis_cli(&["EXISTS", "while_paused"]).expect("exists").trim(),
+        "0",
+        "nothing applied while paused"
+    );
+    assert_eq!(handle.status.borrow().shards[0].state, engine::snapshot::ShardState::Stopped);
+    handle.commands.send(engine::Command::ResumeShard("server1".into())).await.expect("resume");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_synced(&handle, Duration::from_secs(30)).await;
+    assert_eq!(dest.redis_cli(&["GET", "while_paused"]).expect("get").trim(), "1");
+    handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_selected_databases_are_copied_and_mapped() {
+    let m1 = RedisServer::with_config(&[]).expect("m1");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    for db in ["0", "2", "3"] {
+        m1.redis_cli(&["-n", db, "SET", &format!("snap{db}"), db]).expect("set");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let path =
+        task_file(dir.path(), &[("server1", m1.addr())], &dest.addr(), "databases = [0, 3]\n[sync.db_map]\n3 = 5\n");
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    wait_synced(&handle, Duration::from_secs(60)).await;
+    for db in ["0", "2", "3"] {
+        m1.redis_cli(&["-n", db, "SET", &format!("live{db}"), db]).expect("set");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_synced(&handle, Duration::from_secs(30)).await;
+    handle.stop().await;
+    let mut d = compare::connect(&dest.addr()).await;
+    let ks = compare::keyspace(&mut d).await;
+    assert_eq!(ks.get(&0), Some(&2), "{ks:?}");
+    assert_eq!(ks.get(&5), Some(&2), "db 3 lands in db 5: {ks:?}");
+    assert!(!ks.contains_key(&2) && !ks.contains_key(&3), "{ks:?}");
+    assert_eq!(dest.redis_cli(&["-n", "5", "GET", "live3"]).expect("get").trim(), "3");
+}

@@ -195,16 +195,27 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
     let mut result = Ok(());
     loop {
         // Paused: stop applying (the reader keeps spooling) until resumed.
-        while *control.borrow() == ShardControl::Pause {
+        if *control.borrow() == ShardControl::Pause {
+            let before = ctx.shared.lock().map(|s| s.state).unwrap_or(ShardState::Incremental);
             set(&ctx.shared, |s| s.state = ShardState::Stopped);
-            tokio::select! {
-                _ = ctx.cancel.cancelled() => break,
-                r = control.changed() => if r.is_err() { break },
+            while *control.borrow() == ShardControl::Pause {
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => break,
+                    r = control.changed() => if r.is_err() { break },
+                }
             }
+            set(&ctx.shared, |s| s.state = before);
         }
         let item = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => None,
+            // A pause takes effect before the next item, not after it.
+            r = control.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                continue;
+            }
             item = rx.recv() => item,
         };
         let Some(item) = item else { break };
@@ -450,11 +461,12 @@ async fn mirror_progress(
                     ReplicationState::Stopped => ShardState::Stopped,
                     ReplicationState::Failed => ShardState::Failed,
                 };
-                // The applier knows better while it is behind on the snapshot
-                // or retrying the destination.
-                if !(s.state == ShardState::Reconnecting
-                    || (state == ShardState::Incremental && s.applied_offset.is_none()))
-                {
+                // The applier owns Reconnecting (destination retries) and
+                // Stopped (paused); and a shard is incremental only once the
+                // snapshot is applied, not merely received.
+                let applier_owned =
+                    matches!(s.state, ShardState::Reconnecting | ShardState::Stopped | ShardState::Failed);
+                if !(applier_owned || (state == ShardState::Incremental && s.applied_offset.is_none())) {
                     s.state = state;
                 }
                 if let Some(e) = &p.error {

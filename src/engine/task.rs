@@ -164,11 +164,6 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 Command::ResumeShard(n) => {
                     if let Some(s) = find(&n) {
                         let _ = s.control.send(ShardControl::Run);
-                        if let Ok(mut snap) = s.shared.lock() {
-                            if snap.state == ShardState::Stopped {
-                                snap.state = ShardState::Incremental;
-                            }
-                        }
                     }
                 }
                 Command::StopShard(n) => {
