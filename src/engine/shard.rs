@@ -239,7 +239,8 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
                 let ends_key = matches!(event, Event::KeyEnd { .. });
                 rewriter.feed(event, rdb_offset, now_ms(), &mut pending).map_err(|e| format!("shard {shard}: {e}"))?;
                 for w in rewriter.take_warnings() {
-                    alert(&ctx.shared, None, format!("{w:?}"));
+                    let key = crate::rdb::parser::show_key(&w.key);
+                    alert(&ctx.shared, Some(rdb_offset), format!("key {key} in db {}: {}", w.db, w.message));
                 }
                 if ends_key {
                     batch_keys += 1;
@@ -401,10 +402,15 @@ async fn apply_with_retry(
         let r = writer.apply(batch, &mut report).await;
         ctx.applied_ops.fetch_add(report.applied.min(n), Ordering::Relaxed);
         for c in &report.collisions {
+            let key = crate::rdb::parser::show_key(&c.key);
+            let maybe = if c.uncertain { " (found on a re-send: it may be this shard's own first write)" } else { "" };
             alert(
                 &ctx.shared,
-                None,
-                format!("collision: {c:?} (conflict = \"intercept\": the destination's key was kept, not overwritten)"),
+                Some(c.offset),
+                format!(
+                    "collision: key {key} in db {} already exists on the destination (another shard holds it too){maybe}; it was not overwritten (conflict = \"intercept\")",
+                    c.db
+                ),
             );
         }
         if report.kept > 0 {
