@@ -61,23 +61,34 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
     let handle = engine::spawn(task, cancel.clone());
     let mut status = handle.status.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut seen_alerts = std::collections::HashMap::<String, usize>::new();
+    let mut alerts_shown = std::collections::HashMap::<String, u64>::new();
     let mut synced = false;
     loop {
-        tokio::select! {
+        // Progress once a second; failure and catch-up are noticed as soon
+        // as a snapshot shows them (a few times a second).
+        let print = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => true,
+            r = status.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                false
+            }
+        };
         let snap = status.borrow_and_update().clone();
-        for line in headless::render_tick(&snap, json) {
-            println!("{line}");
+        if print {
+            for line in headless::render_tick(&snap, json) {
+                println!("{line}");
+            }
         }
         for s in &snap.shards {
-            let seen = seen_alerts.entry(s.shard.clone()).or_default();
-            for a in s.alerts.iter().skip(*seen) {
+            let shown = alerts_shown.entry(s.shard.clone()).or_default();
+            let new = (s.alerts_total - *shown) as usize;
+            for a in s.alerts.iter().skip(s.alerts.len().saturating_sub(new)) {
                 eprintln!("alert: {}: {}", s.shard, a.message);
             }
-            *seen = s.alerts.len();
+            *shown = s.alerts_total;
         }
         if let Some(f) = snap.failed() {
             let err = f.last_error.clone().unwrap_or_else(|| "failed".into());
@@ -91,6 +102,9 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
             return EXIT_FAILED;
         }
         if until_synced && snap.all_synced() {
+            for line in headless::render_tick(&snap, json) {
+                println!("{line}");
+            }
             synced = true;
             break;
         }

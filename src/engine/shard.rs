@@ -102,6 +102,7 @@ fn set<F: FnOnce(&mut ShardSnapshot)>(shared: &Mutex<ShardSnapshot>, f: F) {
 
 fn alert(shared: &Mutex<ShardSnapshot>, offset: Option<u64>, message: String) {
     set(shared, |s| {
+        s.alerts_total += 1;
         s.alerts.push(Alert { ts_ms: now_ms(), offset, message });
         // Bounded: the newest alerts matter; the log keeps them all.
         if s.alerts.len() > 200 {
@@ -169,7 +170,10 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
     tokio::spawn(mirror_progress(progress, ctx.shared.clone(), ctx.cancel.clone()));
 
     // The consumer thread.
-    let (tx, mut rx) = mpsc::channel::<Item>(4096);
+    // Items travel in small batches: one channel message (and one wake-up of
+    // the applier) per RDB event cost more than parsing the event.
+    let (tx, mut rx) = mpsc::channel::<Vec<Item>>(64);
+    let mut inbox: std::vec::IntoIter<Item> = Vec::new().into_iter();
     let release = Arc::new(AtomicU64::new(0));
     let mut stream = reader.stream(ctx.cancel.clone()).map_err(|e| e.to_string())?;
     let filter =
@@ -206,19 +210,27 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
             }
             set(&ctx.shared, |s| s.state = before);
         }
-        let item = tokio::select! {
-            biased;
-            _ = ctx.cancel.cancelled() => None,
-            // A pause takes effect before the next item, not after it.
-            r = control.changed() => {
-                if r.is_err() {
-                    break;
-                }
-                continue;
+        let item = match inbox.next() {
+            Some(item) => Some(item),
+            None => {
+                let items = tokio::select! {
+                    biased;
+                    _ = ctx.cancel.cancelled() => None,
+                    // A pause takes effect before the next items, not after them.
+                    r = control.changed() => {
+                        if r.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    items = rx.recv() => items,
+                };
+                let Some(items) = items else { break };
+                inbox = items.into_iter();
+                inbox.next()
             }
-            item = rx.recv() => item,
         };
-        let Some(item) = item else { break };
+        let Some(item) = item else { continue };
         let mut flush_now = false;
         match item {
             Item::FullResync { replid: r, offset } => {
@@ -308,7 +320,8 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
         batch.extend(pending.drain(..));
         // Apply when the batch is big, when the channel is momentarily
         // empty (low latency in incremental mode), or at the snapshot's end.
-        if !in_multi && (flush_now || rx.is_empty() || batch.len() >= 2048 || batch.bytes() >= 8 << 20) {
+        let idle = inbox.len() == 0 && rx.is_empty();
+        if !in_multi && (flush_now || idle || batch.len() >= 2048 || batch.bytes() >= 8 << 20) {
             if let Err(e) = apply_with_retry(&mut writer, &mut batch, &ctx, &ctx.cancel, &shard).await {
                 result = Err(e);
                 break;
@@ -510,6 +523,35 @@ impl OwnKeys {
     }
 }
 
+/// Items per channel message.
+const OUTBOX_ITEMS: usize = 256;
+
+/// The consumer's side of the channel: items are handed over in batches, at
+/// once when nothing more is at hand (so a lone command is not delayed).
+struct Outbox {
+    tx: mpsc::Sender<Vec<Item>>,
+    items: Vec<Item>,
+}
+
+impl Outbox {
+    /// False once the applier is gone.
+    fn push(&mut self, item: Item, more_at_hand: bool) -> bool {
+        self.items.push(item);
+        if self.items.len() >= OUTBOX_ITEMS || !more_at_hand {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.items.is_empty() {
+            return true;
+        }
+        let items = std::mem::replace(&mut self.items, Vec::with_capacity(OUTBOX_ITEMS));
+        self.tx.blocking_send(items).is_ok()
+    }
+}
+
 /// The consumer thread: spool → items. Blocking.
 fn consume(
     stream: &mut crate::source::ReplicationStream,
@@ -517,80 +559,91 @@ fn consume(
     own_keys: OwnKeys,
     big_key_bytes: usize,
     release: Arc<AtomicU64>,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Vec<Item>>,
 ) {
-    let send = |item: Item| tx.blocking_send(item).is_ok();
+    let mut out = Outbox { tx, items: Vec::with_capacity(OUTBOX_ITEMS) };
     let mut released = 0u64;
     loop {
         let ev = match stream.next_event() {
             Ok(Some(ev)) => ev,
-            Ok(None) => return,
+            Ok(None) => {
+                out.flush();
+                return;
+            }
             Err(e) => {
-                send(Item::Failed(e.to_string()));
+                out.push(Item::Failed(e.to_string()), false);
                 return;
             }
         };
+        let more = stream.has_buffered();
         let ok = match ev {
-            PsyncEvent::FullResync { replid, offset } => send(Item::FullResync { replid, offset }),
-            PsyncEvent::Continue { new_replid } => send(Item::Continue { replid: new_replid }),
+            PsyncEvent::FullResync { replid, offset } => out.push(Item::FullResync { replid, offset }, more),
+            PsyncEvent::Continue { new_replid } => out.push(Item::Continue { replid: new_replid }, more),
             PsyncEvent::MasterError { message } => {
-                send(Item::Failed(format!("the master refused to sync: {message}")));
+                out.push(Item::Failed(format!("the master refused to sync: {message}")), false);
                 return;
             }
             PsyncEvent::RdbBegin { .. } => {
-                let opts = ParserOptions { capture_payload: Some(big_key_bytes), ..ParserOptions::default() };
-                let mut rdb = RdbReader::with_options(stream.rdb(), opts);
-                let mut skipping = false;
-                loop {
-                    match rdb.next_event() {
-                        Ok(Some(Event::Aux(kv))) => {
-                            if kv.0.as_ref() == b"lua" && !send(Item::Script(kv.1)) {
-                                return;
-                            }
-                        }
-                        Ok(Some(Event::Function { code })) => {
-                            if !send(Item::Function(code)) {
-                                return;
-                            }
-                        }
-                        Ok(Some(Event::KeyStart(k))) if own_keys.contains(&k.key) => skipping = true,
-                        Ok(Some(Event::Chunk(_))) if skipping => {}
-                        Ok(Some(Event::KeyEnd { .. })) if skipping => skipping = false,
-                        Ok(Some(event @ (Event::KeyStart(_) | Event::Chunk(_) | Event::KeyEnd { .. }))) => {
-                            let rdb_offset = rdb.offset();
-                            if !send(Item::Rdb { event, rdb_offset }) {
-                                return;
-                            }
-                        }
-                        Ok(Some(Event::Warning(w))) => {
-                            if !send(Item::Warning(format!("snapshot byte {}: {}", w.offset, w.message))) {
-                                return;
-                            }
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        Err(e) => {
-                            send(Item::Failed(format!("the snapshot from the master is unreadable: {e}")));
-                            return;
-                        }
-                    }
+                if !consume_rdb(stream, &own_keys, big_key_bytes, &mut out) {
+                    return;
                 }
-                send(Item::RdbDone)
+                out.push(Item::RdbDone, false)
             }
             PsyncEvent::RdbData(_) | PsyncEvent::RdbEnd | PsyncEvent::KeepAlive => true,
             PsyncEvent::Command(c) => {
                 let position = stream.position();
                 let action = filter.filter(c.args);
-                send(Item::Stream { action, offset: c.offset, position })
+                out.push(Item::Stream { action, offset: c.offset, position }, more)
             }
         };
         if !ok {
             return;
         }
-        let r = release.load(Ordering::Relaxed);
         // Release spool segments in steps, not per command.
+        let r = release.load(Ordering::Relaxed);
         if r > released + (1 << 20) && stream.release_upto(r).is_ok() {
             released = r;
+        }
+    }
+}
+
+/// The snapshot: RDB events, minus the tool's own keys, plus its scripts
+/// and functions. False when the consumer must stop.
+fn consume_rdb(
+    stream: &mut crate::source::ReplicationStream,
+    own_keys: &OwnKeys,
+    big_key_bytes: usize,
+    out: &mut Outbox,
+) -> bool {
+    let opts = ParserOptions { capture_payload: Some(big_key_bytes), ..ParserOptions::default() };
+    let mut rdb = RdbReader::with_options(stream.rdb(), opts);
+    let mut skipping = false;
+    loop {
+        let item = match rdb.next_event() {
+            Ok(Some(Event::Aux(kv))) if kv.0.as_ref() == b"lua" => Item::Script(kv.1),
+            Ok(Some(Event::Function { code })) => Item::Function(code),
+            Ok(Some(Event::KeyStart(k))) if own_keys.contains(&k.key) => {
+                skipping = true;
+                continue;
+            }
+            Ok(Some(Event::Chunk(_))) if skipping => continue,
+            Ok(Some(Event::KeyEnd { .. })) if skipping => {
+                skipping = false;
+                continue;
+            }
+            Ok(Some(event @ (Event::KeyStart(_) | Event::Chunk(_) | Event::KeyEnd { .. }))) => {
+                Item::Rdb { event, rdb_offset: rdb.offset() }
+            }
+            Ok(Some(Event::Warning(w))) => Item::Warning(format!("snapshot byte {}: {}", w.offset, w.message)),
+            Ok(Some(_)) => continue,
+            Ok(None) => return true,
+            Err(e) => {
+                out.push(Item::Failed(format!("the snapshot from the master is unreadable: {e}")), false);
+                return false;
+            }
+        };
+        if !out.push(item, true) {
+            return false;
         }
     }
 }

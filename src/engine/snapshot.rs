@@ -67,8 +67,12 @@ pub struct ShardSnapshot {
     pub errors: u64,
     #[serde(skip)]
     pub last_error: Option<String>,
+    /// The newest alerts (bounded); `alerts_total` counts every alert ever
+    /// raised, so a front end can tell which ones it has not shown.
     #[serde(skip)]
     pub alerts: Vec<Alert>,
+    #[serde(skip)]
+    pub alerts_total: u64,
 }
 
 impl ShardSnapshot {
@@ -89,6 +93,7 @@ impl ShardSnapshot {
             errors: 0,
             last_error: None,
             alerts: Vec::new(),
+            alerts_total: 0,
         }
     }
 

@@ -51,6 +51,7 @@ pub async fn heartbeat(
                             "heartbeat key {key} cannot be written on {addr} ({e}); the shard syncs, but lag in ms is unavailable (grant SET on that key to measure it)"
                         );
                         if let Ok(mut s) = shared.lock() {
+                            s.alerts_total += 1;
                             s.alerts.push(Alert { ts_ms: now_ms(), offset: None, message });
                             s.lag_ms = None;
                         }

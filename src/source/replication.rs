@@ -725,6 +725,13 @@ impl ReplicationStream {
         self.decoder.offset()
     }
 
+    /// Whether bytes already read are waiting to be decoded: the next event
+    /// is then (most likely) at hand, so a consumer batching events can keep
+    /// going rather than hand over what it has.
+    pub fn has_buffered(&self) -> bool {
+        self.decoder.buffered() > 0 || !self.rdb_piece.is_empty() || self.held.is_some()
+    }
+
     /// Deletes spool segments before `position` (see
     /// [`SpoolReader::release_upto`]); returns the bytes freed.
     pub fn release_upto(&mut self, position: u64) -> Result<u64, SourceError> {
