@@ -49,11 +49,13 @@ $(SAMPLE_RDB):
 sample:
 	scripts/make-sample-rdb.sh $(SAMPLE_RDB)
 
-# Settings: see the head of scripts/bench-rdb.sh (MIXED_KEYS, LIST_LEN, RUNS, BENCH_DIR…).
+# Settings: see the heads of scripts/bench-rdb.sh (MIXED_KEYS, LIST_LEN, RUNS, BENCH_DIR…)
+# and scripts/bench-sync.sh (SYNC_KEYS, SMALL_KEYS, RUNS, INCR_RUNS, INCR_REQUESTS…).
 bench: deps build
 	SHARDSYNC_BIN=$(BIN) scripts/bench-rdb.sh
 	scripts/bench-parse.sh
 	$(CARGO) bench
+	SHARDSYNC_BIN=$(BIN) scripts/bench-sync.sh
 
 # `make test` runs 3000 mutated fixtures; this runs many more (about a minute
 # per 100k cases on one core).
