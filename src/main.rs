@@ -7,6 +7,11 @@ use color_eyre::eyre::Result;
 
 mod cli;
 
+// See Cargo.toml: jemalloc, because the engine allocates per command across threads.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "shardsync",

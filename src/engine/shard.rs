@@ -335,7 +335,12 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
                 applied = Some(off);
                 set(&ctx.shared, |s| {
                     s.applied_offset = Some(off);
-                    s.lag_bytes = s.source_offset.map(|so| so.saturating_sub(off));
+                    let source = s.source_offset.max(s.received_offset);
+                    s.lag_bytes = source.map(|so| so.saturating_sub(off));
+                    // The snapshot is applied: incremental from here on.
+                    if s.state == ShardState::Rdb {
+                        s.state = ShardState::Incremental;
+                    }
                 });
             }
             if let Some(p) = batch_position.take() {
@@ -472,6 +477,12 @@ async fn mirror_progress(
                 s.rdb_bytes = p.rdb_received;
                 s.rdb_total = p.rdb_total;
                 s.received_offset = p.received_offset;
+                // What the master has sent is a lower bound of its offset
+                // that is never stale, unlike the once-a-second poll.
+                if let Some(r) = p.received_offset {
+                    s.source_offset = Some(s.source_offset.map_or(r, |o| o.max(r)));
+                    s.lag_bytes = s.applied_offset.map(|a| s.source_offset.unwrap_or(r).saturating_sub(a));
+                }
                 let state = match p.state {
                     ReplicationState::Connecting => ShardState::Connecting,
                     ReplicationState::Handshake => ShardState::Handshake,

@@ -89,6 +89,8 @@ pub async fn poll_offset(
             match master_repl_offset(c).await {
                 Ok(Some(off)) => {
                     if let Ok(mut s) = shared.lock() {
+                        // Never below what the master has already sent us.
+                        let off = s.received_offset.map_or(off, |r| r.max(off));
                         s.source_offset = Some(off);
                         s.lag_bytes = s.applied_offset.map(|a| off.saturating_sub(a));
                     }

@@ -477,7 +477,13 @@ impl Parser {
             lfu_freq: self.lfu_freq.take(),
         };
         self.cur_type = t;
-        self.payload = self.opts.capture_payload.map(|_| vec![t]);
+        // Most values are small; a few hundred bytes up front avoids the
+        // doubling steps from one byte.
+        self.payload = self.opts.capture_payload.map(|limit| {
+            let mut p = Vec::with_capacity(limit.clamp(1, 512));
+            p.push(t);
+            p
+        });
         self.state = State::Value(val);
         let deferred = matches!(kind, ValueKind::List | ValueKind::Set | ValueKind::Zset | ValueKind::Hash);
         if deferred {
