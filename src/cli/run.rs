@@ -53,7 +53,7 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
     });
     if let Err(e) = engine::task::preflight(&task).await {
         if json {
-            println!("{}", headless::failed_json("", &e));
+            println!("{}", headless::failed_json("destination", &e));
         }
         eprintln!("error: {e}");
         return EXIT_FAILED;

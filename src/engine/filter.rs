@@ -82,8 +82,9 @@ impl StreamFilter {
 
     pub fn filter(&mut self, args: Vec<Bytes>) -> Action {
         let Some(name) = args.first() else { return Action::Skip(SkipReason::KeepAlive) };
-        let name = ascii_upper(name);
-        match name.as_str() {
+        let upper = UpperName::of(name);
+        let name = upper.as_str();
+        match name {
             "PING" | "REPLCONF" => return Action::Skip(SkipReason::KeepAlive),
             "SELECT" => {
                 if let Some(db) = args.get(1).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()) {
@@ -94,7 +95,7 @@ impl StreamFilter {
             _ => {}
         }
         if let Some(key) = args.get(1) {
-            if key == &self.heartbeat_key && !is_keyless(&name) {
+            if key == &self.heartbeat_key && !is_keyless(name) {
                 if name == "SET" {
                     if let Some(ms) = args.get(2).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()) {
                         return Action::Heartbeat { sent_ms: ms };
@@ -102,13 +103,13 @@ impl StreamFilter {
                 }
                 return Action::Skip(SkipReason::HeartbeatKey);
             }
-            if key.starts_with(&self.ckpt_prefix) && !is_keyless(&name) {
+            if key.starts_with(&self.ckpt_prefix) && !is_keyless(name) {
                 return Action::Skip(SkipReason::HeartbeatKey);
             }
         }
-        match name.as_str() {
-            "FLUSHALL" if !self.forward_flush => return Action::Refused { command: name, db: None },
-            "FLUSHDB" if !self.forward_flush => return Action::Refused { command: name, db: Some(self.db) },
+        match name {
+            "FLUSHALL" if !self.forward_flush => return Action::Refused { command: name.into(), db: None },
+            "FLUSHDB" if !self.forward_flush => return Action::Refused { command: name.into(), db: Some(self.db) },
             // Forwarded on request; with a DB selection it would also wipe
             // databases this task does not own, so it is refused then too.
             "FLUSHALL" if self.db_map.is_some() => {
@@ -121,9 +122,7 @@ impl StreamFilter {
         // the current DB like any write.
         match self.target_db(self.db) {
             Some(db) => Action::Apply { db, args },
-            None if matches!(name.as_str(), "MULTI" | "EXEC" | "PUBLISH") => {
-                Action::Apply { db: self.first_db(), args }
-            }
+            None if matches!(name, "MULTI" | "EXEC" | "PUBLISH") => Action::Apply { db: self.first_db(), args },
             None => Action::Skip(SkipReason::FilteredDb),
         }
     }
@@ -141,8 +140,27 @@ fn is_keyless(upper: &str) -> bool {
     )
 }
 
-fn ascii_upper(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_ascii_uppercase()
+/// A command name upper-cased on the stack: the filter runs for every
+/// replicated command, and a heap string per command showed in profiles.
+/// Names longer than any command this filter knows read as "".
+struct UpperName {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl UpperName {
+    fn of(name: &[u8]) -> Self {
+        let mut buf = [0u8; 24];
+        let len = if name.len() <= buf.len() { name.len() } else { 0 };
+        for (d, s) in buf.iter_mut().zip(&name[..len]) {
+            *d = s.to_ascii_uppercase();
+        }
+        UpperName { buf, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
 }
 
 #[cfg(test)]

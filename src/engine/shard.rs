@@ -278,17 +278,15 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
                 match action {
                     Action::Apply { db, args } => {
                         let key = args.get(1).cloned().unwrap_or_default();
-                        let upper = args.first().map(|a| a.to_ascii_uppercase()).unwrap_or_default();
-                        let rule = match upper.as_slice() {
-                            b"MULTI" => {
-                                in_multi = true;
-                                ReplyRule::Multi
-                            }
-                            b"EXEC" => {
-                                in_multi = false;
-                                ReplyRule::Exec
-                            }
-                            _ => ReplyRule::Ok,
+                        let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
+                        let rule = if name.eq_ignore_ascii_case(b"MULTI") {
+                            in_multi = true;
+                            ReplyRule::Multi
+                        } else if name.eq_ignore_ascii_case(b"EXEC") {
+                            in_multi = false;
+                            ReplyRule::Exec
+                        } else {
+                            ReplyRule::Ok
                         };
                         pending.push(ApplyCmd::new(Cmd::from_args(args), Origin { db, key, offset }).rule(rule));
                     }

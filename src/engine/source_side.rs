@@ -25,6 +25,19 @@ async fn nap(cancel: &CancellationToken, d: Duration) -> bool {
     }
 }
 
+/// The open connection, connecting first when there is none (a failed
+/// attempt is retried on the caller's next round).
+async fn connected<'a>(
+    conn: &'a mut Option<Connection>,
+    addr: &str,
+    opts: &ConnectOptions,
+) -> Option<&'a mut Connection> {
+    if conn.is_none() {
+        *conn = Connection::connect(addr, opts).await.ok();
+    }
+    conn.as_mut()
+}
+
 /// `SET <key> <now-ms>` on the source every `every`, until cancelled; then
 /// the key is deleted, as the contract says it never outlives the task.
 pub async fn heartbeat(
@@ -38,10 +51,7 @@ pub async fn heartbeat(
     let mut conn: Option<Connection> = None;
     let mut refused = false;
     loop {
-        if conn.is_none() {
-            conn = Connection::connect(&addr, &opts).await.ok();
-        }
-        if let Some(c) = conn.as_mut() {
+        if let Some(c) = connected(&mut conn, &addr, &opts).await {
             let set = Cmd::new("SET").arg(&key).arg(now_ms().to_string());
             match c.send(&set).await {
                 Ok(Value::Error(e)) => {
@@ -82,10 +92,7 @@ pub async fn poll_offset(
 ) {
     let mut conn: Option<Connection> = None;
     loop {
-        if conn.is_none() {
-            conn = Connection::connect(&addr, &opts).await.ok();
-        }
-        if let Some(c) = conn.as_mut() {
+        if let Some(c) = connected(&mut conn, &addr, &opts).await {
             match master_repl_offset(c).await {
                 Ok(Some(off)) => {
                     if let Ok(mut s) = shared.lock() {

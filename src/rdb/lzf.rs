@@ -105,10 +105,6 @@ impl LzfStream {
         LzfStream { window: Vec::new(), produced: 0, ulen }
     }
 
-    pub fn produced(&self) -> u64 {
-        self.produced
-    }
-
     /// Decode whole tokens from `input`; returns (input consumed, new output).
     /// `last` means `input` holds the rest of the compressed data.
     pub fn feed(&mut self, input: &[u8], last: bool) -> Result<(usize, Vec<u8>), String> {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use crc_fast::CrcAlgorithm;
 
 use super::consts::*;
-use super::cursor::{bad, Cur, Res, Stop, StrHeader};
+use super::cursor::{bad, Cur, RStr, Res, Stop, StrHeader};
 use super::encodings::{self, Item};
 use super::error::RdbError;
 use super::event::*;
@@ -75,27 +75,56 @@ enum SeqKind {
     HashTtl(Option<i64>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Val {
     StringStart,
-    StringRaw { left: u64 },
-    StringLzf { left_in: u64, dec: LzfStream },
+    StringRaw {
+        left: u64,
+    },
+    /// A streamed LZF string; its decoder (with its 8 KiB window) lives in
+    /// `Parser::lzf`, so the state stays a plain copyable value.
+    StringLzf {
+        left_in: u64,
+    },
     SeqStart(SeqKind),
-    HashTtlStart { ga: bool },
-    Seq { kind: SeqKind, left: u64 },
+    HashTtlStart {
+        ga: bool,
+    },
+    Seq {
+        kind: SeqKind,
+        left: u64,
+    },
     Blob,
     QuicklistStart,
-    Quicklist { left: u64 },
+    Quicklist {
+        left: u64,
+    },
     ModuleStart,
     ModuleBody,
     StreamStart,
-    StreamNodes { left: u64 },
+    StreamNodes {
+        left: u64,
+    },
     StreamMeta,
-    StreamGroup { groups: u64 },
-    StreamGroupPel { groups: u64, left: u64 },
-    StreamConsumers { groups: u64 },
-    StreamConsumer { groups: u64, consumers: u64 },
-    StreamConsumerPel { groups: u64, consumers: u64, left: u64 },
+    StreamGroup {
+        groups: u64,
+    },
+    StreamGroupPel {
+        groups: u64,
+        left: u64,
+    },
+    StreamConsumers {
+        groups: u64,
+    },
+    StreamConsumer {
+        groups: u64,
+        consumers: u64,
+    },
+    StreamConsumerPel {
+        groups: u64,
+        consumers: u64,
+        left: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -125,6 +154,8 @@ pub struct Parser {
     /// drops empty collections on load and so do we.
     deferred_key: Option<Box<KeyStart>>,
     queue: VecDeque<Event>,
+    /// The decoder of a streamed LZF string (see `Val::StringLzf`).
+    lzf: Option<LzfStream>,
     payload: Option<Vec<u8>>,
 }
 
@@ -153,6 +184,7 @@ impl Parser {
             cur_key: KeyName::default(),
             deferred_key: None,
             queue: VecDeque::new(),
+            lzf: None,
             payload: None,
         }
     }
@@ -171,10 +203,6 @@ impl Parser {
     /// trailer remains: everything the file's CRC64 covers has been consumed.
     pub fn in_trailer(&self) -> bool {
         matches!(self.state, State::Checksum)
-    }
-
-    pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done) && self.queue.is_empty()
     }
 
     /// What the parser is reading, for messages about truncated input.
@@ -547,13 +575,9 @@ impl Parser {
     fn value(&mut self, v: Val, cur: &mut Cur) -> Res<Option<Event>> {
         // Handlers set `self.state` themselves; on `More` the original state
         // is put back so the unit is retried from its start.
-        let saved = match &v {
-            Val::StringLzf { .. } => None,
-            _ => Some(clone_val(&v)),
-        };
         let r = self.value_inner(v, cur);
-        if let (Err(Stop::More(_)), Some(s)) = (&r, saved) {
-            self.state = State::Value(s);
+        if let Err(Stop::More(_)) = &r {
+            self.state = State::Value(v);
         }
         r
     }
@@ -566,16 +590,19 @@ impl Parser {
                 let data = cur.take(want)?;
                 let left = left - want as u64;
                 self.state = if left == 0 { State::KeyEnd } else { State::Value(Val::StringRaw { left }) };
-                Ok(self.chunk(Chunk::String(Bytes::copy_from_slice(data))))
+                let data = cur.to_bytes(RStr::Raw(data))?;
+                Ok(self.chunk(Chunk::String(data)))
             }
-            Val::StringLzf { left_in, mut dec } => {
+            Val::StringLzf { left_in } => {
                 let want = left_in.min(self.opts.chunk_bytes as u64) as usize;
                 let at = cur.pos;
                 if cur.buf.len() - at < want {
-                    self.state = State::Value(Val::StringLzf { left_in, dec });
                     return Err(Stop::More(at + want));
                 }
                 let last = want as u64 == left_in;
+                let Some(dec) = self.lzf.as_mut() else {
+                    return bad(at, "internal error: LZF string without a decoder");
+                };
                 let (used, out) = match dec.feed(&cur.buf[at..at + want], last) {
                     Ok(r) => r,
                     Err(e) => return bad(at, format!("LZF-compressed string: {e}")),
@@ -583,9 +610,10 @@ impl Parser {
                 cur.pos = at + used;
                 let left_in = left_in - used as u64;
                 if left_in == 0 {
+                    self.lzf = None;
                     self.state = State::KeyEnd;
                 } else {
-                    self.state = State::Value(Val::StringLzf { left_in, dec });
+                    self.state = State::Value(Val::StringLzf { left_in });
                 }
                 Ok(if out.is_empty() { None } else { self.chunk(Chunk::String(Bytes::from(out))) })
             }
@@ -783,7 +811,8 @@ impl Parser {
                     return bad(cur.pos, format!("LZF string claims {ulen} bytes from {clen} compressed bytes"));
                 }
                 cur.pos = probe.pos;
-                self.state = State::Value(Val::StringLzf { left_in: clen, dec: LzfStream::new(ulen) });
+                self.lzf = Some(LzfStream::new(ulen));
+                self.state = State::Value(Val::StringLzf { left_in: clen });
                 Ok(None)
             }
             _ => {
@@ -1013,31 +1042,6 @@ fn next_consumer(groups: u64, consumers: u64) -> State {
         next_group(groups)
     } else {
         State::Value(Val::StreamConsumer { groups, consumers: consumers - 1 })
-    }
-}
-
-fn clone_val(v: &Val) -> Val {
-    match *v {
-        Val::StringStart => Val::StringStart,
-        Val::StringRaw { left } => Val::StringRaw { left },
-        // Never cloned: its handler restores it itself.
-        Val::StringLzf { left_in, .. } => Val::StringRaw { left: left_in },
-        Val::SeqStart(k) => Val::SeqStart(k),
-        Val::HashTtlStart { ga } => Val::HashTtlStart { ga },
-        Val::Seq { kind, left } => Val::Seq { kind, left },
-        Val::Blob => Val::Blob,
-        Val::QuicklistStart => Val::QuicklistStart,
-        Val::Quicklist { left } => Val::Quicklist { left },
-        Val::ModuleStart => Val::ModuleStart,
-        Val::ModuleBody => Val::ModuleBody,
-        Val::StreamStart => Val::StreamStart,
-        Val::StreamNodes { left } => Val::StreamNodes { left },
-        Val::StreamMeta => Val::StreamMeta,
-        Val::StreamGroup { groups } => Val::StreamGroup { groups },
-        Val::StreamGroupPel { groups, left } => Val::StreamGroupPel { groups, left },
-        Val::StreamConsumers { groups } => Val::StreamConsumers { groups },
-        Val::StreamConsumer { groups, consumers } => Val::StreamConsumer { groups, consumers },
-        Val::StreamConsumerPel { groups, consumers, left } => Val::StreamConsumerPel { groups, consumers, left },
     }
 }
 
