@@ -328,6 +328,19 @@ impl Loader<'_> {
             }
             sync.big_key_bytes = *bytes.get_ref();
         }
+        if let Some(store) = &raw.checkpoint {
+            sync.checkpoint =
+                store.get_ref().parse().map_err(|e| self.invalid(store, format!("`checkpoint` in [sync]: {e}")))?;
+        }
+        if let Some(n) = &raw.full_syncs_per_host {
+            sync.full_syncs_per_host = *n.get_ref();
+        }
+        if let Some(n) = &raw.max_keys_per_sec {
+            sync.max_keys_per_sec = *n.get_ref();
+        }
+        if let Some(n) = &raw.max_bytes_per_sec {
+            sync.max_bytes_per_sec = *n.get_ref();
+        }
         if let Some(map) = raw.db_map {
             for (from, to) in map.into_inner() {
                 let from_db = from.parse::<u32>().map_err(|_| {

@@ -97,6 +97,14 @@ pub struct SyncConfig {
     pub big_key_bytes: u64,
     /// Source DB to destination DB; a DB not listed keeps its number.
     pub db_map: BTreeMap<u32, u32>,
+    /// Where checkpoints are kept (the destination makes resumes exactly-once).
+    pub checkpoint: CheckpointStore,
+    /// Full copies at a time per source host (0: no limit), so masters
+    /// sharing a host do not fork together.
+    pub full_syncs_per_host: u32,
+    /// Writer rate limits per shard (0: none): keys/commands and bytes a second.
+    pub max_keys_per_sec: u64,
+    pub max_bytes_per_sec: u64,
 }
 
 impl Default for SyncConfig {
@@ -109,6 +117,10 @@ impl Default for SyncConfig {
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             big_key_bytes: DEFAULT_BIG_KEY_BYTES,
             db_map: BTreeMap::new(),
+            checkpoint: CheckpointStore::default(),
+            full_syncs_per_host: 1,
+            max_keys_per_sec: 0,
+            max_bytes_per_sec: 0,
         }
     }
 }
@@ -155,6 +167,20 @@ pub enum FlushPolicy {
     Forward,
 }
 
+/// Where a shard's checkpoint is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CheckpointStore {
+    /// In the destination, in the same MULTI/EXEC as the writes it covers
+    /// (a resume neither loses nor repeats a write), and in the local state
+    /// file as a copy.
+    #[default]
+    Destination,
+    /// Only in the local state file, written once a second after the writes
+    /// it covers: for destinations without MULTI/EXEC. A crash can repeat
+    /// up to a second of writes.
+    Local,
+}
+
 /// The words the task file uses for an enum, in one place for parsing,
 /// writing and error messages.
 trait Words: Sized + Copy + PartialEq + 'static {
@@ -168,6 +194,10 @@ trait Words: Sized + Copy + PartialEq + 'static {
 impl Words for ConflictMode {
     const ALL: &'static [(&'static str, Self)] =
         &[("intercept", Self::Intercept), ("overwrite", Self::Overwrite), ("skip", Self::Skip)];
+}
+
+impl Words for CheckpointStore {
+    const ALL: &'static [(&'static str, Self)] = &[("destination", Self::Destination), ("local", Self::Local)];
 }
 
 impl Words for FlushPolicy {
@@ -206,7 +236,7 @@ macro_rules! words_traits {
     )*};
 }
 
-words_traits!(ConflictMode, FlushPolicy);
+words_traits!(ConflictMode, FlushPolicy, CheckpointStore);
 
 impl TaskConfig {
     /// Reads and validates a task file; `password_env` variables come from

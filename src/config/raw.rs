@@ -88,6 +88,10 @@ pub(super) struct RawSync {
     pub big_key_bytes: Option<Spanned<u64>>,
     /// Source DB (as a TOML key) to destination DB.
     pub db_map: Option<Spanned<BTreeMap<String, Spanned<u32>>>>,
+    pub checkpoint: Option<Spanned<String>>,
+    pub full_syncs_per_host: Option<Spanned<u32>>,
+    pub max_keys_per_sec: Option<Spanned<u64>>,
+    pub max_bytes_per_sec: Option<Spanned<u64>>,
 }
 
 /// Byte offsets to 1-based line numbers.
@@ -292,7 +296,19 @@ mod tests {
     fn fields_of_lists_serde_names_in_order() {
         assert_eq!(
             fields_of::<RawSync>(),
-            ["conflict", "databases", "flush", "heartbeat_key", "heartbeat_ms", "big_key_bytes", "db_map"]
+            [
+                "conflict",
+                "databases",
+                "flush",
+                "heartbeat_key",
+                "heartbeat_ms",
+                "big_key_bytes",
+                "db_map",
+                "checkpoint",
+                "full_syncs_per_host",
+                "max_keys_per_sec",
+                "max_bytes_per_sec"
+            ]
         );
         assert_eq!(fields_of::<RawServer>(), ["addr", "password", "password_env"]);
     }

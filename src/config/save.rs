@@ -156,6 +156,23 @@ fn render_with_vars(config: &TaskConfig, path: &Path, passwords: SavePasswords) 
     line(w, format_args!("heartbeat_ms = {}", sync.heartbeat_ms));
     line(w, format_args!("# Keys larger than this many bytes are copied as chunked commands rather than one RESTORE."));
     line(w, format_args!("big_key_bytes = {}", sync.big_key_bytes));
+    line(
+        w,
+        format_args!("# destination: checkpoints in the destination, atomic with the writes (exactly-once resume)"),
+    );
+    line(
+        w,
+        format_args!("# | local: only in the state dir, for destinations without MULTI/EXEC (a crash may repeat ~1 s)"),
+    );
+    line(w, format_args!("checkpoint = \"{}\"", sync.checkpoint));
+    line(
+        w,
+        format_args!("# Full copies at a time per source host (0: no limit): masters sharing a host fork one by one."),
+    );
+    line(w, format_args!("full_syncs_per_host = {}", sync.full_syncs_per_host));
+    line(w, format_args!("# Destination write limits per source (0: none)."));
+    line(w, format_args!("max_keys_per_sec = {}", sync.max_keys_per_sec));
+    line(w, format_args!("max_bytes_per_sec = {}", sync.max_bytes_per_sec));
     if !sync.db_map.is_empty() {
         line(w, format_args!(""));
         line(w, format_args!("# \"<source DB>\" = <destination DB>; a DB not listed keeps its number."));
