@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod filter;
+pub mod rate;
 pub mod shard;
 pub mod snapshot;
 pub mod source_side;
