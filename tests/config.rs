@@ -11,8 +11,8 @@ use std::{
 };
 
 use shardsync::config::{
-    save, Addr, ConflictMode, DestConfig, ErrorKind, FlushPolicy, SavePasswords, Secret, SourceConfig, SyncConfig,
-    TaskConfig,
+    save, Addr, CheckpointStore, ConflictMode, DestConfig, ErrorKind, FlushPolicy, SavePasswords, Secret, SourceConfig,
+    SyncConfig, TaskConfig,
 };
 
 /// Every password the fixtures contain; none may appear in formatted output.
@@ -111,6 +111,10 @@ fn full_file_loads_every_key() {
             heartbeat_ms: 250,
             big_key_bytes: 1 << 20,
             db_map: BTreeMap::from([(1, 0), (2, 3)]),
+            checkpoint: CheckpointStore::Local,
+            full_syncs_per_host: 2,
+            max_keys_per_sec: 50_000,
+            max_bytes_per_sec: 10_000_000,
         },
     };
     assert_eq!(config, expected);

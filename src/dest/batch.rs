@@ -61,6 +61,10 @@ pub enum ReplyRule {
     /// `MULTI`: the commands up to the next `EXEC` form an atomic unit; their
     /// own rules are applied to the elements of `EXEC`'s reply.
     Multi,
+    /// `MULTI` of a unit that must not be applied twice (the command stream
+    /// with its checkpoint): once `EXEC` ran, the unit is never re-sent
+    /// whole; only inner commands that failed stay to be sent again, alone.
+    MultiOnce,
     Exec,
     /// A write that happens only if the key is absent (`RESTORE` without
     /// `REPLACE`, `SET ... NX`, `RENAMENX`). `BUSYKEY`, a nil reply or `:0`
@@ -75,6 +79,13 @@ pub enum ReplyRule {
     /// `XGROUP CREATE`: when re-sent after a lost reply, `BUSYGROUP` means the
     /// first send was applied.
     GroupCreate,
+}
+
+impl ReplyRule {
+    /// Opens a `MULTI` unit.
+    pub fn is_multi(&self) -> bool {
+        matches!(self, ReplyRule::Multi | ReplyRule::MultiOnce)
+    }
 }
 
 /// A piece of a big key built under a temporary name.
@@ -105,6 +116,12 @@ pub enum Guard {
     /// (checked only when the build's start was confirmed, so `temp` did
     /// exist before).
     Renamed { temp: Bytes },
+    /// A [`ReplyRule::MultiOnce`] unit that moves the shard's checkpoint
+    /// `key` (in [`CHECKPOINT_DB`](super::checkpoint::CHECKPOINT_DB)) from
+    /// `before` to `after` on `replid`: applied if the checkpoint is at
+    /// `after`, not applied if at `before`; anything else means the
+    /// destination lost writes it had confirmed (`ROLLBACK`).
+    Checkpoint { key: Bytes, replid: String, before: u64, after: u64 },
 }
 
 /// One destination command with its tags.

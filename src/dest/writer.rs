@@ -48,8 +48,13 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
+use super::checkpoint::{CheckpointRecord, CHECKPOINT_DB};
 use super::error::{error_code, ApplyError, ErrorClass};
 use crate::resp::{Cmd, ConnectOptions, Connection, Value};
+
+/// The code of the error that says the destination lost writes it had
+/// confirmed (see [`Guard::Checkpoint`]).
+pub const ROLLBACK: &str = "ROLLBACK";
 
 /// How the writer connects and pipelines.
 #[derive(Debug, Clone)]
@@ -296,13 +301,21 @@ impl DestWriter {
             batch.meta.iter().filter_map(|m| m.build.filter(|b| b.step == BuildStep::Start).map(|b| b.id)).collect();
         let mut renamed: HashMap<u64, bool> = HashMap::new();
         let mut lengths: HashMap<Bytes, i64> = HashMap::new();
-        for (i, keep_i) in keep.iter_mut().enumerate() {
+        for i in 0..batch.len() {
             let m = &batch.meta[i];
-            let (Some(build), true, Some(guard)) = (m.build, m.uncertain, m.guard.clone()) else { continue };
+            let (true, Some(guard)) = (m.uncertain, m.guard.clone()) else { continue };
+            let origin = m.origin.clone();
+            if let Guard::Checkpoint { key, replid, before, after } = guard {
+                if self.checkpoint_moved(&key, &replid, before, after, &origin).await? {
+                    let exec = (i + 1..batch.len()).find(|&j| batch.meta[j].rule == ReplyRule::Exec).unwrap_or(i);
+                    keep[i..=exec].iter_mut().for_each(|k| *k = false);
+                }
+                continue;
+            }
+            let Some(build) = m.build else { continue };
             if unstarted.contains(&build.id) {
                 continue;
             }
-            let origin = m.origin.clone();
             match guard {
                 Guard::Renamed { temp } => {
                     let exists = self.query_int(&Cmd::new("EXISTS").arg(&temp), &origin).await?;
@@ -318,9 +331,10 @@ impl DestWriter {
                         }
                     };
                     if len >= after as i64 {
-                        *keep_i = false;
+                        keep[i] = false;
                     }
                 }
+                Guard::Checkpoint { .. } => {}
             }
         }
         // A completed rename means every piece of that build was applied.
@@ -337,6 +351,68 @@ impl DestWriter {
         Ok(())
     }
 
+    /// Reads a shard's checkpoint record (see [`CheckpointRecord`]).
+    pub async fn read_checkpoint(&mut self, key: &[u8]) -> Result<Option<CheckpointRecord>, ApplyError> {
+        self.ensure_connected().await?;
+        let origin = Origin { db: CHECKPOINT_DB, key: Bytes::copy_from_slice(key), offset: 0 };
+        self.ensure_db(&origin).await?;
+        let cmd = Cmd::new("GET").arg(key);
+        match self.query(&cmd, &origin).await? {
+            Value::Error(message) => Err(ApplyError::from_reply(&self.addr, cmd.name(), origin, &message)),
+            Value::Bulk(Some(raw)) => match CheckpointRecord::decode(&raw) {
+                Some(record) => Ok(Some(record)),
+                None => Err(ApplyError {
+                    class: ErrorClass::Pause,
+                    code: "CHECKPOINT".to_owned(),
+                    addr: self.addr.clone(),
+                    command: Some(cmd.name()),
+                    origin: Some(Box::new(origin)),
+                    detail: "the checkpoint key holds a value shardsync did not write; \
+                             another program uses this key name: change sync.heartbeat_key or remove the key"
+                        .to_owned(),
+                }),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// After a lost reply: whether a checkpointed unit was applied (the
+    /// checkpoint moved to `after`) or not (still at `before`). Anything
+    /// else is a `ROLLBACK`: the destination no longer holds writes it
+    /// confirmed, and re-sending this unit would leave a gap.
+    async fn checkpoint_moved(
+        &mut self,
+        key: &[u8],
+        replid: &str,
+        before: u64,
+        after: u64,
+        origin: &Origin,
+    ) -> Result<bool, ApplyError> {
+        let record = self.read_checkpoint(key).await?;
+        match &record {
+            Some(r) if r.is_at(replid, after) => Ok(true),
+            Some(r) if r.is_at(replid, before) => Ok(false),
+            _ => {
+                let found = match &record {
+                    Some(CheckpointRecord { replid: r, offset: Some(o), .. }) => format!("at offset {o} of {r}"),
+                    Some(CheckpointRecord { replid: r, offset: None, .. }) => format!("in a full copy of {r}"),
+                    None => "missing".to_owned(),
+                };
+                Err(ApplyError {
+                    class: ErrorClass::Pause,
+                    code: ROLLBACK.to_owned(),
+                    addr: self.addr.clone(),
+                    command: None,
+                    origin: Some(Box::new(origin.clone())),
+                    detail: format!(
+                        "the destination's checkpoint is {found}, but it had confirmed offset {before} of {replid}: \
+                         it lost confirmed writes (restarted without persisting them?)"
+                    ),
+                })
+            }
+        }
+    }
+
     /// Judges the replies of the first `end` commands and removes the
     /// confirmed ones from the batch.
     fn settle(
@@ -351,9 +427,22 @@ impl DestWriter {
         let mut followups: Vec<(Cmd, Meta)> = Vec::new();
         let mut i = 0;
         while i < end {
+            if batch.meta[i].rule == ReplyRule::MultiOnce {
+                let exec = (i + 1..end).find(|&j| batch.meta[j].rule == ReplyRule::Exec).unwrap_or(end - 1);
+                self.judge_once(batch, i, exec, replies, &mut done, &mut failures);
+                i = exec + 1;
+                continue;
+            }
             let (last, verdict) = if batch.meta[i].rule == ReplyRule::Multi {
                 let exec = (i + 1..end).find(|&j| batch.meta[j].rule == ReplyRule::Exec).unwrap_or(end - 1);
-                (exec, self.judge_unit(batch, i, exec, replies))
+                let verdict = self.judge_unit(batch, i, exec, replies);
+                // A unit may select DBs inside; its EXEC is tagged with the
+                // DB it leaves the connection in.
+                self.db = match verdict {
+                    Verdict::Done(_) => Some(batch.meta[exec].origin.db),
+                    Verdict::Failed { .. } => None,
+                };
+                (exec, verdict)
             } else {
                 (i, self.judge(&batch.cmds[i], &batch.meta[i], &replies[i]))
             };
@@ -413,6 +502,59 @@ impl DestWriter {
             }
             _ => Verdict::Done(Effect::Applied),
         }
+    }
+
+    /// A [`ReplyRule::MultiOnce`] unit at `first..=exec`: once `EXEC` has
+    /// run, every inner command counts on its own (confirmed ones leave the
+    /// batch, failed ones stay to be sent again alone); the unit is re-sent
+    /// whole only when nothing of it ran (`EXECABORT`, a lost `EXEC`).
+    fn judge_once(
+        &mut self,
+        batch: &ApplyBatch,
+        first: usize,
+        exec: usize,
+        replies: &[Value],
+        done: &mut [bool],
+        failures: &mut Vec<(usize, ApplyError)>,
+    ) {
+        let inner = first + 1..exec;
+        let fail = |i: usize, message: &str, failures: &mut Vec<(usize, ApplyError)>| {
+            let origin = batch.meta[i].origin.clone();
+            failures.push((i, ApplyError::from_reply(&self.addr, batch.cmds[i].name(), origin, message)));
+        };
+        let ran_alone = replies[first].is_error();
+        let results: Vec<&Value> = if ran_alone {
+            // MULTI refused: the inner commands ran (or failed) one by one.
+            inner.clone().map(|i| &replies[i]).collect()
+        } else if let Some(i) = inner.clone().find(|&i| replies[i].is_error()) {
+            // Refused while queuing: the transaction was discarded.
+            fail(i, replies[i].as_error().unwrap_or_default(), failures);
+            self.db = None;
+            return;
+        } else {
+            match &replies[exec] {
+                Value::Array(Some(items)) if items.len() == inner.len() => items.iter().collect(),
+                Value::Error(message) => {
+                    fail(exec, message, failures);
+                    self.db = None;
+                    return;
+                }
+                other => {
+                    fail(exec, &format!("unexpected EXEC reply: {other}"), failures);
+                    self.db = None;
+                    return;
+                }
+            }
+        };
+        done[first] = true;
+        done[exec] = true;
+        for (i, result) in inner.zip(results) {
+            match self.judge(&batch.cmds[i], &batch.meta[i], result) {
+                Verdict::Done(_) => done[i] = true,
+                Verdict::Failed { message, .. } => fail(i, &message, failures),
+            }
+        }
+        self.db = if ran_alone { None } else { Some(batch.meta[exec].origin.db) };
     }
 
     /// A `MULTI` ... `EXEC` unit at `first..=exec`.
@@ -514,7 +656,7 @@ fn window_end(batch: &ApplyBatch, max_cmds: usize, max_bytes: usize) -> usize {
             break;
         }
         match m.rule {
-            ReplyRule::Multi => in_unit = true,
+            ReplyRule::Multi | ReplyRule::MultiOnce => in_unit = true,
             ReplyRule::Exec => in_unit = false,
             _ => {}
         }
@@ -529,9 +671,11 @@ fn check_units(batch: &ApplyBatch) -> Result<(), String> {
     let mut open = false;
     for m in &batch.meta {
         match (&m.rule, open) {
-            (ReplyRule::Multi, false) => open = true,
+            (ReplyRule::Multi | ReplyRule::MultiOnce, false) => open = true,
             (ReplyRule::Exec, true) => open = false,
-            (ReplyRule::Multi, true) => return Err("a MULTI inside a MULTI unit in the batch".to_owned()),
+            (ReplyRule::Multi | ReplyRule::MultiOnce, true) => {
+                return Err("a MULTI inside a MULTI unit in the batch".to_owned())
+            }
             (ReplyRule::Exec, false) => return Err("an EXEC without MULTI in the batch".to_owned()),
             _ => {}
         }

@@ -7,12 +7,15 @@
 //! holds the heartbeat and offset poller; `checkpoint` the local resume
 //! point; `snapshot` is what front ends read.
 
+pub mod applier;
 pub mod checkpoint;
+pub mod consumer;
 pub mod filter;
 pub mod rate;
 pub mod shard;
 pub mod snapshot;
 pub mod source_side;
+pub mod stream_batch;
 pub mod task;
 
 pub use task::{spawn, Command, EngineHandle};

@@ -73,6 +73,19 @@ pub struct ShardSnapshot {
     pub alerts: Vec<Alert>,
     #[serde(skip)]
     pub alerts_total: u64,
+    /// Stopped by a destination error that needs the operator (the error is
+    /// `last_error`); a resume applies the failed batch again.
+    #[serde(skip)]
+    pub paused_on_error: bool,
+    /// Full copies started and source links re-established, since the start.
+    #[serde(skip)]
+    pub full_syncs: u64,
+    #[serde(skip)]
+    pub reconnects: u64,
+    /// What the shard is waiting for, when it waits on purpose (another
+    /// full copy on the same host).
+    #[serde(skip)]
+    pub waiting: Option<String>,
 }
 
 impl ShardSnapshot {
@@ -94,6 +107,10 @@ impl ShardSnapshot {
             last_error: None,
             alerts: Vec::new(),
             alerts_total: 0,
+            paused_on_error: false,
+            full_syncs: 0,
+            reconnects: 0,
+            waiting: None,
         }
     }
 

@@ -65,7 +65,18 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     let mut slots: Vec<(String, ShardSlot)> = Vec::new();
     let mut set: JoinSet<(String, Result<(), String>)> = JoinSet::new();
     let side = cancel.child_token();
+    // One semaphore per source host: masters sharing a machine must not
+    // fork for a snapshot at the same time.
+    let mut hosts: HashMap<String, Arc<tokio::sync::Semaphore>> = HashMap::new();
     for source in &task.sources {
+        let full_sync_slots = (task.sync.full_syncs_per_host > 0).then(|| {
+            let addr = source.addr.to_string();
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_owned();
+            hosts
+                .entry(host)
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(task.sync.full_syncs_per_host as usize)))
+                .clone()
+        });
         let shared = Arc::new(Mutex::new(ShardSnapshot::new(&source.name)));
         let ops = Arc::new(AtomicU64::new(0));
         let (control, control_rx) = watch::channel(ShardControl::Run);
@@ -77,6 +88,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             applied_ops: ops.clone(),
             control: control_rx,
             cancel: shard_cancel.clone(),
+            full_sync_slots,
         };
         let name = source.name.clone();
         let (fail_shared, stop) = (shared.clone(), shard_cancel.clone());
@@ -202,15 +214,30 @@ pub async fn preflight(task: &TaskConfig) -> Result<(), String> {
     if task.sync.conflict != ConflictMode::Intercept {
         return Ok(());
     }
-    let state = task.state_path();
-    let resuming = task.sources.iter().all(|s| matches!(super::checkpoint::load(&state, &s.name), Ok(Some(_))));
-    if resuming {
-        return Ok(());
-    }
     let addr = task.destination.addr.to_string();
     let opts = ConnectOptions { credentials: task.destination.password.credentials(), ..ConnectOptions::default() };
     let mut conn =
         crate::resp::Connection::connect(&addr, &opts).await.map_err(|e| format!("destination {addr}: {e}"))?;
+    // Checkpoint keys (DB 0) say which shards already copied here; they are
+    // the tool's own and do not make a destination "not empty".
+    let mut own_in_db0 = 0u64;
+    let mut resuming = true;
+    let state = task.state_path();
+    for s in &task.sources {
+        let key = task.sync.checkpoint_key(&s.name);
+        let exists = conn
+            .query(&crate::resp::Cmd::new("EXISTS").arg(key.as_str()))
+            .await
+            .map_err(|e| format!("destination {addr}: {e}"))?
+            .as_int()
+            .unwrap_or(0);
+        own_in_db0 += exists as u64;
+        let local = matches!(super::checkpoint::load(&state, &s.name), Ok(Some(_)));
+        resuming &= exists == 1 || local;
+    }
+    if resuming {
+        return Ok(());
+    }
     let info = conn
         .query(&crate::resp::Cmd::new("INFO").arg("keyspace"))
         .await
@@ -224,7 +251,10 @@ pub async fn preflight(task: &TaskConfig) -> Result<(), String> {
         let (Ok(db), Some(keys)) = (db.parse::<u32>(), rest.split(',').find_map(|f| f.strip_prefix("keys="))) else {
             continue;
         };
-        let keys: u64 = keys.parse().unwrap_or(0);
+        let mut keys: u64 = keys.parse().unwrap_or(0);
+        if db == crate::dest::CHECKPOINT_DB {
+            keys = keys.saturating_sub(own_in_db0);
+        }
         if keys > 0 && targets.as_ref().is_none_or(|t| t.contains(&db)) {
             busy.push(format!("db{db} holds {keys} keys"));
         }

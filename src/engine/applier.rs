@@ -1,0 +1,729 @@
+//! The destination side of a shard: turns the consumer's items into
+//! destination commands, applies them in batches, and keeps the checkpoint.
+//!
+//! **Checkpoints.** With `checkpoint = "destination"` (the default) every
+//! batch of the command stream is one `MULTI`/`EXEC` that also moves the
+//! shard's checkpoint key (see [`super::stream_batch`]); a full copy marks
+//! the key "copying" at its start and sets the stream's start offset once
+//! every key is confirmed. So at any moment the destination's data and its
+//! checkpoint agree, and a resume — after a crash of the tool, a lost reply,
+//! or a destination restart that lost recent writes — asks the source for
+//! exactly what the destination lacks. The local state file is written
+//! too, once a second; with `checkpoint = "local"` (destinations without
+//! `MULTI`) it is the only record, and a crash can repeat up to a second of
+//! writes.
+//!
+//! **Failures.** Retryable destination errors are retried with backoff
+//! (`reconnecting`); the rest pause the shard with the writer's message
+//! until the operator resumes it; a destination that lost confirmed writes
+//! ends the link so the next one resumes from what it still holds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{self, Checkpoint};
+use super::consumer::Item;
+use super::filter::Action;
+use super::rate::RateLimit;
+use super::shard::{alert, set, ShardControl, ShardCtx};
+use super::snapshot::ShardState;
+use super::source_side::now_ms;
+use super::stream_batch::{lay_out, CheckpointMove};
+use crate::config::{CheckpointStore, ConflictMode, TaskConfig};
+use crate::dest::writer::ROLLBACK;
+use crate::dest::{
+    dest_info, ApplyBatch, ApplyCmd, ApplyError, ApplyReport, CheckpointRecord, Conflict, DestCaps, DestWriter,
+    ErrorClass, Origin, ReplyRule, RewriteOptions, Rewriter, WriterOptions, CHECKPOINT_DB,
+};
+use crate::rdb::Event;
+use crate::resp::{Cmd, ConnectOptions, Connection, Value};
+use crate::source::PsyncPosition;
+
+pub fn conflict_of(mode: ConflictMode) -> Conflict {
+    match mode {
+        ConflictMode::Intercept => Conflict::Intercept,
+        ConflictMode::Overwrite => Conflict::Overwrite,
+        ConflictMode::Skip => Conflict::Skip,
+    }
+}
+
+/// Source DB → destination DB for the task's selection, `None` for "every DB as is".
+pub fn db_map(task: &TaskConfig) -> Option<BTreeMap<u32, u32>> {
+    let sync = &task.sync;
+    match &sync.databases {
+        Some(dbs) => Some(dbs.iter().map(|&d| (d, sync.target_db(d))).collect()),
+        None if sync.db_map.is_empty() => None,
+        // Every DB Redis can have, mapped where the task says.
+        None => Some((0..1024).map(|d| (d, sync.target_db(d))).collect()),
+    }
+}
+
+/// How applying a link's items ended.
+pub(super) enum ApplyEnd {
+    /// The shard was stopped (what was received is applied first).
+    Stopped,
+    Failed(String),
+    /// The link must be replaced (the destination lost writes).
+    Again(String),
+    /// The consumer ran out of items: the link ended, or the consumer
+    /// failed (its error).
+    Drained {
+        consumer_error: Option<String>,
+    },
+}
+
+/// Most commands and bytes in one batch.
+const BATCH_CMDS: usize = 2048;
+const BATCH_BYTES: usize = 8 << 20;
+
+/// The destination side of one shard, across links.
+pub(super) struct Applier {
+    shard: String,
+    state_dir: PathBuf,
+    ckpt_key: Bytes,
+    store: CheckpointStore,
+    writer: DestWriter,
+    caps: DestCaps,
+    conflict: Conflict,
+    /// The position the destination holds: `applied` is the offset after
+    /// the last confirmed write of the stream of `replid`; `None` before a
+    /// full copy is applied.
+    replid: Option<String>,
+    applied: Option<u64>,
+    /// The destination holds keys of an earlier copy of this shard: a new
+    /// full copy must replace them, not report them as collisions.
+    ours_on_dest: bool,
+    rate: RateLimit,
+    last_local: Instant,
+    /// Items received over all links: whether a link got anywhere.
+    received: u64,
+}
+
+fn connect_options(secret: &crate::config::Secret) -> ConnectOptions {
+    ConnectOptions { credentials: secret.credentials(), ..ConnectOptions::default() }
+}
+
+/// Whether the destination takes `MULTI` (proxies and some managed
+/// services refuse it).
+async fn supports_multi(conn: &mut Connection) -> bool {
+    match conn.query(&Cmd::new("MULTI")).await {
+        Ok(Value::Error(_)) | Err(_) => false,
+        Ok(_) => {
+            let _ = conn.query(&Cmd::new("DISCARD")).await;
+            true
+        }
+    }
+}
+
+impl Applier {
+    /// Connects to the destination and finds where this shard stands.
+    pub(super) async fn connect(ctx: &ShardCtx) -> Result<Applier, String> {
+        let shard = ctx.source.name.clone();
+        let state_dir = ctx.task.state_path();
+        let dest_addr = ctx.task.destination.addr.to_string();
+        let at_dest = |e: &dyn std::fmt::Display| format!("shard {shard}: destination {dest_addr}: {e}");
+        let dest_opts = connect_options(&ctx.task.destination.password);
+        let mut conn = Connection::connect(&dest_addr, &dest_opts).await.map_err(|e| at_dest(&e))?;
+        let caps = dest_info(&mut conn).await.map_err(|e| at_dest(&e))?;
+        let ckpt_key = Bytes::from(ctx.task.sync.checkpoint_key(&shard));
+        let mut store = ctx.task.sync.checkpoint;
+        if store == CheckpointStore::Destination && !supports_multi(&mut conn).await {
+            store = CheckpointStore::Local;
+            alert(
+                &ctx.shared,
+                None,
+                format!(
+                    "destination {dest_addr} refuses MULTI/EXEC: this shard's checkpoint is kept only in the local \
+                     state file, so a crash of the tool can repeat up to a second of writes (set sync.checkpoint = \
+                     \"local\" to silence this)"
+                ),
+            );
+        }
+        let on_dest = match store {
+            CheckpointStore::Destination => {
+                let cmd = Cmd::new("GET").arg(&ckpt_key);
+                match conn.query(&cmd).await.map_err(|e| at_dest(&e))? {
+                    Value::Bulk(Some(raw)) => Some(CheckpointRecord::decode(&raw).ok_or_else(|| {
+                        at_dest(&format!(
+                            "the key {} holds a value shardsync did not write: another program uses this name; \
+                             change sync.heartbeat_key or remove the key",
+                            String::from_utf8_lossy(&ckpt_key)
+                        ))
+                    })?),
+                    Value::Error(e) => return Err(at_dest(&format!("reading the checkpoint: {e}"))),
+                    _ => None,
+                }
+            }
+            CheckpointStore::Local => None,
+        };
+        let local = checkpoint::load(&state_dir, &shard).map_err(|e| e.to_string())?;
+        let (replid, applied, ours_on_dest) = match (store, on_dest, local) {
+            (CheckpointStore::Destination, Some(r), _) => {
+                if r.offset.is_none() {
+                    alert(
+                        &ctx.shared,
+                        None,
+                        "the destination holds an interrupted full copy of this shard: copying again, replacing \
+                         those keys whole"
+                            .to_owned(),
+                    );
+                }
+                (Some(r.replid), r.offset, true)
+            }
+            (CheckpointStore::Destination, None, Some(l)) => {
+                alert(
+                    &ctx.shared,
+                    None,
+                    format!(
+                        "the local checkpoint says offset {} was applied, but the destination holds no checkpoint \
+                         for this shard (flushed, restarted without persistence, or another destination?): \
+                         copying it again in full",
+                        l.offset
+                    ),
+                );
+                (None, None, true)
+            }
+            (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), true),
+            (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, false),
+        };
+        // The writer starts in DB 0, where the checkpoint was read.
+        let conflict = conflict_of(ctx.task.sync.conflict);
+        let mut wopts = WriterOptions::new(conflict);
+        wopts.connect = dest_opts;
+        Ok(Applier {
+            shard,
+            state_dir,
+            ckpt_key,
+            store,
+            writer: DestWriter::with_connection(conn, wopts),
+            caps,
+            conflict,
+            replid,
+            applied,
+            ours_on_dest,
+            rate: RateLimit::new(ctx.task.sync.max_keys_per_sec, ctx.task.sync.max_bytes_per_sec),
+            last_local: Instant::now(),
+            received: 0,
+        })
+    }
+
+    /// Where the next link asks the master to continue from; `None`: a full copy.
+    pub(super) fn resume_position(&self) -> Option<PsyncPosition> {
+        match (&self.replid, self.applied) {
+            (Some(replid), Some(offset)) => Some(PsyncPosition { replid: replid.clone(), offset }),
+            _ => None,
+        }
+    }
+
+    pub(super) fn progress_mark(&self) -> u64 {
+        self.received
+    }
+
+    pub(super) fn save_local_checkpoint(&mut self) -> Result<(), String> {
+        self.last_local = Instant::now();
+        if let (Some(replid), Some(offset)) = (&self.replid, self.applied) {
+            let c = Checkpoint { replid: replid.clone(), offset, updated_ms: now_ms() };
+            checkpoint::save(&self.state_dir, &self.shard, &c).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn rewriter(&self, ctx: &ShardCtx, replace_ours: bool) -> Rewriter {
+        // A copy over our own earlier copy replaces whole keys; in skip mode
+        // the destination's keys still win (the alert says so).
+        let conflict = match self.conflict {
+            Conflict::Intercept if replace_ours => Conflict::Overwrite,
+            c => c,
+        };
+        let mut ropts = RewriteOptions::new(self.caps, conflict);
+        ropts.big_key_bytes = ctx.task.sync.big_key_bytes as usize;
+        ropts.db_map = db_map(&ctx.task);
+        Rewriter::new(ropts)
+    }
+
+    fn checkpoint_set(&self, record: &CheckpointRecord) -> ApplyCmd {
+        let origin = Origin { db: CHECKPOINT_DB, key: self.ckpt_key.clone(), offset: record.offset.unwrap_or(0) };
+        ApplyCmd::new(Cmd::new("SET").arg(&self.ckpt_key).arg_bytes(record.encode()), origin)
+    }
+
+    /// Applies a link's items until the link ends; see [`ApplyEnd`].
+    pub(super) async fn apply_link(
+        &mut self,
+        ctx: &ShardCtx,
+        mut rx: mpsc::Receiver<Vec<Item>>,
+        release: &Arc<AtomicU64>,
+        slot: &mut Option<OwnedSemaphorePermit>,
+    ) -> ApplyEnd {
+        let shard = self.shard.clone();
+        let mut work = Work::default();
+        let mut rewriter = self.rewriter(ctx, self.ours_on_dest);
+        let mut inbox: std::vec::IntoIter<Item> = Vec::new().into_iter();
+        let mut control = ctx.control.clone();
+        let end = loop {
+            // Paused: stop applying (the reader keeps spooling) until resumed.
+            if *control.borrow() == ShardControl::Pause {
+                let before = ctx.shared.lock().map(|s| s.state).unwrap_or(ShardState::Incremental);
+                set(&ctx.shared, |s| s.state = ShardState::Stopped);
+                while *control.borrow() == ShardControl::Pause {
+                    tokio::select! {
+                        _ = ctx.cancel.cancelled() => break,
+                        r = control.changed() => if r.is_err() { break },
+                    }
+                }
+                set(&ctx.shared, |s| s.state = before);
+            }
+            let item = match inbox.next() {
+                Some(item) => item,
+                None => {
+                    let items = tokio::select! {
+                        biased;
+                        _ = ctx.cancel.cancelled() => break ApplyEnd::Stopped,
+                        // A pause takes effect before the next items, not after them.
+                        r = control.changed() => {
+                            if r.is_err() {
+                                break ApplyEnd::Stopped;
+                            }
+                            continue;
+                        }
+                        items = rx.recv() => items,
+                    };
+                    let Some(items) = items else { break ApplyEnd::Drained { consumer_error: None } };
+                    self.received += items.len() as u64;
+                    inbox = items.into_iter();
+                    match inbox.next() {
+                        Some(item) => item,
+                        None => continue,
+                    }
+                }
+            };
+            let mut flush_now = false;
+            match item {
+                Item::FullResync { replid, offset } => {
+                    if let Some(from) = self.resume_position() {
+                        alert(
+                            &ctx.shared,
+                            None,
+                            format!(
+                                "the source could not continue from offset {} of {} (its backlog no longer holds it, \
+                                 or it restarted with another history): full copy again{}",
+                                from.offset,
+                                from.replid,
+                                match self.conflict {
+                                    Conflict::Skip =>
+                                        "; keys already on the destination are kept as they are \
+                                                      (conflict = \"skip\"): check them with verify",
+                                    _ => "; keys already on the destination are replaced whole",
+                                }
+                            ),
+                        );
+                    }
+                    // A new snapshot replaces whatever the old checkpoint
+                    // described: resuming from it after a stop mid-snapshot
+                    // would replay old writes over newer data.
+                    if let Err(e) = checkpoint::remove(&self.state_dir, &shard) {
+                        break ApplyEnd::Failed(format!("shard {shard}: {e}"));
+                    }
+                    rewriter = self.rewriter(ctx, self.ours_on_dest);
+                    self.ours_on_dest = true;
+                    self.replid = Some(replid.clone());
+                    self.applied = None;
+                    work.rdb_start = Some(offset);
+                    set(&ctx.shared, |s| {
+                        s.full_syncs += 1;
+                        s.keys_applied = 0;
+                        s.applied_offset = None;
+                        s.lag_bytes = None;
+                    });
+                    if self.store == CheckpointStore::Destination {
+                        let record = CheckpointRecord { replid, offset: None, updated_ms: now_ms() };
+                        work.pending.push(self.checkpoint_set(&record));
+                    }
+                }
+                Item::Continue { replid } => {
+                    // No snapshot: the host's full-copy slot is free again.
+                    slot.take();
+                    if let Some(new) = replid.filter(|r| Some(r) != self.replid.as_ref()) {
+                        // A failover: the new master's history continues ours.
+                        self.replid = Some(new.clone());
+                        if let (CheckpointStore::Destination, Some(offset)) = (self.store, self.applied) {
+                            let record = CheckpointRecord { replid: new, offset: Some(offset), updated_ms: now_ms() };
+                            work.pending.push(self.checkpoint_set(&record));
+                        }
+                    }
+                }
+                Item::Rdb { event, rdb_offset } => {
+                    let ends_key = matches!(event, Event::KeyEnd { .. });
+                    if let Err(e) = rewriter.feed(event, rdb_offset, now_ms(), &mut work.pending) {
+                        break ApplyEnd::Failed(format!("shard {shard}: {e}"));
+                    }
+                    for w in rewriter.take_warnings() {
+                        let key = crate::rdb::parser::show_key(&w.key);
+                        alert(&ctx.shared, Some(rdb_offset), format!("key {key} in db {}: {}", w.db, w.message));
+                    }
+                    if ends_key {
+                        work.keys += 1;
+                    }
+                }
+                Item::Script(body) => {
+                    work.pending.push(ApplyCmd::new(Cmd::new("SCRIPT").arg("LOAD").arg_bytes(body), Origin::default()))
+                }
+                Item::Function(code) => work.pending.push(ApplyCmd::new(
+                    Cmd::new("FUNCTION").arg("LOAD").arg("REPLACE").arg_bytes(code),
+                    Origin::default(),
+                )),
+                Item::RdbDone => {
+                    // Everything of the snapshot must be confirmed before the
+                    // stream's first command counts as the applied offset.
+                    flush_now = true;
+                    slot.take();
+                    work.offset = work.rdb_start;
+                    rewriter.forget_db();
+                    if let (CheckpointStore::Destination, Some(replid), Some(offset)) =
+                        (self.store, &self.replid, work.rdb_start)
+                    {
+                        let record =
+                            CheckpointRecord { replid: replid.clone(), offset: Some(offset), updated_ms: now_ms() };
+                        work.pending.push(self.checkpoint_set(&record));
+                    }
+                }
+                Item::Stream { action, offset, position } => {
+                    self.stream_item(ctx, &mut work, action, offset, position);
+                }
+                Item::Warning(w) => alert(&ctx.shared, None, w),
+                Item::Failed(e) => break ApplyEnd::Drained { consumer_error: Some(e) },
+            }
+            // Apply when the batch is big, when the channel is momentarily
+            // empty (low latency in incremental mode), or at the snapshot's end.
+            let idle = inbox.len() == 0 && rx.is_empty();
+            let full = work.pending.len() + work.run.len() >= BATCH_CMDS
+                || work.bytes >= BATCH_BYTES
+                || self.rate.batch_keys().is_some_and(|k| work.units as usize >= k);
+            if !work.in_multi && (flush_now || idle || full) {
+                if let Err(end) = self.flush(ctx, &mut work, release, &ctx.cancel).await {
+                    break end;
+                }
+            }
+        };
+        // Whatever the link delivered is applied before it ends, so the
+        // checkpoint covers it; a source transaction cut by the end is left
+        // for the next link, which receives it again whole.
+        if !matches!(end, ApplyEnd::Failed(_) | ApplyEnd::Again(_)) {
+            work.drop_open_transaction();
+            // Bounded when stopping: a destination that stays down must not
+            // hold the stop.
+            let give_up = CancellationToken::new();
+            if ctx.cancel.is_cancelled() {
+                let timer = give_up.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    timer.cancel();
+                });
+            }
+            let cancel = if ctx.cancel.is_cancelled() { &give_up } else { &ctx.cancel };
+            if let Err(e) = self.flush(ctx, &mut work, release, cancel).await {
+                if !matches!(e, ApplyEnd::Stopped) {
+                    return e;
+                }
+            }
+        }
+        if let Err(e) = self.save_local_checkpoint() {
+            return ApplyEnd::Failed(format!("shard {shard}: {e}"));
+        }
+        end
+    }
+
+    fn stream_item(&mut self, ctx: &ShardCtx, work: &mut Work, action: Action, offset: u64, position: u64) {
+        let shard = &self.shard;
+        match action {
+            Action::Apply { db, args } => {
+                let key = args.get(1).cloned().unwrap_or_default();
+                let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
+                let rule = if name.eq_ignore_ascii_case(b"MULTI") {
+                    work.in_multi = true;
+                    ReplyRule::Multi
+                } else if name.eq_ignore_ascii_case(b"EXEC") {
+                    work.in_multi = false;
+                    ReplyRule::Exec
+                } else {
+                    ReplyRule::Ok
+                };
+                let c = ApplyCmd::new(Cmd::from_args(args), Origin { db, key, offset }).rule(rule);
+                work.bytes += c.wire_len();
+                work.units += 1;
+                work.run.push(c);
+            }
+            Action::Heartbeat { sent_ms } => {
+                let lag = (now_ms() - sent_ms).max(0) as u64;
+                set(&ctx.shared, |s| s.lag_ms = Some(lag));
+            }
+            Action::Skip(_) => {}
+            Action::Refused { command, db } => {
+                let where_ = db.map(|d| format!(" on db {d}")).unwrap_or_default();
+                alert(
+                    &ctx.shared,
+                    Some(offset),
+                    format!(
+                        "{command}{where_} from source {shard} at offset {offset} was NOT applied (sync.flush = \"refuse\"): in a merged destination it would also delete the other shards' keys; delete this shard's keys yourself if intended, or set flush = \"forward\""
+                    ),
+                );
+            }
+        }
+        work.offset = Some(offset);
+        work.position = Some(position);
+        if !work.in_multi {
+            work.safe = Some((work.run.len(), offset, position));
+        }
+    }
+
+    /// Applies what `work` holds (whole units only) and moves the
+    /// checkpoint; see the module docs.
+    async fn flush(
+        &mut self,
+        ctx: &ShardCtx,
+        work: &mut Work,
+        release: &Arc<AtomicU64>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ApplyEnd> {
+        // The stream's commands (and the offsets it moved by without any,
+        // keep-alives and heartbeats) go out as one checkpointed unit.
+        if let (Some(after), true) = (work.offset, work.run_started()) {
+            let run = std::mem::take(&mut work.run);
+            let ckpt = match (self.store, &self.replid, self.applied) {
+                (CheckpointStore::Destination, Some(replid), Some(before)) if after != before || !run.is_empty() => {
+                    Some(CheckpointMove {
+                        key: self.ckpt_key.clone(),
+                        record: CheckpointRecord { replid: replid.clone(), offset: Some(after), updated_ms: now_ms() },
+                        before,
+                    })
+                }
+                _ => None,
+            };
+            if ckpt.is_some() || !run.is_empty() {
+                lay_out(run, ckpt, &mut work.pending);
+            }
+        }
+        let mut batch = ApplyBatch::new();
+        batch.extend(work.pending.drain(..));
+        if !batch.is_empty() {
+            let wait = self.rate.charge(work.units, batch.bytes() as u64);
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            self.apply_with_retry(ctx, &mut batch, cancel).await?;
+        }
+        if work.keys > 0 {
+            let n = work.keys;
+            set(&ctx.shared, |s| s.keys_applied += n);
+        }
+        work.keys = 0;
+        work.units = 0;
+        work.bytes = 0;
+        work.safe = None;
+        if let Some(off) = work.offset.take() {
+            self.applied = Some(off);
+            work.rdb_start = None;
+            set(&ctx.shared, |s| {
+                s.applied_offset = Some(off);
+                let source = s.source_offset.max(s.received_offset);
+                s.lag_bytes = source.map(|so| so.saturating_sub(off));
+                // The snapshot is applied: incremental from here on.
+                if s.state == ShardState::Rdb {
+                    s.state = ShardState::Incremental;
+                }
+            });
+        }
+        if let Some(p) = work.position.take() {
+            release.store(p, Ordering::Relaxed);
+        }
+        if self.last_local.elapsed() >= Duration::from_secs(1) {
+            self.save_local_checkpoint().map_err(ApplyEnd::Failed)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a batch: transient failures are retried with backoff;
+    /// failures that need the operator pause the shard until it is resumed
+    /// (then the same batch is applied again).
+    async fn apply_with_retry(
+        &mut self,
+        ctx: &ShardCtx,
+        batch: &mut ApplyBatch,
+        cancel: &CancellationToken,
+    ) -> Result<(), ApplyEnd> {
+        let shard = self.shard.clone();
+        let mut backoff = Duration::from_millis(100);
+        let mut control = ctx.control.clone();
+        loop {
+            let n = batch.len() as u64;
+            let mut report = ApplyReport::default();
+            let r = self.writer.apply(batch, &mut report).await;
+            ctx.applied_ops.fetch_add(report.applied.min(n), Ordering::Relaxed);
+            self.report(ctx, &report);
+            let e = match r {
+                Ok(()) => {
+                    if backoff > Duration::from_millis(100) {
+                        set(&ctx.shared, |s| {
+                            if s.state == ShardState::Reconnecting {
+                                s.state = ShardState::Incremental;
+                            }
+                        });
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let message = describe(&shard, &e);
+            set(&ctx.shared, |s| {
+                s.errors += 1;
+                s.last_error = Some(message.clone());
+            });
+            if e.code == ROLLBACK {
+                return Err(self.rolled_back(ctx, &message).await);
+            }
+            if e.class == ErrorClass::Retry {
+                set(&ctx.shared, |s| s.state = ShardState::Reconnecting);
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            // Needs the operator: pause until resumed.
+            alert(&ctx.shared, e.origin.as_ref().map(|o| o.offset), format!("paused: {message}"));
+            let before = ctx.shared.lock().map(|s| s.state).unwrap_or(ShardState::Incremental);
+            set(&ctx.shared, |s| {
+                s.state = ShardState::Stopped;
+                s.paused_on_error = true;
+            });
+            control.borrow_and_update();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ApplyEnd::Failed(message)),
+                    r = control.changed() => if r.is_err() { return Err(ApplyEnd::Failed(message)) },
+                }
+                if *control.borrow_and_update() == ShardControl::Run {
+                    break;
+                }
+            }
+            alert(&ctx.shared, None, "resumed by the operator: applying the paused batch again".to_owned());
+            set(&ctx.shared, |s| {
+                s.state = before;
+                s.paused_on_error = false;
+            });
+            backoff = Duration::from_millis(100);
+        }
+    }
+
+    /// The destination lost writes it had confirmed: the next link resumes
+    /// from what its checkpoint says it still holds.
+    async fn rolled_back(&mut self, ctx: &ShardCtx, message: &str) -> ApplyEnd {
+        let record = loop {
+            match self.writer.read_checkpoint(&self.ckpt_key).await {
+                Ok(r) => break r,
+                Err(e) if e.class == ErrorClass::Retry => {
+                    tokio::select! {
+                        _ = ctx.cancel.cancelled() => return ApplyEnd::Stopped,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                Err(e) => return ApplyEnd::Failed(describe(&self.shard, &e)),
+            }
+        };
+        let (replid, applied) = match record {
+            Some(r) => (Some(r.replid), r.offset),
+            None => (None, None),
+        };
+        let what = match (&replid, applied) {
+            (Some(r), Some(o)) => format!("resuming from offset {o} of {r}, which it still holds"),
+            _ => "copying this shard again in full".to_owned(),
+        };
+        self.replid = replid;
+        self.applied = applied;
+        self.ours_on_dest = true;
+        set(&ctx.shared, |s| s.applied_offset = applied);
+        ApplyEnd::Again(format!("{message}; {what}"))
+    }
+
+    fn report(&self, ctx: &ShardCtx, report: &ApplyReport) {
+        for c in &report.collisions {
+            let key = crate::rdb::parser::show_key(&c.key);
+            let maybe = if c.uncertain { " (found on a re-send: it may be this shard's own first write)" } else { "" };
+            alert(
+                &ctx.shared,
+                Some(c.offset),
+                format!(
+                    "collision: key {key} in db {} already exists on the destination (another shard holds it too){maybe}; it was not overwritten (conflict = \"intercept\")",
+                    c.db
+                ),
+            );
+        }
+        if report.kept > 0 {
+            let k = report.kept;
+            alert(&ctx.shared, None, format!("{k} keys already on the destination were kept (conflict = \"skip\")"));
+        }
+    }
+}
+
+fn describe(shard: &str, e: &ApplyError) -> String {
+    format!("shard {shard}: {e}")
+}
+
+/// What a link has taken in but not yet applied.
+#[derive(Default)]
+struct Work {
+    /// Destination commands from the snapshot (and checkpoint marks).
+    pending: Vec<ApplyCmd>,
+    /// Stream commands since the last flush.
+    run: Vec<ApplyCmd>,
+    /// Inside a source transaction: never flush.
+    in_multi: bool,
+    /// The last point outside a transaction: (run length, offset, spool position).
+    safe: Option<(usize, u64, u64)>,
+    /// The offset (and spool position) the pending work brings the destination to.
+    offset: Option<u64>,
+    position: Option<u64>,
+    /// The stream's start offset while a snapshot is being applied.
+    rdb_start: Option<u64>,
+    /// Snapshot keys, stream commands and their bytes since the last flush.
+    keys: u64,
+    units: u64,
+    bytes: usize,
+}
+
+impl Work {
+    /// Whether stream items (applied or skipped) were taken since the last flush.
+    fn run_started(&self) -> bool {
+        !self.run.is_empty() || (self.offset.is_some() && self.rdb_start.is_none())
+    }
+
+    /// Cuts an unfinished source transaction off the run.
+    fn drop_open_transaction(&mut self) {
+        if !self.in_multi {
+            return;
+        }
+        match self.safe {
+            Some((len, offset, position)) => {
+                self.run.truncate(len);
+                self.offset = Some(offset);
+                self.position = Some(position);
+            }
+            None => {
+                self.run.clear();
+                self.offset = None;
+                self.position = None;
+            }
+        }
+        self.in_multi = false;
+    }
+}

@@ -1,0 +1,194 @@
+//! The consumer thread of a shard: reads the spool back (the RDB through
+//! the parser, then the command stream through the filter) and hands the
+//! applier [`Item`]s in small batches over a bounded channel, which is where
+//! a slow destination pushes back (the reader keeps spooling to disk).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::filter::{Action, StreamFilter};
+use crate::rdb::{Event, ParserOptions, RdbReader};
+use crate::source::{PsyncEvent, ReplicationStream};
+
+/// Items from the consumer thread to the applier.
+pub enum Item {
+    /// A full resynchronization begins: the command stream after the
+    /// snapshot starts at `offset`.
+    FullResync {
+        replid: String,
+        offset: u64,
+    },
+    /// The master continues a previous session.
+    Continue {
+        replid: Option<String>,
+    },
+    /// An RDB event, with the RDB bytes read so far.
+    Rdb {
+        event: Event,
+        rdb_offset: u64,
+    },
+    /// Lua scripts (`lua` aux fields) and function libraries from the RDB,
+    /// loaded on the destination so `EVALSHA`/`FCALL` never miss.
+    Script(Bytes),
+    Function(Bytes),
+    /// The snapshot is complete.
+    RdbDone,
+    /// A filtered stream command, at replication offset `offset` (after it),
+    /// `position` in the spool.
+    Stream {
+        action: Action,
+        offset: u64,
+        position: u64,
+    },
+    /// Something skipped while reading the snapshot (an empty collection,
+    /// a module value): shown as an alert.
+    Warning(String),
+    /// The consumer stopped on an error.
+    Failed(String),
+}
+
+/// The tool's own keys (DESIGN.md): the heartbeat key and the checkpoint
+/// keys `<heartbeat>:ckpt:<shard>`. A snapshot can hold them (the heartbeat
+/// is written before the fork; a source may itself be a former destination),
+/// and they are never copied.
+#[derive(Clone)]
+pub struct OwnKeys {
+    heartbeat: Bytes,
+    ckpt_prefix: Bytes,
+}
+
+impl OwnKeys {
+    pub fn new(heartbeat_key: &str) -> Self {
+        OwnKeys {
+            heartbeat: Bytes::copy_from_slice(heartbeat_key.as_bytes()),
+            ckpt_prefix: Bytes::from(format!("{heartbeat_key}:ckpt:")),
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key == self.heartbeat.as_ref() || key.starts_with(&self.ckpt_prefix)
+    }
+}
+
+/// Items per channel message.
+const OUTBOX_ITEMS: usize = 256;
+
+/// The consumer's side of the channel: items are handed over in batches, at
+/// once when nothing more is at hand (so a lone command is not delayed).
+pub(super) struct Outbox {
+    tx: mpsc::Sender<Vec<Item>>,
+    items: Vec<Item>,
+}
+
+impl Outbox {
+    /// False once the applier is gone.
+    fn push(&mut self, item: Item, more_at_hand: bool) -> bool {
+        self.items.push(item);
+        if self.items.len() >= OUTBOX_ITEMS || !more_at_hand {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.items.is_empty() {
+            return true;
+        }
+        let items = std::mem::replace(&mut self.items, Vec::with_capacity(OUTBOX_ITEMS));
+        self.tx.blocking_send(items).is_ok()
+    }
+}
+
+/// The consumer thread: spool → items. Blocking.
+pub(super) fn consume(
+    stream: &mut ReplicationStream,
+    mut filter: StreamFilter,
+    own_keys: OwnKeys,
+    big_key_bytes: usize,
+    release: Arc<AtomicU64>,
+    tx: mpsc::Sender<Vec<Item>>,
+) {
+    let mut out = Outbox { tx, items: Vec::with_capacity(OUTBOX_ITEMS) };
+    let mut released = 0u64;
+    loop {
+        let ev = match stream.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => {
+                out.flush();
+                return;
+            }
+            Err(e) => {
+                out.push(Item::Failed(e.to_string()), false);
+                return;
+            }
+        };
+        let more = stream.has_buffered();
+        let ok = match ev {
+            PsyncEvent::FullResync { replid, offset } => out.push(Item::FullResync { replid, offset }, more),
+            PsyncEvent::Continue { new_replid } => out.push(Item::Continue { replid: new_replid }, more),
+            PsyncEvent::MasterError { message } => {
+                out.push(Item::Failed(format!("the master refused to sync: {message}")), false);
+                return;
+            }
+            PsyncEvent::RdbBegin { .. } => {
+                if !consume_rdb(stream, &own_keys, big_key_bytes, &mut out) {
+                    return;
+                }
+                out.push(Item::RdbDone, false)
+            }
+            PsyncEvent::RdbData(_) | PsyncEvent::RdbEnd | PsyncEvent::KeepAlive => true,
+            PsyncEvent::Command(c) => {
+                let position = stream.position();
+                let action = filter.filter(c.args);
+                out.push(Item::Stream { action, offset: c.offset, position }, more)
+            }
+        };
+        if !ok {
+            return;
+        }
+        // Release spool segments in steps, not per command.
+        let r = release.load(Ordering::Relaxed);
+        if r > released + (1 << 20) && stream.release_upto(r).is_ok() {
+            released = r;
+        }
+    }
+}
+
+/// The snapshot: RDB events, minus the tool's own keys, plus its scripts
+/// and functions. False when the consumer must stop.
+fn consume_rdb(stream: &mut ReplicationStream, own_keys: &OwnKeys, big_key_bytes: usize, out: &mut Outbox) -> bool {
+    let opts = ParserOptions { capture_payload: Some(big_key_bytes), ..ParserOptions::default() };
+    let mut rdb = RdbReader::with_options(stream.rdb(), opts);
+    let mut skipping = false;
+    loop {
+        let item = match rdb.next_event() {
+            Ok(Some(Event::Aux(kv))) if kv.0.as_ref() == b"lua" => Item::Script(kv.1),
+            Ok(Some(Event::Function { code })) => Item::Function(code),
+            Ok(Some(Event::KeyStart(k))) if own_keys.contains(&k.key) => {
+                skipping = true;
+                continue;
+            }
+            Ok(Some(Event::Chunk(_))) if skipping => continue,
+            Ok(Some(Event::KeyEnd { .. })) if skipping => {
+                skipping = false;
+                continue;
+            }
+            Ok(Some(event @ (Event::KeyStart(_) | Event::Chunk(_) | Event::KeyEnd { .. }))) => {
+                Item::Rdb { event, rdb_offset: rdb.offset() }
+            }
+            Ok(Some(Event::Warning(w))) => Item::Warning(format!("snapshot byte {}: {}", w.offset, w.message)),
+            Ok(Some(_)) => continue,
+            Ok(None) => return true,
+            Err(e) => {
+                out.push(Item::Failed(format!("the snapshot from the master is unreadable: {e}")), false);
+                return false;
+            }
+        };
+        if !out.push(item, true) {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! How a run of replicated commands becomes destination commands.
+//!
+//! With checkpoints in the destination (the default), the whole run goes
+//! out as one `MULTI` … `EXEC` that also sets the shard's checkpoint key to
+//! the offset after the run's last command: the destination holds both or
+//! neither, so a resume after any crash neither repeats nor skips a write.
+//! The source's own `MULTI`/`EXEC` markers are dropped inside it (a
+//! transaction cannot nest; the run is atomic anyway, and the applier never
+//! cuts a run inside a source transaction).
+//!
+//! Without them, the run goes out as it came, the source's transactions as
+//! units. Either way a unit that spans databases carries its own `SELECT`s
+//! (the writer selects only before a unit), and leaves the connection in
+//! the database its `EXEC` is tagged with.
+
+use bytes::Bytes;
+
+use crate::dest::{ApplyCmd, CheckpointRecord, Guard, Origin, ReplyRule, CHECKPOINT_DB};
+use crate::resp::Cmd;
+
+/// The checkpoint a run moves: key, the record after the run, and the
+/// offset the destination's checkpoint is at before it.
+pub struct CheckpointMove {
+    pub key: Bytes,
+    pub record: CheckpointRecord,
+    pub before: u64,
+}
+
+/// Lays out `run` (filtered stream commands, the source's transaction
+/// markers tagged `Multi`/`Exec`). See the module docs.
+pub fn lay_out(run: Vec<ApplyCmd>, checkpoint: Option<CheckpointMove>, out: &mut Vec<ApplyCmd>) {
+    match checkpoint {
+        Some(ckpt) => wrap(run, ckpt, out),
+        None => plain(run, out),
+    }
+}
+
+fn select(db: u32) -> ApplyCmd {
+    ApplyCmd::new(Cmd::new("SELECT").arg(db.to_string()), Origin { db, ..Origin::default() })
+}
+
+fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut Vec<ApplyCmd>) {
+    let after = ckpt.record.offset.unwrap_or(ckpt.before);
+    let origin = Origin { db: CHECKPOINT_DB, key: ckpt.key.clone(), offset: after };
+    let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
+    multi.guard = Some(Guard::Checkpoint {
+        key: ckpt.key.clone(),
+        replid: ckpt.record.replid.clone(),
+        before: ckpt.before,
+        after,
+    });
+    out.push(multi);
+    out.push(ApplyCmd::new(Cmd::new("SET").arg(&ckpt.key).arg_bytes(ckpt.record.encode()), origin.clone()));
+    let mut db = CHECKPOINT_DB;
+    for c in run {
+        if matches!(c.rule, ReplyRule::Multi | ReplyRule::MultiOnce | ReplyRule::Exec) {
+            continue;
+        }
+        if c.origin.db != db {
+            db = c.origin.db;
+            out.push(select(db));
+        }
+        out.push(c);
+    }
+    // Back to the checkpoint's DB, where the next run's MULTI expects the
+    // connection: no SELECT round trip between runs.
+    if db != CHECKPOINT_DB {
+        out.push(select(CHECKPOINT_DB));
+    }
+    out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
+}
+
+fn plain(run: Vec<ApplyCmd>, out: &mut Vec<ApplyCmd>) {
+    let mut in_unit: Option<u32> = None;
+    for mut c in run {
+        match (&c.rule, in_unit) {
+            (ReplyRule::Multi, _) => in_unit = Some(c.origin.db),
+            (ReplyRule::Exec, Some(db)) => {
+                c.origin.db = db;
+                in_unit = None;
+            }
+            (_, Some(db)) if c.origin.db != db => {
+                in_unit = Some(c.origin.db);
+                out.push(select(c.origin.db));
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &str, db: u32, offset: u64) -> ApplyCmd {
+        let rule = match args {
+            "MULTI" => ReplyRule::Multi,
+            "EXEC" => ReplyRule::Exec,
+            _ => ReplyRule::Ok,
+        };
+        ApplyCmd::new(Cmd::from_args(args.split(' ')), Origin { db, key: Bytes::new(), offset }).rule(rule)
+    }
+
+    fn shown(out: &[ApplyCmd]) -> Vec<String> {
+        out.iter()
+            .map(|c| {
+                let args: Vec<String> = c.cmd.args().iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+                format!("{}@{}", args.join(" "), c.origin.db)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_checkpointed_run_is_one_unit_with_its_selects_and_no_nested_transaction() {
+        let run = vec![
+            cmd("INCR a", 0, 10),
+            cmd("MULTI", 2, 20),
+            cmd("LPUSH l x", 2, 30),
+            cmd("EXEC", 2, 40),
+            cmd("SET b 1", 0, 50),
+        ];
+        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(50), updated_ms: 1 };
+        let ckpt = CheckpointMove { key: Bytes::from_static(b"HB:ckpt:s1"), record: record.clone(), before: 5 };
+        let mut out = Vec::new();
+        lay_out(run, Some(ckpt), &mut out);
+        let set = format!("SET HB:ckpt:s1 {}@0", String::from_utf8_lossy(&record.encode()));
+        assert_eq!(
+            shown(&out),
+            ["MULTI@0", &set, "INCR a@0", "SELECT 2@2", "LPUSH l x@2", "SELECT 0@0", "SET b 1@0", "EXEC@0"]
+        );
+        assert_eq!(out[0].rule, ReplyRule::MultiOnce);
+        assert_eq!(
+            out[0].guard,
+            Some(Guard::Checkpoint {
+                key: Bytes::from_static(b"HB:ckpt:s1"),
+                replid: "r".repeat(40),
+                before: 5,
+                after: 50
+            })
+        );
+        assert_eq!(out.last().unwrap().rule, ReplyRule::Exec);
+    }
+
+    #[test]
+    fn a_run_ending_in_another_db_returns_to_the_checkpoint_db() {
+        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(9), updated_ms: 1 };
+        let ckpt = CheckpointMove { key: Bytes::from_static(b"k"), record, before: 1 };
+        let mut out = Vec::new();
+        lay_out(vec![cmd("SET a 1", 3, 9)], Some(ckpt), &mut out);
+        let names: Vec<String> = shown(&out).into_iter().filter(|s| !s.starts_with("SET k")).collect();
+        assert_eq!(names, ["MULTI@0", "SELECT 3@3", "SET a 1@3", "SELECT 0@0", "EXEC@0"]);
+    }
+
+    #[test]
+    fn without_checkpoints_source_transactions_stay_units_with_their_selects() {
+        let run = vec![
+            cmd("SET a 1", 1, 1),
+            cmd("MULTI", 1, 2),
+            cmd("SET b 1", 1, 3),
+            cmd("SET c 1", 4, 4),
+            cmd("EXEC", 4, 5),
+        ];
+        let mut out = Vec::new();
+        lay_out(run, None, &mut out);
+        assert_eq!(shown(&out), ["SET a 1@1", "MULTI@1", "SET b 1@1", "SELECT 4@4", "SET c 1@4", "EXEC@4"]);
+    }
+}
