@@ -5,40 +5,18 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::compare;
+use common::task::{cmd, finish, info_stat, run_binary, task_file};
 use common::{Nutcracker, RedisOptions, RedisServer};
 use shardsync::config::TaskConfig;
 use shardsync::engine;
-use shardsync::resp::{Cmd, Connection, Value};
+use shardsync::resp::{Cmd, Connection};
 use tokio_util::sync::CancellationToken;
 
 const HEARTBEAT: &[u8] = b"SHARDSYNC_HEARTBEAT";
-
-fn task_file(dir: &Path, sources: &[(&str, String)], dest: &str, extra_sync: &str) -> std::path::PathBuf {
-    let mut t = format!("name = \"t\"\nstate_dir = \"{}\"\n", dir.join("state").display());
-    for (name, addr) in sources {
-        t.push_str(&format!("\n[[source]]\nname = \"{name}\"\naddr = \"{addr}\"\n"));
-    }
-    t.push_str(&format!("\n[destination]\naddr = \"{dest}\"\n\n[sync]\nconflict = \"intercept\"\n{extra_sync}"));
-    let p = dir.join("task.toml");
-    std::fs::write(&p, t).expect("task file");
-    p
-}
-
-async fn cmd(c: &mut Connection, args: &[&str]) -> Value {
-    let v = c.send(&Cmd::from_args(args.iter().copied())).await.unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(!v.is_error(), "{args:?} -> {v}");
-    v
-}
-
-fn info_stat(server: &RedisServer, field: &str) -> u64 {
-    let info = server.redis_cli(&["INFO", "stats"]).expect("info");
-    info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
 
 /// One round of writes using the seed's command list: through nutcracker
 /// where twemproxy supports the command, directly on a master otherwise.
@@ -258,40 +236,14 @@ async fn flushall_on_one_shard_is_refused_and_reported() {
     );
     handle.stop().await;
     let mut d = compare::connect(&dest.addr()).await;
-    // server1's keys all remain, and so do server2's (the flush was refused).
-    assert_eq!(compare::keyspace(&mut d).await.get(&0), Some(&101));
+    // server1's keys all remain, and so do server2's (the flush was refused);
+    // db 0 also holds the two shards' checkpoint keys.
+    assert_eq!(compare::keyspace(&mut d).await.get(&0), Some(&103));
+    for shard in ["server1", "server2"] {
+        let key = format!("SHARDSYNC_HEARTBEAT:ckpt:{shard}");
+        assert_eq!(dest.redis_cli(&["EXISTS", &key]).expect("exists").trim(), "1", "{key}");
+    }
     assert_eq!(dest.redis_cli(&["GET", "after"]).expect("get").trim(), "flush");
-}
-
-fn run_binary(task: &Path, until_synced: bool) -> std::process::Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shardsync"));
-    c.args(["run", "--config"]).arg(task).args(["--headless", "--json"]);
-    if until_synced {
-        c.arg("--until-synced");
-    }
-    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn shardsync")
-}
-
-fn finish(child: std::process::Child, limit: Duration) -> (i32, String) {
-    let start = Instant::now();
-    let mut child = child;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let out = child.wait_with_output().expect("output");
-            let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-            return (status.code().unwrap_or(-1), text);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "shardsync did not finish in {limit:?}:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,7 +413,7 @@ async fn only_selected_databases_are_copied_and_mapped() {
     handle.stop().await;
     let mut d = compare::connect(&dest.addr()).await;
     let ks = compare::keyspace(&mut d).await;
-    assert_eq!(ks.get(&0), Some(&2), "{ks:?}");
+    assert_eq!(ks.get(&0), Some(&3), "2 keys and the checkpoint key: {ks:?}");
     assert_eq!(ks.get(&5), Some(&2), "db 3 lands in db 5: {ks:?}");
     assert!(!ks.contains_key(&2) && !ks.contains_key(&3), "{ks:?}");
     assert_eq!(dest.redis_cli(&["-n", "5", "GET", "live3"]).expect("get").trim(), "3");

@@ -112,7 +112,7 @@ pub async fn diff(sources: &[String], dest: &str, own_keys: &[&[u8]]) -> Vec<Str
                 if st != dt {
                     out.push(format!("{src} db{db} {k}: type {st} vs {dt}"));
                 } else if sv != dv {
-                    out.push(format!("{src} db{db} {k}: value {sv:?} vs {dv:?}"));
+                    out.push(format!("{src} db{db} {k}: value {} vs {}", shorten(&sv), shorten(&dv)));
                 } else if (sttl < 0) != (dttl < 0) || (sttl - dttl).abs() > 1500 {
                     out.push(format!("{src} db{db} {k}: pttl {sttl} vs {dttl}"));
                 }
@@ -150,4 +150,17 @@ pub async fn diff(sources: &[String], dest: &str, own_keys: &[&[u8]]) -> Vec<Str
         }
     }
     out
+}
+
+/// A value for a difference report: readable text, bounded.
+fn shorten(c: &Content) -> String {
+    let text = match c {
+        Content::String(v) => String::from_utf8_lossy(v).into_owned(),
+        other => format!("{other:?}"),
+    };
+    if text.chars().count() > 120 {
+        format!("{}… ({} chars)", text.chars().take(120).collect::<String>(), text.chars().count())
+    } else {
+        text
+    }
 }

@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod task;
 
 use std::{
     env, fs,
@@ -108,6 +109,7 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     password: Option<String>,
+    bin: PathBuf,
 }
 
 impl RedisServer {
@@ -134,7 +136,9 @@ impl RedisServer {
 
             let mut child = ChildGuard(spawn_logged(Command::new(&opts.bin).arg(&conf_path), &opts.bin, dir.path())?);
             match wait_ready(&mut child.0, port, true) {
-                Ok(()) => return Ok(RedisServer { child, port, dir, password: opts.password.clone() }),
+                Ok(()) => {
+                    return Ok(RedisServer { child, port, dir, password: opts.password.clone(), bin: opts.bin.clone() })
+                }
                 Err(e) => {
                     drop(child);
                     let log = read_logs(dir.path(), REDIS_LOGS);
@@ -196,6 +200,22 @@ impl RedisServer {
     /// The server's log and captured output, for failure messages.
     pub fn logs(&self) -> String {
         read_logs(self.dir.path(), REDIS_LOGS)
+    }
+
+    /// Kills the server with SIGKILL (a crash: it keeps only what it had
+    /// persisted), stays down for `downtime`, then starts it again on the
+    /// same port, directory and configuration.
+    pub fn crash_and_restart(&mut self, downtime: Duration) -> io::Result<()> {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        thread::sleep(downtime);
+        let conf_path = self.dir.path().join("redis.conf");
+        let mut child = ChildGuard(spawn_logged(Command::new(&self.bin).arg(&conf_path), &self.bin, self.dir.path())?);
+        wait_ready(&mut child.0, self.port, true).map_err(|e| {
+            io::Error::new(e.kind(), format!("restarting redis-server on port {}: {e}\n{}", self.port, self.logs()))
+        })?;
+        self.child = child;
+        Ok(())
     }
 }
 

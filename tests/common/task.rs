@@ -1,0 +1,68 @@
+//! Task files and the real binary, for the engine's integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shardsync::resp::{Cmd, Connection, Value};
+
+use super::RedisServer;
+
+/// A task file in `dir` (state under `dir/state`), conflict `intercept`
+/// unless `extra_sync` (lines of `[sync]`) says otherwise.
+pub fn task_file(dir: &Path, sources: &[(&str, String)], dest: &str, extra_sync: &str) -> PathBuf {
+    let mut t = format!("name = \"t\"\nstate_dir = \"{}\"\n", dir.join("state").display());
+    for (name, addr) in sources {
+        t.push_str(&format!("\n[[source]]\nname = \"{name}\"\naddr = \"{addr}\"\n"));
+    }
+    t.push_str(&format!("\n[destination]\naddr = \"{dest}\"\n\n[sync]\nconflict = \"intercept\"\n{extra_sync}"));
+    let p = dir.join("task.toml");
+    std::fs::write(&p, t).expect("task file");
+    p
+}
+
+/// A command that must succeed.
+pub async fn cmd(c: &mut Connection, args: &[&str]) -> Value {
+    let v = c.send(&Cmd::from_args(args.iter().copied())).await.unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(!v.is_error(), "{args:?} -> {v}");
+    v
+}
+
+/// A counter of `INFO stats` (`sync_full`, `sync_partial_ok`…).
+pub fn info_stat(server: &RedisServer, field: &str) -> u64 {
+    let info = server.redis_cli(&["INFO", "stats"]).expect("info");
+    info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// `shardsync run --config F --headless --json [--until-synced]`.
+pub fn run_binary(task: &Path, until_synced: bool) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shardsync"));
+    c.args(["run", "--config"]).arg(task).args(["--headless", "--json"]);
+    if until_synced {
+        c.arg("--until-synced");
+    }
+    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn shardsync")
+}
+
+/// Waits for the process to exit (killing it after `limit`): exit code and output.
+pub fn finish(child: Child, limit: Duration) -> (i32, String) {
+    let start = Instant::now();
+    let mut child = child;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+            return (status.code().unwrap_or(-1), text);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "shardsync did not finish in {limit:?}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
