@@ -279,3 +279,55 @@ async fn out_of_memory_pauses_the_shard_until_resumed() {
     handle.stop().await;
     assert_equal(&[m1.addr()], &dest.addr()).await;
 }
+
+fn bgsave_running(server: &RedisServer) -> bool {
+    let info = server.redis_cli(&["INFO", "persistence"]).expect("info");
+    info.lines().any(|l| l.trim() == "rdb_bgsave_in_progress:1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_sharing_a_host_never_fork_together() {
+    // Both on 127.0.0.1; slow diskless snapshots (0.2 ms per key).
+    let slow = ["repl-diskless-sync yes", "repl-diskless-sync-delay 0", "rdb-key-save-delay 200"];
+    let m1 = RedisServer::with_config(&slow).expect("m1");
+    let m2 = RedisServer::with_config(&slow).expect("m2");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    fill(&m1.addr(), 3000, 20).await;
+    fill(&m2.addr(), 3000, 20).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = task_file(dir.path(), &[("server1", m1.addr()), ("server2", m2.addr())], &dest.addr(), "");
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    let (mut waited, mut both, mut forks) = (false, false, 0);
+    let start = Instant::now();
+    while !handle.status.borrow().all_synced() {
+        assert!(start.elapsed() < Duration::from_secs(60), "not synced: {:#?}", handle.status.borrow());
+        let (a, b) = (bgsave_running(&m1), bgsave_running(&m2));
+        both |= a && b;
+        forks += usize::from(a || b);
+        waited |=
+            handle.status.borrow().shards.iter().any(|s| s.waiting.as_deref().is_some_and(|w| w.contains("127.0.0.1")));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(forks > 10, "the snapshots were observed ({forks} samples)");
+    assert!(!both, "the two masters on one host forked at the same time");
+    assert!(waited, "the waiting shard said what it waits for");
+    handle.stop().await;
+    assert_equal(&[m1.addr(), m2.addr()], &dest.addr()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_rate_limit_holds() {
+    let m1 = RedisServer::with_config(&[]).expect("m1");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    fill(&m1.addr(), 1500, 20).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = task_file(dir.path(), &[("server1", m1.addr())], &dest.addr(), "max_keys_per_sec = 1000\n");
+    let start = Instant::now();
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    synced(&handle).await;
+    let took = start.elapsed();
+    // 1500 keys at 1000/s, less the first burst (a tenth of a second).
+    assert!(took >= Duration::from_millis(1300), "1500 keys at most 1000/s took only {took:?}");
+    handle.stop().await;
+    assert_equal(&[m1.addr()], &dest.addr()).await;
+}

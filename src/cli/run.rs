@@ -59,7 +59,9 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         return EXIT_FAILED;
     }
     let handle = engine::spawn(task, cancel.clone());
+    tokio::spawn(operator_commands(handle.commands.clone(), cancel.clone()));
     let mut status = handle.status.clone();
+    let mut paused_shown = std::collections::HashSet::<String>::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut alerts_shown = std::collections::HashMap::<String, u64>::new();
     let mut synced = false;
@@ -89,6 +91,14 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
                 eprintln!("alert: {}: {}", s.shard, a.message);
             }
             *shown = s.alerts_total;
+            if s.paused_on_error && paused_shown.insert(s.shard.clone()) {
+                eprintln!(
+                    "shard {} is paused: fix the destination, then type `resume {}` (or `resume`) and Enter here",
+                    s.shard, s.shard
+                );
+            } else if !s.paused_on_error {
+                paused_shown.remove(&s.shard);
+            }
         }
         if let Some(f) = snap.failed() {
             let err = f.last_error.clone().unwrap_or_else(|| "failed".into());
@@ -125,4 +135,59 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         println!("{}", headless::synced_json());
     }
     code
+}
+
+/// What the operator can type on standard input while a headless task
+/// runs: `pause <shard>`, `resume <shard>` (or `resume` for every shard),
+/// `stop`. Standard input that is closed or not a terminal just ends this.
+async fn operator_commands(commands: tokio::sync::mpsc::Sender<engine::task::Command>, cancel: CancellationToken) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = tokio::select! {
+            _ = cancel.cancelled() => return,
+            l = lines.next_line() => l,
+        };
+        let Ok(Some(line)) = line else { return };
+        match parse_operator_line(&line) {
+            Ok(Some(cmds)) => {
+                for c in cmds {
+                    let _ = commands.send(c).await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+}
+
+fn parse_operator_line(line: &str) -> Result<Option<Vec<engine::task::Command>>, String> {
+    use engine::task::Command;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Ok(Some(match words.as_slice() {
+        [] => return Ok(None),
+        ["pause", shard] => vec![Command::PauseShard((*shard).to_owned())],
+        ["resume", shard] => vec![Command::ResumeShard((*shard).to_owned())],
+        ["resume"] => vec![Command::ResumeAll],
+        ["stop"] => vec![Command::StopTask],
+        _ => {
+            return Err(format!("unknown command `{line}`: type `pause <shard>`, `resume <shard>`, `resume` or `stop`"))
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::task::Command;
+
+    #[test]
+    fn operator_lines() {
+        assert_eq!(parse_operator_line("  "), Ok(None));
+        assert_eq!(parse_operator_line("resume server1"), Ok(Some(vec![Command::ResumeShard("server1".into())])));
+        assert_eq!(parse_operator_line("resume"), Ok(Some(vec![Command::ResumeAll])));
+        assert_eq!(parse_operator_line("pause s2"), Ok(Some(vec![Command::PauseShard("s2".into())])));
+        assert_eq!(parse_operator_line("stop"), Ok(Some(vec![Command::StopTask])));
+        assert!(parse_operator_line("resum").unwrap_err().contains("unknown command"));
+    }
 }

@@ -21,6 +21,8 @@ use crate::resp::ConnectOptions;
 pub enum Command {
     PauseShard(String),
     ResumeShard(String),
+    /// Resume every shard (after an operator pause or a pause on error).
+    ResumeAll,
     StopShard(String),
     StopTask,
 }
@@ -175,6 +177,11 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 }
                 Command::ResumeShard(n) => {
                     if let Some(s) = find(&n) {
+                        let _ = s.control.send(ShardControl::Run);
+                    }
+                }
+                Command::ResumeAll => {
+                    for (_, s) in cmd_slots.iter() {
                         let _ = s.control.send(ShardControl::Run);
                     }
                 }
