@@ -331,3 +331,25 @@ async fn the_key_rate_limit_holds() {
     handle.stop().await;
     assert_equal(&[m1.addr()], &dest.addr()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_restarts_empty_mid_copy_gets_the_whole_copy_again() {
+    let m1 = RedisServer::with_config(&[]).expect("m1");
+    let mut dest = RedisServer::with_config(&[]).expect("dest");
+    fill(&m1.addr(), 6000, 20).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // Slowed to ~3 s so the crash lands inside the copy.
+    let path = task_file(dir.path(), &[("server1", m1.addr())], &dest.addr(), "max_keys_per_sec = 2000\n");
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    wait_for(&handle, "keys copied", Duration::from_secs(30), |s| {
+        s.shards.first().is_some_and(|s| s.keys_applied > 500)
+    })
+    .await;
+    dest.crash_and_restart(Duration::from_millis(300)).expect("restart the destination");
+    synced(&handle).await;
+    let reasons = alerts(&handle);
+    assert!(reasons.iter().any(|a| a.contains("lost confirmed writes")), "{reasons:?}");
+    assert!(handle.status.borrow().shards[0].full_syncs >= 2, "copied again");
+    handle.stop().await;
+    assert_equal(&[m1.addr()], &dest.addr()).await;
+}

@@ -214,6 +214,16 @@ impl Rewriter {
         self.key.is_some()
     }
 
+    /// Gives up the open key (its snapshot was cut off): a big key being
+    /// built under a temporary name has that name deleted, so a copy that
+    /// never finishes leaves nothing behind.
+    pub fn abandon(&mut self, out: &mut Vec<ApplyCmd>) {
+        if let Some(KeyState { db: Some(db), offset, phase: Phase::Build { temp, .. }, start, .. }) = self.key.take() {
+            let origin = Origin { db, key: start.key.clone(), offset };
+            out.push(ApplyCmd::new(Cmd::new("DEL").arg(&temp), origin));
+        }
+    }
+
     /// Forget the connection's DB, so the next key starts with `SELECT`
     /// (for a caller that sends the output somewhere new).
     pub fn forget_db(&mut self) {

@@ -569,3 +569,22 @@ fn streams_cannot_go_to_servers_without_them() {
     let err = rw.feed(start(0, "st", ValueKind::Stream, None), 0, NOW, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("has no streams"), "{err}");
 }
+
+#[test]
+fn an_abandoned_build_deletes_its_temporary_key() {
+    let mut o = opts("7.0.15", Conflict::Overwrite);
+    o.buffer_bytes = 40;
+    o.chunk_items = 2;
+    let items = |r: std::ops::Range<u32>| Event::Chunk(Chunk::ListItems(r.map(|i| b(&format!("e{i}"))).collect()));
+    let (_, mut rw) = run(o.clone(), vec![start(0, "big", ValueKind::List, None), items(0..2), items(2..5)]);
+    assert!(rw.in_key());
+    let mut out = Vec::new();
+    rw.abandon(&mut out);
+    assert_eq!(render(&out), ["DEL {big}:tmp"]);
+    assert!(!rw.in_key());
+    // A small key still being buffered left nothing on the destination.
+    let (_, mut rw) = run(o, vec![start(0, "small", ValueKind::List, None), items(0..1)]);
+    let mut out = Vec::new();
+    rw.abandon(&mut out);
+    assert!(out.is_empty());
+}

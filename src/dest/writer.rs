@@ -125,6 +125,9 @@ pub struct DestWriter {
     db: Option<u32>,
     /// Set by a connection loss: guards run before the next send.
     check_guards: bool,
+    /// What the checkpoint key must still say after a connection loss (see
+    /// [`DestWriter::expect_after_loss`]).
+    expect: Option<(Bytes, CheckpointRecord)>,
     stats: WriterStats,
 }
 
@@ -157,12 +160,22 @@ impl DestWriter {
             conn: Some(conn),
             db: Some(0),
             check_guards: false,
+            expect: None,
             stats: WriterStats::default(),
         }
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// After a connection loss, before anything is sent again, checks that
+    /// checkpoint `key` still holds `record` (its replication ID and
+    /// offset): a full copy's "copying" mark, so a destination that
+    /// restarted empty mid-copy is caught (`ROLLBACK`) instead of the copy
+    /// completing with a hole. `None` stops checking.
+    pub fn expect_after_loss(&mut self, expect: Option<(Bytes, CheckpointRecord)>) {
+        self.expect = expect;
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -184,6 +197,9 @@ impl DestWriter {
         while !batch.is_empty() {
             self.ensure_connected().await?;
             if self.check_guards {
+                if let Some((key, record)) = self.expect.clone() {
+                    self.check_mark(&key, &record).await?;
+                }
                 self.run_guards(batch).await?;
                 self.check_guards = false;
                 if batch.is_empty() {
@@ -376,6 +392,34 @@ impl DestWriter {
         }
     }
 
+    async fn check_mark(&mut self, key: &[u8], expected: &CheckpointRecord) -> Result<(), ApplyError> {
+        let found = self.read_checkpoint(key).await?;
+        if found.as_ref().is_some_and(|r| r.replid == expected.replid && r.offset == expected.offset) {
+            return Ok(());
+        }
+        let origin = Origin { db: CHECKPOINT_DB, key: Bytes::copy_from_slice(key), offset: 0 };
+        Err(self.rollback(found.as_ref(), &format!("it was receiving a full copy of {}", expected.replid), &origin))
+    }
+
+    fn rollback(&self, found: Option<&CheckpointRecord>, expected: &str, origin: &Origin) -> ApplyError {
+        let found = match found {
+            Some(CheckpointRecord { replid: r, offset: Some(o), .. }) => format!("at offset {o} of {r}"),
+            Some(CheckpointRecord { replid: r, offset: None, .. }) => format!("in a full copy of {r}"),
+            None => "missing".to_owned(),
+        };
+        ApplyError {
+            class: ErrorClass::Pause,
+            code: ROLLBACK.to_owned(),
+            addr: self.addr.clone(),
+            command: None,
+            origin: Some(Box::new(origin.clone())),
+            detail: format!(
+                "the destination's checkpoint is {found}, but {expected}: \
+                 it lost confirmed writes (restarted without persisting them?)"
+            ),
+        }
+    }
+
     /// After a lost reply: whether a checkpointed unit was applied (the
     /// checkpoint moved to `after`) or not (still at `before`). Anything
     /// else is a `ROLLBACK`: the destination no longer holds writes it
@@ -392,24 +436,7 @@ impl DestWriter {
         match &record {
             Some(r) if r.is_at(replid, after) => Ok(true),
             Some(r) if r.is_at(replid, before) => Ok(false),
-            _ => {
-                let found = match &record {
-                    Some(CheckpointRecord { replid: r, offset: Some(o), .. }) => format!("at offset {o} of {r}"),
-                    Some(CheckpointRecord { replid: r, offset: None, .. }) => format!("in a full copy of {r}"),
-                    None => "missing".to_owned(),
-                };
-                Err(ApplyError {
-                    class: ErrorClass::Pause,
-                    code: ROLLBACK.to_owned(),
-                    addr: self.addr.clone(),
-                    command: None,
-                    origin: Some(Box::new(origin.clone())),
-                    detail: format!(
-                        "the destination's checkpoint is {found}, but it had confirmed offset {before} of {replid}: \
-                         it lost confirmed writes (restarted without persisting them?)"
-                    ),
-                })
-            }
+            _ => Err(self.rollback(record.as_ref(), &format!("it had confirmed offset {before} of {replid}"), origin)),
         }
     }
 

@@ -331,6 +331,7 @@ impl Applier {
                         break ApplyEnd::Failed(format!("shard {shard}: {e}"));
                     }
                     rewriter = self.rewriter(ctx, self.ours_on_dest);
+                    self.writer.expect_after_loss(None);
                     self.ours_on_dest = true;
                     self.replid = Some(replid.clone());
                     self.applied = None;
@@ -416,6 +417,7 @@ impl Applier {
         // for the next link, which receives it again whole.
         if !matches!(end, ApplyEnd::Failed(_) | ApplyEnd::Again(_)) {
             work.drop_open_transaction();
+            rewriter.abandon(&mut work.pending);
             // Bounded when stopping: a destination that stays down must not
             // hold the stop.
             let give_up = CancellationToken::new();
@@ -529,9 +531,19 @@ impl Applier {
         work.units = 0;
         work.bytes = 0;
         work.safe = None;
+        // While a full copy is written, a destination that comes back from a
+        // lost connection without its "copying" mark lost the keys copied
+        // so far; the writer checks for that before sending anything again.
+        if let (CheckpointStore::Destination, Some(replid), Some(_), None) =
+            (self.store, &self.replid, work.rdb_start, work.offset)
+        {
+            let mark = CheckpointRecord { replid: replid.clone(), offset: None, updated_ms: 0 };
+            self.writer.expect_after_loss(Some((self.ckpt_key.clone(), mark)));
+        }
         if let Some(off) = work.offset.take() {
             self.applied = Some(off);
             work.rdb_start = None;
+            self.writer.expect_after_loss(None);
             set(&ctx.shared, |s| {
                 s.applied_offset = Some(off);
                 let source = s.source_offset.max(s.received_offset);
