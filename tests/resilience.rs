@@ -353,3 +353,31 @@ async fn a_destination_that_restarts_empty_mid_copy_gets_the_whole_copy_again() 
     handle.stop().await;
     assert_equal(&[m1.addr()], &dest.addr()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_crashes_and_restarts_is_copied_again() {
+    // With an AOF, the restarted master has its data but a new history.
+    let mut m1 = RedisServer::with_config(&["appendonly yes", "appendfsync always"]).expect("m1");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    fill(&m1.addr(), 1000, 20).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = task_file(dir.path(), &[("server1", m1.addr())], &dest.addr(), "");
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    synced(&handle).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = start_writers(vec![m1.addr()], stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    writers.await.expect("writers");
+    m1.crash_and_restart(Duration::from_secs(2)).expect("restart the source");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = start_writers(vec![m1.addr()], stop.clone());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    writers.await.expect("writers");
+    wait_for(&handle, "reconnected", Duration::from_secs(60), |s| s.shards.first().is_some_and(|s| s.reconnects >= 1))
+        .await;
+    synced(&handle).await;
+    handle.stop().await;
+    assert_equal(&[m1.addr()], &dest.addr()).await;
+}

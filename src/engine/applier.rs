@@ -339,6 +339,10 @@ impl Applier {
                     set(&ctx.shared, |s| {
                         s.full_syncs += 1;
                         s.keys_applied = 0;
+                        // A new history (a restarted master) may count from
+                        // lower offsets than the old one.
+                        s.source_offset = Some(offset);
+                        s.received_offset = Some(offset);
                         s.applied_offset = None;
                         s.lag_bytes = None;
                     });
