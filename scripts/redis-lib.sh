@@ -5,7 +5,8 @@
 #   redis_stop                                   shuts it down (SHUTDOWN NOSAVE, then kill)
 #
 # The server binds 127.0.0.1 on a free port, keeps its files and log in DIR, and
-# never saves on its own (save ""): the callers SAVE when they mean to. Callers
+# never saves on its own (save ""): the callers SAVE when they mean to. It waits up to
+# REDIS_READY_TRIES × 0.1 s (default 100) for PONG: more for a big dump.rdb to load. Callers
 # put `trap redis_stop EXIT` (or their own cleanup calling it) so that a failure
 # never leaves a server behind. REDIS_SERVER / REDIS_CLI pick other binaries.
 
@@ -28,7 +29,7 @@ redis_start() {
       --dbfilename dump.rdb --save "" --appendonly no --daemonize no \
       --logfile "$dir/redis.log" "$@" &
     REDIS_PID=$!
-    for i in $(seq 1 100); do
+    for i in $(seq 1 "${REDIS_READY_TRIES:-100}"); do
       if ! kill -0 "$REDIS_PID" 2>/dev/null; then break; fi
       if [ "$("$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then
         return 0
