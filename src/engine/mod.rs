@@ -5,10 +5,12 @@
 //! Parts: `task` starts a task and is the handle front ends hold; `shard`
 //! runs one source; `filter` decides per replicated command; `source_side`
 //! holds the heartbeat and offset poller; `checkpoint` the local resume
-//! point; `snapshot` is what front ends read.
+//! point; `snapshot` is what front ends read; `collision` names the shards
+//! holding a key that collided.
 
 pub mod applier;
 pub mod checkpoint;
+pub mod collision;
 pub mod consumer;
 pub mod filter;
 pub mod rate;
