@@ -60,20 +60,35 @@ pub fn source_dbs_for(sync: &SyncConfig, dest_db: u32) -> Vec<u32> {
 
 /// Asks every source whether it holds `key` in a DB that maps to `dest_db`.
 pub async fn survey(task: &TaskConfig, dest_db: u32, key: &[u8]) -> Survey {
-    let dbs = source_dbs_for(&task.sync, dest_db);
-    let asks = task.sources.iter().map(|s| async {
-        let r = tokio::time::timeout(ASK_TIMEOUT, holds(s, &dbs, key)).await;
-        (s.name.clone(), r.unwrap_or_else(|_| Err(format!("no answer within {ASK_TIMEOUT:?}"))))
-    });
-    let mut out = Survey::default();
-    for (name, r) in futures::future::join_all(asks).await {
-        match r {
-            Ok(true) => out.holders.push(name),
-            Ok(false) => {}
-            Err(e) => out.unreachable.push((name, e)),
+    surveys(task, &[(dest_db, key)]).await.pop().unwrap_or_default()
+}
+
+/// [`survey`] for many keys (destination DB, key) at once: one connection
+/// and one pipeline per source, so a batch with many collisions costs one
+/// round trip per source, not one per key.
+pub async fn surveys(task: &TaskConfig, keys: &[(u32, &[u8])]) -> Vec<Survey> {
+    let dbs: Vec<Vec<u32>> = keys.iter().map(|(db, _)| source_dbs_for(&task.sync, *db)).collect();
+    let asks = task.sources.iter().map(|s| {
+        let dbs = &dbs;
+        async move {
+            let r = tokio::time::timeout(ASK_TIMEOUT, holds(s, keys, dbs)).await;
+            (s.name.clone(), r.unwrap_or_else(|_| Err(format!("no answer within {ASK_TIMEOUT:?}"))))
         }
-    }
-    out
+    });
+    let answers = futures::future::join_all(asks).await;
+    (0..keys.len())
+        .map(|i| {
+            let mut out = Survey::default();
+            for (name, r) in &answers {
+                match r {
+                    Ok(held) if held[i] => out.holders.push(name.clone()),
+                    Ok(_) => {}
+                    Err(e) => out.unreachable.push((name.clone(), e.clone())),
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// The names of the sources holding `key` in a DB that maps to `dest_db`,
@@ -83,9 +98,11 @@ pub async fn holders(task: &TaskConfig, dest_db: u32, key: &[u8]) -> Vec<String>
     survey(task, dest_db, key).await.holders
 }
 
-async fn holds(source: &SourceConfig, dbs: &[u32], key: &[u8]) -> Result<bool, String> {
-    if dbs.is_empty() {
-        return Ok(false);
+/// Whether `source` holds each of `keys`, in any of its DBs in `dbs` (one
+/// list per key).
+async fn holds(source: &SourceConfig, keys: &[(u32, &[u8])], dbs: &[Vec<u32>]) -> Result<Vec<bool>, String> {
+    if dbs.iter().all(Vec::is_empty) {
+        return Ok(vec![false; keys.len()]);
     }
     let opts = ConnectOptions {
         credentials: source.password.credentials(),
@@ -94,15 +111,30 @@ async fn holds(source: &SourceConfig, dbs: &[u32], key: &[u8]) -> Result<bool, S
     };
     let addr = source.addr.to_string();
     let mut conn = Connection::connect(&addr, &opts).await.map_err(|e| e.to_string())?;
-    let mut cmds = Vec::with_capacity(dbs.len() * 2);
-    for db in dbs {
-        cmds.push(Cmd::new("SELECT").arg(db.to_string()));
-        cmds.push(Cmd::new("EXISTS").arg(key));
+    let mut cmds = Vec::new();
+    for ((_, key), dbs) in keys.iter().zip(dbs) {
+        for db in dbs {
+            cmds.push(Cmd::new("SELECT").arg(db.to_string()));
+            cmds.push(Cmd::new("EXISTS").arg(key));
+        }
     }
     let replies = conn.pipeline(&cmds).await.map_err(|e| e.to_string())?;
+    let mut pairs = replies.chunks(2);
     // A DB the source does not have (SELECT refused) cannot hold the key,
-    // and the EXISTS after it then ran in the previous DB: skip the pair.
-    Ok(replies.chunks(2).any(|pair| matches!(pair, [sel, exists] if !sel.is_error() && exists.as_int() == Some(1))))
+    // and the EXISTS after it ran in the previous DB: the pair is skipped.
+    // `count`, not `any`: every pair of a key is consumed, so the next key
+    // reads its own.
+    Ok(dbs
+        .iter()
+        .map(|dbs| {
+            pairs
+                .by_ref()
+                .take(dbs.len())
+                .filter(|pair| matches!(pair, [sel, exists] if !sel.is_error() && exists.as_int() == Some(1)))
+                .count()
+                > 0
+        })
+        .collect())
 }
 
 /// The alert for a key that shard `this_shard` could not write because the
