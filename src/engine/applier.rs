@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{self, Checkpoint};
-use super::consumer::Item;
+use super::collision;
+use super::consumer::{Item, Marks};
 use super::filter::Action;
 use super::rate::RateLimit;
 use super::shard::{alert, set, ShardControl, ShardCtx};
@@ -258,7 +259,7 @@ impl Applier {
         &mut self,
         ctx: &ShardCtx,
         mut rx: mpsc::Receiver<Vec<Item>>,
-        release: &Arc<AtomicU64>,
+        marks: &Arc<Marks>,
         slot: &mut Option<OwnedSemaphorePermit>,
     ) -> ApplyEnd {
         let shard = self.shard.clone();
@@ -303,7 +304,9 @@ impl Applier {
                     }
                 }
             };
+            marks.consumed.fetch_add(item.mem_bytes(), Ordering::Relaxed);
             let mut flush_now = false;
+            let pending_before = work.pending.len();
             match item {
                 Item::FullResync { replid, offset } => {
                     if let Some(from) = self.resume_position() {
@@ -404,6 +407,8 @@ impl Applier {
                 Item::Warning(w) => alert(&ctx.shared, None, w),
                 Item::Failed(e) => break ApplyEnd::Drained { consumer_error: Some(e) },
             }
+            work.bytes +=
+                work.pending[pending_before.min(work.pending.len())..].iter().map(ApplyCmd::wire_len).sum::<usize>();
             // Apply when the batch is big, when the channel is momentarily
             // empty (low latency in incremental mode), or at the snapshot's end.
             let idle = inbox.len() == 0 && rx.is_empty();
@@ -411,7 +416,7 @@ impl Applier {
                 || work.bytes >= BATCH_BYTES
                 || self.rate.batch_keys().is_some_and(|k| work.units as usize >= k);
             if !work.in_multi && (flush_now || idle || full) {
-                if let Err(end) = self.flush(ctx, &mut work, release, &ctx.cancel).await {
+                if let Err(end) = self.flush(ctx, &mut work, marks, &ctx.cancel).await {
                     break end;
                 }
             }
@@ -433,7 +438,7 @@ impl Applier {
                 });
             }
             let cancel = if ctx.cancel.is_cancelled() { &give_up } else { &ctx.cancel };
-            if let Err(e) = self.flush(ctx, &mut work, release, cancel).await {
+            if let Err(e) = self.flush(ctx, &mut work, marks, cancel).await {
                 if !matches!(e, ApplyEnd::Stopped) {
                     return e;
                 }
@@ -494,7 +499,7 @@ impl Applier {
         &mut self,
         ctx: &ShardCtx,
         work: &mut Work,
-        release: &Arc<AtomicU64>,
+        marks: &Arc<Marks>,
         cancel: &CancellationToken,
     ) -> Result<(), ApplyEnd> {
         // The stream's commands (and the offsets it moved by without any,
@@ -559,7 +564,7 @@ impl Applier {
             });
         }
         if let Some(p) = work.position.take() {
-            release.store(p, Ordering::Relaxed);
+            marks.release.store(p, Ordering::Relaxed);
         }
         if self.last_local.elapsed() >= Duration::from_secs(1) {
             self.save_local_checkpoint().map_err(ApplyEnd::Failed)?;
@@ -584,7 +589,7 @@ impl Applier {
             let mut report = ApplyReport::default();
             let r = self.writer.apply(batch, &mut report).await;
             ctx.applied_ops.fetch_add(report.applied.min(n), Ordering::Relaxed);
-            self.report(ctx, &report);
+            self.report(ctx, &report).await;
             let e = match r {
                 Ok(()) => {
                     if backoff > Duration::from_millis(100) {
@@ -671,18 +676,17 @@ impl Applier {
         ApplyEnd::Again(format!("{message}; {what}"))
     }
 
-    fn report(&self, ctx: &ShardCtx, report: &ApplyReport) {
-        for c in &report.collisions {
-            let key = crate::rdb::parser::show_key(&c.key);
-            let maybe = if c.uncertain { " (found on a re-send: it may be this shard's own first write)" } else { "" };
-            alert(
-                &ctx.shared,
-                Some(c.offset),
-                format!(
-                    "collision: key {key} in db {} already exists on the destination (another shard holds it too){maybe}; it was not overwritten (conflict = \"intercept\")",
-                    c.db
-                ),
-            );
+    /// Alerts for what a batch found: collisions name every source that
+    /// holds the key (asked at once, one pipeline per source), kept keys
+    /// are counted.
+    async fn report(&self, ctx: &ShardCtx, report: &ApplyReport) {
+        if !report.collisions.is_empty() {
+            let keys: Vec<(u32, &[u8])> = report.collisions.iter().map(|c| (c.db, c.key.as_ref())).collect();
+            let surveys = collision::surveys(&ctx.task, &keys).await;
+            for (c, survey) in report.collisions.iter().zip(surveys) {
+                let key = crate::rdb::parser::show_key(&c.key);
+                alert(&ctx.shared, Some(c.offset), survey.message(&key, c.db, &self.shard, c.uncertain));
+            }
         }
         if report.kept > 0 {
             let k = report.kept;

@@ -50,6 +50,23 @@ pub enum Item {
     Failed(String),
 }
 
+impl Item {
+    /// Roughly the memory the item holds, for [`AHEAD_LIMIT`].
+    pub fn mem_bytes(&self) -> u64 {
+        let n = match self {
+            Item::Rdb { event: Event::Chunk(c), .. } => c.mem_bytes(),
+            Item::Rdb { event: Event::KeyEnd { payload: Some(p) }, .. } => p.len(),
+            Item::Rdb { event: Event::KeyStart(k), .. } => k.key.len() + 128,
+            Item::Script(b) | Item::Function(b) => b.len(),
+            Item::Stream { action: Action::Apply { args, .. }, .. } => {
+                args.iter().map(|a| a.len() + std::mem::size_of::<Bytes>()).sum()
+            }
+            _ => 128,
+        };
+        n as u64
+    }
+}
+
 /// The tool's own keys (DESIGN.md): the heartbeat key and the checkpoint
 /// keys `<heartbeat>:ckpt:<shard>`. A snapshot can hold them (the heartbeat
 /// is written before the fork; a source may itself be a former destination),
@@ -81,7 +98,26 @@ const OUTBOX_ITEMS: usize = 256;
 pub(super) struct Outbox {
     tx: mpsc::Sender<Vec<Item>>,
     items: Vec<Item>,
+    marks: Arc<Marks>,
+    /// [`Item::mem_bytes`] of every item sent.
+    sent: u64,
 }
+
+/// What the applier tells the consumer, without waking it.
+#[derive(Debug, Default)]
+pub(super) struct Marks {
+    /// Spool position up to which everything is applied: segments before
+    /// it can be deleted.
+    pub release: AtomicU64,
+    /// [`Item::mem_bytes`] of every item the applier took.
+    pub consumed: AtomicU64,
+}
+
+/// How much (by [`Item::mem_bytes`]) the consumer may hand over ahead of
+/// the applier. An item count alone bounds nothing when one item can be a
+/// megabyte piece of a big key, or a thousand list elements decoded from a
+/// few kilobytes of compressed RDB.
+pub(super) const AHEAD_LIMIT: u64 = 16 << 20;
 
 impl Outbox {
     /// False once the applier is gone.
@@ -91,6 +127,28 @@ impl Outbox {
             return self.flush();
         }
         true
+    }
+
+    /// Hands `item` over (see [`Outbox::push`]) once what is in flight
+    /// leaves room for it (see [`AHEAD_LIMIT`]); false once the applier is gone.
+    fn send(&mut self, item: Item, more_at_hand: bool) -> bool {
+        let weight = item.mem_bytes();
+        let consumed = |o: &Self| o.marks.consumed.load(Ordering::Relaxed);
+        if self.sent + weight > consumed(self) + AHEAD_LIMIT {
+            // What is held here must reach the applier for it to catch up.
+            if !self.flush() {
+                return false;
+            }
+            // A single item bigger than the limit goes once all else is taken.
+            while self.sent + weight > consumed(self) + AHEAD_LIMIT && self.sent > consumed(self) {
+                if self.tx.is_closed() {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        self.sent += weight;
+        self.push(item, more_at_hand)
     }
 
     fn flush(&mut self) -> bool {
@@ -108,10 +166,10 @@ pub(super) fn consume(
     mut filter: StreamFilter,
     own_keys: OwnKeys,
     big_key_bytes: usize,
-    release: Arc<AtomicU64>,
+    marks: Arc<Marks>,
     tx: mpsc::Sender<Vec<Item>>,
 ) {
-    let mut out = Outbox { tx, items: Vec::with_capacity(OUTBOX_ITEMS) };
+    let mut out = Outbox { tx, items: Vec::with_capacity(OUTBOX_ITEMS), marks: marks.clone(), sent: 0 };
     let mut released = 0u64;
     loop {
         let ev = match stream.next_event() {
@@ -143,14 +201,14 @@ pub(super) fn consume(
             PsyncEvent::Command(c) => {
                 let position = stream.position();
                 let action = filter.filter(c.args);
-                out.push(Item::Stream { action, offset: c.offset, position }, more)
+                out.send(Item::Stream { action, offset: c.offset, position }, more)
             }
         };
         if !ok {
             return;
         }
         // Release spool segments in steps, not per command.
-        let r = release.load(Ordering::Relaxed);
+        let r = marks.release.load(Ordering::Relaxed);
         if r > released + (1 << 20) && stream.release_upto(r).is_ok() {
             released = r;
         }
@@ -187,7 +245,7 @@ fn consume_rdb(stream: &mut ReplicationStream, own_keys: &OwnKeys, big_key_bytes
                 return false;
             }
         };
-        if !out.push(item, true) {
+        if !out.send(item, true) {
             return false;
         }
     }

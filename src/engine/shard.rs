@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::applier::{Applier, ApplyEnd};
-use super::consumer::{self, Item, OwnKeys};
+use super::consumer::{self, Item, Marks, OwnKeys};
 use super::filter::StreamFilter;
 use super::snapshot::{Alert, ShardSnapshot, ShardState};
 use super::source_side::now_ms;
@@ -189,16 +189,16 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
     // Items travel in small batches: one channel message (and one wake-up of
     // the applier) per RDB event cost more than parsing the event.
     let (tx, rx) = mpsc::channel::<Vec<Item>>(64);
-    let release = Arc::new(AtomicU64::new(0));
+    let marks = Arc::new(Marks::default());
     let filter =
         StreamFilter::new(&ctx.task.sync.heartbeat_key, db_map(&ctx.task), ctx.task.sync.flush == FlushPolicy::Forward);
     let big = ctx.task.sync.big_key_bytes as usize;
-    let release_c = release.clone();
+    let marks_c = marks.clone();
     let own_keys = OwnKeys::new(&ctx.task.sync.heartbeat_key);
     let consumer =
-        tokio::task::spawn_blocking(move || consumer::consume(&mut stream, filter, own_keys, big, release_c, tx));
+        tokio::task::spawn_blocking(move || consumer::consume(&mut stream, filter, own_keys, big, marks_c, tx));
 
-    let end = applier.apply_link(ctx, rx, &release, &mut slot).await;
+    let end = applier.apply_link(ctx, rx, &marks, &mut slot).await;
 
     cancel.cancel();
     let _ = consumer.await;

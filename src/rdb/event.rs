@@ -141,6 +141,28 @@ pub enum Chunk {
     Module(Box<ModuleValue>),
 }
 
+impl Chunk {
+    /// Roughly the memory the chunk holds (element handles included), for
+    /// budgets of what is in flight.
+    pub fn mem_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let handle = size_of::<Bytes>();
+        match self {
+            Chunk::String(b) => b.len(),
+            Chunk::ListItems(v) | Chunk::SetMembers(v) => v.iter().map(|b| b.len() + handle).sum(),
+            Chunk::HashFields(v) => v.iter().map(|f| f.field.len() + f.value.len() + size_of::<HashField>()).sum(),
+            Chunk::ZsetMembers(v) => v.iter().map(|(m, _)| m.len() + size_of::<(Bytes, f64)>()).sum(),
+            Chunk::StreamEntries(v) => v
+                .iter()
+                .map(|e| e.fields.iter().map(|f| f.len() + handle).sum::<usize>() + size_of::<StreamEntry>())
+                .sum(),
+            Chunk::StreamGroupPending(v) => v.len() * size_of::<PendingEntry>(),
+            Chunk::StreamConsumerPending(v) => v.len() * size_of::<StreamId>(),
+            _ => 256,
+        }
+    }
+}
+
 /// A module value: its type ID and the name packed in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleValue {
