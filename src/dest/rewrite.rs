@@ -562,21 +562,10 @@ pub fn format_score(score: f64) -> String {
     }
 }
 
-/// Bytes a chunk holds, for the buffer budget.
+/// Memory a chunk holds, for the buffer budget: element handles count, so
+/// a million tiny fields are not mistaken for a few megabytes.
 fn chunk_bytes(chunk: &Chunk) -> usize {
-    const ITEM: usize = 16;
-    match chunk {
-        Chunk::String(b) => b.len(),
-        Chunk::ListItems(v) | Chunk::SetMembers(v) => v.iter().map(|b| b.len() + ITEM).sum(),
-        Chunk::HashFields(v) => v.iter().map(|f| f.field.len() + f.value.len() + ITEM).sum(),
-        Chunk::ZsetMembers(v) => v.iter().map(|(m, _)| m.len() + ITEM).sum(),
-        Chunk::StreamEntries(v) => {
-            v.iter().map(|e| e.fields.iter().map(|f| f.len() + ITEM).sum::<usize>() + ITEM).sum()
-        }
-        Chunk::StreamGroupPending(v) => v.len() * 32,
-        Chunk::StreamConsumerPending(v) => v.len() * 16,
-        _ => 64,
-    }
+    chunk.mem_bytes()
 }
 
 /// Turns one key's chunks into commands on `target`: as parts of a build
@@ -644,12 +633,17 @@ impl Emitter {
         Cmd::new(name).arg_bytes(self.target.clone())
     }
 
+    /// A command on the target with room for `args` more arguments.
+    fn cmd_for(&self, name: &str, args: usize) -> Cmd {
+        Cmd::with_capacity(name, args + 1).arg_bytes(self.target.clone())
+    }
+
     fn chunk(&mut self, chunk: Chunk, out: &mut Vec<ApplyCmd>) {
         match chunk {
             Chunk::String(b) => self.string(b, out),
             Chunk::ListItems(items) => {
                 for group in split(&items, self.chunk_items, self.chunk_bytes, |b| b.len()) {
-                    let mut cmd = self.cmd("RPUSH");
+                    let mut cmd = self.cmd_for("RPUSH", group.len());
                     for item in group {
                         cmd = cmd.arg_bytes(item.clone());
                     }
@@ -663,7 +657,7 @@ impl Emitter {
             }
             Chunk::SetMembers(members) => {
                 for group in split(&members, self.chunk_items, self.chunk_bytes, |b| b.len()) {
-                    let mut cmd = self.cmd("SADD");
+                    let mut cmd = self.cmd_for("SADD", group.len());
                     for m in group {
                         cmd = cmd.arg_bytes(m.clone());
                     }
@@ -672,7 +666,7 @@ impl Emitter {
             }
             Chunk::ZsetMembers(members) => {
                 for group in split(&members, self.chunk_items, self.chunk_bytes, |(m, _)| m.len() + 24) {
-                    let mut cmd = self.cmd("ZADD");
+                    let mut cmd = self.cmd_for("ZADD", 2 * group.len());
                     for (m, score) in group {
                         cmd = cmd.arg_bytes(Bytes::from(format_score(*score))).arg_bytes(m.clone());
                     }
@@ -743,7 +737,7 @@ impl Emitter {
     fn hash(&mut self, fields: &[HashField], out: &mut Vec<ApplyCmd>) {
         let name = if self.caps.hset_multi() { "HSET" } else { "HMSET" };
         for group in split(fields, self.chunk_items, self.chunk_bytes, |f| f.field.len() + f.value.len()) {
-            let mut cmd = self.cmd(name);
+            let mut cmd = self.cmd_for(name, 2 * group.len());
             for f in group {
                 cmd = cmd.arg_bytes(f.field.clone()).arg_bytes(f.value.clone());
             }

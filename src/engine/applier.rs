@@ -465,7 +465,7 @@ impl Applier {
                 } else {
                     ReplyRule::Ok
                 };
-                let c = ApplyCmd::new(Cmd::from_args(args), Origin { db, key, offset }).rule(rule);
+                let c = ApplyCmd::new(Cmd::from_bytes(args), Origin { db, key, offset }).rule(rule);
                 work.bytes += c.wire_len();
                 work.units += 1;
                 work.run.push(c);

@@ -117,7 +117,7 @@ pub(super) struct Marks {
 /// the applier. An item count alone bounds nothing when one item can be a
 /// megabyte piece of a big key, or a thousand list elements decoded from a
 /// few kilobytes of compressed RDB.
-pub(super) const AHEAD_LIMIT: u64 = 16 << 20;
+pub(super) const AHEAD_LIMIT: u64 = 4 << 20;
 
 impl Outbox {
     /// False once the applier is gone.

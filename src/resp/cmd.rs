@@ -31,6 +31,19 @@ impl Cmd {
         Cmd { args: vec![Bytes::copy_from_slice(name.as_ref())] }
     }
 
+    /// A command with room for `args` more arguments: a big command built
+    /// argument by argument then never holds twice its size.
+    pub fn with_capacity(name: impl AsRef<[u8]>, args: usize) -> Cmd {
+        let mut v = Vec::with_capacity(args + 1);
+        v.push(Bytes::copy_from_slice(name.as_ref()));
+        Cmd { args: v }
+    }
+
+    /// A command from argument handles as they are, name first (no copy).
+    pub fn from_bytes(args: Vec<Bytes>) -> Cmd {
+        Cmd { args }
+    }
+
     /// A command from a whole argument vector, name first.
     pub fn from_args<I, A>(args: I) -> Cmd
     where
