@@ -390,7 +390,11 @@ impl Applier {
                     // Everything of the snapshot must be confirmed before the
                     // stream's first command counts as the applied offset.
                     flush_now = true;
-                    slot.take();
+                    if let Some(permit) = slot.take() {
+                        let opts = connect_options(&ctx.source.password);
+                        let addr = ctx.source.addr.to_string();
+                        tokio::spawn(super::source_side::release_after_fork(permit, addr, opts, ctx.cancel.clone()));
+                    }
                     work.offset = work.rdb_start;
                     rewriter.forget_db();
                     if let (CheckpointStore::Destination, Some(replid), Some(offset)) =

@@ -82,6 +82,32 @@ pub async fn heartbeat(
     }
 }
 
+/// Holds a host's full-copy slot until the source's snapshot child has
+/// exited (`rdb_bgsave_in_progress:0`): the master reaps it a little after
+/// the last byte is sent, and the next master on the host must not fork
+/// before. Gives up after a minute (a fork that long is not ours to wait for).
+pub async fn release_after_fork(
+    permit: tokio::sync::OwnedSemaphorePermit,
+    addr: String,
+    opts: ConnectOptions,
+    cancel: CancellationToken,
+) {
+    let mut conn: Option<Connection> = None;
+    for _ in 0..600 {
+        if let Some(c) = connected(&mut conn, &addr, &opts).await {
+            match c.query(&Cmd::new("INFO").arg("persistence")).await {
+                Ok(v) if v.as_bytes().and_then(|b| info_field(b, "rdb_bgsave_in_progress")) == Some("0") => break,
+                Ok(_) => {}
+                Err(_) => conn = None,
+            }
+        }
+        if !nap(&cancel, Duration::from_millis(100)).await {
+            break;
+        }
+    }
+    drop(permit);
+}
+
 /// Poll `INFO replication` for the master's `master_repl_offset`.
 pub async fn poll_offset(
     addr: String,
