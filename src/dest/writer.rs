@@ -169,11 +169,12 @@ impl DestWriter {
         &self.addr
     }
 
-    /// After a connection loss, before anything is sent again, checks that
+    /// On every new connection, before anything is sent again, checks that
     /// checkpoint `key` still holds `record` (its replication ID and
-    /// offset): a full copy's "copying" mark, so a destination that
-    /// restarted empty mid-copy is caught (`ROLLBACK`) instead of the copy
-    /// completing with a hole. `None` stops checking.
+    /// offset: a full copy's "copying" mark, or the stream offset last
+    /// confirmed), or what a unit in flight moved it to. A destination that
+    /// restarted without the writes it confirmed is caught (`ROLLBACK`)
+    /// instead of the copy carrying on over a hole. `None` stops checking.
     pub fn expect_after_loss(&mut self, expect: Option<(Bytes, CheckpointRecord)>) {
         self.expect = expect;
     }
@@ -198,7 +199,7 @@ impl DestWriter {
             self.ensure_connected().await?;
             if self.check_guards {
                 if let Some((key, record)) = self.expect.clone() {
-                    self.check_mark(&key, &record).await?;
+                    self.check_mark(&key, &record, batch).await?;
                 }
                 self.run_guards(batch).await?;
                 self.check_guards = false;
@@ -264,6 +265,9 @@ impl DestWriter {
         self.conn = Some(conn);
         self.db = Some(0);
         self.stats.reconnects += 1;
+        // Any new connection may be to a restarted server, even when no
+        // command was in flight when the old one broke.
+        self.check_guards = true;
         Ok(())
     }
 
@@ -392,13 +396,30 @@ impl DestWriter {
         }
     }
 
-    async fn check_mark(&mut self, key: &[u8], expected: &CheckpointRecord) -> Result<(), ApplyError> {
+    async fn check_mark(
+        &mut self,
+        key: &[u8],
+        expected: &CheckpointRecord,
+        batch: &ApplyBatch,
+    ) -> Result<(), ApplyError> {
         let found = self.read_checkpoint(key).await?;
-        if found.as_ref().is_some_and(|r| r.replid == expected.replid && r.offset == expected.offset) {
+        let at = |r: &CheckpointRecord| r.replid == expected.replid && r.offset == expected.offset;
+        // Or a unit in flight got applied: its guard drops it next.
+        let moved_by_unit = |r: &CheckpointRecord| {
+            batch.meta.iter().any(|m| {
+                m.uncertain
+                    && matches!(&m.guard, Some(Guard::Checkpoint { replid, after, .. }) if r.is_at(replid, *after))
+            })
+        };
+        if found.as_ref().is_some_and(|r| at(r) || moved_by_unit(r)) {
             return Ok(());
         }
         let origin = Origin { db: CHECKPOINT_DB, key: Bytes::copy_from_slice(key), offset: 0 };
-        Err(self.rollback(found.as_ref(), &format!("it was receiving a full copy of {}", expected.replid), &origin))
+        let expected = match expected.offset {
+            None => format!("it was receiving a full copy of {}", expected.replid),
+            Some(o) => format!("it had confirmed offset {o} of {}", expected.replid),
+        };
+        Err(self.rollback(found.as_ref(), &expected, &origin))
     }
 
     fn rollback(&self, found: Option<&CheckpointRecord>, expected: &str, origin: &Origin) -> ApplyError {

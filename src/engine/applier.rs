@@ -198,12 +198,17 @@ impl Applier {
         let conflict = conflict_of(ctx.task.sync.conflict);
         let mut wopts = WriterOptions::new(conflict);
         wopts.connect = dest_opts;
+        let mut writer = DestWriter::with_connection(conn, wopts);
+        if let (CheckpointStore::Destination, Some(replid), Some(offset)) = (store, &replid, applied) {
+            let mark = CheckpointRecord { replid: replid.clone(), offset: Some(offset), updated_ms: 0 };
+            writer.expect_after_loss(Some((ckpt_key.clone(), mark)));
+        }
         Ok(Applier {
             shard,
             state_dir,
             ckpt_key,
             store,
-            writer: DestWriter::with_connection(conn, wopts),
+            writer,
             caps,
             conflict,
             replid,
@@ -544,19 +549,9 @@ impl Applier {
         work.units = 0;
         work.bytes = 0;
         work.safe = None;
-        // While a full copy is written, a destination that comes back from a
-        // lost connection without its "copying" mark lost the keys copied
-        // so far; the writer checks for that before sending anything again.
-        if let (CheckpointStore::Destination, Some(replid), Some(_), None) =
-            (self.store, &self.replid, work.rdb_start, work.offset)
-        {
-            let mark = CheckpointRecord { replid: replid.clone(), offset: None, updated_ms: 0 };
-            self.writer.expect_after_loss(Some((self.ckpt_key.clone(), mark)));
-        }
         if let Some(off) = work.offset.take() {
             self.applied = Some(off);
             work.rdb_start = None;
-            self.writer.expect_after_loss(None);
             set(&ctx.shared, |s| {
                 s.applied_offset = Some(off);
                 let source = s.source_offset.max(s.received_offset);
@@ -569,6 +564,17 @@ impl Applier {
         }
         if let Some(p) = work.position.take() {
             marks.release.store(p, Ordering::Relaxed);
+        }
+        // What the destination's checkpoint says now: a destination that
+        // comes back on a new connection saying anything else lost writes
+        // it confirmed; the writer checks before sending anything again.
+        if let (CheckpointStore::Destination, Some(replid)) = (self.store, &self.replid) {
+            let copying = work.rdb_start.is_some();
+            let offset = if copying { None } else { self.applied };
+            if copying || offset.is_some() {
+                let mark = CheckpointRecord { replid: replid.clone(), offset, updated_ms: 0 };
+                self.writer.expect_after_loss(Some((self.ckpt_key.clone(), mark)));
+            }
         }
         if self.last_local.elapsed() >= Duration::from_secs(1) {
             self.save_local_checkpoint().map_err(ApplyEnd::Failed)?;
