@@ -347,6 +347,7 @@ impl Applier {
                     set(&ctx.shared, |s| {
                         s.full_syncs += 1;
                         s.keys_applied = 0;
+                        s.rdb_applied = 0;
                         // A new history (a restarted master) may count from
                         // lower offsets than the old one.
                         s.source_offset = Some(offset);
@@ -373,6 +374,7 @@ impl Applier {
                 }
                 Item::Rdb { event, rdb_offset } => {
                     let ends_key = matches!(event, Event::KeyEnd { .. });
+                    work.rdb_applied = Some(rdb_offset);
                     if let Err(e) = rewriter.feed(event, rdb_offset, now_ms(), &mut work.pending) {
                         break ApplyEnd::Failed(format!("shard {shard}: {e}"));
                     }
@@ -545,6 +547,9 @@ impl Applier {
             let n = work.keys;
             set(&ctx.shared, |s| s.keys_applied += n);
         }
+        if let Some(rdb) = work.rdb_applied.take() {
+            set(&ctx.shared, |s| s.rdb_applied = rdb);
+        }
         work.keys = 0;
         work.units = 0;
         work.bytes = 0;
@@ -559,6 +564,9 @@ impl Applier {
                 // The snapshot is applied: incremental from here on.
                 if s.state == ShardState::Rdb {
                     s.state = ShardState::Incremental;
+                    // The last key ends a few bytes before the RDB does
+                    // (EOF opcode, checksum): the copy is whole now.
+                    s.rdb_applied = s.rdb_applied.max(s.rdb_bytes);
                 }
             });
         }
@@ -725,6 +733,9 @@ struct Work {
     position: Option<u64>,
     /// The stream's start offset while a snapshot is being applied.
     rdb_start: Option<u64>,
+    /// RDB bytes the snapshot items since the last flush cover (the
+    /// offset after the last of them), shown as the copy's applied part.
+    rdb_applied: Option<u64>,
     /// Snapshot keys, stream commands and their bytes since the last flush.
     keys: u64,
     units: u64,

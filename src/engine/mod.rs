@@ -4,7 +4,8 @@
 //!
 //! Parts: `task` starts a task and is the handle front ends hold; `shard`
 //! runs one source; `filter` decides per replicated command; `source_side`
-//! holds the heartbeat and offset poller; `checkpoint` the local resume
+//! holds the heartbeat and offset poller; `dest_side` polls the
+//! destination's keys, memory and ops/s for the dashboard; `checkpoint` the local resume
 //! point; `snapshot` is what front ends read; `collision` names the shards
 //! holding a key that collided.
 
@@ -12,6 +13,7 @@ pub mod applier;
 pub mod checkpoint;
 pub mod collision;
 pub mod consumer;
+pub mod dest_side;
 pub mod filter;
 pub mod rate;
 pub mod shard;

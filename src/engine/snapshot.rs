@@ -53,6 +53,11 @@ pub struct ShardSnapshot {
     /// (`$<len>`; unknown for a diskless `$EOF:` transfer until it ends).
     pub rdb_bytes: u64,
     pub rdb_total: Option<u64>,
+    /// RDB bytes whose keys the destination has confirmed (the parser's
+    /// position after the last applied key): with `rdb_bytes`, how far the
+    /// copy has got on either side.
+    #[serde(skip)]
+    pub rdb_applied: u64,
     pub keys_applied: u64,
     /// The source's `master_repl_offset` (polled), the offset received, and
     /// the offset the destination has acknowledged.
@@ -96,6 +101,7 @@ impl ShardSnapshot {
             state: ShardState::Connecting,
             rdb_bytes: 0,
             rdb_total: None,
+            rdb_applied: 0,
             keys_applied: 0,
             source_offset: None,
             received_offset: None,
@@ -122,10 +128,27 @@ impl ShardSnapshot {
     }
 }
 
+/// What the destination says of itself (polled once a second with `INFO`),
+/// for the dashboard's header. Not part of the `--json` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DestStats {
+    /// When it was read.
+    pub ts_ms: i64,
+    /// Keys in every DB (`INFO keyspace`), the tool's checkpoint keys included.
+    pub keys: u64,
+    pub used_memory: u64,
+    /// 0: no limit.
+    pub maxmemory: u64,
+    /// `instantaneous_ops_per_sec`: every client's commands, not only ours.
+    pub ops_per_sec: u64,
+}
+
 /// The whole task.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskSnapshot {
     pub shards: Vec<ShardSnapshot>,
+    /// `None` until the first poll answers (and while it cannot).
+    pub destination: Option<DestStats>,
 }
 
 impl TaskSnapshot {
@@ -183,7 +206,7 @@ mod tests {
         s.state = ShardState::Incremental;
         s.applied_offset = Some(4);
         assert!(!s.is_synced());
-        let t = TaskSnapshot { shards: vec![] };
+        let t = TaskSnapshot::default();
         assert!(!t.all_synced());
     }
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::shard::{self, ShardControl, ShardCtx};
-use super::snapshot::{ShardSnapshot, ShardState, TaskSnapshot};
+use super::snapshot::{DestStats, ShardSnapshot, ShardState, TaskSnapshot};
 use super::source_side::{self, now_ms};
 use crate::config::TaskConfig;
 use crate::resp::ConnectOptions;
@@ -126,6 +126,14 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
         slots.push((source.name.clone(), ShardSlot { shared, ops, control, cancel: shard_cancel }));
     }
     let slots = Arc::new(slots);
+    let dest_stats: Arc<Mutex<Option<DestStats>>> = Arc::new(Mutex::new(None));
+    tokio::spawn(super::dest_side::poll_stats(
+        task.destination.addr.to_string(),
+        ConnectOptions { credentials: task.destination.password.credentials(), ..ConnectOptions::default() },
+        Duration::from_secs(1),
+        dest_stats.clone(),
+        side.clone(),
+    ));
 
     // Snapshots: a few times a second, newest only (a `watch`).
     let pub_slots = slots.clone();
@@ -150,7 +158,8 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                     s
                 })
                 .collect();
-            let _ = status_tx.send(TaskSnapshot { shards });
+            let destination = dest_stats.lock().ok().and_then(|d| *d);
+            let _ = status_tx.send(TaskSnapshot { shards, destination });
             tokio::select! {
                 _ = pub_cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
