@@ -16,3 +16,4 @@ pub mod headless;
 pub mod rdb;
 pub mod resp;
 pub mod source;
+pub mod ui;

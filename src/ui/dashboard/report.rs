@@ -1,0 +1,117 @@
+//! The status report the `s` key saves: plain text a DBA can attach to a
+//! change ticket. Addresses and figures only; never a password.
+
+use std::fmt::Write as _;
+
+use super::{Dashboard, VerifyState};
+use crate::headless::progress_line;
+use crate::ui::format::{clock, count, human_bytes, time_of_day};
+
+/// How many of the newest events the report carries.
+const REPORT_EVENTS: usize = 50;
+
+/// `20251125-095027` (UTC), for report file names.
+pub fn file_stamp(ts_ms: i64) -> String {
+    let days = ts_ms.div_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}-{}", time_of_day(ts_ms).replace(':', ""))
+}
+
+/// The calendar date of a day count since 1970-01-01 (Howard Hinnant's
+/// algorithm), so a report names its date without a date crate.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+pub fn render(d: &Dashboard) -> String {
+    let mut out = String::new();
+    let stamp = file_stamp(d.now_ms);
+    let _ = writeln!(out, "shardsync status report, task {}, {stamp} UTC", d.task.name);
+    let _ = writeln!(out, "elapsed {}", clock(d.elapsed_ms() / 1000));
+    let _ = writeln!(out, "destination {}", d.task.destination);
+    if let Some(s) = d.snapshot.destination {
+        let _ = writeln!(
+            out,
+            "  keys {}, used memory {}, maxmemory {}, {} ops/s",
+            count(s.keys),
+            human_bytes(s.used_memory),
+            if s.maxmemory == 0 { "no limit".to_owned() } else { human_bytes(s.maxmemory) },
+            count(s.ops_per_sec)
+        );
+    }
+    let _ = writeln!(out, "\nshards");
+    for s in &d.snapshot.shards {
+        let addr = d.task.sources.iter().find(|(n, _)| *n == s.shard).map_or("?", |(_, a)| a.as_str());
+        let _ = writeln!(out, "  {}  ({addr})", progress_line(s));
+        if s.rdb_total.is_some() || s.rdb_bytes > 0 {
+            let _ = writeln!(
+                out,
+                "    full copy: received {}, applied {}, of {}; full copies {}, reconnects {}",
+                human_bytes(s.rdb_bytes),
+                human_bytes(s.rdb_applied),
+                s.rdb_total.map_or("unknown".to_owned(), human_bytes),
+                s.full_syncs,
+                s.reconnects
+            );
+        }
+    }
+    let synced = d.snapshot.shards.iter().filter(|s| s.is_synced()).count();
+    let _ = writeln!(out, "  {synced} of {} shard(s) incremental and caught up", d.snapshot.shards.len());
+    match &d.verify {
+        VerifyState::Idle => {}
+        VerifyState::Running { depth, progress } => {
+            let _ = writeln!(
+                out,
+                "\nverify ({}) running: {} of {} compared",
+                depth.word(),
+                count(progress.compared),
+                count(progress.total)
+            );
+        }
+        VerifyState::Failed { depth, error } => {
+            let _ = writeln!(out, "\nverify ({}) failed: {error}", depth.word());
+        }
+        VerifyState::Done(s) => {
+            let verdict =
+                if s.equal { "equal".to_owned() } else { format!("{} difference(s)", count(s.differences_total)) };
+            let _ = writeln!(out, "\nverify ({}): {verdict}, {} keys compared", s.depth.word(), count(s.compared));
+            for c in &s.counts {
+                let _ = writeln!(
+                    out,
+                    "  db{}: sources {}, destination {}",
+                    c.db,
+                    count(c.source_total),
+                    count(c.destination)
+                );
+            }
+            for diff in &s.differences {
+                let _ = writeln!(out, "  {diff}");
+            }
+        }
+    }
+    let _ = writeln!(out, "\nevents (newest last, times UTC)");
+    for e in d.events.iter().skip(d.events.len().saturating_sub(REPORT_EVENTS)) {
+        let _ = writeln!(out, "  {} {} {}", time_of_day(e.ts_ms), e.shard, e.message);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_name_the_utc_date_and_time() {
+        assert_eq!(file_stamp(1_764_064_227_000), "20251125-095027");
+        assert_eq!(file_stamp(0), "19700101-000000");
+        assert_eq!(civil_from_days(11_016), (2000, 3, 1));
+    }
+}
