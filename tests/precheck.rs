@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use common::task::{cmd, finish, run_binary};
 use common::{compare, Nutcracker, RedisOptions, RedisServer};
-use shardsync::config::TaskConfig;
+use shardsync::config::{Secret, TaskConfig};
 use shardsync::precheck::{self, CheckStatus, PrecheckReport};
+use shardsync::probe::{self, ProbeError};
 use shardsync::resp::Cmd;
 
 /// A source line of a task file: name, address, password ("" for none).
@@ -178,6 +179,13 @@ async fn protected_mode_and_bind_refusals_are_explained() {
     assert_eq!(status(&report, "source.reachable", "guarded"), CheckStatus::Fail);
     assert!(reason(&report, "source.reachable", "guarded").contains("protected mode"), "{report:#?}");
     assert!(fix(&report, "source.reachable", "guarded").contains("requirepass"), "{report:#?}");
+    // Redis writes DENIED and closes at once, racing our PING: whichever
+    // comes first, the answer is the same.
+    let guarded_addr = format!("{ip}:{}", guarded.port());
+    for _ in 0..30 {
+        let e = probe::probe(&guarded_addr, &Secret::none()).await.expect_err("denied");
+        assert!(matches!(e, ProbeError::ProtectedMode { .. }), "{e}");
+    }
     assert_eq!(status(&report, "source.reachable", "local"), CheckStatus::Fail);
     assert!(fix(&report, "source.reachable", "local").contains("`bind` line"), "{report:#?}");
     // From the loopback both are fine.
