@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use crate::engine::snapshot::{ShardSnapshot, TaskSnapshot};
+pub use crate::human::{group_digits, human_bytes};
 
 /// A human progress line for one shard.
 pub fn progress_line(s: &ShardSnapshot) -> String {
@@ -56,33 +57,6 @@ pub fn failed_json(shard: &str, error: &str) -> String {
 /// Every line for one tick.
 pub fn render_tick(t: &TaskSnapshot, as_json: bool) -> Vec<String> {
     t.shards.iter().map(|s| if as_json { progress_json(s) } else { progress_line(s) }).collect()
-}
-
-fn group_digits(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,15 @@ enum Command {
         #[arg(long)]
         until_synced: bool,
     },
+    /// Precheck a task: every check pass / warn / fail with its reason
+    Check {
+        /// The task file (TOML)
+        #[arg(long)]
+        config: PathBuf,
+        /// The report as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// Parse an RDB file and print its keys (NDJSON with --json)
     Rdb {
         /// The RDB file
@@ -55,6 +64,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     match args.command {
         Command::Rdb { file, json } => cli::rdb::run(&file, json),
+        Command::Check { config, json } => std::process::exit(cli::check::run(&config, json)),
         Command::Run { config, headless: _, json, until_synced } => {
             // The TUI (step 5) is the default front end; until it exists, `run` is headless.
             std::process::exit(cli::run::run(&config, json, until_synced))

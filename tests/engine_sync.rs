@@ -173,7 +173,8 @@ async fn seed_topology_full_and_incremental_with_live_writers() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = task_file(dir.path(), &[("server1", m1.addr()), ("server2", m2.addr())], &dest.addr(), "");
     let task = TaskConfig::load(&path).expect("task");
-    engine::task::preflight(&task).await.expect("preflight");
+    let precheck = shardsync::precheck::run(&task, None).await;
+    assert!(precheck.passed(), "{precheck:#?}");
     let handle = engine::spawn(task, CancellationToken::new());
     // Writers during the full copy and after it.
     for i in 0..60 {

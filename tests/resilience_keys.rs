@@ -473,7 +473,8 @@ async fn a_key_expiring_between_snapshot_and_apply_survives_a_persist_in_the_str
     let path =
         task_file(dir.path(), "task.toml", &[("server1", src.addr())], &dest.addr(), "conflict = \"intercept\"\n");
     let task = TaskConfig::load(&path).expect("task");
-    engine::task::preflight(&task).await.expect("preflight");
+    let precheck = shardsync::precheck::run(&task, None).await;
+    assert!(precheck.passed(), "{precheck:#?}");
 
     cmd(&mut s, &["SET", "ttlgap", "gap", "PX", "2000"]).await;
     let set_at = Instant::now();
@@ -541,7 +542,8 @@ async fn a_key_on_two_shards_raises_an_alert_naming_both() {
         "conflict = \"intercept\"\n",
     );
     let task = TaskConfig::load(&path).expect("task");
-    engine::task::preflight(&task).await.expect("preflight");
+    let precheck = shardsync::precheck::run(&task, None).await;
+    assert!(precheck.passed(), "{precheck:#?}");
     assert_eq!(collision::holders(&task, 0, b"dup").await, ["server1", "server2"], "both sources hold dup");
     let handle = engine::spawn(task, CancellationToken::new());
     wait_synced(&handle, Duration::from_secs(60)).await;

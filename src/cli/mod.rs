@@ -1,4 +1,5 @@
 //! Command implementations that print to the terminal.
 
+pub mod check;
 pub mod rdb;
 pub mod run;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use shardsync::config::TaskConfig;
 use shardsync::engine;
 use shardsync::headless;
+use shardsync::precheck::CheckStatus;
 use tokio_util::sync::CancellationToken;
 
 /// Exit codes of the contract.
@@ -51,11 +52,24 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         }
         signals.cancel();
     });
-    if let Err(e) = engine::task::preflight(&task).await {
+    // The precheck decides whether the task may start; warnings are shown
+    // and do not stop it.
+    let report = shardsync::precheck::run(&task, None).await;
+    let notable: Vec<_> = report.checks.iter().filter(|c| c.status != CheckStatus::Pass).cloned().collect();
+    for line in super::check::render(&notable) {
+        eprintln!("precheck: {line}");
+    }
+    if !report.passed() {
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .map(|c| format!("{}: {}: {}", c.subject, c.title, c.reason))
+            .collect();
         if json {
-            println!("{}", headless::failed_json("destination", &e));
+            println!("{}", headless::failed_json("precheck", &failed.join("; ")));
         }
-        eprintln!("error: {e}");
+        eprintln!("error: {}", super::check::summary(&report));
         return EXIT_FAILED;
     }
     let handle = engine::spawn(task, cancel.clone());

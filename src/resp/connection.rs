@@ -214,6 +214,16 @@ impl Connection {
             }
         }
         if encoded < cmds.len() || !self.write_buf.is_empty() {
+            // A server that refuses a client writes its error at once and
+            // closes (protected mode's `DENIED`, `max number of clients`):
+            // that error, not the timing, is what the caller must see.
+            if let Some(Value::Error(message)) = replies.first() {
+                return Err(RespError::Server {
+                    addr: self.addr.clone(),
+                    command: cmds[0].name(),
+                    message: message.clone(),
+                });
+            }
             return Err(RespError::Protocol {
                 addr: self.addr.clone(),
                 command: cmds[encoded.min(cmds.len() - 1)].name(),

@@ -1,0 +1,389 @@
+//! The destination's checks: reachable, a standalone Redis that accepts
+//! writes, a version that takes the sources' RDB payloads, no eviction,
+//! room for the data, the selected DBs exist, the conflict mode's
+//! expectations (intercept: empty target DBs), and MULTI for exactly-once
+//! checkpoints.
+//!
+//! A task that resumes from its own checkpoints finds its earlier copy on
+//! the destination: those keys are neither a conflict nor new memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{destination_subject, group_digits, reachable, CheckResult, Facts};
+use crate::config::{ConflictMode, TaskConfig};
+use crate::dest::CheckpointRecord;
+use crate::engine::checkpoint;
+use crate::probe::{self, config_size, human_bytes, Role, ServerFacts, ServerMode};
+use crate::resp::{Cmd, Connection, Value};
+
+/// Where each shard stands on this destination.
+struct Resume {
+    /// Shards with a checkpoint (in the destination, or the local file).
+    resuming: Vec<String>,
+}
+
+impl Resume {
+    fn all(&self, task: &TaskConfig) -> bool {
+        self.resuming.len() == task.sources.len()
+    }
+}
+
+pub(super) async fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult> {
+    let subject = destination_subject(task);
+    let mut out = Vec::new();
+    let password_key = "`password` of [destination]";
+    if !reachable(("destination.reachable", "destination.redis"), &subject, password_key, &facts.destination, &mut out)
+    {
+        return out;
+    }
+    let Ok(dest) = &facts.destination else { return out };
+    if dest.mode != ServerMode::Standalone {
+        out.push(CheckResult::fail(
+            "destination.mode",
+            &subject,
+            "a standalone Redis",
+            format!("the destination runs in {} mode", dest.mode),
+            "give a standalone Redis (Redis Cluster destinations are not supported yet)".to_owned(),
+        ));
+        return out;
+    }
+    out.push(writable(&subject, dest));
+    out.push(version(task, &subject, dest, facts));
+    out.push(eviction(&subject, dest));
+    let addr = task.destination.addr.to_string();
+    let conn = probe::connect(&addr, &probe::probe_options(&task.destination.password)).await;
+    let mut conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(CheckResult::fail(
+                "destination.reachable",
+                &subject,
+                "reachable and authenticated",
+                e.to_string(),
+                "check that the destination stays up".to_owned(),
+            ));
+            return out;
+        }
+    };
+    let resume = resume_state(task, &mut conn).await;
+    out.push(memory(task, &subject, dest, facts, &resume));
+    let targets = target_dbs(task, facts);
+    out.push(databases(&subject, dest, &targets, &mut conn).await);
+    out.push(conflict(task, &subject, dest, &targets, &resume));
+    out.push(multi(&subject, &mut conn).await);
+    out
+}
+
+fn writable(subject: &str, dest: &ServerFacts) -> CheckResult {
+    const TITLE: &str = "accepts writes";
+    match &dest.role {
+        Role::Master => CheckResult::pass("destination.writable", subject, TITLE, "a master".to_owned()),
+        Role::Replica { master, .. } if dest.read_only != Some(false) => CheckResult::fail(
+            "destination.writable",
+            subject,
+            TITLE,
+            format!("a read-only replica of {master}: every write would be refused (READONLY)"),
+            format!("give the master {master}, or `REPLICAOF NO ONE` on this server if it is meant to be the new one"),
+        ),
+        Role::Replica { master, .. } => CheckResult::warn(
+            "destination.writable",
+            subject,
+            TITLE,
+            format!("a writable replica of {master}: its master's stream can overwrite what is copied here"),
+            "run `REPLICAOF NO ONE` on the destination first".to_owned(),
+        ),
+    }
+}
+
+fn version(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) -> CheckResult {
+    const TITLE: &str = "version at least the sources'";
+    let mine = dest.redis_version();
+    let newer: Vec<String> = task
+        .sources
+        .iter()
+        .zip(&facts.sources)
+        .filter_map(|(s, f)| f.as_ref().ok().filter(|f| f.redis_version() > mine).map(|f| (s, f)))
+        .map(|(s, f)| format!("{} runs {}", s.name, f.version))
+        .collect();
+    if newer.is_empty() {
+        CheckResult::pass(
+            "destination.version",
+            subject,
+            TITLE,
+            format!("Redis {}: keys are written with RESTORE (the fast path)", dest.version),
+        )
+    } else {
+        CheckResult::warn(
+            "destination.version",
+            subject,
+            TITLE,
+            format!(
+                "Redis {} is older than the sources ({}): their keys are written as commands, which is slower",
+                dest.version,
+                newer.join(", ")
+            ),
+            "use a destination at least as new as every source for the faster RESTORE path, or accept the slower \
+             copy"
+                .to_owned(),
+        )
+    }
+}
+
+fn eviction(subject: &str, dest: &ServerFacts) -> CheckResult {
+    const TITLE: &str = "maxmemory-policy noeviction";
+    match dest.maxmemory_policy.as_deref() {
+        Some("noeviction") => {
+            CheckResult::pass("destination.eviction", subject, TITLE, "noeviction: no copied key is evicted".to_owned())
+        }
+        Some(policy) => CheckResult::warn(
+            "destination.eviction",
+            subject,
+            TITLE,
+            format!("{policy}: when memory runs short the destination evicts keys, and the copy silently loses them"),
+            "CONFIG SET maxmemory-policy noeviction (and in its redis.conf)".to_owned(),
+        ),
+        None => CheckResult::warn(
+            "destination.eviction",
+            subject,
+            TITLE,
+            "the eviction policy cannot be read (CONFIG refused)".to_owned(),
+            "make sure maxmemory-policy is noeviction".to_owned(),
+        ),
+    }
+}
+
+async fn resume_state(task: &TaskConfig, conn: &mut Connection) -> Resume {
+    let mut resuming = Vec::new();
+    let state = task.state_path();
+    for s in &task.sources {
+        let key = task.checkpoint_key(&s.name);
+        let on_dest = match conn.query(&Cmd::new("GET").arg(&key)).await {
+            Ok(Value::Bulk(Some(raw))) => CheckpointRecord::decode(&raw).is_some(),
+            _ => false,
+        };
+        let local = matches!(checkpoint::load(&state, &s.name), Ok(Some(_)));
+        if on_dest || local {
+            resuming.push(s.name.clone());
+        }
+    }
+    Resume { resuming }
+}
+
+fn memory(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts, resume: &Resume) -> CheckResult {
+    const TITLE: &str = "room for the data";
+    let need: u64 = task
+        .sources
+        .iter()
+        .zip(&facts.sources)
+        .filter(|(s, _)| !resume.resuming.contains(&s.name))
+        .filter_map(|(_, f)| f.as_ref().ok().map(ServerFacts::dataset_bytes))
+        .sum();
+    let resumed = if resume.resuming.is_empty() {
+        String::new()
+    } else {
+        format!(" (not counting {}, resuming from checkpoints)", resume.resuming.join(", "))
+    };
+    let used = dest.used_memory;
+    if dest.maxmemory > 0 {
+        let free = dest.maxmemory.saturating_sub(used);
+        let numbers = format!(
+            "maxmemory {} − used {} = {} free; the sources' data is ~{}{resumed}",
+            human_bytes(dest.maxmemory),
+            human_bytes(used),
+            human_bytes(free),
+            human_bytes(need)
+        );
+        let want = config_size(used.saturating_add(need.saturating_mul(5) / 4));
+        if free < need {
+            return CheckResult::fail(
+                "destination.memory",
+                subject,
+                TITLE,
+                numbers,
+                format!("raise it: CONFIG SET maxmemory {want} (the copy would stop with OOM)"),
+            );
+        }
+        // Keys cost some overhead beyond the dataset on the destination too.
+        if free < need.saturating_mul(5) / 4 {
+            return CheckResult::warn(
+                "destination.memory",
+                subject,
+                TITLE,
+                format!("{numbers}: less than 25% to spare"),
+                format!("CONFIG SET maxmemory {want} to leave room for overheads and new writes"),
+            );
+        }
+        return CheckResult::pass("destination.memory", subject, TITLE, numbers);
+    }
+    match dest.total_system_memory {
+        Some(ram) if used.saturating_add(need) > ram => CheckResult::warn(
+            "destination.memory",
+            subject,
+            TITLE,
+            format!(
+                "no maxmemory; the host has {} of RAM, {} used, and the sources' data is ~{}{resumed}",
+                human_bytes(ram),
+                human_bytes(used),
+                human_bytes(need)
+            ),
+            "give the destination a host with more memory".to_owned(),
+        ),
+        Some(ram) => CheckResult::pass(
+            "destination.memory",
+            subject,
+            TITLE,
+            format!(
+                "no maxmemory; host RAM {}, used {}, the sources' data ~{}{resumed}",
+                human_bytes(ram),
+                human_bytes(used),
+                human_bytes(need)
+            ),
+        ),
+        None => CheckResult::pass(
+            "destination.memory",
+            subject,
+            TITLE,
+            format!("no maxmemory; used {}, the sources' data ~{}{resumed}", human_bytes(used), human_bytes(need)),
+        ),
+    }
+}
+
+/// The destination DBs the task writes, with the source DBs mapped to each:
+/// the selected DBs, or every DB with keys on some source.
+pub(super) fn target_dbs(task: &TaskConfig, facts: &Facts) -> BTreeMap<u32, BTreeSet<u32>> {
+    let sources: BTreeSet<u32> = match &task.sync.databases {
+        Some(dbs) => dbs.iter().copied().collect(),
+        None => facts.sources.iter().flatten().flat_map(|f| f.keyspace.keys().copied()).collect(),
+    };
+    let mut targets: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for db in sources {
+        targets.entry(task.sync.target_db(db)).or_default().insert(db);
+    }
+    targets
+}
+
+async fn databases(
+    subject: &str,
+    dest: &ServerFacts,
+    targets: &BTreeMap<u32, BTreeSet<u32>>,
+    conn: &mut Connection,
+) -> CheckResult {
+    const TITLE: &str = "selected DBs exist";
+    let missing: Vec<u32> = match dest.databases {
+        Some(n) => targets.keys().copied().filter(|&db| db >= n).collect(),
+        // CONFIG refused: ask SELECT itself.
+        None => {
+            let mut missing = Vec::new();
+            for &db in targets.keys() {
+                if let Ok(Value::Error(_)) = conn.query(&Cmd::new("SELECT").arg(db.to_string())).await {
+                    missing.push(db);
+                }
+            }
+            let _ = conn.query(&Cmd::new("SELECT").arg("0")).await;
+            missing
+        }
+    };
+    let count = dest.databases.map(|n| format!("{n} databases")).unwrap_or_else(|| "its databases".to_owned());
+    let list = |dbs: &mut dyn Iterator<Item = u32>| dbs.map(|d| format!("db{d}")).collect::<Vec<_>>().join(", ");
+    if missing.is_empty() {
+        let written = if targets.is_empty() { "none yet".to_owned() } else { list(&mut targets.keys().copied()) };
+        return CheckResult::pass("destination.databases", subject, TITLE, format!("writes {written}; has {count}"));
+    }
+    let highest = missing.iter().max().copied().unwrap_or(0);
+    CheckResult::fail(
+        "destination.databases",
+        subject,
+        TITLE,
+        format!("the task writes {} but the destination has {count}", list(&mut missing.iter().copied())),
+        format!(
+            "set `databases {}` in the destination's redis.conf and restart it, or map those DBs with sync.db_map",
+            highest + 1
+        ),
+    )
+}
+
+fn conflict(
+    task: &TaskConfig,
+    subject: &str,
+    dest: &ServerFacts,
+    targets: &BTreeMap<u32, BTreeSet<u32>>,
+    resume: &Resume,
+) -> CheckResult {
+    let mode = task.sync.conflict;
+    let title = format!("conflict = \"{mode}\"");
+    let held: Vec<(u32, u64)> = targets.keys().filter_map(|&db| Some((db, dest.keyspace.get(&db)?.keys))).collect();
+    let listed = held.iter().map(|(db, k)| format!("db{db} holds {} keys", group_digits(*k))).collect::<Vec<_>>();
+    if held.is_empty() {
+        return CheckResult::pass(
+            "destination.conflict",
+            subject,
+            &title,
+            "the target databases are empty: nothing to overwrite".to_owned(),
+        );
+    }
+    if mode == ConflictMode::Intercept && resume.all(task) {
+        return CheckResult::pass(
+            "destination.conflict",
+            subject,
+            &title,
+            format!("{}: this task's own earlier copy (every shard resumes from its checkpoint)", listed.join(", ")),
+        );
+    }
+    match mode {
+        ConflictMode::Intercept => CheckResult::fail(
+            "destination.conflict",
+            subject,
+            &title,
+            format!("{}, and intercept requires empty target databases", listed.join(", ")),
+            "empty them (FLUSHDB on each), select other databases, or choose conflict = \"overwrite\" (source wins) \
+             or \"skip\" (destination wins)"
+                .to_owned(),
+        ),
+        ConflictMode::Overwrite => CheckResult::warn(
+            "destination.conflict",
+            subject,
+            &title,
+            format!("{}: keys also on a source will be overwritten by the source's", listed.join(", ")),
+            "make sure those keys may be replaced".to_owned(),
+        ),
+        ConflictMode::Skip => CheckResult::warn(
+            "destination.conflict",
+            subject,
+            &title,
+            format!(
+                "{}: keys also on a source keep the destination's value (the source's is dropped)",
+                listed.join(", ")
+            ),
+            "make sure the destination's values are the ones to keep; verify lists them as differences".to_owned(),
+        ),
+    }
+}
+
+async fn multi(subject: &str, conn: &mut Connection) -> CheckResult {
+    const TITLE: &str = "MULTI/EXEC for exactly-once checkpoints";
+    match conn.query(&Cmd::new("MULTI")).await {
+        Ok(Value::Error(e)) | Err(crate::resp::RespError::Server { message: e, .. }) => CheckResult::warn(
+            "destination.multi",
+            subject,
+            TITLE,
+            format!("MULTI refused ({e}): checkpoints are kept only locally, so a crash can repeat a second of writes"),
+            "allow MULTI/EXEC on the destination, or set sync.checkpoint = \"local\" to accept it".to_owned(),
+        ),
+        Err(e) => CheckResult::warn(
+            "destination.multi",
+            subject,
+            TITLE,
+            format!("MULTI could not be tried: {e}"),
+            "run the precheck again".to_owned(),
+        ),
+        Ok(_) => {
+            let _ = conn.query(&Cmd::new("DISCARD")).await;
+            CheckResult::pass(
+                "destination.multi",
+                subject,
+                TITLE,
+                "each batch and its checkpoint are written in one MULTI/EXEC".to_owned(),
+            )
+        }
+    }
+}
