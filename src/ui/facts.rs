@@ -1,84 +1,28 @@
-//! What the UI shows of the library's answers (server probes, precheck
-//! lines, verify progress and results), as plain data a test can build by
-//! hand. `effects` turns the library's types into these, in one place; the
-//! screens never see a socket or a library future.
+//! What the UI keeps of the library's answers: a "test" button's state
+//! around a probe's `ServerFacts`, and verify progress and results as
+//! plain data a test can build by hand. `effects` produces them, in one
+//! place; the screens never see a socket or a library future.
 
-use std::collections::BTreeMap;
-
-/// A server's answers to the wizard's "test" (from `probe::probe`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ServerInfo {
-    pub version: String,
-    /// `master` or `replica of HOST:PORT` (with `, link down` when it is).
-    pub role: String,
-    pub is_master: bool,
-    /// `standalone`, `cluster` or `sentinel`.
-    pub mode: String,
-    pub used_memory: u64,
-    /// 0: no limit.
-    pub maxmemory: u64,
-    pub maxmemory_policy: Option<String>,
-    /// The `databases` setting, when the server tells.
-    pub databases: Option<u32>,
-    /// Keys per DB that holds any.
-    pub keyspace: BTreeMap<u32, u64>,
-}
-
-impl ServerInfo {
-    pub fn keys(&self) -> u64 {
-        self.keyspace.values().sum()
-    }
-}
+use crate::probe::ServerFacts;
 
 /// The outcome of a "test" button.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Probe {
     #[default]
     Untested,
     Testing,
-    Ok(ServerInfo),
+    Ok(Box<ServerFacts>),
     /// The probe's sentence for the operator.
     Failed(String),
 }
 
 impl Probe {
-    pub fn info(&self) -> Option<&ServerInfo> {
+    pub fn info(&self) -> Option<&ServerFacts> {
         match self {
             Probe::Ok(i) => Some(i),
             _ => None,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckStatus {
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl CheckStatus {
-    pub fn word(self) -> &'static str {
-        match self {
-            CheckStatus::Pass => "pass",
-            CheckStatus::Warn => "warn",
-            CheckStatus::Fail => "FAIL",
-        }
-    }
-}
-
-/// One precheck item (from `precheck::CheckResult`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckLine {
-    pub id: String,
-    /// `source server1 (127.0.0.1:7001)`, `destination 127.0.0.1:6379`, `state dir`.
-    pub subject: String,
-    pub title: String,
-    pub status: CheckStatus,
-    /// One line with the measured numbers.
-    pub reason: String,
-    /// What to do, for a warn or a fail.
-    pub fix: Option<String>,
 }
 
 /// How deep a verify compares.

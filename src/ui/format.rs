@@ -3,20 +3,7 @@
 
 use unicode_width::UnicodeWidthStr;
 
-pub use crate::headless::human_bytes;
-
-/// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::human::{group_digits as count, human_bytes};
 
 /// Counts in at most 6 characters: `999`, `12.3k`, `4.56M`, `1.20G`.
 pub fn short_count(n: u64) -> String {

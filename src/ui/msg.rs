@@ -7,10 +7,12 @@ use std::path::PathBuf;
 
 use crossterm::event::KeyEvent;
 
-use super::facts::{CheckLine, ServerInfo, VerifyDepth, VerifyProgress, VerifySummary};
+use super::facts::{VerifyDepth, VerifyProgress, VerifySummary};
 use crate::config::nutcracker::Pool;
 use crate::config::{SavePasswords, Secret, TaskConfig};
 use crate::engine::snapshot::TaskSnapshot;
+use crate::precheck::CheckResult;
+use crate::probe::ServerFacts;
 
 /// Which "test" a probe answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct ProbeRequest {
     pub target: ProbeTarget,
     pub addr: String,
     pub password: Secret,
+    /// The tool's own keys there (heartbeat, checkpoints): not counted as data.
+    pub own_keys: Vec<String>,
 }
 
 /// A signal the process got.
@@ -46,16 +50,16 @@ pub enum Msg {
         target: ProbeTarget,
         /// The address probed: an answer for an address since edited is dropped.
         addr: String,
-        result: Result<ServerInfo, String>,
+        result: Result<Box<ServerFacts>, String>,
     },
     NutcrackerRead {
         path: PathBuf,
         result: Result<Vec<Pool>, String>,
     },
     /// One precheck item, as it completes.
-    PrecheckLine(CheckLine),
+    PrecheckLine(CheckResult),
     /// Every item (the report, in its order).
-    PrecheckDone(Vec<CheckLine>),
+    PrecheckDone(Vec<CheckResult>),
     /// The task file was written; the variables it reads passwords from.
     Saved(Result<Vec<(String, String)>, String>),
     /// The engine runs; the dashboard takes over.

@@ -73,15 +73,15 @@ pub(super) fn render(step: &ConflictStep, dest: &Probe, theme: Theme, area: Rect
         Probe::Ok(i) => Line::styled(
             format!(
                 "The destination holds {} keys now: {}.",
-                count(i.keys()),
-                i.keyspace.iter().map(|(db, k)| format!("db{db} {}", count(*k))).collect::<Vec<_>>().join(", ")
+                count(i.total_keys()),
+                i.keyspace.iter().map(|(db, k)| format!("db{db} {}", count(k.keys))).collect::<Vec<_>>().join(", ")
             ),
             theme.tone(Tone::Warn),
         ),
         Probe::Testing | Probe::Untested => Line::raw("Counting the destination's keys…"),
         Probe::Failed(e) => Line::styled(format!("The destination's keys are unknown: {e}"), theme.tone(Tone::Bad)),
     }];
-    let dest_keys = dest.info().map(|i| i.keys());
+    let dest_keys = dest.info().map(|i| i.total_keys());
     for (n, mode) in CHOICES.iter().enumerate() {
         let chosen = *mode == step.mode;
         let (title, text) = choice_text(*mode);

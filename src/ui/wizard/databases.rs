@@ -11,7 +11,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
 
 use super::SourceRow;
-use crate::ui::facts::{Probe, ServerInfo};
+use crate::probe::ServerFacts;
+use crate::ui::facts::Probe;
 use crate::ui::format::count;
 use crate::ui::theme::{Theme, Tone};
 
@@ -53,7 +54,7 @@ pub(super) enum DbAction {
 impl DatabasesStep {
     /// Rebuilds the rows from the sources' (and destination's) answers,
     /// keeping the operator's toggles.
-    pub fn refresh(&mut self, sources: &[SourceRow], dest: Option<&ServerInfo>) {
+    pub fn refresh(&mut self, sources: &[SourceRow], dest: Option<&ServerFacts>) {
         let mut dbs: BTreeMap<u32, Vec<(String, u64)>> = BTreeMap::new();
         self.pending = 0;
         self.failed.clear();
@@ -61,7 +62,7 @@ impl DatabasesStep {
             match &s.probe {
                 Probe::Ok(info) => {
                     for (db, keys) in &info.keyspace {
-                        dbs.entry(*db).or_default().push((s.name.clone(), *keys));
+                        dbs.entry(*db).or_default().push((s.name.clone(), keys.keys));
                     }
                 }
                 Probe::Testing | Probe::Untested => self.pending += 1,
@@ -87,7 +88,7 @@ impl DatabasesStep {
             .map(|(db, per_source)| DbRow {
                 db,
                 per_source,
-                destination: dest.map(|d| d.keyspace.get(&db).copied().unwrap_or(0)),
+                destination: dest.map(|d| d.keyspace.get(&db).map_or(0, |k| k.keys)),
             })
             .collect();
         self.cursor = self.cursor.min(self.rows.len().saturating_sub(1));

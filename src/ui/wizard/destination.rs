@@ -10,6 +10,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::{dest_config, is_ctrl};
 use crate::config::{DestConfig, Secret};
+use crate::probe::ServerMode;
 use crate::ui::facts::Probe;
 use crate::ui::field::TextField;
 use crate::ui::format::{count, human_bytes};
@@ -64,6 +65,7 @@ impl DestinationStep {
                     target: ProbeTarget::Destination,
                     addr: c.addr.to_string(),
                     password: c.password,
+                    own_keys: Vec::new(),
                 }]))
             }
             Err(e) => {
@@ -195,12 +197,18 @@ pub(super) fn render(step: &DestinationStep, theme: Theme, area: Rect, buf: &mut
             let keys = if i.keyspace.is_empty() {
                 "empty".to_owned()
             } else {
-                i.keyspace.iter().map(|(db, k)| format!("db{db} {}", count(*k))).collect::<Vec<_>>().join(", ")
+                i.keyspace.iter().map(|(db, k)| format!("db{db} {}", count(k.keys))).collect::<Vec<_>>().join(", ")
             };
-            let mode_tone = if i.mode == "standalone" { Tone::Good } else { Tone::Warn };
+            let mode_tone = if i.mode == ServerMode::Standalone { Tone::Good } else { Tone::Warn };
             vec![
-                Line::styled(format!("ok: Redis {}, {}", i.version, i.role), theme.tone(Tone::Good)),
-                Line::from(vec![Span::raw("mode              "), Span::styled(i.mode.clone(), theme.tone(mode_tone))]),
+                Line::styled(
+                    format!("ok: Redis {}, {}", i.version, super::sources::role_text(&i.role)),
+                    theme.tone(Tone::Good),
+                ),
+                Line::from(vec![
+                    Span::raw("mode              "),
+                    Span::styled(i.mode.to_string(), theme.tone(mode_tone)),
+                ]),
                 Line::from(format!("used memory       {} (maxmemory {maxmemory})", human_bytes(i.used_memory))),
                 policy_line,
                 Line::from(format!("keys              {keys}")),

@@ -189,6 +189,20 @@ impl Wizard {
         }
     }
 
+    /// Names the tool's own keys on each probed server (the heartbeat on a
+    /// source, the checkpoints on the destination), so a former run's keys
+    /// are not counted as data.
+    fn with_own_keys(&self, mut requests: Vec<ProbeRequest>) -> Vec<ProbeRequest> {
+        let sync = &self.base.sync;
+        for r in &mut requests {
+            r.own_keys = match r.target {
+                ProbeTarget::Source(_) => vec![sync.heartbeat_key.clone()],
+                ProbeTarget::Destination => self.sources.rows.iter().map(|s| sync.checkpoint_key(&s.name)).collect(),
+            };
+        }
+        requests
+    }
+
     fn notice(&mut self, tone: Tone, text: impl Into<String>) {
         self.notice = Some(Notice { tone, text: text.into() });
     }
@@ -280,11 +294,19 @@ pub(crate) fn is_ctrl(key: &KeyEvent, c: char) -> bool {
 
 /// The wizard's `update`.
 pub fn update(w: &mut Wizard, msg: Msg) -> Option<Effect> {
+    let effect = step_update(w, msg);
+    match effect {
+        Some(Effect::Probe(requests)) => Some(Effect::Probe(w.with_own_keys(requests))),
+        other => other,
+    }
+}
+
+fn step_update(w: &mut Wizard, msg: Msg) -> Option<Effect> {
     match msg {
         Msg::Key(key) => on_key(w, key),
         Msg::Probed { target, addr, result } => {
             let probe = match result {
-                Ok(info) => Probe::Ok(info),
+                Ok(facts) => Probe::Ok(facts),
                 Err(e) => Probe::Failed(e),
             };
             match target {
@@ -423,6 +445,7 @@ fn probe_requests<'a>(rows: impl Iterator<Item = &'a mut SourceRow>) -> Vec<Prob
                 target: ProbeTarget::Source(r.id),
                 addr: r.addr.trim().to_owned(),
                 password: r.password.clone(),
+                own_keys: Vec::new(),
             }
         })
         .collect()

@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
 
 use crate::config::TaskConfig;
-use crate::ui::facts::{CheckLine, CheckStatus};
+use crate::precheck::{CheckResult, CheckStatus};
 use crate::ui::msg::Effect;
 use crate::ui::theme::{Theme, Tone};
 use crate::ui::widgets::centered;
@@ -28,7 +28,7 @@ pub enum PrecheckState {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PrecheckStep {
     pub state: PrecheckState,
-    pub lines: Vec<CheckLine>,
+    pub lines: Vec<CheckResult>,
     /// Warnings the operator acknowledged, by [`key`].
     pub acked: BTreeSet<String>,
     pub cursor: usize,
@@ -45,7 +45,7 @@ pub(super) enum PrecheckAction {
 }
 
 /// What identifies a check across runs (for acknowledgements).
-fn key(l: &CheckLine) -> String {
+fn key(l: &CheckResult) -> String {
     format!("{}\u{1f}{}", l.id, l.subject)
 }
 
@@ -63,13 +63,13 @@ impl PrecheckStep {
         Some(Effect::Precheck(Box::new(task)))
     }
 
-    pub fn line(&mut self, line: CheckLine) {
+    pub fn line(&mut self, line: CheckResult) {
         if self.state == PrecheckState::Running {
             self.lines.push(line);
         }
     }
 
-    pub fn done(&mut self, lines: Vec<CheckLine>) {
+    pub fn done(&mut self, lines: Vec<CheckResult>) {
         if self.state != PrecheckState::Running {
             return;
         }
@@ -92,7 +92,7 @@ impl PrecheckStep {
         self.lines.iter().filter(|l| l.status == CheckStatus::Warn && !self.acked.contains(&key(l))).count()
     }
 
-    pub fn is_acked(&self, l: &CheckLine) -> bool {
+    pub fn is_acked(&self, l: &CheckResult) -> bool {
         self.acked.contains(&key(l))
     }
 
@@ -158,7 +158,7 @@ impl PrecheckStep {
     }
 }
 
-fn status_cell(step: &PrecheckStep, l: &CheckLine, theme: Theme) -> Span<'static> {
+fn status_cell(step: &PrecheckStep, l: &CheckResult, theme: Theme) -> Span<'static> {
     match l.status {
         CheckStatus::Pass => Span::styled("pass", theme.tone(Tone::Good)),
         CheckStatus::Warn if step.is_acked(l) => Span::styled("warn ok", theme.tone(Tone::Warn)),
@@ -211,7 +211,7 @@ pub(super) fn render(step: &PrecheckStep, theme: Theme, area: Rect, buf: &mut Bu
     }
 }
 
-fn render_detail(step: &PrecheckStep, l: &CheckLine, theme: Theme, area: Rect, buf: &mut Buffer) {
+fn render_detail(step: &PrecheckStep, l: &CheckResult, theme: Theme, area: Rect, buf: &mut Buffer) {
     let popup = centered(area, area.width.saturating_sub(4).min(100), area.height.saturating_sub(2).min(14));
     Clear.render(popup, buf);
     let block = Block::bordered().title(format!(" {} ", l.id)).title_style(theme.title()).border_style(theme.border());

@@ -14,6 +14,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, StatefulWidg
 use super::{probe_requests, source_config};
 use crate::config::nutcracker::Pool;
 use crate::config::{is_valid_source_name, Addr, Secret, SourceConfig};
+use crate::probe::Role;
 use crate::ui::facts::Probe;
 use crate::ui::field::TextField;
 use crate::ui::format::{count, fit, short_bytes};
@@ -181,6 +182,7 @@ impl SourcesStep {
                     target: ProbeTarget::Source(row.id),
                     addr: row.addr.trim().to_owned(),
                     password: row.password.clone(),
+                    own_keys: Vec::new(),
                 }]));
             }
             KeyCode::Char('T') => {
@@ -349,15 +351,29 @@ pub(super) fn password_cell(p: &Secret) -> String {
     }
 }
 
+/// `master`, `replica of HOST:PORT`, with `(link down)` when it is.
+pub(super) fn role_text(role: &Role) -> String {
+    match role {
+        Role::Replica { link_up: false, .. } => format!("{role} (link down)"),
+        _ => role.to_string(),
+    }
+}
+
 /// The test column: `testing…`, `master 7.0.15 · 1,234 keys`, or the error.
 fn probe_cell(p: &Probe, theme: Theme) -> Span<'static> {
     match p {
         Probe::Untested => Span::styled("not tested", theme.tone(Tone::Dim)),
         Probe::Testing => Span::raw("testing…"),
         Probe::Ok(i) => {
-            let tone = if i.is_master { Tone::Good } else { Tone::Warn };
+            let tone = if i.role == Role::Master { Tone::Good } else { Tone::Warn };
             Span::styled(
-                format!("ok: {} {} · {} keys · {}", i.role, i.version, count(i.keys()), short_bytes(i.used_memory)),
+                format!(
+                    "ok: {} {} · {} keys · {}",
+                    role_text(&i.role),
+                    i.version,
+                    count(i.total_keys()),
+                    short_bytes(i.used_memory)
+                ),
                 theme.tone(tone),
             )
         }
@@ -402,14 +418,14 @@ pub(super) fn render(step: &SourcesStep, theme: Theme, area: Rect, buf: &mut Buf
         Some((name, Probe::Ok(i))) => Some((
             format!(
                 "{name}: {} · Redis {} · {} · {} keys in {} DB(s) · memory {}",
-                i.role,
+                role_text(&i.role),
                 i.version,
                 i.mode,
-                count(i.keys()),
+                count(i.total_keys()),
                 i.keyspace.len(),
                 short_bytes(i.used_memory)
             ),
-            if i.is_master { Tone::Normal } else { Tone::Warn },
+            if i.role == Role::Master { Tone::Normal } else { Tone::Warn },
         )),
         _ => None,
     };
