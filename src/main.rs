@@ -19,18 +19,25 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about = "Migrate the Redis-Servers behind a Twemproxy cluster into one Redis, with no downtime"
 )]
 struct Args {
+    /// Without a command: the wizard (`tui`).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The interactive wizard that builds and starts a task, then its dashboard
+    Tui {
+        /// A task file to start from (and save back to)
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run a task: full copy, then incremental sync until stopped
     Run {
         /// The task file (TOML)
         #[arg(long)]
         config: PathBuf,
-        /// No TUI: a progress line per shard per second
+        /// No dashboard: a progress line per shard per second
         #[arg(long)]
         headless: bool,
         /// NDJSON progress records instead of lines
@@ -62,12 +69,14 @@ enum Command {
 fn main() -> Result<()> {
     color_eyre::config::HookBuilder::default().display_env_section(false).display_location_section(false).install()?;
     let args = Args::parse();
-    match args.command {
+    match args.command.unwrap_or(Command::Tui { config: None }) {
+        Command::Tui { config } => std::process::exit(cli::tui::wizard(config.as_deref())?),
         Command::Rdb { file, json } => cli::rdb::run(&file, json),
         Command::Check { config, json } => std::process::exit(cli::check::run(&config, json)),
-        Command::Run { config, headless: _, json, until_synced } => {
-            // The TUI (step 5) is the default front end; until it exists, `run` is headless.
+        // `--json` and `--until-synced` are for scripts: they imply headless.
+        Command::Run { config, headless, json, until_synced } if headless || json || until_synced => {
             std::process::exit(cli::run::run(&config, json, until_synced))
         }
+        Command::Run { config, .. } => std::process::exit(cli::tui::dashboard(&config)?),
     }
 }

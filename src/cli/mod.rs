@@ -3,3 +3,4 @@
 pub mod check;
 pub mod rdb;
 pub mod run;
+pub mod tui;

@@ -15,11 +15,15 @@
 //! (numbers that fit), `terminal` (raw mode in, always back out), `log`
 //! (the log file), `app` (the loop) and `effects`.
 
+pub mod app;
 pub mod dashboard;
+pub mod effects;
 pub mod facts;
 pub mod field;
 pub mod format;
+pub mod log;
 pub mod msg;
+pub mod terminal;
 pub mod theme;
 pub mod widgets;
 pub mod wizard;

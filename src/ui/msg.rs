@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crossterm::event::KeyEvent;
 
+use super::dashboard::TaskInfo;
 use super::facts::{VerifyDepth, VerifyProgress, VerifySummary};
 use crate::config::nutcracker::Pool;
 use crate::config::{SavePasswords, Secret, TaskConfig};
@@ -63,7 +64,7 @@ pub enum Msg {
     /// The task file was written; the variables it reads passwords from.
     Saved(Result<Vec<(String, String)>, String>),
     /// The engine runs; the dashboard takes over.
-    Started,
+    Started(Box<TaskInfo>),
     StartFailed(String),
     Snapshot(Box<TaskSnapshot>),
     VerifyProgress(VerifyProgress),

@@ -50,7 +50,7 @@ pub fn render_help(theme: Theme, area: Rect, buf: &mut Buffer) {
         LAG_MS_WARN / 1000,
         LAG_MS_BAD / 1000
     )));
-    lines.push(Line::raw("Logs: <state dir>/<task>/shardsync.log"));
+    lines.push(Line::raw("Log file: <state dir>/shardsync.log"));
     Paragraph::new(lines)
         .block(Block::bordered().title(" Help ").title_style(theme.title()).border_style(theme.border()))
         .render(popup, buf);

@@ -104,6 +104,8 @@ pub struct Dashboard {
     /// Per shard: (ts_ms, rdb_applied) over the last [`RATE_WINDOW_MS`].
     pub copy_samples: BTreeMap<String, VecDeque<(i64, u64)>>,
     pub events: VecDeque<Event>,
+    /// Events ever logged (the log file writes those past what it wrote).
+    pub events_total: u64,
     alerts_seen: BTreeMap<String, u64>,
     pub selected: usize,
     pub focus: Focus,
@@ -129,6 +131,7 @@ impl Dashboard {
             last_sample_sec: now_ms / 1000,
             copy_samples: BTreeMap::new(),
             events: VecDeque::new(),
+            events_total: 0,
             alerts_seen: BTreeMap::new(),
             selected: 0,
             focus: Focus::Shards,
@@ -148,6 +151,7 @@ impl Dashboard {
 
     fn event(&mut self, ts_ms: i64, shard: &str, tone: Tone, message: String) {
         self.events.push_back(Event { ts_ms, shard: shard.to_owned(), tone, message });
+        self.events_total += 1;
         if self.events.len() > EVENTS_KEPT {
             self.events.pop_front();
         }
@@ -333,7 +337,7 @@ pub fn update(d: &mut Dashboard, msg: Msg) -> Option<Effect> {
         | Msg::PrecheckLine(_)
         | Msg::PrecheckDone(_)
         | Msg::Saved(_)
-        | Msg::Started
+        | Msg::Started(_)
         | Msg::StartFailed(_)
         | Msg::EngineStopped(_) => None,
     }

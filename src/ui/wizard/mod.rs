@@ -337,7 +337,7 @@ fn step_update(w: &mut Wizard, msg: Msg) -> Option<Effect> {
         }
         Msg::Signal(_) | Msg::InputClosed => Some(Effect::Exit),
         Msg::Resize
-        | Msg::Started
+        | Msg::Started(_)
         | Msg::Snapshot(_)
         | Msg::VerifyProgress(_)
         | Msg::VerifyDone(_)

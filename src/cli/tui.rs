@@ -1,0 +1,130 @@
+//! `shardsync` / `shardsync tui [--config F]` (the wizard, then the
+//! dashboard) and `shardsync run --config F` without `--headless` (the
+//! dashboard straight away, after the precheck).
+//!
+//! Everything printed goes out before the terminal is taken or after it is
+//! given back; while the UI runs, the log file is the only output.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr};
+use shardsync::config::{TaskConfig, DEFAULT_STATE_DIR};
+use shardsync::precheck::{CheckStatus, PrecheckOptions};
+use shardsync::ui::app::{self, App, Outcome};
+use shardsync::ui::dashboard::{Dashboard, TaskInfo};
+use shardsync::ui::log;
+use shardsync::ui::msg::Signal;
+use shardsync::ui::terminal::TerminalSession;
+use shardsync::ui::theme::Theme;
+use shardsync::ui::wizard::Wizard;
+
+use super::run::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
+
+/// The wizard, empty or filled from `config`.
+pub fn wizard(config: Option<&Path>) -> Result<i32> {
+    let theme = Theme::from_env();
+    let wizard = match config {
+        Some(path) => match TaskConfig::load(path) {
+            Ok(task) => Wizard::prefilled(&task, path, theme),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_BAD_CONFIG);
+            }
+        },
+        None => Wizard::new(theme),
+    };
+    run_wizard(wizard)
+}
+
+/// Runs `wizard` (then the dashboard of the task it starts) to the end.
+pub fn run_wizard(wizard: Wizard) -> Result<i32> {
+    let state_dir = wizard.base.state_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let rt = runtime()?;
+    rt.block_on(run_ui(App::wizard(wizard), None, &state_dir))
+}
+
+/// `shardsync run --config F`: the precheck, then the dashboard.
+pub fn dashboard(config: &Path) -> Result<i32> {
+    let task = match TaskConfig::load(config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_BAD_CONFIG);
+        }
+    };
+    let rt = runtime()?;
+    rt.block_on(async {
+        // As the headless run: a failed check keeps the task from starting,
+        // warnings are printed and do not.
+        eprintln!("precheck of task {}…", task.name);
+        let opts = PrecheckOptions { rate_sample: Duration::from_millis(250) };
+        let report = shardsync::precheck::run_with(&task, &opts, None).await;
+        let notable: Vec<_> = report.checks.iter().filter(|c| c.status != CheckStatus::Pass).cloned().collect();
+        for line in super::check::render(&notable) {
+            eprintln!("precheck: {line}");
+        }
+        if !report.passed() {
+            eprintln!("error: {}", super::check::summary(&report));
+            return Ok(EXIT_FAILED);
+        }
+        let info = TaskInfo::of(&task, shardsync::engine::source_side::now_ms());
+        let app = App::dashboard(Dashboard::new(info, Theme::from_env()));
+        let state_dir = task.state_dir.clone();
+        run_ui(app, Some(task), &state_dir).await
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().wrap_err("while starting the async runtime")
+}
+
+/// Takes the terminal, runs the UI, gives the terminal back, then says how
+/// it ended.
+pub async fn run_ui(app: App, start: Option<TaskConfig>, state_dir: &Path) -> Result<i32> {
+    let log_path = log::init(state_dir)
+        .wrap_err_with(|| format!("while creating the log file in {}", state_dir.display()))?;
+    tracing::info!("shardsync {} UI started", env!("CARGO_PKG_VERSION"));
+    let outcome = {
+        let mut session = TerminalSession::enter().wrap_err("while setting up the terminal")?;
+        app::run(&mut session.terminal, app, start).await.wrap_err("while running the UI")?
+        // The session drops here: the terminal is restored before printing.
+    };
+    tracing::info!(?outcome.signal, "UI ended");
+    Ok(report(&outcome, &log_path))
+}
+
+/// Lines for the operator after the UI, and the exit code.
+fn report(outcome: &Outcome, log_path: &Path) -> i32 {
+    // After a hangup there is nobody to read this; printing to a dead
+    // terminal fails silently.
+    if outcome.signal == Some(Signal::Hangup) {
+        return EXIT_OK;
+    }
+    let mut code = EXIT_OK;
+    if let Some((path, vars)) = &outcome.saved {
+        println!("task saved to {}", path.display());
+        if !vars.is_empty() {
+            println!("it reads passwords from the environment; before `shardsync run --config {}`, export:", path.display());
+            for (entry, var) in vars {
+                println!("  {var}  (password of {entry})");
+            }
+        }
+    }
+    if let Some(results) = &outcome.stopped {
+        for (shard, r) in results {
+            match r {
+                Ok(()) => println!("{shard}: stopped, checkpoint written"),
+                Err(e) => {
+                    code = EXIT_FAILED;
+                    println!("{shard}: FAILED: {e}");
+                }
+            }
+        }
+        if !results.is_empty() {
+            println!("`shardsync run --config <task file>` continues from the checkpoints.");
+        }
+    }
+    println!("log: {}", log_path.display());
+    code
+}
