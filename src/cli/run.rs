@@ -7,7 +7,7 @@ use std::time::Duration;
 use shardsync::config::TaskConfig;
 use shardsync::engine;
 use shardsync::headless;
-use shardsync::precheck::CheckStatus;
+use shardsync::precheck::{CheckStatus, PrecheckOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Exit codes of the contract.
@@ -53,8 +53,10 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         signals.cancel();
     });
     // The precheck decides whether the task may start; warnings are shown
-    // and do not stop it.
-    let report = shardsync::precheck::run(&task, None).await;
+    // and do not stop it. A shorter rate sample than `check`'s: the task
+    // should not wait a second to start, and the rate only ever warns.
+    let opts = PrecheckOptions { rate_sample: Duration::from_millis(250) };
+    let report = shardsync::precheck::run_with(&task, &opts, None).await;
     let notable: Vec<_> = report.checks.iter().filter(|c| c.status != CheckStatus::Pass).cloned().collect();
     for line in super::check::render(&notable) {
         eprintln!("precheck: {line}");

@@ -20,6 +20,7 @@ mod source;
 mod task;
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -141,9 +142,32 @@ impl Sink {
     }
 }
 
+/// How the precheck measures.
+#[derive(Debug, Clone)]
+pub struct PrecheckOptions {
+    /// How long each source's write rate is sampled.
+    pub rate_sample: Duration,
+}
+
+impl Default for PrecheckOptions {
+    /// A second: long enough for a rate a person can act on.
+    fn default() -> Self {
+        PrecheckOptions { rate_sample: Duration::from_secs(1) }
+    }
+}
+
 /// Runs every check against the live servers; sends each result to
 /// `progress` as it is known.
 pub async fn run(task: &TaskConfig, progress: Option<mpsc::Sender<CheckResult>>) -> PrecheckReport {
+    run_with(task, &PrecheckOptions::default(), progress).await
+}
+
+/// As [`run`], measuring as `opts` says.
+pub async fn run_with(
+    task: &TaskConfig,
+    opts: &PrecheckOptions,
+    progress: Option<mpsc::Sender<CheckResult>>,
+) -> PrecheckReport {
     let sink = Sink { progress };
     let dest_addr = task.destination.addr.to_string();
     let checkpoint_keys: Vec<String> = task.sources.iter().map(|s| task.checkpoint_key(&s.name)).collect();
@@ -160,7 +184,7 @@ pub async fn run(task: &TaskConfig, progress: Option<mpsc::Sender<CheckResult>>)
         let facts = &facts;
         let sink = &sink;
         async move {
-            let checks = source::checks(task, s, &facts.sources[i], facts).await;
+            let checks = source::checks(task, opts, s, &facts.sources[i], facts).await;
             sink.emit(&checks).await;
             checks
         }

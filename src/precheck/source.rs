@@ -8,14 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{group_digits, reachable, source_subject, CheckResult, Facts};
+use super::{group_digits, reachable, source_subject, CheckResult, Facts, PrecheckOptions};
 use crate::config::{SourceConfig, TaskConfig};
 use crate::dest::RedisVersion;
 use crate::probe::{self, config_size, human_bytes, ProbeError, Role, ServerFacts, ServerMode};
 use crate::resp::{Cmd, Value};
-
-/// How long the write rate is sampled.
-const RATE_SAMPLE: Duration = Duration::from_secs(1);
 
 /// The copy rate the estimates assume, in bytes of the sources' dataset per
 /// second. BENCHMARKS.md measures ~80 MB/s (437 MB of `used_memory` copied
@@ -32,6 +29,7 @@ const PSYNC_SINCE: RedisVersion = RedisVersion::new(2, 8, 0);
 
 pub(super) async fn checks(
     task: &TaskConfig,
+    opts: &PrecheckOptions,
     source: &SourceConfig,
     facts: &Result<ServerFacts, ProbeError>,
     all: &Facts,
@@ -46,7 +44,7 @@ pub(super) async fn checks(
     out.push(role(&subject, f));
     out.push(psync(&subject, f));
     // The heartbeat is a write: it must not count in the rate.
-    let rate = write_rate(source).await;
+    let rate = write_rate(source, opts.rate_sample).await;
     let heartbeat = heartbeat(task, source).await;
     out.push(backlog(&subject, f, rate, copy_estimate_secs(all)));
     out.push(heartbeat_check(&subject, &task.sync.heartbeat_key, heartbeat));
@@ -124,10 +122,10 @@ pub(super) struct WriteRate {
 }
 
 /// The replication bytes a second from two readings of `master_repl_offset`
-/// a second apart. A master that never had a replica keeps no backlog and
+/// `sample` apart. A master that never had a replica keeps no backlog and
 /// its offset stands still: then, if keys changed in between
 /// (`rdb_changes_since_last_save`), all client input is taken as the bound.
-async fn write_rate(source: &SourceConfig) -> Option<WriteRate> {
+async fn write_rate(source: &SourceConfig, sample: Duration) -> Option<WriteRate> {
     let addr = source.addr.to_string();
     let mut conn = probe::connect(&addr, &probe::probe_options(&source.password)).await.ok()?;
     let mut read = async || -> Option<(u64, u64, u64, bool)> {
@@ -139,7 +137,7 @@ async fn write_rate(source: &SourceConfig) -> Option<WriteRate> {
     };
     let started = Instant::now();
     let (offset0, input0, changes0, _) = read().await?;
-    tokio::time::sleep(RATE_SAMPLE).await;
+    tokio::time::sleep(sample).await;
     let (offset1, input1, changes1, active) = read().await?;
     let secs = started.elapsed().as_secs_f64().max(0.001);
     if active {
