@@ -86,6 +86,29 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// `text` broken into lines of at most `width` columns at spaces (a word
+/// longer than a line is cut), for text that needs an indent Paragraph's
+/// own wrapping cannot give.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let word = fit(word, width);
+        if !line.is_empty() && line.width() + 1 + word.width() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// A time of day (UTC) from milliseconds since the epoch: `14:03:27`.
 pub fn time_of_day(ts_ms: i64) -> String {
     let secs = ts_ms.div_euclid(1000).rem_euclid(86_400);
@@ -118,6 +141,13 @@ mod tests {
         assert_eq!(duration_ms(250_000), "4m10s");
         assert_eq!(duration_ms(7_500_000), "2h05m");
         assert_eq!(time_of_day(1_764_064_227_000), "09:50:27");
+    }
+
+    #[test]
+    fn wrap_at_spaces() {
+        assert_eq!(wrap("the quick brown fox", 9), ["the quick", "brown fox"]);
+        assert_eq!(wrap("abcdefghij x", 4), ["abc…", "x"]);
+        assert!(wrap("", 5).is_empty());
     }
 
     #[test]

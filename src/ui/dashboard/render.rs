@@ -434,15 +434,17 @@ fn footer_keys(d: &Dashboard) -> Vec<(&'static str, &'static str)> {
         (None, View::Detail) => {
             vec![("Esc", "back"), ("↑↓", "shard"), ("p", "pause/resume"), ("?", "help"), ("q", "quit")]
         }
+        // What does not fit 80 columns (Tab, R) is in the events pane's
+        // title and the help.
         (None, View::Main) => vec![
             ("↑↓", "shard"),
             ("Enter", "detail"),
-            ("p", "pause/resume"),
+            ("p", "pause"),
             ("v", "verify"),
             ("s", "report"),
-            ("Tab", "events"),
             ("?", "help"),
             ("q", "quit"),
+            ("Tab", "events"),
         ],
     }
 }

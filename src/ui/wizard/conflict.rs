@@ -12,7 +12,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use crate::config::ConflictMode;
 use crate::ui::facts::Probe;
-use crate::ui::format::count;
+use crate::ui::format::{count, wrap};
 use crate::ui::theme::{Theme, Tone};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -98,7 +98,9 @@ pub(super) fn render(step: &ConflictStep, dest: &Probe, theme: Theme, area: Rect
             }
         }
         lines.push(Line::from(head));
-        lines.push(Line::styled(format!("    {text}"), theme.tone(if chosen { Tone::Normal } else { Tone::Dim })));
+        for l in wrap(text, (area.width as usize).saturating_sub(4)) {
+            lines.push(Line::styled(format!("    {l}"), theme.tone(if chosen { Tone::Normal } else { Tone::Dim })));
+        }
     }
     Paragraph::new(lines).wrap(Wrap { trim: false }).render(area, buf);
 }

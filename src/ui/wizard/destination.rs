@@ -75,11 +75,11 @@ impl DestinationStep {
         }
     }
 
-    /// A probe when there is no answer for the fields as they are.
-    pub fn probe_if_needed(&mut self) -> Option<Effect> {
+    /// A new probe, unless one is under way.
+    pub fn probe_again(&mut self) -> Option<Effect> {
         match self.probe {
-            Probe::Untested | Probe::Failed(_) => self.probe_effect(),
-            Probe::Testing | Probe::Ok(_) => None,
+            Probe::Testing => None,
+            _ => self.probe_effect(),
         }
     }
 

@@ -70,6 +70,18 @@ impl Step {
         }
     }
 
+    /// The name in a narrow step bar (the current step keeps its full name).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Step::Sources => "Sources",
+            Step::Destination => "Dest",
+            Step::Conflict => "Conflicts",
+            Step::Databases => "DBs",
+            Step::Precheck => "Precheck",
+            Step::Review => "Start",
+        }
+    }
+
     /// The heading of the step's pane.
     pub fn heading(self) -> &'static str {
         match self {
@@ -242,8 +254,11 @@ impl Wizard {
         self.notice = None;
         match step {
             Step::Sources | Step::Destination | Step::Review => None,
-            Step::Conflict => self.destination.probe_if_needed(),
+            // Counts change while the sources are written to: measured anew
+            // each time the step shows them.
+            Step::Conflict => self.destination.probe_again(),
             Step::Databases => {
+                self.sources.forget_probes();
                 let wanted = self.sources.probe_missing();
                 self.databases.refresh(&self.sources.rows, self.destination.probe.info());
                 wanted

@@ -69,13 +69,13 @@ pub fn render_wizard(w: &Wizard, area: Rect, buf: &mut Buffer) {
 /// brackets (readable without colour); names shorten to fit.
 fn step_bar(current: Step, theme: Theme, area: Rect, buf: &mut Buffer) {
     let full: usize = Step::ALL.iter().map(|s| s.name().len() + 5).sum();
-    let short = full + 12 > area.width as usize;
-    let mut spans = vec![Span::styled("shardsync ", theme.title())];
+    let short = full + 10 > area.width as usize;
+    let mut spans = if short { vec![] } else { vec![Span::styled("shardsync ", theme.title())] };
     for (i, s) in Step::ALL.iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled(" › ", theme.tone(Tone::Dim)));
         }
-        let name = if short && *s != current { s.name().chars().take(4).collect() } else { s.name().to_owned() };
+        let name = if short && *s != current { s.short_name() } else { s.name() };
         if *s == current {
             spans.push(Span::styled(format!("[{} {name}]", s.number()), theme.selected()));
         } else {
