@@ -82,8 +82,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Takes the terminal, runs the UI, gives the terminal back, then says how
 /// it ended.
 pub async fn run_ui(app: App, start: Option<TaskConfig>, state_dir: &Path) -> Result<i32> {
-    let log_path = log::init(state_dir)
-        .wrap_err_with(|| format!("while creating the log file in {}", state_dir.display()))?;
+    let log_path =
+        log::init(state_dir).wrap_err_with(|| format!("while creating the log file in {}", state_dir.display()))?;
     tracing::info!("shardsync {} UI started", env!("CARGO_PKG_VERSION"));
     let outcome = {
         let mut session = TerminalSession::enter().wrap_err("while setting up the terminal")?;
@@ -105,7 +105,10 @@ fn report(outcome: &Outcome, log_path: &Path) -> i32 {
     if let Some((path, vars)) = &outcome.saved {
         println!("task saved to {}", path.display());
         if !vars.is_empty() {
-            println!("it reads passwords from the environment; before `shardsync run --config {}`, export:", path.display());
+            println!(
+                "it reads passwords from the environment; before `shardsync run --config {}`, export:",
+                path.display()
+            );
             for (entry, var) in vars {
                 println!("  {var}  (password of {entry})");
             }

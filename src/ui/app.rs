@@ -164,7 +164,11 @@ fn terminal_msgs(event: Event) -> Vec<Msg> {
 
 /// Runs the UI until it is done. `start` is a task to run at once (the
 /// dashboard of `shardsync run`); without it the app's screen starts.
-pub async fn run(terminal: &mut Tui, mut app: App, start: Option<crate::config::TaskConfig>) -> std::io::Result<Outcome> {
+pub async fn run(
+    terminal: &mut Tui,
+    mut app: App,
+    start: Option<crate::config::TaskConfig>,
+) -> std::io::Result<Outcome> {
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
     let root = CancellationToken::new();
     let mut runner = EffectRunner::new(tx, root.clone());

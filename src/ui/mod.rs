@@ -27,3 +27,6 @@ pub mod terminal;
 pub mod theme;
 pub mod widgets;
 pub mod wizard;
+
+#[cfg(test)]
+pub(crate) mod testing;

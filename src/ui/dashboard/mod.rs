@@ -100,7 +100,8 @@ pub struct Dashboard {
     pub now_ms: i64,
     /// Applied ops/s summed over shards, one sample a second, newest last.
     pub throughput: VecDeque<u64>,
-    last_sample_sec: i64,
+    /// The second of the newest throughput sample.
+    last_sample_sec: Option<i64>,
     /// Per shard: (ts_ms, rdb_applied) over the last [`RATE_WINDOW_MS`].
     pub copy_samples: BTreeMap<String, VecDeque<(i64, u64)>>,
     pub events: VecDeque<Event>,
@@ -128,7 +129,7 @@ impl Dashboard {
             snapshot: TaskSnapshot::default(),
             now_ms,
             throughput: VecDeque::with_capacity(HISTORY_SECS),
-            last_sample_sec: now_ms / 1000,
+            last_sample_sec: None,
             copy_samples: BTreeMap::new(),
             events: VecDeque::new(),
             events_total: 0,
@@ -166,7 +167,14 @@ impl Dashboard {
         for s in &snap.shards {
             // State changes the operator should find in the log.
             let before = old.shards.iter().find(|o| o.shard == s.shard);
-            if let Some(message) = transition(before, s) {
+            let seen = self.alerts_seen.entry(s.shard.clone()).or_insert(0);
+            let new = s.alerts_total.saturating_sub(*seen) as usize;
+            *seen = s.alerts_total;
+            let fresh: Vec<_> = s.alerts.iter().skip(s.alerts.len().saturating_sub(new)).cloned().collect();
+            // An alert that says why (a lost link) makes the change's own
+            // line redundant.
+            let explained = s.last_error.as_ref().is_some_and(|e| fresh.iter().any(|a| a.message.contains(e.as_str())));
+            if let Some(message) = transition(before, s).filter(|_| !explained) {
                 let tone = match s.state {
                     ShardState::Failed => Tone::Bad,
                     ShardState::Reconnecting => Tone::Warn,
@@ -174,10 +182,6 @@ impl Dashboard {
                 };
                 self.event(s.ts_ms, &s.shard, tone, message);
             }
-            let seen = self.alerts_seen.entry(s.shard.clone()).or_insert(0);
-            let new = s.alerts_total.saturating_sub(*seen) as usize;
-            *seen = s.alerts_total;
-            let fresh: Vec<_> = s.alerts.iter().skip(s.alerts.len().saturating_sub(new)).cloned().collect();
             for a in fresh {
                 let tone = if a.message.starts_with("paused") { Tone::Bad } else { Tone::Warn };
                 let message = match a.offset {
@@ -201,16 +205,17 @@ impl Dashboard {
         }
         // One throughput sample per second passed (a gap repeats the last).
         let sec = ts / 1000;
-        if sec > self.last_sample_sec {
+        let last = self.last_sample_sec.unwrap_or(sec - 1);
+        if sec > last {
             let total: u64 = snap.shards.iter().map(|s| s.ops_per_sec).sum();
-            let gap = ((sec - self.last_sample_sec) as usize).min(HISTORY_SECS);
+            let gap = ((sec - last) as usize).min(HISTORY_SECS);
             for _ in 0..gap {
                 self.throughput.push_back(total);
             }
             while self.throughput.len() > HISTORY_SECS {
                 self.throughput.pop_front();
             }
-            self.last_sample_sec = sec;
+            self.last_sample_sec = Some(sec);
         }
         self.now_ms = ts;
         self.snapshot = snap;
@@ -261,7 +266,9 @@ fn transition(before: Option<&ShardSnapshot>, now: &ShardSnapshot) -> Option<Str
         ShardState::Connecting => "connecting to the source again".to_owned(),
         ShardState::Handshake => "replication handshake".to_owned(),
         ShardState::Rdb => "full copy started".to_owned(),
-        ShardState::Incremental => format!("full copy applied ({} keys): incremental", now.keys_applied),
+        ShardState::Incremental => {
+            format!("full copy applied ({} keys): incremental", super::format::count(now.keys_applied))
+        }
         ShardState::Reconnecting => format!("reconnecting{why}"),
         ShardState::Stopped if now.paused_on_error => format!("paused on an error{why}"),
         ShardState::Stopped => "stopped (paused or stopping)".to_owned(),

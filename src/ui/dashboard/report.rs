@@ -112,6 +112,7 @@ mod tests {
     fn stamps_name_the_utc_date_and_time() {
         assert_eq!(file_stamp(1_764_064_227_000), "20251125-095027");
         assert_eq!(file_stamp(0), "19700101-000000");
-        assert_eq!(civil_from_days(11_016), (2000, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
     }
 }
