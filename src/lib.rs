@@ -7,7 +7,8 @@
 //! replication stream into a disk spool and back out as RDB bytes and
 //! commands, `dest` turns keys and commands into destination writes and
 //! applies them, `config` is the task file, `engine` runs the sync and
-//! `headless` renders its progress.
+//! `headless` renders its progress, `ui` is the terminal front end and
+//! `sandbox` the demo's local deployment.
 
 pub mod config;
 pub mod dest;
@@ -18,5 +19,6 @@ pub mod precheck;
 pub mod probe;
 pub mod rdb;
 pub mod resp;
+pub mod sandbox;
 pub mod source;
 pub mod ui;

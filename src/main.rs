@@ -56,6 +56,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A local sandbox (2 masters with replicas behind nutcracker, a destination, sample data) and the wizard on it
+    Demo,
     /// Parse an RDB file and print its keys (NDJSON with --json)
     Rdb {
         /// The RDB file
@@ -70,6 +72,7 @@ fn main() -> Result<()> {
     color_eyre::config::HookBuilder::default().display_env_section(false).display_location_section(false).install()?;
     let args = Args::parse();
     match args.command.unwrap_or(Command::Tui { config: None }) {
+        Command::Demo => std::process::exit(cli::demo::run()?),
         Command::Tui { config } => std::process::exit(cli::tui::wizard(config.as_deref())?),
         Command::Rdb { file, json } => cli::rdb::run(&file, json),
         Command::Check { config, json } => std::process::exit(cli::check::run(&config, json)),

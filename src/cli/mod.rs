@@ -1,6 +1,7 @@
 //! Command implementations that print to the terminal.
 
 pub mod check;
+pub mod demo;
 pub mod rdb;
 pub mod run;
 pub mod tui;

@@ -38,6 +38,8 @@ pub struct SourcesStep {
     pub selected: usize,
     next_id: u64,
     pub dialog: Option<SourcesDialog>,
+    /// The import dialog's first suggestion; empty: nutcracker's usual place.
+    pub import_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +193,11 @@ impl SourcesStep {
             }
             KeyCode::Char('i') => {
                 self.dialog = Some(SourcesDialog::Import(ImportDialog {
-                    path: TextField::new("/etc/nutcracker/nutcracker.yml"),
+                    path: TextField::new(if self.import_path.is_empty() {
+                        "/etc/nutcracker/nutcracker.yml"
+                    } else {
+                        self.import_path.as_str()
+                    }),
                     phase: ImportPhase::Path(None),
                 }))
             }
