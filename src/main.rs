@@ -49,6 +49,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// After cut-over: remove the tool's keys (checkpoints, heartbeat) and the state dir
+    Finish {
+        /// The task file (TOML)
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Parse an RDB file and print its keys (NDJSON with --json)
     Rdb {
         /// The RDB file
@@ -65,6 +71,7 @@ fn main() -> Result<()> {
     match args.command {
         Command::Rdb { file, json } => cli::rdb::run(&file, json),
         Command::Check { config, json } => std::process::exit(cli::check::run(&config, json)),
+        Command::Finish { config } => std::process::exit(cli::finish::run(&config)),
         Command::Run { config, headless: _, json, until_synced } => {
             // The TUI (step 5) is the default front end; until it exists, `run` is headless.
             std::process::exit(cli::run::run(&config, json, until_synced))

@@ -1,5 +1,6 @@
 //! Command implementations that print to the terminal.
 
 pub mod check;
+pub mod finish;
 pub mod rdb;
 pub mod run;
