@@ -58,6 +58,12 @@ enum Command {
     },
     /// A local sandbox (2 masters with replicas behind nutcracker, a destination, sample data) and the wizard on it
     Demo,
+    /// After cut-over: remove the tool's keys (checkpoints, heartbeat) and the state dir
+    Finish {
+        /// The task file (TOML)
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Parse an RDB file and print its keys (NDJSON with --json)
     Rdb {
         /// The RDB file
@@ -76,6 +82,7 @@ fn main() -> Result<()> {
         Command::Tui { config } => std::process::exit(cli::tui::wizard(config.as_deref())?),
         Command::Rdb { file, json } => cli::rdb::run(&file, json),
         Command::Check { config, json } => std::process::exit(cli::check::run(&config, json)),
+        Command::Finish { config } => std::process::exit(cli::finish::run(&config)),
         // `--json` and `--until-synced` are for scripts: they imply headless.
         Command::Run { config, headless, json, until_synced } if headless || json || until_synced => {
             std::process::exit(cli::run::run(&config, json, until_synced))

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod finish;
 pub mod rdb;
 pub mod run;
 pub mod tui;

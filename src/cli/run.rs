@@ -74,6 +74,17 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         eprintln!("error: {}", super::check::summary(&report));
         return EXIT_FAILED;
     }
+    // Held until the process ends.
+    let _lock = match engine::state_lock::acquire(&task.state_path()) {
+        Ok(l) => l,
+        Err(e) => {
+            if json {
+                println!("{}", headless::failed_json("task", &e.to_string()));
+            }
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
     let handle = engine::spawn(task, cancel.clone());
     tokio::spawn(operator_commands(handle.commands.clone(), cancel.clone()));
     let mut status = handle.status.clone();

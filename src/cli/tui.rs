@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr};
 use shardsync::config::{TaskConfig, DEFAULT_STATE_DIR};
+use shardsync::engine::state_lock::StateLock;
 use shardsync::precheck::{CheckStatus, PrecheckOptions};
 use shardsync::ui::app::{self, App, Outcome};
 use shardsync::ui::dashboard::{Dashboard, TaskInfo};
@@ -68,10 +69,18 @@ pub fn dashboard(config: &Path) -> Result<i32> {
             eprintln!("error: {}", super::check::summary(&report));
             return Ok(EXIT_FAILED);
         }
+        // Held until the engine has stopped; checked before the terminal is taken.
+        let lock = match shardsync::engine::state_lock::acquire(&task.state_path()) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_FAILED);
+            }
+        };
         let info = TaskInfo::of(&task, shardsync::engine::source_side::now_ms());
         let app = App::dashboard(Dashboard::new(info, Theme::from_env()));
         let state_dir = task.state_dir.clone();
-        run_ui(app, Some(task), &state_dir).await
+        run_ui(app, Some((task, lock)), &state_dir).await
     })
 }
 
@@ -81,7 +90,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Takes the terminal, runs the UI, gives the terminal back, then says how
 /// it ended.
-pub async fn run_ui(app: App, start: Option<TaskConfig>, state_dir: &Path) -> Result<i32> {
+pub async fn run_ui(app: App, start: Option<(TaskConfig, StateLock)>, state_dir: &Path) -> Result<i32> {
     let log_path =
         log::init(state_dir).wrap_err_with(|| format!("while creating the log file in {}", state_dir.display()))?;
     tracing::info!("shardsync {} UI started", env!("CARGO_PKG_VERSION"));

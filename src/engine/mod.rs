@@ -19,6 +19,7 @@ pub mod rate;
 pub mod shard;
 pub mod snapshot;
 pub mod source_side;
+pub mod state_lock;
 pub mod stream_batch;
 pub mod task;
 

@@ -8,7 +8,26 @@ use crate::config::TaskConfig;
 use crate::probe::{human_bytes, ServerFacts};
 
 pub(super) fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult> {
-    vec![selection(task, facts), spool_disk(task, facts)]
+    vec![selection(task, facts), not_running(task), spool_disk(task, facts)]
+}
+
+/// Two processes running one task would apply every write twice.
+fn not_running(task: &TaskConfig) -> CheckResult {
+    const TITLE: &str = "not already running";
+    let state = task.state_path();
+    let subject = format!("state dir {}", state.display());
+    match crate::engine::state_lock::is_held(&state) {
+        None => {
+            CheckResult::pass("task.running", &subject, TITLE, "no other shardsync process runs this task".to_owned())
+        }
+        Some(holder) => CheckResult::fail(
+            "task.running",
+            &subject,
+            TITLE,
+            format!("another shardsync process runs this task ({holder})"),
+            "use that process (its TUI or its standard input), or stop it first".to_owned(),
+        ),
+    }
 }
 
 /// Keys per source DB over every reachable source.

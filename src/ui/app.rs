@@ -28,6 +28,7 @@ use super::msg::{Effect, Msg, Signal};
 use super::terminal::Tui;
 use super::theme::Theme;
 use super::wizard::{self, Wizard};
+use crate::engine::state_lock::StateLock;
 
 /// The shortest time between two redraws that no key asked for.
 pub const FRAME: Duration = Duration::from_millis(250);
@@ -162,12 +163,13 @@ fn terminal_msgs(event: Event) -> Vec<Msg> {
     }
 }
 
-/// Runs the UI until it is done. `start` is a task to run at once (the
-/// dashboard of `shardsync run`); without it the app's screen starts.
+/// Runs the UI until it is done. `start` is a task to run at once, with
+/// its state dir lock (the dashboard of `shardsync run`); without it the
+/// app's screen starts.
 pub async fn run(
     terminal: &mut Tui,
     mut app: App,
-    start: Option<crate::config::TaskConfig>,
+    start: Option<(crate::config::TaskConfig, StateLock)>,
 ) -> std::io::Result<Outcome> {
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
     let root = CancellationToken::new();
@@ -179,8 +181,8 @@ pub async fn run(
     let mut logged_events = 0u64;
     let mut last_draw = Instant::now();
     let mut pending: Vec<Msg> = Vec::new();
-    if let Some(task) = start {
-        pending.push(runner.start(task));
+    if let Some((task, lock)) = start {
+        pending.push(runner.start(task, Some(lock)));
     }
     draw(terminal, &app, &mut drawable);
     loop {

@@ -20,6 +20,7 @@ use super::dashboard::TaskInfo;
 use super::facts::{DbCountLine, VerifyDepth, VerifyProgress, VerifySummary};
 use super::msg::{Effect, Msg, ProbeRequest};
 use crate::config::{nutcracker, save, TaskConfig};
+use crate::engine::state_lock::{self, StateLock};
 use crate::engine::{self, source_side::now_ms, EngineHandle};
 
 /// What the loop does after an effect.
@@ -37,6 +38,8 @@ pub struct EffectRunner {
     /// Parent of the engine's token.
     root: CancellationToken,
     engine: Option<EngineHandle>,
+    /// The task's state dir lock, held while its engine runs.
+    lock: Option<StateLock>,
     task: Option<Arc<TaskConfig>>,
     precheck: Option<JoinHandle<()>>,
     verify: Option<CancellationToken>,
@@ -50,7 +53,7 @@ const DIFFERENCES_SHOWN: usize = 20;
 
 impl EffectRunner {
     pub fn new(tx: mpsc::Sender<Msg>, root: CancellationToken) -> EffectRunner {
-        EffectRunner { tx, root, engine: None, task: None, precheck: None, verify: None }
+        EffectRunner { tx, root, engine: None, lock: None, task: None, precheck: None, verify: None }
     }
 
     /// Whether an engine runs (and must be stopped before leaving).
@@ -95,7 +98,7 @@ impl EffectRunner {
                 });
                 Step::Continue
             }
-            Effect::Start(task) => Step::Msg(self.start(*task)),
+            Effect::Start(task) => Step::Msg(self.start(*task, None)),
             Effect::Engine(cmd) => {
                 tracing::info!(?cmd, "operator command");
                 if let Some(e) = &self.engine {
@@ -145,8 +148,11 @@ impl EffectRunner {
                 }
                 tracing::info!("stopping the task: every shard applies what it has and writes its checkpoint");
                 let tx = self.tx.clone();
+                let lock = self.lock.take();
                 tokio::spawn(async move {
                     let results = handle.stop().await;
+                    // Another process may take the task over only now.
+                    drop(lock);
                     for (shard, r) in &results {
                         match r {
                             Ok(()) => tracing::info!(shard, "stopped, checkpoint written"),
@@ -161,9 +167,18 @@ impl EffectRunner {
         }
     }
 
-    /// Starts the engine and the task forwarding its snapshots. The
-    /// precheck has passed (the wizard's step 5, or `run` before the UI).
-    pub fn start(&mut self, task: TaskConfig) -> Msg {
+    /// Starts the engine and the task forwarding its snapshots, under the
+    /// task's state dir lock (`lock`, or taken here). The precheck has
+    /// passed (the wizard's step 5, or `run` before the UI).
+    pub fn start(&mut self, task: TaskConfig, lock: Option<StateLock>) -> Msg {
+        let lock = match lock.map_or_else(|| state_lock::acquire(&task.state_path()), Ok) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("task not started: {e}");
+                return Msg::StartFailed(e.to_string());
+            }
+        };
+        self.lock = Some(lock);
         let info = TaskInfo::of(&task, now_ms());
         tracing::info!(task = %task.name, sources = task.sources.len(), destination = %task.destination.addr, "task started");
         let task = Arc::new(task);
