@@ -110,33 +110,39 @@ fn report(outcome: &Outcome, log_path: &Path) -> i32 {
     if outcome.signal == Some(Signal::Hangup) {
         return EXIT_OK;
     }
+    // `println!` panics when the terminal is gone; these lines are worth
+    // an attempt, not a crash.
+    let say = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
     let mut code = EXIT_OK;
     if let Some((path, vars)) = &outcome.saved {
-        println!("task saved to {}", path.display());
+        say(format!("task saved to {}", path.display()));
         if !vars.is_empty() {
-            println!(
+            say(format!(
                 "it reads passwords from the environment; before `shardsync run --config {}`, export:",
                 path.display()
-            );
+            ));
             for (entry, var) in vars {
-                println!("  {var}  (password of {entry})");
+                say(format!("  {var}  (password of {entry})"));
             }
         }
     }
     if let Some(results) = &outcome.stopped {
         for (shard, r) in results {
             match r {
-                Ok(()) => println!("{shard}: stopped, checkpoint written"),
+                Ok(()) => say(format!("{shard}: stopped, checkpoint written")),
                 Err(e) => {
                     code = EXIT_FAILED;
-                    println!("{shard}: FAILED: {e}");
+                    say(format!("{shard}: FAILED: {e}"));
                 }
             }
         }
         if !results.is_empty() {
-            println!("`shardsync run --config <task file>` continues from the checkpoints.");
+            say("`shardsync run --config <task file>` continues from the checkpoints.".to_owned());
         }
     }
-    println!("log: {}", log_path.display());
+    say(format!("log: {}", log_path.display()));
     code
 }

@@ -155,8 +155,8 @@ impl EffectRunner {
                     drop(lock);
                     for (shard, r) in &results {
                         match r {
-                            Ok(()) => tracing::info!(shard, "stopped, checkpoint written"),
-                            Err(e) => tracing::error!(shard, "failed: {e}"),
+                            Ok(()) => tracing::info!(shard = %shard, "stopped, checkpoint written"),
+                            Err(e) => tracing::error!(shard = %shard, "failed: {e}"),
                         }
                     }
                     let _ = tx.send(Msg::EngineStopped(results)).await;

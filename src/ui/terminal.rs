@@ -6,6 +6,7 @@
 //! the guard does the rest.
 
 use std::io::{self, Stdout};
+use std::mem::ManuallyDrop;
 use std::sync::Once;
 
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
@@ -18,7 +19,11 @@ pub type Tui = Terminal<CrosstermBackend<Stdout>>;
 
 /// The terminal in UI mode; restored when dropped.
 pub struct TerminalSession {
-    pub terminal: Tui,
+    /// Never dropped: ratatui's `Terminal` shows the cursor on drop and,
+    /// when that write fails (a hung-up SSH session), reports it with
+    /// `eprintln!`, which panics on a dead terminal. [`restore`] shows the
+    /// cursor instead, ignoring errors; the leak is a few buffers at exit.
+    pub terminal: ManuallyDrop<Tui>,
 }
 
 impl TerminalSession {
@@ -31,7 +36,7 @@ impl TerminalSession {
             return Err(e);
         }
         match Terminal::new(CrosstermBackend::new(stdout)) {
-            Ok(terminal) => Ok(TerminalSession { terminal }),
+            Ok(terminal) => Ok(TerminalSession { terminal: ManuallyDrop::new(terminal) }),
             Err(e) => {
                 restore();
                 Err(e)
