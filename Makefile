@@ -16,7 +16,7 @@ export SHARDSYNC_REDIS6_BIN
 .PHONY: help deps build test demo bench fuzz sample clean-bench
 
 help:
-	@echo "make demo     set up, build, and parse the sample RDB"
+	@echo "make demo     set up, build, start the local sandbox (real servers) and open the wizard on it"
 	@echo "make test     set up, then fmt, clippy and every test (what CI runs)"
 	@echo "make build    cargo build --release"
 	@echo "make bench    build the benchmark RDBs (once), measure, write BENCHMARKS.md, cargo bench"
@@ -39,8 +39,11 @@ test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 
-demo: deps build $(SAMPLE_RDB)
-	$(BIN) rdb $(SAMPLE_RDB)
+# A sandbox of real servers on loopback (2 masters with replicas behind
+# nutcracker, an empty destination, sample data and a write load), the
+# wizard filled with it; everything stops and is removed on exit.
+demo: deps build
+	$(BIN) demo
 
 # Only when missing: the committed file makes `make demo` instant.
 $(SAMPLE_RDB):

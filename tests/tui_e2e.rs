@@ -89,12 +89,6 @@ impl Tmux {
     fn wait_text(&self, text: &str) -> String {
         self.wait_for(&format!("`{text}`"), |s| s.contains(text))
     }
-
-    /// Escape alone: crossterm reads ESC followed at once by a key as Alt+key.
-    fn escape(&self) {
-        self.keys(&["Escape"]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 impl Drop for Tmux {

@@ -375,11 +375,10 @@ fn on_key(d: &mut Dashboard, key: KeyEvent) -> Option<Effect> {
         KeyCode::Char('q') => d.overlay = Some(Overlay::ConfirmQuit),
         KeyCode::Char('?') | KeyCode::F(1) => d.overlay = Some(Overlay::Help),
         KeyCode::Esc if d.view == View::Detail => d.view = View::Main,
-        KeyCode::Enter if d.focus == Focus::Events => {
-            if d.selected_event().is_some() {
-                d.overlay = Some(Overlay::EventDetail);
-            }
+        KeyCode::Enter if d.focus == Focus::Events && d.selected_event().is_some() => {
+            d.overlay = Some(Overlay::EventDetail)
         }
+        KeyCode::Enter if d.focus == Focus::Events => {}
         KeyCode::Enter => d.view = if d.view == View::Main { View::Detail } else { View::Main },
         KeyCode::Tab => d.focus = if d.focus == Focus::Shards { Focus::Events } else { Focus::Shards },
         KeyCode::Up | KeyCode::Char('k') => match d.focus {

@@ -167,11 +167,9 @@ impl SourcesStep {
                     self.dialog = Some(SourcesDialog::Edit(SourceEditor::new(Some(r))));
                 }
             }
-            KeyCode::Char('d') | KeyCode::Delete => {
-                if self.selected < self.rows.len() {
-                    self.rows.remove(self.selected);
-                    self.selected = self.selected.min(self.rows.len().saturating_sub(1));
-                }
+            KeyCode::Char('d') | KeyCode::Delete if self.selected < self.rows.len() => {
+                self.rows.remove(self.selected);
+                self.selected = self.selected.min(self.rows.len().saturating_sub(1));
             }
             KeyCode::Char('t') => {
                 let row = self.rows.get_mut(self.selected)?;
