@@ -223,6 +223,13 @@ fn walk_the_wizard(s1: &RedisServer, s2: &RedisServer, dest: &RedisServer, dir: 
     assert_eq!(dest.redis_cli(&["EXISTS", "s1:0"]).expect("EXISTS"), "0");
     assert_eq!(dest.redis_cli(&["HGET", "s2:h10", "f2"]).expect("HGET"), "b");
 
+    // A resize is drawn at once, to the new size: at 80 columns the footer
+    // keeps help and quit, and no line is longer than the screen.
+    assert!(t.cmd(&["resize-window", "-t", "e2e", "-x", "80", "-y", "24"]).status.success());
+    let screen = t.wait_for("the 80x24 layout", |s| s.contains("q quit") && !s.contains("Tab events"));
+    assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+    assert!(screen.contains("2/2 synced"), "{screen}");
+
     t.keys(&["q"]);
     t.wait_text("Stop task migration and quit?");
     t.keys(&["y"]);

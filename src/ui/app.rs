@@ -274,3 +274,71 @@ fn log_new_events(app: &App, logged: &mut u64) {
     }
     *logged = d.events_total;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::snapshot::ShardState;
+    use crate::ui::dashboard::TaskInfo;
+    use crate::ui::testing::{ch, shard, task_snapshot, T0};
+
+    fn info() -> TaskInfo {
+        TaskInfo {
+            name: "t".into(),
+            destination: "127.0.0.1:7010".into(),
+            sources: vec![("s1".into(), "127.0.0.1:7001".into())],
+            state_path: PathBuf::from("/tmp/state/t"),
+            started_ms: T0,
+        }
+    }
+
+    #[test]
+    fn a_started_task_replaces_the_wizard_with_its_dashboard() {
+        let mut app = App::wizard(Wizard::new(Theme::mono()));
+        assert_eq!(update(&mut app, Msg::Started(Box::new(info()))), None);
+        assert!(matches!(&app.screen, Screen::Dashboard(d) if d.task.name == "t"));
+        assert_eq!(app.outcome.saved.as_ref().map(|(p, _)| p.clone()), Some(PathBuf::from("migration.toml")));
+    }
+
+    #[test]
+    fn only_a_visible_change_asks_for_a_redraw() {
+        let mut app = App::dashboard(Dashboard::new(info(), Theme::mono()));
+        app.dirty = false;
+        update(&mut app, Msg::Snapshot(Box::new(task_snapshot(vec![shard("s1", ShardState::Incremental, T0)], T0))));
+        assert!(app.dirty);
+        app.dirty = false;
+        update(
+            &mut app,
+            Msg::Snapshot(Box::new(task_snapshot(vec![shard("s1", ShardState::Incremental, T0 + 250)], T0 + 250))),
+        );
+        assert!(!app.dirty, "the same figures a quarter second later");
+        update(&mut app, ch('?'));
+        assert!(app.dirty);
+    }
+
+    #[test]
+    fn the_end_of_the_engine_ends_the_loop() {
+        let mut app = App::dashboard(Dashboard::new(info(), Theme::mono()));
+        update(&mut app, Msg::Signal(Signal::Hangup));
+        assert_eq!(app.outcome.signal, Some(Signal::Hangup));
+        assert!(!app.done, "the engine stops first");
+        update(&mut app, Msg::EngineStopped(vec![("s1".into(), Ok(()))]));
+        assert!(app.done);
+        let mut app = App::wizard(Wizard::new(Theme::mono()));
+        assert_eq!(update(&mut app, Msg::Signal(Signal::Terminate)), Some(Effect::Exit));
+        assert!(app.done);
+    }
+
+    #[test]
+    fn a_paste_types_its_characters_without_pressing_enter() {
+        let msgs = terminal_msgs(Event::Paste("ab\nc".into()));
+        let keys: Vec<KeyCode> = msgs
+            .iter()
+            .map(|m| match m {
+                Msg::Key(k) => k.code,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, [KeyCode::Char('a'), KeyCode::Char('b'), KeyCode::Char('c')]);
+    }
+}
