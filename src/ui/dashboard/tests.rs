@@ -327,3 +327,16 @@ mod snapshots {
         assert_eq!(screen(&d, 80, 24), mono);
     }
 }
+
+#[test]
+fn tiny_terminals_draw_without_panicking() {
+    let mut d = after_a_minute(states);
+    for overlay in [None, Some(Overlay::Help), Some(Overlay::ConfirmQuit), Some(Overlay::VerifyChoose)] {
+        d.overlay = overlay;
+        for (w, h) in [(1, 1), (20, 5), (40, 10), (79, 23)] {
+            screen(&d, w, h);
+        }
+    }
+    d.view = View::Detail;
+    screen(&d, 30, 8);
+}

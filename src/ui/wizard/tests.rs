@@ -464,3 +464,21 @@ mod snapshots {
         insta::assert_snapshot!("wizard_quit_80x24", screen(&w, 80, 24));
     }
 }
+
+#[test]
+fn tiny_terminals_draw_without_panicking() {
+    for step in Step::ALL {
+        let mut w = filled(step);
+        if step == Step::Precheck {
+            w.precheck.state = PrecheckState::Running;
+            update(&mut w, Msg::PrecheckDone(checks()));
+            w.precheck.detail = true;
+        }
+        for (width, height) in [(1, 1), (20, 5), (40, 10), (79, 23)] {
+            screen(&w, width, height);
+        }
+    }
+    let mut w = filled(Step::Sources);
+    update(&mut w, ch('a'));
+    screen(&w, 30, 8);
+}
