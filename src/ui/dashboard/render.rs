@@ -211,14 +211,17 @@ pub fn copy_bar(received: u64, applied: u64, total: u64, width: usize) -> String
     format!("{}{}{}", "█".repeat(a), "▒".repeat(r - a), "░".repeat(width - r))
 }
 
-/// The copy cell: a bar and a percentage while copying, else a word.
-fn copy_cell(s: &ShardSnapshot, bar: usize, wide: bool) -> String {
+/// The copy cell: a bar and a percentage while copying (and, narrow, the
+/// ETA; wide, the bytes: the ETA has its own column there), else a word.
+fn copy_cell(d: &Dashboard, s: &ShardSnapshot, bar: usize, wide: bool) -> String {
     match (s.state, s.rdb_total) {
         (ShardState::Rdb, Some(total)) => {
             let pct = (s.rdb_applied.min(total) * 100).checked_div(total).unwrap_or(0);
             let mut t = format!("{} {pct:>3}%", copy_bar(s.rdb_bytes, s.rdb_applied, total, bar));
             if wide {
                 t.push_str(&format!(" {}/{}", short_bytes(s.rdb_applied), short_bytes(total)));
+            } else if let Some(eta) = d.eta_ms(s) {
+                t.push_str(&format!(" {}", duration_ms(eta)));
             }
             t
         }
@@ -244,7 +247,7 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 
 fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= WIDE;
-    let bar = if wide { 12 } else { 9 };
+    let bar = if wide { 12 } else { 7 };
     let cell = |text: String, tone: Tone| Cell::from(Line::styled(text, theme.tone(tone)));
     let mut rows: Vec<Row> = Vec::new();
     for s in &d.snapshot.shards {
@@ -252,7 +255,7 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
         let mut cells = vec![
             Cell::from(fit(&s.shard, if wide { 14 } else { 10 })),
             cell(state, tone),
-            Cell::from(copy_cell(s, bar, wide)),
+            Cell::from(copy_cell(d, s, bar, wide)),
         ];
         if wide {
             cells.push(Cell::from(match s.state {
@@ -320,7 +323,7 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
     let widths: Vec<Constraint> = if wide {
         [14, 13, 28, 7, 12, 13, 13, 10, 8, 8, 5].map(Constraint::Length).to_vec()
     } else {
-        [10, 12, 14, 6, 6, 7, 6, 4].map(Constraint::Length).to_vec()
+        [10, 12, 18, 6, 6, 7, 6, 4].map(Constraint::Length).to_vec()
     };
     let [table_area, total_area] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
     let focused = d.focus == Focus::Shards && d.view == View::Main;
