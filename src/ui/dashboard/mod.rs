@@ -52,6 +52,15 @@ pub struct Event {
     pub message: String,
 }
 
+/// Where the task is, as far as the dashboard is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Quit (or a signal) was taken: shards are stopping and writing
+    /// checkpoints; keys wait.
+    Stopping,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
     Shards,
@@ -115,8 +124,7 @@ pub struct Dashboard {
     pub view: View,
     pub overlay: Option<Overlay>,
     pub verify: VerifyState,
-    /// Quit was confirmed: shards are stopping and writing checkpoints.
-    pub stopping: bool,
+    pub phase: Phase,
     pub notice: Option<Notice>,
     pub theme: Theme,
 }
@@ -140,7 +148,7 @@ impl Dashboard {
             view: View::Main,
             overlay: None,
             verify: VerifyState::Idle,
-            stopping: false,
+            phase: Phase::Running,
             notice: None,
             theme,
         }
@@ -351,16 +359,16 @@ pub fn update(d: &mut Dashboard, msg: Msg) -> Option<Effect> {
 }
 
 fn stop(d: &mut Dashboard) -> Option<Effect> {
-    if d.stopping {
+    if d.phase == Phase::Stopping {
         return None;
     }
-    d.stopping = true;
+    d.phase = Phase::Stopping;
     d.overlay = None;
     Some(Effect::StopTask)
 }
 
 fn on_key(d: &mut Dashboard, key: KeyEvent) -> Option<Effect> {
-    if d.stopping {
+    if d.phase == Phase::Stopping {
         return None;
     }
     d.notice = None;

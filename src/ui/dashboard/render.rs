@@ -21,7 +21,7 @@ use ratatui::widgets::{
 };
 
 use super::help::render_help;
-use super::{Dashboard, Focus, Overlay, VerifyState, View};
+use super::{Dashboard, Focus, Overlay, Phase, VerifyState, View};
 use crate::engine::snapshot::{ShardSnapshot, ShardState};
 use crate::ui::format::{clock, count, duration_ms, fit, human_bytes, short_bytes, short_count, time_of_day};
 use crate::ui::theme::{Theme, Tone};
@@ -103,7 +103,7 @@ pub fn render_dashboard(d: &Dashboard, area: Rect, buf: &mut Buffer) {
             }
         }
     }
-    if d.stopping {
+    if d.phase == Phase::Stopping {
         let popup = centered(area, 60, 4);
         Clear.render(popup, buf);
         Paragraph::new(vec![
@@ -118,7 +118,7 @@ pub fn render_dashboard(d: &Dashboard, area: Rect, buf: &mut Buffer) {
 /// The task's state in a word, and how it should look.
 fn overall(d: &Dashboard) -> (String, Tone) {
     let shards = &d.snapshot.shards;
-    if d.stopping {
+    if d.phase == Phase::Stopping {
         return ("STOPPING".into(), Tone::Warn);
     }
     if shards.is_empty() {

@@ -143,10 +143,10 @@ fn quit_asks_then_stops_cleanly_once() {
     assert_eq!(update(&mut d, ch('q')), None);
     assert_eq!(d.overlay, Some(Overlay::ConfirmQuit));
     assert_eq!(update(&mut d, ch('n')), None);
-    assert!(!d.stopping && d.overlay.is_none());
+    assert!(d.phase == Phase::Running && d.overlay.is_none());
     update(&mut d, ctrl('c'));
     assert_eq!(update(&mut d, ch('y')), Some(Effect::StopTask));
-    assert!(d.stopping);
+    assert_eq!(d.phase, Phase::Stopping);
     assert_eq!(update(&mut d, Msg::Signal(Signal::Hangup)), None, "already stopping");
     assert_eq!(update(&mut d, ch('p')), None, "keys wait while stopping");
 }
