@@ -58,7 +58,8 @@ pub fn render_tick(t: &TaskSnapshot, as_json: bool) -> Vec<String> {
     t.shards.iter().map(|s| if as_json { progress_json(s) } else { progress_line(s) }).collect()
 }
 
-fn group_digits(n: u64) -> String {
+/// `1234567` → `1,234,567`.
+pub fn group_digits(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

@@ -2,3 +2,4 @@
 
 pub mod rdb;
 pub mod run;
+pub mod verify;

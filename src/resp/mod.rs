@@ -26,3 +26,5 @@ pub use cmd::Cmd;
 pub use connection::{ConnectOptions, Connection};
 pub use error::RespError;
 pub use value::Value;
+
+pub(crate) use value::escape_preview;
