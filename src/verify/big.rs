@@ -235,22 +235,27 @@ impl SourceScan {
         SourceScan { command, cursor: Some(Bytes::from_static(b"0")), count: opts.chunk_elements.max(1).to_string() }
     }
 
-    /// The next chunk of items; `None` once the walk is over.
+    /// The next non-empty chunk of items; `None` once the walk is over.
     async fn next(&mut self, src: &mut Endpoint, key: &Bytes) -> Result<Option<Vec<Bytes>>, VerifyError> {
-        let Some(cursor) = self.cursor.take() else { return Ok(None) };
-        let cmd = Cmd::from_bytes(vec![
-            Bytes::from_static(self.command.as_bytes()),
-            key.clone(),
-            cursor,
-            Bytes::from_static(b"COUNT"),
-            Bytes::copy_from_slice(self.count.as_bytes()),
-        ]);
-        let reply = one(src, cmd, key).await?;
-        let (next, items) = scan_reply(&reply).ok_or_else(|| src.unexpected(self.command, key, &reply))?;
-        if &next[..] != b"0" {
-            self.cursor = Some(next);
+        // A call may return no item with the walk not over (empty buckets).
+        while let Some(cursor) = self.cursor.take() {
+            let cmd = Cmd::from_bytes(vec![
+                Bytes::from_static(self.command.as_bytes()),
+                key.clone(),
+                cursor,
+                Bytes::from_static(b"COUNT"),
+                Bytes::copy_from_slice(self.count.as_bytes()),
+            ]);
+            let reply = one(src, cmd, key).await?;
+            let (next, items) = scan_reply(&reply).ok_or_else(|| src.unexpected(self.command, key, &reply))?;
+            if &next[..] != b"0" {
+                self.cursor = Some(next);
+            }
+            if !items.is_empty() {
+                return Ok(Some(items));
+            }
         }
-        Ok(Some(items))
+        Ok(None)
     }
 }
 
@@ -385,9 +390,9 @@ async fn scores(dst: &mut Endpoint, key: &Bytes, members: &[(Bytes, f64)]) -> Re
         args.extend(members.iter().map(|(m, _)| m.clone()));
         let mut r = dst.pipeline(&[Cmd::from_bytes(args)], during).await?;
         let reply = r.pop().unwrap_or(Value::Array(None));
-        match reply.into_array() {
-            Some(items) => items,
-            None => return Err(dst.unexpected("ZMSCORE", key, &Value::Array(None))),
+        match reply {
+            Value::Array(Some(items)) => items,
+            other => return Err(dst.unexpected("ZMSCORE", key, &other)),
         }
     } else {
         let cmds: Vec<Cmd> = members
