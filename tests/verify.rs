@@ -114,7 +114,10 @@ async fn verify_lib(task: &Path, mode: VerifyMode) -> (VerifyReport, VerifyProgr
 }
 
 fn kinds(r: &VerifyReport) -> BTreeSet<(String, u32, String, DiffKind)> {
-    r.differences.iter().map(|d| (d.shard.clone(), d.db, String::from_utf8_lossy(&d.key).into_owned(), d.kind)).collect()
+    r.differences
+        .iter()
+        .map(|d| (d.shard.clone(), d.db, String::from_utf8_lossy(&d.key).into_owned(), d.kind))
+        .collect()
 }
 
 /// The last line of `--json` output: the report record.
@@ -147,7 +150,10 @@ async fn an_equal_pair_is_equal_in_every_mode() {
     assert!(counts.is_equal(), "{counts:#?}");
     let shape: Vec<(u32, u64, u64)> = counts.counts.iter().map(|c| (c.db, c.source_total, c.destination)).collect();
     assert_eq!(shape, vec![(0, 2 * DATASET_KEYS, 2 * DATASET_KEYS), (1, 2 * DATASET_KEYS, 2 * DATASET_KEYS)]);
-    assert_eq!(counts.counts[0].sources, vec![("server1".into(), 0, DATASET_KEYS), ("server2".into(), 0, DATASET_KEYS)]);
+    assert_eq!(
+        counts.counts[0].sources,
+        vec![("server1".into(), 0, DATASET_KEYS), ("server2".into(), 0, DATASET_KEYS)]
+    );
     assert_eq!(counts.compared, 0, "counts mode reads no key");
 
     for mode in [VerifyMode::Keys, VerifyMode::Full] {
@@ -238,13 +244,29 @@ async fn each_difference_is_named_with_its_kind() {
     };
     assert_eq!(detail("a0:hash"), "type: source hash, destination string");
     assert_eq!(detail("a0:str"), "missing: source has a string, destination has no such key");
-    assert!(detail("a0:int").starts_with(r#"value: first difference at byte 4: source "5", destination "6""#), "{}", detail("a0:int"));
+    assert!(
+        detail("a0:int").starts_with(r#"value: first difference at byte 4: source "5", destination "6""#),
+        "{}",
+        detail("a0:int")
+    );
     let ttl = detail("a0:ttl");
     assert!(ttl.starts_with("ttl: source 59") && ttl.contains("destination 29"), "{ttl}");
-    assert!(detail("a0:bighash").contains(r#"field "f2500": source "value-2500", destination "changed""#), "{}", detail("a0:bighash"));
+    assert!(
+        detail("a0:bighash").contains(r#"field "f2500": source "value-2500", destination "changed""#),
+        "{}",
+        detail("a0:bighash")
+    );
     assert!(detail("a0:bigstr").contains("first difference at byte 30000"), "{}", detail("a0:bigstr"));
-    assert!(detail("b1:biglist").contains(r#"element 1200 differs: source "e1200", destination "changed""#), "{}", detail("b1:biglist"));
-    assert!(detail("b1:bigzset").contains(r#"member "m1500": source score 375, destination score 42"#), "{}", detail("b1:bigzset"));
+    assert!(
+        detail("b1:biglist").contains(r#"element 1200 differs: source "e1200", destination "changed""#),
+        "{}",
+        detail("b1:biglist")
+    );
+    assert!(
+        detail("b1:bigzset").contains(r#"member "m1500": source score 375, destination score 42"#),
+        "{}",
+        detail("b1:bigzset")
+    );
     assert!(detail("b1:bigset").contains(r#"member "m700" only on the source"#), "{}", detail("b1:bigset"));
     assert!(detail("b1:hashttl").ends_with("destination none"), "{}", detail("b1:hashttl"));
 
@@ -281,7 +303,13 @@ async fn each_difference_is_named_with_its_kind() {
 }
 
 /// Writes to `live:<type>:<n>` keys, `rate` a second in total, until `stop`.
-fn start_writer(addr: String, keys: u64, rate: u64, stop: Arc<AtomicBool>, written: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+fn start_writer(
+    addr: String,
+    keys: u64,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut c = connect(&addr).await;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -342,12 +370,40 @@ async fn not_fooled_by_writes_during_the_run() {
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let writer = start_writer(s1.addr(), 1000, 2000, stop.clone(), written.clone());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (report, _) = verify_lib(&task, VerifyMode::Full).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // A lag spike: the shard stops applying for a moment, so verify starts
+    // on a destination hundreds of writes behind, which the sync then
+    // catches up while verify runs.
+    handle.commands.send(engine::Command::PauseShard("server1".into())).await.expect("pause");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let run = {
+        let task = TaskConfig::load(&task).expect("task");
+        let (tx, mut rx) = tokio::sync::watch::channel(VerifyProgress::default());
+        let phases = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while rx.changed().await.is_ok() {
+                seen.push(rx.borrow_and_update().clone());
+            }
+            seen
+        });
+        let run = tokio::spawn(async move {
+            verify::run(&task, &VerifyOptions::with_mode(VerifyMode::Full), tx, CancellationToken::new()).await
+        });
+        (run, phases)
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    handle.commands.send(engine::Command::ResumeShard("server1".into())).await.expect("resume");
+    let report = run.0.await.expect("join").expect("verify");
+    let progress = run.1.await.expect("join");
     let during = written.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("writer");
-    assert!(during > 3000, "the writer ran during the verify ({during} writes)");
+    assert!(during > 2000, "the writer ran during the verify ({during} writes)");
+    let suspects = progress.iter().map(|p| p.differences).max().unwrap_or(0);
+    assert!(
+        suspects > 0 && progress.iter().any(|p| p.phase.contains("re-check")),
+        "the first pass saw keys behind, the re-checks cleared them: {progress:#?}"
+    );
     assert_eq!(report.differences_total, 0, "false differences: {:#?}", report.differences);
     // Only a key written at every re-check may stay unsettled: a live one.
     assert!(report.unsettled.iter().all(|d| d.key.starts_with(b"live:")), "{:#?}", report.unsettled);
@@ -358,7 +414,8 @@ async fn not_fooled_by_writes_during_the_run() {
     wait_synced(&handle).await;
     write(&dest.addr(), 0, &[cmd(&["SET", "filler:42", "tampered"])]).await;
     let (report, _) = verify_lib(&task, VerifyMode::Full).await;
-    let keys: Vec<_> = report.differences.iter().map(|d| (String::from_utf8_lossy(&d.key).into_owned(), d.kind)).collect();
+    let keys: Vec<_> =
+        report.differences.iter().map(|d| (String::from_utf8_lossy(&d.key).into_owned(), d.kind)).collect();
     assert_eq!(keys, vec![("filler:42".to_string(), DiffKind::Value)], "{report:#?}");
     handle.stop().await;
 }

@@ -330,6 +330,7 @@ pub async fn run(
             elapsed: Duration::ZERO,
         };
         if opts.mode != VerifyMode::Counts {
+            tracker.set_phases(Vec::new());
             tracker.total.store(plan.counts.iter().map(|c| c.source_total).sum(), Ordering::Relaxed);
             pass::compare(task, opts, &plan, &tracker, &mut report).await?;
         }
@@ -363,8 +364,12 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     pub(crate) fn set_phase(&self, phase: &str) {
+        self.set_phases(vec![phase.to_owned()]);
+    }
+
+    pub(crate) fn set_phases(&self, phases: Vec<String>) {
         if let Ok(mut p) = self.phase.lock() {
-            *p = vec![phase.to_owned()];
+            *p = phases;
         }
     }
 
