@@ -49,7 +49,7 @@ fn cmd(args: &[&str]) -> Cmd {
 }
 
 /// Every type and encoding, TTLs, and keys bigger than verify reads whole
-/// (`small_string_bytes` 16 KiB, `small_elements` 256), all named `<p>:…`.
+/// (`small_string_bytes` 8 KiB, `small_elements` 128), all named `<p>:…`.
 fn dataset(p: &str) -> Vec<Cmd> {
     let k = |name: &str| format!("{p}:{name}");
     let mut cmds = vec![

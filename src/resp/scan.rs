@@ -2,11 +2,12 @@
 //! without decoding it and without I/O.
 //!
 //! The connection feeds it the read buffer after every read; once it reports
-//! a complete frame of `n` bytes, the redis-protocol codec decodes exactly
-//! that frame. The scanner exists because the codec starts over from byte 0
-//! on every call (a large array arriving in many reads would be parsed again
-//! and again) and recurses once per nesting level (a hostile peer could nest
-//! deep enough to overflow the stack). The scanner resumes where it stopped,
+//! a complete frame of `n` bytes, `Value::parse` decodes exactly that frame.
+//! The scanner exists because a decoder starts over from byte 0 on every
+//! call (a large array arriving in many reads would be parsed again and
+//! again) and recurses once per nesting level (a hostile peer could nest
+//! deep enough to overflow the stack: the decoder runs only on frames the
+//! scanner accepted, at most [`MAX_DEPTH`] deep). The scanner resumes where it stopped,
 //! keeps one counter per open array, and refuses nesting beyond
 //! [`MAX_DEPTH`]. It also rejects a first byte that no RESP reply can start
 //! with, which is how a peer that speaks another protocol is recognised.

@@ -232,19 +232,54 @@ enum Fetch {
     WrongType,
 }
 
-/// The bounded whole-value read for a key of type `ty`.
-fn value_cmd(ty: &KeyType, key: &Bytes, opts: &VerifyOptions) -> Option<Cmd> {
-    let small = opts.small_elements.max(1).to_string();
-    Some(match ty {
-        KeyType::String => {
-            key_cmd_args(b"GETRANGE", key, &[b"0", opts.small_string_bytes.saturating_sub(1).to_string().as_bytes()])
+/// The arguments of the bounded whole-value reads, formatted once per
+/// batch rather than once per key.
+struct ReadArgs {
+    string_end: Bytes,
+    list_end: Bytes,
+    count: Bytes,
+}
+
+impl ReadArgs {
+    fn new(opts: &VerifyOptions) -> ReadArgs {
+        let small = opts.small_elements.max(1);
+        ReadArgs {
+            string_end: Bytes::from(opts.small_string_bytes.max(1).saturating_sub(1).to_string()),
+            list_end: Bytes::from((small - 1).to_string()),
+            count: Bytes::from(small.to_string()),
         }
-        KeyType::List => key_cmd_args(b"LRANGE", key, &[b"0", (opts.small_elements.max(1) - 1).to_string().as_bytes()]),
-        KeyType::Set => key_cmd_args(b"SSCAN", key, &[b"0", b"COUNT", small.as_bytes()]),
-        KeyType::Hash => key_cmd_args(b"HSCAN", key, &[b"0", b"COUNT", small.as_bytes()]),
-        KeyType::Zset => key_cmd_args(b"ZSCAN", key, &[b"0", b"COUNT", small.as_bytes()]),
-        KeyType::Stream | KeyType::Other(_) => return None,
-    })
+    }
+
+    /// The bounded whole-value read for a key of type `ty`; `None` for the
+    /// types always compared by `big`.
+    fn value_cmd(&self, ty: &KeyType, key: &Bytes) -> Option<Cmd> {
+        let args = |name: &'static [u8], a: &Bytes, b: &Bytes| {
+            Cmd::from_bytes(vec![Bytes::from_static(name), key.clone(), a.clone(), b.clone()])
+        };
+        let scan = |name: &'static [u8]| {
+            Cmd::from_bytes(vec![
+                Bytes::from_static(name),
+                key.clone(),
+                Bytes::from_static(b"0"),
+                Bytes::from_static(b"COUNT"),
+                self.count.clone(),
+            ])
+        };
+        let zero = Bytes::from_static(b"0");
+        Some(match ty {
+            KeyType::String => args(b"GETRANGE", &zero, &self.string_end),
+            KeyType::List => args(b"LRANGE", &zero, &self.list_end),
+            KeyType::Set => scan(b"SSCAN"),
+            KeyType::Hash => scan(b"HSCAN"),
+            KeyType::Zset => scan(b"ZSCAN"),
+            KeyType::Stream | KeyType::Other(_) => return None,
+        })
+    }
+}
+
+/// Whether [`ReadArgs::value_cmd`] reads keys of type `ty`.
+fn has_value_cmd(ty: &KeyType) -> bool {
+    !matches!(ty, KeyType::Stream | KeyType::Other(_))
 }
 
 fn value_cmd_name(ty: &KeyType) -> &'static str {
@@ -258,7 +293,7 @@ fn value_cmd_name(ty: &KeyType) -> &'static str {
     }
 }
 
-/// Interprets the reply to [`value_cmd`].
+/// Interprets the reply to [`ReadArgs::value_cmd`].
 fn parse_fetch(
     ep: &Endpoint,
     ty: &KeyType,
@@ -345,11 +380,12 @@ async fn read_values(
     big_keys: &mut Vec<usize>,
 ) -> Result<(), VerifyError> {
     // Per key: PTTL, then the value read when the type has one.
+    let read = ReadArgs::new(opts);
     let mut cmds = Vec::with_capacity(keys.len() * 2);
     for (key, ty) in keys.iter().zip(types) {
         if let Some(ty) = ty {
             cmds.push(key_cmd(b"PTTL", key));
-            if let Some(c) = value_cmd(ty, key, opts) {
+            if let Some(c) = read.value_cmd(ty, key) {
                 cmds.push(c);
             }
         }
@@ -377,7 +413,7 @@ async fn read_values(
         let (s_pttl, d_pttl) = (s.next().ok_or_else(short)?, d.next().ok_or_else(short)?);
         let s_pttl = parse_pttl(src, key, &s_pttl, now)?;
         let d_pttl = parse_pttl(dst, key, &d_pttl, now)?;
-        let (s_val, d_val) = if value_cmd(ty, key, opts).is_some() {
+        let (s_val, d_val) = if has_value_cmd(ty) {
             let (sv, dv) = (s.next().ok_or_else(short)?, d.next().ok_or_else(short)?);
             (parse_fetch(src, ty, key, sv, opts)?, parse_fetch(dst, ty, key, dv, opts)?)
         } else {
