@@ -196,7 +196,7 @@ fn parse_at(frame: &Bytes, pos: &mut usize, top: bool) -> Option<Value> {
     }
     let text = &frame[start..lf - 1];
     *pos = lf + 1;
-    let int = |text: &[u8]| std::str::from_utf8(text).ok()?.parse::<i64>().ok();
+    let int = super::scan::parse_int;
     Some(match kind {
         b'+' => Value::Simple(String::from_utf8_lossy(text).into_owned()),
         b'-' => Value::Error(String::from_utf8_lossy(text).into_owned()),

@@ -28,8 +28,8 @@ use super::content::{
     UnorderedDigest,
 };
 use super::read::{
-    bulk_items, key_cmd, key_cmd_args, missing_reading, pairs, parse_pttl, parse_type, scan_reply, type_reading,
-    value_digest, Endpoint, Outcome,
+    into_bulks, key_cmd, key_cmd_args, missing_reading, odd_items, pairs, parse_pttl, parse_type, scan_reply,
+    type_reading, value_digest, Endpoint, Outcome,
 };
 use super::suspects::Seen;
 use super::ttl::{ttl_difference, PttlReading};
@@ -208,8 +208,8 @@ async fn lists(
         let range = [off.to_string(), (off + chunk - 1).to_string()];
         let cmd = key_cmd_args(b"LRANGE", key, &[range[0].as_bytes(), range[1].as_bytes()]);
         let (a, b) = both(src, dst, cmd, key).await?;
-        let a = bulk_items(&a).ok_or_else(|| src.unexpected("LRANGE", key, &a))?;
-        let b = bulk_items(&b).ok_or_else(|| dst.unexpected("LRANGE", key, &b))?;
+        let a = into_bulks(a).map_err(|v| src.unexpected("LRANGE", key, &v))?;
+        let b = into_bulks(b).map_err(|v| dst.unexpected("LRANGE", key, &v))?;
         ds.add(&a);
         dd.add(&b);
         if let Some(d) = list_difference(&a, &b, off as u64) {
@@ -247,7 +247,7 @@ impl SourceScan {
                 Bytes::copy_from_slice(self.count.as_bytes()),
             ]);
             let reply = one(src, cmd, key).await?;
-            let (next, items) = scan_reply(&reply).ok_or_else(|| src.unexpected(self.command, key, &reply))?;
+            let (next, items) = scan_reply(reply).map_err(|v| src.unexpected(self.command, key, &v))?;
             if &next[..] != b"0" {
                 self.cursor = Some(next);
             }
@@ -321,7 +321,8 @@ async fn hashes(
     dd.add(&len);
     let mut walk = SourceScan::new("HSCAN", opts);
     while let Some(items) = walk.next(src, key).await? {
-        let fields = pairs(items).ok_or_else(|| src.unexpected("HSCAN", key, &Value::Array(None)))?;
+        let n = items.len();
+        let fields = pairs(items).ok_or_else(|| src.unexpected("HSCAN", key, &odd_items(n)))?;
         let mut args = Vec::with_capacity(fields.len() + 2);
         args.push(Bytes::from_static(b"HMGET"));
         args.push(key.clone());
@@ -358,10 +359,11 @@ async fn zsets(
     dd.add(&card);
     let mut walk = SourceScan::new("ZSCAN", opts);
     while let Some(items) = walk.next(src, key).await? {
-        let bad = |src: &Endpoint| src.unexpected("ZSCAN", key, &Value::Array(None));
-        let mut members = Vec::with_capacity(items.len() / 2);
-        for (m, s) in pairs(items).ok_or_else(|| bad(src))? {
-            members.push((m, parse_score(&s).ok_or_else(|| bad(src))?));
+        let n = items.len();
+        let mut members = Vec::with_capacity(n / 2);
+        for (m, s) in pairs(items).ok_or_else(|| src.unexpected("ZSCAN", key, &odd_items(n)))? {
+            let score = parse_score(&s).ok_or_else(|| src.unexpected("ZSCAN", key, &Value::Bulk(Some(s.clone()))))?;
+            members.push((m, score));
         }
         let theirs = scores(dst, key, &members).await?;
         for ((m, score), other) in members.iter().zip(&theirs) {

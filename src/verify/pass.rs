@@ -204,7 +204,7 @@ async fn scan(shared: Arc<Shared>, shard: usize, db: u32, tx: mpsc::Sender<Vec<B
         ]);
         let mut replies = src.pipeline(std::slice::from_ref(&cmd), || "scanning the keys".to_owned()).await?;
         let reply = replies.pop().unwrap_or(crate::resp::Value::Array(None));
-        let (next, mut keys) = super::read::scan_reply(&reply).ok_or_else(|| src.unexpected("SCAN", b"", &reply))?;
+        let (next, mut keys) = super::read::scan_reply(reply).map_err(|v| src.unexpected("SCAN", b"", &v))?;
         // The heartbeat key is the tool's own (DESIGN.md): never compared.
         if db == 0 {
             keys.retain(|k| &k[..] != heartbeat);
