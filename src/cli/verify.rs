@@ -37,22 +37,7 @@ pub fn run(config: &Path, mode: VerifyMode, json: bool) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let mut opts = VerifyOptions::with_mode(mode);
-    // TEMPORARY tuning hook for benchmarking.
-    if let Ok(t) = std::env::var("SHARDSYNC_VERIFY_TUNE") {
-        for kv in t.split(',') {
-            if let Some((k, v)) = kv.split_once('=') {
-                let v: usize = v.parse().unwrap_or(1);
-                match k {
-                    "workers" => opts.workers_per_shard = v,
-                    "pipeline" => opts.pipeline_keys = v,
-                    "scan" => opts.scan_batch = v,
-                    _ => {}
-                }
-            }
-        }
-    }
-    rt.block_on(verify_task(task, opts, json))
+    rt.block_on(verify_task(task, VerifyOptions::with_mode(mode), json))
 }
 
 async fn verify_task(task: TaskConfig, opts: VerifyOptions, json: bool) -> i32 {

@@ -122,7 +122,8 @@ pub struct VerifyOptions {
     /// Keys per pipelined value read: bounds the replies held at once.
     pub pipeline_keys: usize,
     /// Workers per shard, each with its own source and destination
-    /// connection, so that one batch is read while another is compared.
+    /// connection, so that the servers always have a batch to answer while
+    /// others are scanned or compared. Each holds one batch.
     pub workers_per_shard: usize,
     /// Shards compared at the same time.
     pub parallel_shards: usize,
@@ -147,7 +148,7 @@ impl Default for VerifyOptions {
             max_suspects: 100_000,
             scan_batch: 1000,
             pipeline_keys: 1000,
-            workers_per_shard: 4,
+            workers_per_shard: 6,
             parallel_shards: 4,
             small_string_bytes: 8 * 1024,
             small_elements: 128,

@@ -2,12 +2,11 @@
 //! selected source DB, then re-check rounds of the suspects.
 //!
 //! First pass: shards run concurrently (at most `parallel_shards`), each
-//! walking its DBs in turn. Per DB, a scanner task `SCAN`s the source and
-//! sends batches of keys into a bounded channel (so the scan never runs
-//! further ahead than the workers); `workers_per_shard` workers, each with
-//! its own source and destination connection, take batches and compare
-//! them (`read::compare_batch`). Keys that differ go into the shared
-//! suspect set.
+//! walking its DBs in turn. Per DB, `workers_per_shard` workers, each with
+//! its own source and destination connection, take turns at a shared
+//! `SCAN` cursor: a worker scans a batch, then compares it
+//! (`read::compare_batch`) while the next worker scans. Memory is a batch
+//! per worker. Keys that differ go into the shared suspect set.
 //!
 //! Re-checks: after each wait of `recheck_waits`, every suspect is read
 //! again, grouped by shard and DB, and the suspect set decides: resolved,
@@ -18,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::counts::{dest_side, source_side, Plan};
@@ -154,68 +153,48 @@ async fn first_pass(shared: &Arc<Shared>, plan: &Plan) -> Result<(), VerifyError
     join_all(&mut shards).await
 }
 
-/// One source DB: a scanner and the workers.
+/// One source DB: `workers_per_shard` workers, each with its own source
+/// and destination connection, taking turns at the shared `SCAN` cursor.
 async fn compare_db(shared: &Arc<Shared>, shard: usize, db: u32) -> Result<(), VerifyError> {
-    let workers = shared.opts.workers_per_shard.max(1);
-    // Bounded: the scan stays at most a batch per worker ahead.
-    let (tx, rx) = mpsc::channel::<Vec<Bytes>>(workers);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let cursor = Arc::new(tokio::sync::Mutex::new(Some(Bytes::from_static(b"0"))));
     let mut set = JoinSet::new();
-    for _ in 0..workers {
-        set.spawn(worker(shared.clone(), shard, db, rx.clone()));
+    for _ in 0..shared.opts.workers_per_shard.max(1) {
+        set.spawn(worker(shared.clone(), shard, db, cursor.clone()));
     }
-    drop(rx);
-    let scanner = scan(shared.clone(), shard, db, tx);
-    tokio::pin!(scanner);
-    let mut scanning = true;
-    loop {
-        tokio::select! {
-            r = &mut scanner, if scanning => {
-                r?;
-                scanning = false;
-            }
-            joined = set.join_next() => match joined {
-                None => break,
-                Some(Ok(r)) => r?,
-                Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Some(Err(_)) => return Err(VerifyError::Cancelled),
-            },
-        }
-    }
-    if scanning {
-        scanner.await?;
-    }
-    Ok(())
+    join_all(&mut set).await
 }
 
-/// `SCAN`s source DB `db` and sends the keys, less the heartbeat key, in
-/// batches. Ends early (without error) when the workers are gone.
-async fn scan(shared: Arc<Shared>, shard: usize, db: u32, tx: mpsc::Sender<Vec<Bytes>>) -> Result<(), VerifyError> {
-    let mut src = shared.source(shard, db).await?;
-    let count = shared.opts.scan_batch.max(1).to_string();
+/// The next batch of keys of source DB `db` (the heartbeat key left out),
+/// read on `src` from the shared cursor; `None` once the walk is over.
+/// The cursor stays locked during the `SCAN` only, so one worker scans
+/// while the others compare.
+async fn next_batch(
+    shared: &Shared,
+    src: &mut Endpoint,
+    db: u32,
+    cursor: &tokio::sync::Mutex<Option<Bytes>>,
+) -> Result<Option<Vec<Bytes>>, VerifyError> {
     let heartbeat = shared.task.sync.heartbeat_key.as_bytes();
-    let mut cursor = Bytes::from_static(b"0");
+    let count = Bytes::from(shared.opts.scan_batch.max(1).to_string());
     loop {
-        let cmd = Cmd::from_bytes(vec![
-            Bytes::from_static(b"SCAN"),
-            cursor,
-            Bytes::from_static(b"COUNT"),
-            Bytes::copy_from_slice(count.as_bytes()),
-        ]);
+        let mut next = cursor.lock().await;
+        // Taken: a failed SCAN leaves the walk over for everyone.
+        let Some(at) = next.take() else { return Ok(None) };
+        let cmd = Cmd::from_bytes(vec![Bytes::from_static(b"SCAN"), at, Bytes::from_static(b"COUNT"), count.clone()]);
         let mut replies = src.pipeline(std::slice::from_ref(&cmd), || "scanning the keys".to_owned()).await?;
         let reply = replies.pop().unwrap_or(crate::resp::Value::Array(None));
-        let (next, mut keys) = super::read::scan_reply(reply).map_err(|v| src.unexpected("SCAN", b"", &v))?;
+        let (after, mut keys) = super::read::scan_reply(reply).map_err(|v| src.unexpected("SCAN", b"", &v))?;
+        if &after[..] != b"0" {
+            *next = Some(after);
+        }
+        drop(next);
         // The heartbeat key is the tool's own (DESIGN.md): never compared.
         if db == 0 {
             keys.retain(|k| &k[..] != heartbeat);
         }
-        if !keys.is_empty() && tx.send(keys).await.is_err() {
-            return Ok(());
+        if !keys.is_empty() {
+            return Ok(Some(keys));
         }
-        if &next[..] == b"0" {
-            return Ok(());
-        }
-        cursor = next;
     }
 }
 
@@ -223,13 +202,13 @@ async fn worker(
     shared: Arc<Shared>,
     shard: usize,
     db: u32,
-    batches: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Bytes>>>>,
+    cursor: Arc<tokio::sync::Mutex<Option<Bytes>>>,
 ) -> Result<(), VerifyError> {
     let mut src = shared.source(shard, db).await?;
     let mut dst = shared.destination(shared.task.sync.target_db(db)).await?;
-    loop {
-        let batch = batches.lock().await.recv().await;
-        let Some(keys) = batch else { return Ok(()) };
+    // The keys' first reads follow their SCAN on the same connection, while
+    // the source still has them in its CPU cache.
+    while let Some(keys) = next_batch(&shared, &mut src, db, &cursor).await? {
         let outcomes = compare_batch(&mut src, &mut dst, &keys, &shared.opts).await?;
         let now = Instant::now();
         let compared = keys.len() as u64;
@@ -248,6 +227,7 @@ async fn worker(
             shared.tracker.differences.fetch_add(found, std::sync::atomic::Ordering::Relaxed);
         }
     }
+    Ok(())
 }
 
 /// The re-check rounds; returns the confirmed differences, sorted.

@@ -4,14 +4,19 @@
 //! version known. [`compare_batch`] takes the keys of one `SCAN` reply:
 //!
 //! * keys mode: one round, `TYPE` of every key on both sides at once;
-//! * full mode: a `TYPE` round on the source, then, per slice of
-//!   `pipeline_keys` keys, `PTTL` and a bounded read of the whole value on
-//!   both sides at once (`GETRANGE 0 <small_string_bytes-1>`, `LRANGE 0
-//!   <small_elements-1>`, `SSCAN`/`HSCAN`/`ZSCAN 0 COUNT <small_elements>`).
-//!   A reply that shows the value is longer than that (a full `GETRANGE` or
-//!   `LRANGE`, a `SCAN` cursor not back to 0) sends the key to `big`, as do
-//!   streams and module types. The destination is never asked `TYPE`: a
-//!   `WRONGTYPE` reply, or nothing where the source has something, says it.
+//! * full mode: a round of `PTTL` and a bounded string read on the source
+//!   (a bet that pays for most keys; the others answer `WRONGTYPE` and are
+//!   asked their `TYPE`), then, per slice of `pipeline_keys` keys, a
+//!   bounded read of the whole value on both sides at once (the source's
+//!   strings are read already), with `PTTL` on the destination
+//!   (`GETRANGE 0 <small_string_bytes-1>`, `LRANGE 0 <small_elements-1>`,
+//!   `SRANDMEMBER`/`HRANDFIELD <small_elements>`, `ZSCAN 0 COUNT
+//!   <small_elements>`: see [`WholeRead`]). A reply that shows the value is
+//!   longer than that (a full `GETRANGE` or `LRANGE`, `small_elements`
+//!   random members, a `SCAN` cursor not back to 0) sends the key to `big`,
+//!   as do streams and module types. The destination is never asked
+//!   `TYPE`: a `WRONGTYPE` reply, or nothing where the source has
+//!   something, says it.
 //!
 //! Each key ends as an [`Outcome`]; a difference carries the digests the
 //! re-check rounds compare (`suspects`).
@@ -200,18 +205,65 @@ pub(crate) async fn compare_batch(
         }
         return Ok(out);
     }
-    let replies = src.pipeline(&types, || format!("reading the types of {n} keys")).await?;
-    let mut src_types = Vec::with_capacity(n);
-    for (key, reply) in keys.iter().zip(&replies) {
-        src_types.push(parse_type(src, key, reply)?);
+    drop(types);
+    // PTTL and, betting on a string (most keys are), the bounded string
+    // read: the source looks each key up while it is still in its CPU
+    // cache from the SCAN just before (when the caller scanned), and
+    // strings need nothing more from it. Other types answer WRONGTYPE and
+    // are asked their TYPE; the bet saves a TYPE per string for a wasted
+    // read per other key (BENCHMARKS.md).
+    let string_end = ReadArgs::new(opts).string_end;
+    let mut cmds = Vec::with_capacity(2 * n);
+    for key in keys {
+        cmds.push(key_cmd(b"PTTL", key));
+        cmds.push(Cmd::from_bytes(vec![
+            Bytes::from_static(b"GETRANGE"),
+            key.clone(),
+            Bytes::from_static(b"0"),
+            string_end.clone(),
+        ]));
+    }
+    let replies = src.pipeline(&cmds, || format!("reading the TTLs of {n} keys")).await?;
+    let now = now_ms();
+    drop(cmds);
+    let mut src_reads = Vec::with_capacity(n);
+    let mut other_types = Vec::new();
+    let mut replies = replies.into_iter();
+    for (i, key) in keys.iter().enumerate() {
+        let (Some(pttl), Some(value)) = (replies.next(), replies.next()) else {
+            return Err(src.unexpected("GETRANGE", key, &Value::Array(None)));
+        };
+        let PttlReading::Exists(expiry) = parse_pttl(src, key, &pttl, now)? else {
+            // Gone between the SCAN and now.
+            src_reads.push(None);
+            continue;
+        };
+        let value = parse_fetch(src, &KeyType::String, key, value, opts)?;
+        if matches!(value, Fetch::WrongType) {
+            other_types.push(i);
+            src_reads.push(Some(SourceRead { ty: KeyType::String, expiry, value: None }));
+        } else {
+            src_reads.push(Some(SourceRead { ty: KeyType::String, expiry, value: Some(value) }));
+        }
     }
     drop(replies);
+    if !other_types.is_empty() {
+        let cmds: Vec<Cmd> = other_types.iter().map(|&i| key_cmd(b"TYPE", &keys[i])).collect();
+        let replies = src.pipeline(&cmds, || format!("reading the types of {} keys", cmds.len())).await?;
+        for (&i, reply) in other_types.iter().zip(&replies) {
+            src_reads[i] = match (parse_type(src, &keys[i], reply)?, src_reads[i].take()) {
+                (Some(ty), Some(read)) => Some(SourceRead { ty, ..read }),
+                // Deleted since.
+                _ => None,
+            };
+        }
+    }
     let mut out = Vec::with_capacity(n);
     let mut big_keys = Vec::new();
     let step = opts.pipeline_keys.max(1);
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
-        read_values(src, dst, &keys[start..end], &src_types[start..end], opts, &mut out, &mut big_keys).await?;
+        read_values(src, dst, &keys[start..end], &mut src_reads[start..end], opts, &mut out, &mut big_keys).await?;
     }
     // Big keys one at a time, a chunk at a time: their memory is bounded
     // by the chunk size, not the key's.
@@ -219,6 +271,14 @@ pub(crate) async fn compare_batch(
         out[i] = big::compare_key(src, dst, &keys[i], opts).await?;
     }
     Ok(out)
+}
+
+/// What the first round read from the source about a key.
+struct SourceRead {
+    ty: KeyType,
+    expiry: Expiry,
+    /// The value when it was read already (strings).
+    value: Option<Fetch>,
 }
 
 /// What a bounded read of a whole value returned.
@@ -419,25 +479,25 @@ async fn read_values(
     src: &mut Endpoint,
     dst: &mut Endpoint,
     keys: &[Bytes],
-    types: &[Option<KeyType>],
+    reads: &mut [Option<SourceRead>],
     opts: &VerifyOptions,
     out: &mut Vec<Outcome>,
     big_keys: &mut Vec<usize>,
 ) -> Result<(), VerifyError> {
-    // Per key: PTTL, then the value read when the type has one.
-    // The servers may differ in version, hence in the commands they get.
+    // Per key: the value read unless the first round has it already; on
+    // the destination PTTL first. The servers may differ in version, hence
+    // in the commands they get.
     let args = ReadArgs::new(opts);
-    let mut src_cmds = Vec::with_capacity(keys.len() * 2);
+    let mut src_cmds = Vec::with_capacity(keys.len());
     let mut dst_cmds = Vec::with_capacity(keys.len() * 2);
-    for (key, ty) in keys.iter().zip(types) {
-        if let Some(ty) = ty {
-            src_cmds.push(key_cmd(b"PTTL", key));
+    for (key, read) in keys.iter().zip(reads.iter()) {
+        if let Some(SourceRead { ty, value, .. }) = read {
             dst_cmds.push(key_cmd(b"PTTL", key));
-            if let Some(read) = WholeRead::of(ty, src.version) {
-                src_cmds.push(args.cmd(read, key));
+            if let (None, Some(whole)) = (value, WholeRead::of(ty, src.version)) {
+                src_cmds.push(args.cmd(whole, key));
             }
-            if let Some(read) = WholeRead::of(ty, dst.version) {
-                dst_cmds.push(args.cmd(read, key));
+            if let Some(whole) = WholeRead::of(ty, dst.version) {
+                dst_cmds.push(args.cmd(whole, key));
             }
         }
     }
@@ -450,31 +510,27 @@ async fn read_values(
     let (mut s, mut d) = (s.into_iter(), d.into_iter());
     let tolerance = opts.ttl_tolerance.as_millis() as i64;
     let mut wrong_type = Vec::new();
-    for (key, ty) in keys.iter().zip(types) {
-        let Some(ty) = ty else {
+    for (key, read) in keys.iter().zip(reads.iter_mut()) {
+        let Some(SourceRead { ty, expiry: s_exp, value }) = read else {
             out.push(Outcome::Vanished);
             continue;
         };
+        let (ty, s_exp) = (&*ty, *s_exp);
         let short = || VerifyError::Reply {
             side: src.side.clone(),
             command: "a pipeline".into(),
             during: "reading values".into(),
             got: "fewer replies than commands".into(),
         };
-        let (s_pttl, d_pttl) = (s.next().ok_or_else(short)?, d.next().ok_or_else(short)?);
-        let s_pttl = parse_pttl(src, key, &s_pttl, now)?;
-        let d_pttl = parse_pttl(dst, key, &d_pttl, now)?;
-        let s_val = match WholeRead::of(ty, src.version) {
-            Some(_) => parse_fetch(src, ty, key, s.next().ok_or_else(short)?, opts)?,
-            None => Fetch::Partial,
+        let d_pttl = parse_pttl(dst, key, &d.next().ok_or_else(short)?, now)?;
+        let s_val = match (value.take(), WholeRead::of(ty, src.version)) {
+            (Some(fetched), _) => fetched,
+            (None, Some(_)) => parse_fetch(src, ty, key, s.next().ok_or_else(short)?, opts)?,
+            (None, None) => Fetch::Partial,
         };
         let d_val = match WholeRead::of(ty, dst.version) {
             Some(_) => parse_fetch(dst, ty, key, d.next().ok_or_else(short)?, opts)?,
             None => Fetch::Partial,
-        };
-        let PttlReading::Exists(s_exp) = s_pttl else {
-            out.push(Outcome::Vanished);
-            continue;
         };
         let s_content = match s_val {
             Fetch::Whole(c) => c,
