@@ -132,8 +132,8 @@ fn progress_line(p: &VerifyProgress) -> String {
     let mut line = format!("verify: {}", p.phase);
     if p.total > 0 || p.compared > 0 {
         line.push_str(&format!(": {} of ~{} keys compared", group_digits(p.compared), group_digits(p.total)));
-        if p.total > 0 {
-            line.push_str(&format!(" ({}%)", (p.compared * 100 / p.total).min(100)));
+        if let Some(percent) = (p.compared * 100).checked_div(p.total) {
+            line.push_str(&format!(" ({}%)", percent.min(100)));
         }
         line.push_str(&format!(", {} differences so far", group_digits(p.differences)));
     }

@@ -447,8 +447,11 @@ fn info_field<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
     items.chunks(2).find(|p| p[0].as_bytes() == Some(name.as_bytes())).and_then(|p| p.get(1))
 }
 
-/// A stream's consumer groups: name, last delivered ID, pending entries.
-fn groups(reply: &Value) -> Option<Vec<(Vec<u8>, Vec<u8>, i64)>> {
+/// A consumer group: name, last delivered ID, pending entries.
+type Group = (Vec<u8>, Vec<u8>, i64);
+
+/// A stream's consumer groups, sorted.
+fn groups(reply: &Value) -> Option<Vec<Group>> {
     let mut out: Vec<_> = reply
         .as_array()?
         .iter()
@@ -547,7 +550,7 @@ async fn streams(
     ds.add(&ga);
     dd.add(&gb);
     if ga != gb {
-        let show = |g: &[(Vec<u8>, Vec<u8>, i64)]| {
+        let show = |g: &[Group]| {
             g.iter()
                 .map(|(n, id, p)| format!("{} at {} with {p} pending", preview(n), preview(id)))
                 .collect::<Vec<_>>()

@@ -39,7 +39,9 @@ pub(crate) fn dest_side(task: &TaskConfig) -> String {
 /// Connects and authenticates with `secret`; `side` names the server in errors.
 pub(crate) async fn connect(side: &str, addr: &str, secret: &Secret) -> Result<Connection, VerifyError> {
     let opts = ConnectOptions { credentials: secret.credentials(), ..ConnectOptions::default() };
-    Connection::connect(addr, &opts).await.map_err(|source| VerifyError::Connect { side: side.to_owned(), source })
+    Connection::connect(addr, &opts)
+        .await
+        .map_err(|source| VerifyError::Connect { side: side.to_owned(), source: Box::new(source) })
 }
 
 /// Keys per DB from an `INFO keyspace` reply (`db0:keys=12,expires=0,...`).
@@ -64,7 +66,7 @@ async fn keyspace(
     let mut conn = connect(side, addr, secret).await?;
     let query = |during: &str| {
         let (side, during) = (side.to_owned(), during.to_owned());
-        move |source| VerifyError::Query { side, during, source }
+        move |source| VerifyError::Query { side, during, source: Box::new(source) }
     };
     let info = conn.query(&Cmd::new("INFO").arg("keyspace")).await.map_err(query("reading INFO keyspace"))?;
     let Some(text) = info.as_str() else {

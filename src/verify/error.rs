@@ -16,7 +16,7 @@ pub enum VerifyError {
         /// e.g. `source server1 (127.0.0.1:7001)`.
         side: String,
         #[source]
-        source: RespError,
+        source: Box<RespError>,
     },
 
     /// A command failed at the connection level (I/O, timeout, protocol) or
@@ -28,7 +28,7 @@ pub enum VerifyError {
         /// e.g. `reading INFO keyspace`, `comparing key "k:1"`.
         during: String,
         #[source]
-        source: RespError,
+        source: Box<RespError>,
     },
 
     /// A reply that no Redis server sends for this command: the address

@@ -21,8 +21,6 @@
 //! Each key ends as an [`Outcome`]; a difference carries the digests the
 //! re-check rounds compare (`suspects`).
 
-use std::future::Future;
-
 use bytes::Bytes;
 
 use super::big;
@@ -58,13 +56,13 @@ impl Endpoint {
         let caps = crate::dest::dest_info(&mut conn).await.map_err(|source| VerifyError::Query {
             side: side.clone(),
             during: "reading the server version (INFO server)".into(),
-            source,
+            source: Box::new(source),
         })?;
         if db != 0 {
             conn.query(&Cmd::new("SELECT").arg(db.to_string())).await.map_err(|source| VerifyError::Query {
                 side: side.clone(),
                 during: format!("selecting db {db}"),
-                source,
+                source: Box::new(source),
             })?;
         }
         Ok(Endpoint { conn, side, version: caps.version })
@@ -75,21 +73,19 @@ impl Endpoint {
         self.version >= V6_2
     }
 
-    pub(crate) fn pipeline<'a>(
-        &'a mut self,
-        cmds: &'a [Cmd],
-        during: impl FnOnce() -> String + 'a,
-    ) -> impl Future<Output = Result<Vec<Value>, VerifyError>> + 'a {
-        async move {
-            if cmds.is_empty() {
-                return Ok(Vec::new());
-            }
-            self.conn.pipeline(cmds).await.map_err(|source| VerifyError::Query {
-                side: self.side.clone(),
-                during: during(),
-                source,
-            })
+    pub(crate) async fn pipeline(
+        &mut self,
+        cmds: &[Cmd],
+        during: impl FnOnce() -> String,
+    ) -> Result<Vec<Value>, VerifyError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
         }
+        self.conn.pipeline(cmds).await.map_err(|source| VerifyError::Query {
+            side: self.side.clone(),
+            during: during(),
+            source: Box::new(source),
+        })
     }
 
     /// A reply no Redis sends for `command`.

@@ -256,8 +256,7 @@ mod tests {
             set.add(KeyAt { shard, db, key: Bytes::from(key) }, seen(DiffKind::Value, 1, 0), t0);
         }
         let groups = set.keys_by_shard_db();
-        let shape: Vec<((usize, u32), Vec<&[u8]>)> =
-            groups.iter().map(|(g, keys)| (*g, keys.iter().map(|k| &k[..]).collect())).collect();
-        assert_eq!(shape, vec![((0, 0), vec![&b"c"[..]]), ((0, 1), vec![&b"b"[..]]), ((1, 0), vec![&b"a"[..], b"z"])]);
+        let shape: Vec<String> = groups.iter().map(|((shard, db), keys)| format!("{shard}/{db}: {keys:?}")).collect();
+        assert_eq!(shape, [r#"0/0: [b"c"]"#, r#"0/1: [b"b"]"#, r#"1/0: [b"a", b"z"]"#]);
     }
 }
