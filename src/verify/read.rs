@@ -4,11 +4,9 @@
 //! version known. [`compare_batch`] takes the keys of one `SCAN` reply:
 //!
 //! * keys mode: one round, `TYPE` of every key on both sides at once;
-//! * full mode: a round of `PTTL` and a bounded string read on the source
-//!   (a bet that pays for most keys; the others answer `WRONGTYPE` and are
-//!   asked their `TYPE`), then, per slice of `pipeline_keys` keys, a
-//!   bounded read of the whole value on both sides at once (the source's
-//!   strings are read already), with `PTTL` on the destination
+//! * full mode: a round of `TYPE` and `PTTL` on the source, then, per
+//!   slice of `pipeline_keys` keys, a bounded read of the whole value on
+//!   both sides at once, with `PTTL` on the destination
 //!   (`GETRANGE 0 <small_string_bytes-1>`, `LRANGE 0 <small_elements-1>`,
 //!   `SRANDMEMBER`/`HRANDFIELD <small_elements>`, `ZSCAN 0 COUNT
 //!   <small_elements>`: see [`WholeRead`]). A reply that shows the value is
@@ -42,6 +40,8 @@ pub(crate) struct Endpoint {
 
 /// `SMISMEMBER`, `ZMSCORE`: Redis 6.2.
 const V6_2: RedisVersion = RedisVersion::new(6, 2, 0);
+/// `CLIENT NO-TOUCH`: Redis 7.2.
+const NO_TOUCH: RedisVersion = RedisVersion::new(7, 2, 0);
 
 impl Endpoint {
     /// Connects, learns the version, selects `db`.
@@ -58,6 +58,13 @@ impl Endpoint {
             during: "reading the server version (INFO server)".into(),
             source: Box::new(source),
         })?;
+        // Reading every value would make every key look recently used to
+        // an LRU/LFU eviction policy; Redis 7.2 lets a client read without
+        // that. Best effort: an ACL may forbid CLIENT, which changes nothing
+        // else.
+        if caps.version >= NO_TOUCH {
+            let _ = conn.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
+        }
         if db != 0 {
             conn.query(&Cmd::new("SELECT").arg(db.to_string())).await.map_err(|source| VerifyError::Query {
                 side: side.clone(),
@@ -185,8 +192,8 @@ pub(crate) async fn compare_batch(
     opts: &VerifyOptions,
 ) -> Result<Vec<Outcome>, VerifyError> {
     let n = keys.len();
-    let types: Vec<Cmd> = keys.iter().map(|k| key_cmd(b"TYPE", k)).collect();
     if opts.mode == VerifyMode::Keys {
+        let types: Vec<Cmd> = keys.iter().map(|k| key_cmd(b"TYPE", k)).collect();
         let during = || format!("reading the types of {n} keys");
         let (s, d) = tokio::join!(src.pipeline(&types, during), dst.pipeline(&types, during));
         let (s, d) = (s?, d?);
@@ -201,65 +208,40 @@ pub(crate) async fn compare_batch(
         }
         return Ok(out);
     }
-    drop(types);
-    // PTTL and, betting on a string (most keys are), the bounded string
-    // read: the source looks each key up while it is still in its CPU
-    // cache from the SCAN just before (when the caller scanned), and
-    // strings need nothing more from it. Other types answer WRONGTYPE and
-    // are asked their TYPE; the bet saves a TYPE per string for a wasted
-    // read per other key (BENCHMARKS.md).
-    let string_end = ReadArgs::new(opts).string_end;
+    // TYPE and PTTL together, so that the source looks each key up while
+    // it is still in its CPU cache from the SCAN just before (when the
+    // caller scanned): 0.8 and 0.1 µs a call instead of 1.0 and 1.0
+    // (`INFO commandstats`, BENCHMARKS.md). Betting on a string and sending
+    // the string read along would save a few percent more, but makes the
+    // source answer WRONGTYPE for every other key: error counters an
+    // operator may be watching on a production master.
     let mut cmds = Vec::with_capacity(2 * n);
     for key in keys {
+        cmds.push(key_cmd(b"TYPE", key));
         cmds.push(key_cmd(b"PTTL", key));
-        cmds.push(Cmd::from_bytes(vec![
-            Bytes::from_static(b"GETRANGE"),
-            key.clone(),
-            Bytes::from_static(b"0"),
-            string_end.clone(),
-        ]));
     }
-    let replies = src.pipeline(&cmds, || format!("reading the TTLs of {n} keys")).await?;
+    let replies = src.pipeline(&cmds, || format!("reading the types and TTLs of {n} keys")).await?;
     let now = now_ms();
     drop(cmds);
     let mut src_reads = Vec::with_capacity(n);
-    let mut other_types = Vec::new();
     let mut replies = replies.into_iter();
-    for (i, key) in keys.iter().enumerate() {
-        let (Some(pttl), Some(value)) = (replies.next(), replies.next()) else {
-            return Err(src.unexpected("GETRANGE", key, &Value::Array(None)));
+    for key in keys {
+        let (Some(ty), Some(pttl)) = (replies.next(), replies.next()) else {
+            return Err(src.unexpected("PTTL", key, &Value::Array(None)));
         };
-        let PttlReading::Exists(expiry) = parse_pttl(src, key, &pttl, now)? else {
+        src_reads.push(match (parse_type(src, key, &ty)?, parse_pttl(src, key, &pttl, now)?) {
+            (Some(ty), PttlReading::Exists(expiry)) => Some(SourceRead { ty, expiry }),
             // Gone between the SCAN and now.
-            src_reads.push(None);
-            continue;
-        };
-        let value = parse_fetch(src, &KeyType::String, key, value, opts)?;
-        if matches!(value, Fetch::WrongType) {
-            other_types.push(i);
-            src_reads.push(Some(SourceRead { ty: KeyType::String, expiry, value: None }));
-        } else {
-            src_reads.push(Some(SourceRead { ty: KeyType::String, expiry, value: Some(value) }));
-        }
+            _ => None,
+        });
     }
     drop(replies);
-    if !other_types.is_empty() {
-        let cmds: Vec<Cmd> = other_types.iter().map(|&i| key_cmd(b"TYPE", &keys[i])).collect();
-        let replies = src.pipeline(&cmds, || format!("reading the types of {} keys", cmds.len())).await?;
-        for (&i, reply) in other_types.iter().zip(&replies) {
-            src_reads[i] = match (parse_type(src, &keys[i], reply)?, src_reads[i].take()) {
-                (Some(ty), Some(read)) => Some(SourceRead { ty, ..read }),
-                // Deleted since.
-                _ => None,
-            };
-        }
-    }
     let mut out = Vec::with_capacity(n);
     let mut big_keys = Vec::new();
     let step = opts.pipeline_keys.max(1);
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
-        read_values(src, dst, &keys[start..end], &mut src_reads[start..end], opts, &mut out, &mut big_keys).await?;
+        read_values(src, dst, &keys[start..end], &src_reads[start..end], opts, &mut out, &mut big_keys).await?;
     }
     // Big keys one at a time, a chunk at a time: their memory is bounded
     // by the chunk size, not the key's.
@@ -273,8 +255,6 @@ pub(crate) async fn compare_batch(
 struct SourceRead {
     ty: KeyType,
     expiry: Expiry,
-    /// The value when it was read already (strings).
-    value: Option<Fetch>,
 }
 
 /// What a bounded read of a whole value returned.
@@ -475,21 +455,20 @@ async fn read_values(
     src: &mut Endpoint,
     dst: &mut Endpoint,
     keys: &[Bytes],
-    reads: &mut [Option<SourceRead>],
+    reads: &[Option<SourceRead>],
     opts: &VerifyOptions,
     out: &mut Vec<Outcome>,
     big_keys: &mut Vec<usize>,
 ) -> Result<(), VerifyError> {
-    // Per key: the value read unless the first round has it already; on
-    // the destination PTTL first. The servers may differ in version, hence
-    // in the commands they get.
+    // Per key: the value read; on the destination PTTL first. The servers
+    // may differ in version, hence in the commands they get.
     let args = ReadArgs::new(opts);
     let mut src_cmds = Vec::with_capacity(keys.len());
     let mut dst_cmds = Vec::with_capacity(keys.len() * 2);
     for (key, read) in keys.iter().zip(reads.iter()) {
-        if let Some(SourceRead { ty, value, .. }) = read {
+        if let Some(SourceRead { ty, .. }) = read {
             dst_cmds.push(key_cmd(b"PTTL", key));
-            if let (None, Some(whole)) = (value, WholeRead::of(ty, src.version)) {
+            if let Some(whole) = WholeRead::of(ty, src.version) {
                 src_cmds.push(args.cmd(whole, key));
             }
             if let Some(whole) = WholeRead::of(ty, dst.version) {
@@ -506,12 +485,12 @@ async fn read_values(
     let (mut s, mut d) = (s.into_iter(), d.into_iter());
     let tolerance = opts.ttl_tolerance.as_millis() as i64;
     let mut wrong_type = Vec::new();
-    for (key, read) in keys.iter().zip(reads.iter_mut()) {
-        let Some(SourceRead { ty, expiry: s_exp, value }) = read else {
+    for (key, read) in keys.iter().zip(reads) {
+        let Some(SourceRead { ty, expiry: s_exp }) = read else {
             out.push(Outcome::Vanished);
             continue;
         };
-        let (ty, s_exp) = (&*ty, *s_exp);
+        let s_exp = *s_exp;
         let short = || VerifyError::Reply {
             side: src.side.clone(),
             command: "a pipeline".into(),
@@ -519,10 +498,9 @@ async fn read_values(
             got: "fewer replies than commands".into(),
         };
         let d_pttl = parse_pttl(dst, key, &d.next().ok_or_else(short)?, now)?;
-        let s_val = match (value.take(), WholeRead::of(ty, src.version)) {
-            (Some(fetched), _) => fetched,
-            (None, Some(_)) => parse_fetch(src, ty, key, s.next().ok_or_else(short)?, opts)?,
-            (None, None) => Fetch::Partial,
+        let s_val = match WholeRead::of(ty, src.version) {
+            Some(_) => parse_fetch(src, ty, key, s.next().ok_or_else(short)?, opts)?,
+            None => Fetch::Partial,
         };
         let d_val = match WholeRead::of(ty, dst.version) {
             Some(_) => parse_fetch(dst, ty, key, d.next().ok_or_else(short)?, opts)?,
