@@ -12,10 +12,11 @@
 //!   (never `DUMP` bytes, whose encoding depends on the version).
 //!
 //! Data flow: `counts` reads the key counts and decides which source DBs to
-//! walk; `pass` walks each source DB with `SCAN` and hands batches of keys to
-//! workers that read both sides at once, deeply pipelined (`read`: a `TYPE`
-//! round, then `PTTL` and the whole value of small keys; `big`: keys too big
-//! to hold, compared chunk by chunk). Keys that differ become suspects
+//! walk; `pass` walks each source DB with workers taking turns at one
+//! `SCAN` cursor, each comparing its batch on both sides at once, deeply
+//! pipelined (`read`: `TYPE` and `PTTL` on the source, then the whole
+//! value of small keys on both sides and `PTTL` on the destination; `big`:
+//! keys too big to hold, compared chunk by chunk). Keys that differ become suspects
 //! (`suspects`) and are read again in later rounds, so a key caught
 //! mid-write while the sync runs is not reported: only differences stable
 //! on both sides are, and keys written during every round are *unsettled*.
@@ -23,7 +24,9 @@
 //!
 //! Memory is bounded whatever the dataset: a batch of keys per worker, at
 //! most `small_string_bytes` or `small_elements` per small key, one chunk at
-//! a time of a big one, and at most `max_suspects` suspects.
+//! a time of a big one, and at most `max_suspects` suspects. (The size of
+//! one element is not checked: a small collection of huge elements is read
+//! whole.)
 
 mod big;
 mod content;
