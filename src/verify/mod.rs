@@ -456,6 +456,21 @@ fn serialize_sources<S: Serializer>(sources: &[(String, u32, u64)], s: S) -> Res
 mod tests {
     use super::*;
 
+    /// The TUI runs verify in a spawned task: the future must be `Send`.
+    #[test]
+    fn the_run_future_can_be_spawned() {
+        fn spawnable<T: Send + 'static>(_: &T) {}
+        let task = TaskConfig::from_toml(
+            "name = \"t\"\n[[source]]\nname = \"s\"\naddr = \"127.0.0.1:1\"\n[destination]\naddr = \"127.0.0.1:2\"\n",
+            std::path::Path::new("/tmp/t.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let (tx, _rx) = tokio::sync::watch::channel(VerifyProgress::default());
+        let fut = async move { run(&task, &VerifyOptions::default(), tx, CancellationToken::new()).await };
+        spawnable(&fut);
+    }
+
     #[test]
     fn modes_parse_and_print() {
         for m in VerifyMode::ALL {
