@@ -35,9 +35,9 @@ impl Value {
     ///
     /// Written here rather than left to the redis-protocol codec, whose
     /// decoder parses the frame again from scratch with nom and then needs
-    /// a second conversion into `Value`: that was a quarter of verify's CPU
-    /// (BENCHMARKS.md). The values are the same (a test compares them):
-    /// a nested `*-1` is a nil bulk, as the codec folds it.
+    /// a second conversion into `Value`: that was a quarter of `shardsync
+    /// verify`'s CPU (perf, 1M-key dataset). The values are the same (a test
+    /// compares them): a nested `*-1` is a nil bulk, as the codec folds it.
     pub(crate) fn parse(frame: &Bytes) -> Option<Value> {
         let mut pos = 0;
         let value = parse_at(frame, &mut pos, true)?;

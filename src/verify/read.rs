@@ -211,10 +211,10 @@ pub(crate) async fn compare_batch(
     // TYPE and PTTL together, so that the source looks each key up while
     // it is still in its CPU cache from the SCAN just before (when the
     // caller scanned): 0.8 and 0.1 µs a call instead of 1.0 and 1.0
-    // (`INFO commandstats`, BENCHMARKS.md). Betting on a string and sending
-    // the string read along would save a few percent more, but makes the
-    // source answer WRONGTYPE for every other key: error counters an
-    // operator may be watching on a production master.
+    // (`INFO commandstats` on the benchmark dataset). Betting on a string
+    // and sending the string read along would save a few percent more, but
+    // makes the source answer WRONGTYPE for every other key: error
+    // counters an operator may be watching on a production master.
     let mut cmds = Vec::with_capacity(2 * n);
     for key in keys {
         cmds.push(key_cmd(b"TYPE", key));
