@@ -6,8 +6,9 @@
 //! `resp` talks RESP2 to a Redis server, `source` reads a master's
 //! replication stream into a disk spool and back out as RDB bytes and
 //! commands, `dest` turns keys and commands into destination writes and
-//! applies them, `config` is the task file, `engine` runs the sync and
-//! `headless` renders its progress.
+//! applies them, `config` is the task file, `engine` runs the sync,
+//! `headless` renders its progress and `verify` compares the sources with
+//! the destination.
 
 pub mod config;
 pub mod dest;
@@ -19,3 +20,4 @@ pub mod probe;
 pub mod rdb;
 pub mod resp;
 pub mod source;
+pub mod verify;

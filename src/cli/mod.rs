@@ -4,3 +4,4 @@ pub mod check;
 pub mod finish;
 pub mod rdb;
 pub mod run;
+pub mod verify;
