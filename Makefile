@@ -53,14 +53,16 @@ sample:
 	scripts/make-sample-rdb.sh $(SAMPLE_RDB)
 
 # Settings: see the heads of scripts/bench-rdb.sh (MIXED_KEYS, LIST_LEN, RUNS, BENCH_DIR…)
-# scripts/bench-sync.sh (SYNC_KEYS, SMALL_KEYS, RUNS, INCR_RUNS, INCR_REQUESTS…) and
-# scripts/bench-resilience.sh (RUNS, BACKLOG_REQUESTS, LOAD_REQUESTS).
+# scripts/bench-sync.sh (SYNC_KEYS, SMALL_KEYS, RUNS, INCR_RUNS, INCR_REQUESTS…),
+# scripts/bench-resilience.sh (RUNS, BACKLOG_REQUESTS, LOAD_REQUESTS) and
+# scripts/bench-verify.sh (VERIFY_KEYS, RUNS).
 bench: deps build
 	SHARDSYNC_BIN=$(BIN) scripts/bench-rdb.sh
 	scripts/bench-parse.sh
 	$(CARGO) bench
 	SHARDSYNC_BIN=$(BIN) scripts/bench-sync.sh
 	SHARDSYNC_BIN=$(BIN) scripts/bench-resilience.sh
+	SHARDSYNC_BIN=$(BIN) scripts/bench-verify.sh
 
 # `make test` runs 3000 mutated fixtures; this runs many more (about a minute
 # per 100k cases on one core).

@@ -6,9 +6,10 @@
 //! `resp` talks RESP2 to a Redis server, `source` reads a master's
 //! replication stream into a disk spool and back out as RDB bytes and
 //! commands, `dest` turns keys and commands into destination writes and
-//! applies them, `config` is the task file, `engine` runs the sync and
-//! `headless` renders its progress, `ui` is the terminal front end and
-//! `sandbox` the demo's local deployment.
+//! applies them, `config` is the task file, `engine` runs the sync,
+//! `headless` renders its progress, `verify` compares the sources with
+//! the destination, `ui` is the terminal front end and `sandbox` the
+//! demo's local deployment.
 
 pub mod config;
 pub mod dest;
@@ -22,3 +23,4 @@ pub mod resp;
 pub mod sandbox;
 pub mod source;
 pub mod ui;
+pub mod verify;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use color_eyre::eyre::Result;
+use shardsync::verify::VerifyMode;
 
 mod cli;
 
@@ -64,6 +65,18 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Compare the sources with the destination: key counts, keys and types, or values and TTLs
+    Verify {
+        /// The task file (TOML)
+        #[arg(long)]
+        config: PathBuf,
+        /// counts (keys per DB) | keys (every key, same type) | full (values and TTLs too)
+        #[arg(long, default_value_t = VerifyMode::Counts)]
+        mode: VerifyMode,
+        /// NDJSON: a progress record a second, then the report
+        #[arg(long)]
+        json: bool,
+    },
     /// Parse an RDB file and print its keys (NDJSON with --json)
     Rdb {
         /// The RDB file
@@ -87,6 +100,7 @@ fn main() -> Result<()> {
         Command::Run { config, headless, json, until_synced } if headless || json || until_synced => {
             std::process::exit(cli::run::run(&config, json, until_synced))
         }
+        Command::Verify { config, mode, json } => std::process::exit(cli::verify::run(&config, mode, json)),
         Command::Run { config, .. } => std::process::exit(cli::tui::dashboard(&config)?),
     }
 }

@@ -5,7 +5,8 @@
 //! `wizard_to_synced_then_quit` walks the wizard from an empty screen
 //! (typing the sources and the destination, testing them, the precheck,
 //! saving without passwords), starts the sync, waits for both shards to be
-//! `incremental`, writes more through the sources, quits with `q` `y`, and
+//! `incremental`, writes more through the sources, verifies (full) from the
+//! dashboard, resizes it to 80×24, quits with `q` `y`, and
 //! checks the destination holds every key and the saved file no password.
 //! `run_dashboard_stops_cleanly_on_hangup` opens `shardsync run` on that
 //! file and kills the tmux server under it, as a dropped SSH session
@@ -88,6 +89,12 @@ impl Tmux {
 
     fn wait_text(&self, text: &str) -> String {
         self.wait_for(&format!("`{text}`"), |s| s.contains(text))
+    }
+
+    /// Escape alone: crossterm reads ESC followed at once by a key as Alt+key.
+    fn escape(&self) {
+        self.keys(&["Escape"]);
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
@@ -225,6 +232,15 @@ fn walk_the_wizard(s1: &RedisServer, s2: &RedisServer, dest: &RedisServer, dir: 
     assert_eq!(dest.redis_cli(&["GET", "after:counter"]).expect("GET"), "1");
     assert_eq!(dest.redis_cli(&["EXISTS", "s1:0"]).expect("EXISTS"), "0");
     assert_eq!(dest.redis_cli(&["HGET", "s2:h10", "f2"]).expect("HGET"), "b");
+
+    // Verify from the dashboard: values and TTLs, while the task runs.
+    t.keys(&["v"]);
+    t.wait_text("c  counts");
+    t.keys(&["f"]);
+    // `verify (full): ` (with the colon) is the finished run's headline.
+    let screen = t.wait_for("the verify's verdict", |s| s.contains("verify (full): "));
+    assert!(screen.contains("verify (full): EQUAL"), "{screen}");
+    t.escape();
 
     // A resize is drawn at once, to the new size: at 80 columns the footer
     // keeps help and quit, and no line is longer than the screen.

@@ -6,3 +6,4 @@ pub mod finish;
 pub mod rdb;
 pub mod run;
 pub mod tui;
+pub mod verify;

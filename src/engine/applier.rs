@@ -425,7 +425,7 @@ impl Applier {
             let idle = inbox.len() == 0 && rx.is_empty();
             let full = work.pending.len() + work.run.len() >= BATCH_CMDS
                 || work.bytes >= BATCH_BYTES
-                || self.rate.batch_keys().is_some_and(|k| work.units as usize >= k);
+                || self.rate.batch_keys().is_some_and(|k| (work.units + work.keys) as usize >= k);
             if !work.in_multi && (flush_now || idle || full) {
                 if let Err(end) = self.flush(ctx, &mut work, marks, &ctx.cancel).await {
                     break end;
@@ -534,7 +534,8 @@ impl Applier {
         let mut batch = ApplyBatch::new();
         batch.extend(work.pending.drain(..));
         if !batch.is_empty() {
-            let wait = self.rate.charge(work.units, batch.bytes() as u64);
+            // Snapshot keys and stream commands both count as keys.
+            let wait = self.rate.charge(work.units + work.keys, batch.bytes() as u64);
             if !wait.is_zero() {
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),

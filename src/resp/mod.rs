@@ -1,13 +1,14 @@
 //! RESP2 client: an async connection to a Redis server (or twemproxy) on
-//! tokio, built on the redis-protocol codec.
+//! tokio. The redis-protocol codec is the reference its encoder and decoder
+//! are tested against.
 //!
 //! A caller builds [`Cmd`]s (binary-safe argument vectors) and hands them to
 //! a [`Connection`], one at a time ([`Connection::send`],
 //! [`Connection::query`]) or as a pipeline ([`Connection::pipeline`]: all
 //! commands go out without waiting, replies come back in order). The
-//! connection encodes them with the codec, reads replies into a buffer, finds
+//! connection writes them as RESP2 arrays, reads replies into a buffer, finds
 //! frame boundaries with a small resumable scanner, and decodes each reply
-//! into a [`Value`]. Failures are [`RespError`]s that name the address, the
+//! into a [`Value`] (zero-copy for bulk strings). Failures are [`RespError`]s that name the address, the
 //! command and, for authentication, which credential to fix.
 //!
 //! Parts: `cmd` (what is sent), `value` (what comes back), `auth`
@@ -26,3 +27,5 @@ pub use cmd::Cmd;
 pub use connection::{ConnectOptions, Connection};
 pub use error::RespError;
 pub use value::Value;
+
+pub(crate) use value::escape_preview;

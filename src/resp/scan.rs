@@ -2,11 +2,12 @@
 //! without decoding it and without I/O.
 //!
 //! The connection feeds it the read buffer after every read; once it reports
-//! a complete frame of `n` bytes, the redis-protocol codec decodes exactly
-//! that frame. The scanner exists because the codec starts over from byte 0
-//! on every call (a large array arriving in many reads would be parsed again
-//! and again) and recurses once per nesting level (a hostile peer could nest
-//! deep enough to overflow the stack). The scanner resumes where it stopped,
+//! a complete frame of `n` bytes, `Value::parse` decodes exactly that frame.
+//! The scanner exists because a decoder starts over from byte 0 on every
+//! call (a large array arriving in many reads would be parsed again and
+//! again) and recurses once per nesting level (a hostile peer could nest
+//! deep enough to overflow the stack: the decoder runs only on frames the
+//! scanner accepted, at most [`MAX_DEPTH`] deep). The scanner resumes where it stopped,
 //! keeps one counter per open array, and refuses nesting beyond
 //! [`MAX_DEPTH`]. It also rejects a first byte that no RESP reply can start
 //! with, which is how a peer that speaks another protocol is recognised.
@@ -132,10 +133,7 @@ impl FrameScan {
         let Some(cr) = self.find_line_end(buf, start + 1, MAX_HEADER_LINE)? else {
             return Ok(None);
         };
-        let value = std::str::from_utf8(&buf[start + 1..cr])
-            .ok()
-            .and_then(|text| text.parse::<i64>().ok())
-            .ok_or_else(|| err(start, "header is not a decimal integer"))?;
+        let value = parse_int(&buf[start + 1..cr]).ok_or_else(|| err(start, "header is not a decimal integer"))?;
         Ok(Some((value, cr + 2)))
     }
 
@@ -166,6 +164,34 @@ impl FrameScan {
     }
 }
 
+/// A decimal `i64` as RESP writes one (`-12`, `0`; a `+` sign is accepted
+/// as Rust's parser does); `None` on anything else or on overflow. Every
+/// header of every reply goes through here, twice: by hand, not through
+/// `str::parse`, which first checks the text is UTF-8.
+pub(crate) fn parse_int(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Accumulate negatively so that i64::MIN fits.
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if negative {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
+}
+
 fn err(offset: usize, reason: &'static str) -> ScanError {
     ScanError { offset, reason }
 }
@@ -176,6 +202,16 @@ mod tests {
 
     fn scan_all(buf: &[u8]) -> Result<Option<usize>, ScanError> {
         FrameScan::default().complete_len(buf)
+    }
+
+    #[test]
+    fn integers_parse_as_rust_parses_them() {
+        for text in ["0", "-0", "+7", "42", "-42", "9223372036854775807", "-9223372036854775808"] {
+            assert_eq!(parse_int(text.as_bytes()), text.parse::<i64>().ok(), "{text}");
+        }
+        for text in ["", "-", "+", "1a", " 1", "9223372036854775808", "-9223372036854775809", "--1", "1.5"] {
+            assert_eq!(parse_int(text.as_bytes()), None, "{text}");
+        }
     }
 
     #[test]

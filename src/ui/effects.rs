@@ -11,16 +11,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::dashboard::TaskInfo;
-use super::facts::VerifyDepth;
 use super::msg::{Effect, Msg, ProbeRequest};
 use crate::config::{nutcracker, save, TaskConfig};
 use crate::engine::state_lock::{self, StateLock};
 use crate::engine::{self, source_side::now_ms, EngineHandle};
+use crate::verify::{VerifyMode, VerifyOptions, VerifyProgress};
 
 /// What the loop does after an effect.
 #[derive(Debug)]
@@ -31,6 +31,9 @@ pub enum Step {
     /// Leave the UI.
     Exit,
 }
+
+/// How often a running verify's progress reaches the screen at most.
+const VERIFY_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub struct EffectRunner {
     tx: mpsc::Sender<Msg>,
@@ -101,7 +104,7 @@ impl EffectRunner {
                 }
                 Step::Continue
             }
-            Effect::Verify(depth) => {
+            Effect::Verify(mode) => {
                 let Some(task) = self.task.clone() else {
                     return Step::Msg(Msg::VerifyDone(Err("no task is running".into())));
                 };
@@ -110,8 +113,8 @@ impl EffectRunner {
                 }
                 let cancel = self.root.child_token();
                 self.verify = Some(cancel.clone());
-                tracing::info!(depth = depth.word(), "verify started");
-                tokio::spawn(verify(task, depth, self.tx.clone(), cancel));
+                tracing::info!(mode = mode.as_str(), "verify started");
+                tokio::spawn(verify(task, mode, self.tx.clone(), cancel));
                 Step::Continue
             }
             Effect::CancelVerify => {
@@ -260,10 +263,35 @@ async fn write_report(path: &Path, text: &str) -> Result<(), String> {
     tokio::fs::write(path, text).await.map_err(|e| format!("cannot write the report to {}: {e}", path.display()))
 }
 
-/// The dashboard's verify. `crate::verify` is being written on main; until
-/// it is merged here the run ends at once, saying so, and compares nothing.
-async fn verify(_task: Arc<TaskConfig>, depth: VerifyDepth, tx: mpsc::Sender<Msg>, _cancel: CancellationToken) {
-    let message = format!("verify ({}) is not part of this build yet", depth.word());
-    tracing::warn!("{message}");
-    let _ = tx.send(Msg::VerifyDone(Err(message))).await;
+/// The dashboard's verify: `verify::run` on the running task, its progress
+/// forwarded a few times a second at most, its report sent back whole.
+async fn verify(task: Arc<TaskConfig>, mode: VerifyMode, tx: mpsc::Sender<Msg>, cancel: CancellationToken) {
+    let (progress_tx, mut progress_rx) = watch::channel(VerifyProgress::default());
+    let forward = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while progress_rx.changed().await.is_ok() {
+                let p = progress_rx.borrow_and_update().clone();
+                if tx.send(Msg::VerifyProgress(p)).await.is_err() {
+                    break;
+                }
+                // The newest value waits in the `watch` meanwhile.
+                tokio::time::sleep(VERIFY_PROGRESS_EVERY).await;
+            }
+        })
+    };
+    let result = crate::verify::run(&task, &VerifyOptions::with_mode(mode), progress_tx, cancel).await;
+    forward.abort();
+    match &result {
+        Ok(r) => tracing::info!(
+            mode = mode.as_str(),
+            equal = r.is_equal(),
+            compared = r.compared,
+            differences = r.differences_total,
+            unsettled = r.unsettled_total,
+            "verify done"
+        ),
+        Err(e) => tracing::warn!(mode = mode.as_str(), "verify failed: {e}"),
+    }
+    let _ = tx.send(Msg::VerifyDone(result.map(Box::new).map_err(|e| e.to_string()))).await;
 }

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use crossterm::event::KeyEvent;
 
 use super::dashboard::TaskInfo;
-use super::facts::{VerifyDepth, VerifyProgress, VerifySummary};
 use crate::config::nutcracker::Pool;
 use crate::config::{SavePasswords, Secret, TaskConfig};
 use crate::engine::snapshot::TaskSnapshot;
 use crate::precheck::CheckResult;
 use crate::probe::ServerFacts;
+use crate::verify::{VerifyMode, VerifyProgress, VerifyReport};
 
 /// Which "test" a probe answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub enum Msg {
     StartFailed(String),
     Snapshot(Box<TaskSnapshot>),
     VerifyProgress(VerifyProgress),
-    VerifyDone(Result<VerifySummary, String>),
+    VerifyDone(Result<Box<VerifyReport>, String>),
     ReportSaved(Result<PathBuf, String>),
     /// Every shard stopped (checkpoints written), with each one's outcome.
     EngineStopped(Vec<(String, Result<(), String>)>),
@@ -91,7 +91,7 @@ pub enum Effect {
     /// Start the engine on this task (after the intercept preflight).
     Start(Box<TaskConfig>),
     Engine(crate::engine::Command),
-    Verify(VerifyDepth),
+    Verify(VerifyMode),
     CancelVerify,
     SaveReport {
         path: PathBuf,

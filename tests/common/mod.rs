@@ -410,12 +410,18 @@ fn wait_ready(child: &mut Child, port: u16, ping: bool) -> io::Result<()> {
     }
 }
 
+/// Any reply but `-LOADING`: a server loading its AOF or RDB after a
+/// restart answers, but refuses every command until it is done.
 fn answers_ping(stream: &mut TcpStream) -> bool {
-    let mut first = [0u8; 1];
+    let mut head = [0u8; 8];
     stream.set_read_timeout(Some(Duration::from_secs(1))).is_ok()
         && stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
-        && stream.read_exact(&mut first).is_ok()
-        && matches!(first[0], b'+' | b'-')
+        && stream.read_exact(&mut head[..1]).is_ok()
+        && match head[0] {
+            b'+' => true,
+            b'-' => stream.read_exact(&mut head[1..]).is_ok() && &head != b"-LOADING",
+            _ => false,
+        }
 }
 
 fn read_logs(dir: &Path, names: &[&str]) -> String {

@@ -66,3 +66,19 @@ pub fn finish(child: Child, limit: Duration) -> (i32, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `shardsync verify --config F ARGS…` to the end: exit code, stdout, stderr.
+pub fn verify_binary(task: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardsync"))
+        .args(["verify", "--config"])
+        .arg(task)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shardsync verify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -16,13 +16,13 @@ use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::facts::{VerifyDepth, VerifyProgress, VerifySummary};
 use super::field::TextField;
 use super::msg::{Effect, Msg, Signal};
 use super::theme::{Theme, Tone};
 use super::wizard::{is_ctrl, Notice};
 use crate::engine::snapshot::{ShardSnapshot, ShardState, TaskSnapshot};
 use crate::engine::Command;
+use crate::verify::{VerifyMode, VerifyProgress, VerifyReport};
 
 /// Throughput samples kept: ten minutes at one a second.
 pub const HISTORY_SECS: usize = 600;
@@ -86,17 +86,17 @@ pub enum Overlay {
     EventDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum VerifyState {
     #[default]
     Idle,
     Running {
-        depth: VerifyDepth,
+        mode: VerifyMode,
         progress: VerifyProgress,
     },
-    Done(Box<VerifySummary>),
+    Done(Box<VerifyReport>),
     Failed {
-        depth: VerifyDepth,
+        mode: VerifyMode,
         error: String,
     },
 }
@@ -299,31 +299,25 @@ pub fn update(d: &mut Dashboard, msg: Msg) -> Option<Effect> {
             None
         }
         Msg::VerifyDone(result) => {
-            let depth = match &d.verify {
-                VerifyState::Running { depth, .. } => *depth,
+            let mode = match &d.verify {
+                VerifyState::Running { mode, .. } => *mode,
                 _ => return None,
             };
             let now = d.now_ms;
             d.verify = match result {
-                Ok(summary) => {
-                    let (tone, text) = if summary.equal {
-                        (Tone::Good, format!("verify ({}): source and destination are equal", depth.word()))
+                Ok(report) => {
+                    let done = report.mode.as_str();
+                    let (tone, text) = if report.is_equal() {
+                        (Tone::Good, format!("verify ({done}): the sources and the destination are equal"))
                     } else {
-                        (
-                            Tone::Bad,
-                            format!(
-                                "verify ({}): {} difference(s) (v shows them)",
-                                depth.word(),
-                                summary.differences_total
-                            ),
-                        )
+                        (Tone::Bad, format!("verify ({done}): {} (v shows them)", verdict(&report)))
                     };
                     d.event(now, "verify", tone, text);
-                    VerifyState::Done(Box::new(summary))
+                    VerifyState::Done(report)
                 }
                 Err(error) => {
-                    d.event(now, "verify", Tone::Bad, format!("verify ({}) failed: {error}", depth.word()));
-                    VerifyState::Failed { depth, error }
+                    d.event(now, "verify", Tone::Bad, format!("verify ({}) failed: {error}", mode.as_str()));
+                    VerifyState::Failed { mode, error }
                 }
             };
             None
@@ -355,6 +349,23 @@ pub fn update(d: &mut Dashboard, msg: Msg) -> Option<Effect> {
         | Msg::Started(_)
         | Msg::StartFailed(_)
         | Msg::EngineStopped(_) => None,
+    }
+}
+
+/// What a verify that is not equal found, in a few words.
+pub fn verdict(r: &VerifyReport) -> String {
+    match r.mode {
+        VerifyMode::Counts => {
+            let off = r.counts.iter().filter(|c| !c.is_equal()).count();
+            format!("{off} DB(s) with other counts")
+        }
+        VerifyMode::Keys | VerifyMode::Full => {
+            let mut t = format!("{} difference(s)", super::format::count(r.differences_total));
+            if r.unsettled_total > 0 {
+                t.push_str(&format!(", {} key(s) still changing", super::format::count(r.unsettled_total)));
+            }
+            t
+        }
     }
 }
 
@@ -443,17 +454,17 @@ fn overlay_key(d: &mut Dashboard, overlay: Overlay, key: KeyEvent) -> Option<Eff
         },
         Overlay::Help | Overlay::EventDetail => None,
         Overlay::VerifyChoose => {
-            let depth = match key.code {
-                KeyCode::Char('c') => VerifyDepth::Counts,
-                KeyCode::Char('k') => VerifyDepth::Keys,
-                KeyCode::Char('f') => VerifyDepth::Full,
+            let mode = match key.code {
+                KeyCode::Char('c') => VerifyMode::Counts,
+                KeyCode::Char('k') => VerifyMode::Keys,
+                KeyCode::Char('f') => VerifyMode::Full,
                 _ => return None,
             };
-            d.verify = VerifyState::Running { depth, progress: VerifyProgress::default() };
+            d.verify = VerifyState::Running { mode, progress: VerifyProgress::default() };
             d.overlay = Some(Overlay::VerifyPanel);
             let now = d.now_ms;
-            d.event(now, "verify", Tone::Normal, format!("verify ({}) started", depth.word()));
-            Some(Effect::Verify(depth))
+            d.event(now, "verify", Tone::Normal, format!("verify ({}) started", mode.as_str()));
+            Some(Effect::Verify(mode))
         }
         Overlay::VerifyPanel => match key.code {
             KeyCode::Char('x') if matches!(d.verify, VerifyState::Running { .. }) => {

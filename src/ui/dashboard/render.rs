@@ -21,11 +21,12 @@ use ratatui::widgets::{
 };
 
 use super::help::render_help;
-use super::{Dashboard, Focus, Overlay, Phase, VerifyState, View};
+use super::{verdict, Dashboard, Focus, Overlay, Phase, VerifyState, View};
 use crate::engine::snapshot::{ShardSnapshot, ShardState};
 use crate::ui::format::{clock, count, duration_ms, fit, human_bytes, short_bytes, short_count, time_of_day};
 use crate::ui::theme::{Theme, Tone};
 use crate::ui::widgets::{centered, hints};
+use crate::verify::{Difference, VerifyMode};
 
 /// From this width the table shows offsets, byte counts and the ETA.
 pub const WIDE: u16 = 145;
@@ -400,10 +401,10 @@ fn render_status(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
     } else {
         match &d.verify {
             VerifyState::Idle => Line::raw(""),
-            VerifyState::Running { depth, progress } => Line::raw(fit(
+            VerifyState::Running { mode, progress } => Line::raw(fit(
                 &format!(
                     "verify ({}) running: {} {} of {}, {} difference(s) · v shows it",
-                    depth.word(),
+                    mode.as_str(),
                     progress.phase,
                     count(progress.compared),
                     count(progress.total),
@@ -411,19 +412,15 @@ fn render_status(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
                 ),
                 area.width as usize,
             )),
-            VerifyState::Done(s) if s.equal => {
-                Line::styled(format!("last verify ({}): equal · v shows it", s.depth.word()), theme.tone(Tone::Good))
+            VerifyState::Done(r) if r.is_equal() => {
+                Line::styled(format!("last verify ({}): equal · v shows it", r.mode.as_str()), theme.tone(Tone::Good))
             }
-            VerifyState::Done(s) => Line::styled(
-                format!(
-                    "last verify ({}): {} difference(s) · v shows them",
-                    s.depth.word(),
-                    count(s.differences_total)
-                ),
+            VerifyState::Done(r) => Line::styled(
+                fit(&format!("last verify ({}): {} · v shows them", r.mode.as_str(), verdict(r)), area.width as usize),
                 theme.tone(Tone::Bad),
             ),
-            VerifyState::Failed { depth, error } => Line::styled(
-                fit(&format!("verify ({}) failed: {error}", depth.word()), area.width as usize),
+            VerifyState::Failed { mode, error } => Line::styled(
+                fit(&format!("verify ({}) failed: {error}", mode.as_str()), area.width as usize),
                 theme.tone(Tone::Bad),
             ),
         }
@@ -567,6 +564,14 @@ fn verify_choose(theme: Theme, area: Rect, buf: &mut Buffer) {
     .render(popup, buf);
 }
 
+/// Differences listed in the verify panel (the report has more).
+const DIFFERENCES_SHOWN: usize = 10;
+
+/// `db0 "user:1042" missing on the destination [server1]`, as `shardsync verify` writes it.
+pub fn difference_line(x: &Difference, note: &str) -> String {
+    format!("db{} {} {}: {}{note} [{}]", x.db, x.key_shown(), x.kind, x.detail, x.shard)
+}
+
 fn verify_panel(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
     let popup = centered(area, area.width.saturating_sub(4).min(110), area.height.saturating_sub(4).min(20));
     Clear.render(popup, buf);
@@ -574,9 +579,9 @@ fn verify_panel(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
     let mut keys: Vec<(&str, &str)> = vec![("Esc", "close")];
     match &d.verify {
         VerifyState::Idle => lines.push(Line::raw("No verify has run.")),
-        VerifyState::Running { depth, progress } => {
+        VerifyState::Running { mode, progress } => {
             let pct = (progress.compared * 100).checked_div(progress.total).unwrap_or(0);
-            lines.push(Line::raw(format!("verify ({}) running: {}", depth.word(), progress.phase)));
+            lines.push(Line::raw(format!("verify ({}) running: {}", mode.as_str(), progress.phase)));
             lines.push(Line::raw(format!(
                 "{} {pct}%  {} of {} compared",
                 copy_bar(progress.compared, progress.compared, progress.total, 30),
@@ -586,44 +591,45 @@ fn verify_panel(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
             lines.push(Line::raw(format!("differences so far: {}", count(progress.differences))));
             keys.push(("x", "cancel"));
         }
-        VerifyState::Failed { depth, error } => {
-            lines.push(Line::styled(format!("verify ({}) failed: {error}", depth.word()), theme.tone(Tone::Bad)));
+        VerifyState::Failed { mode, error } => {
+            lines.push(Line::styled(format!("verify ({}) failed: {error}", mode.as_str()), theme.tone(Tone::Bad)));
             keys.push(("n", "new verify"));
         }
-        VerifyState::Done(s) => {
-            let head = if s.equal {
-                Line::styled(format!("verify ({}): EQUAL", s.depth.word()), theme.tone(Tone::Good))
+        VerifyState::Done(r) => {
+            lines.push(if r.is_equal() {
+                Line::styled(format!("verify ({}): EQUAL", r.mode.as_str()), theme.tone(Tone::Good))
             } else {
-                Line::styled(
-                    format!("verify ({}): {} DIFFERENCE(S)", s.depth.word(), count(s.differences_total)),
-                    theme.tone(Tone::Bad),
-                )
+                Line::styled(format!("verify ({}): {}", r.mode.as_str(), verdict(r)), theme.tone(Tone::Bad))
+            });
+            let compared = match r.mode {
+                VerifyMode::Counts => "keys counted".to_owned(),
+                _ => format!("{} keys compared", count(r.compared)),
             };
-            lines.push(head);
-            lines.push(Line::raw(format!(
-                "{} keys compared in {}{}",
-                count(s.compared),
-                duration_ms(s.elapsed_ms),
-                if s.unsettled_total > 0 {
-                    format!(", {} changing while compared (written to during the run)", count(s.unsettled_total))
-                } else {
-                    String::new()
-                }
-            )));
+            lines.push(Line::raw(format!("{compared} in {}", duration_ms(r.elapsed.as_millis() as u64))));
+            if r.not_rechecked > 0 {
+                lines.push(Line::styled(
+                    format!("{} suspect key(s) not re-checked (too many to re-check)", count(r.not_rechecked)),
+                    theme.tone(Tone::Warn),
+                ));
+            }
             lines.push(Line::raw(""));
             lines.push(Line::styled("DB     sources   destination", theme.title()));
-            for c in &s.counts {
-                let tone = if c.source_total == c.destination { Tone::Good } else { Tone::Bad };
+            for c in &r.counts {
+                let tone = if c.is_equal() { Tone::Good } else { Tone::Bad };
                 lines.push(Line::styled(
                     format!("db{:<4} {:>9} {:>13}", c.db, count(c.source_total), count(c.destination)),
                     theme.tone(tone),
                 ));
             }
-            if !s.differences.is_empty() {
-                lines.push(Line::raw(""));
-                for diff in &s.differences {
-                    lines.push(Line::styled(diff.clone(), theme.tone(Tone::Bad)));
+            let listed =
+                r.differences.iter().map(|x| (x, "")).chain(r.unsettled.iter().map(|x| (x, " (still changing)")));
+            let mut any = false;
+            for (x, note) in listed.take(DIFFERENCES_SHOWN) {
+                if !any {
+                    lines.push(Line::raw(""));
+                    any = true;
                 }
+                lines.push(Line::styled(difference_line(x, note), theme.tone(Tone::Bad)));
             }
             keys.push(("n", "new verify"));
         }

@@ -7,6 +7,9 @@ use super::{Dashboard, VerifyState};
 use crate::headless::progress_line;
 use crate::ui::format::{clock, count, human_bytes, time_of_day};
 
+/// How many differences (and changing keys) the report lists; `shardsync
+/// verify --json` lists them all.
+const REPORT_DIFFERENCES: usize = 100;
 /// How many of the newest events the report carries.
 const REPORT_EVENTS: usize = 50;
 
@@ -67,23 +70,22 @@ pub fn render(d: &Dashboard) -> String {
     let _ = writeln!(out, "  {synced} of {} shard(s) incremental and caught up", d.snapshot.shards.len());
     match &d.verify {
         VerifyState::Idle => {}
-        VerifyState::Running { depth, progress } => {
+        VerifyState::Running { mode, progress } => {
             let _ = writeln!(
                 out,
                 "\nverify ({}) running: {} of {} compared",
-                depth.word(),
+                mode.as_str(),
                 count(progress.compared),
                 count(progress.total)
             );
         }
-        VerifyState::Failed { depth, error } => {
-            let _ = writeln!(out, "\nverify ({}) failed: {error}", depth.word());
+        VerifyState::Failed { mode, error } => {
+            let _ = writeln!(out, "\nverify ({}) failed: {error}", mode.as_str());
         }
-        VerifyState::Done(s) => {
-            let verdict =
-                if s.equal { "equal".to_owned() } else { format!("{} difference(s)", count(s.differences_total)) };
-            let _ = writeln!(out, "\nverify ({}): {verdict}, {} keys compared", s.depth.word(), count(s.compared));
-            for c in &s.counts {
+        VerifyState::Done(r) => {
+            let result = if r.is_equal() { "equal".to_owned() } else { super::verdict(r) };
+            let _ = writeln!(out, "\nverify ({}): {result}, {} keys compared", r.mode.as_str(), count(r.compared));
+            for c in &r.counts {
                 let _ = writeln!(
                     out,
                     "  db{}: sources {}, destination {}",
@@ -92,8 +94,11 @@ pub fn render(d: &Dashboard) -> String {
                     count(c.destination)
                 );
             }
-            for diff in &s.differences {
-                let _ = writeln!(out, "  {diff}");
+            for x in r.differences.iter().take(REPORT_DIFFERENCES) {
+                let _ = writeln!(out, "  {}", super::render::difference_line(x, ""));
+            }
+            for x in r.unsettled.iter().take(REPORT_DIFFERENCES) {
+                let _ = writeln!(out, "  {}", super::render::difference_line(x, " (still changing)"));
             }
         }
     }

@@ -7,9 +7,9 @@ use crossterm::event::KeyCode;
 
 use super::*;
 use crate::engine::snapshot::ShardState;
-use crate::ui::facts::DbCountLine;
 use crate::ui::msg::Signal;
 use crate::ui::testing::{alert, ch, ctrl, key, screen, shard, task_snapshot, T0};
+use crate::verify::{DbCount, DiffKind, Difference};
 
 fn info() -> TaskInfo {
     TaskInfo {
@@ -165,7 +165,7 @@ fn verify_runs_from_the_chooser_and_keeps_its_result() {
     let mut d = dashboard();
     assert_eq!(update(&mut d, ch('v')), None);
     assert_eq!(d.overlay, Some(Overlay::VerifyChoose));
-    assert_eq!(update(&mut d, ch('c')), Some(Effect::Verify(VerifyDepth::Counts)));
+    assert_eq!(update(&mut d, ch('c')), Some(Effect::Verify(VerifyMode::Counts)));
     assert_eq!(d.overlay, Some(Overlay::VerifyPanel));
     update(
         &mut d,
@@ -175,8 +175,9 @@ fn verify_runs_from_the_chooser_and_keeps_its_result() {
     assert_eq!(update(&mut d, ch('x')), Some(Effect::CancelVerify));
     update(&mut d, key(KeyCode::Esc));
     assert_eq!(d.overlay, None);
-    update(&mut d, Msg::VerifyDone(Ok(summary(false))));
-    assert!(matches!(&d.verify, VerifyState::Done(s) if s.differences_total == 2));
+    update(&mut d, Msg::VerifyDone(Ok(report(false))));
+    assert!(matches!(&d.verify, VerifyState::Done(r) if r.differences_total == 2));
+    assert!(d.events.back().is_some_and(|e| e.message == "verify (full): 2 difference(s) (v shows them)"));
     update(&mut d, ch('v'));
     assert_eq!(d.overlay, Some(Overlay::VerifyPanel));
     update(&mut d, ch('n'));
@@ -219,27 +220,35 @@ fn copy_bar_shows_applied_received_and_the_rest() {
     assert_eq!(render::copy_bar(0, 0, 0, 3), "░░░");
 }
 
-fn summary(equal: bool) -> VerifySummary {
-    VerifySummary {
-        depth: VerifyDepth::Counts,
-        equal,
+/// A full verify that found two keys missing (or none).
+fn report(equal: bool) -> Box<VerifyReport> {
+    let missing = |shard: &str, key: &str| Difference {
+        shard: shard.into(),
+        db: 0,
+        key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+        kind: DiffKind::Missing,
+        detail: "not on the destination".into(),
+    };
+    let source_total = 4_691_356;
+    Box::new(VerifyReport {
+        mode: VerifyMode::Full,
         counts: vec![
-            DbCountLine { db: 0, source_total: 4_691_356, destination: if equal { 4_691_356 } else { 4_691_354 } },
-            DbCountLine { db: 2, source_total: 5_000, destination: 5_000 },
+            DbCount {
+                db: 0,
+                sources: vec![("server1".into(), 0, 2_000_000), ("server2".into(), 0, 2_691_356)],
+                source_total,
+                destination: if equal { source_total } else { source_total - 2 },
+            },
+            DbCount { db: 2, sources: vec![("server1".into(), 2, 5_000)], source_total: 5_000, destination: 5_000 },
         ],
         compared: 4_696_356,
-        differences: if equal {
-            vec![]
-        } else {
-            vec![
-                "server1 db0 user:1042: missing on the destination".into(),
-                "server2 db0 cart:77: missing on the destination".into(),
-            ]
-        },
+        differences: if equal { vec![] } else { vec![missing("server1", "user:1042"), missing("server2", "cart:77")] },
         differences_total: if equal { 0 } else { 2 },
+        unsettled: vec![],
         unsettled_total: 0,
-        elapsed_ms: 2_300,
-    }
+        not_rechecked: 0,
+        elapsed: std::time::Duration::from_millis(27_300),
+    })
 }
 
 mod snapshots {
@@ -310,7 +319,7 @@ mod snapshots {
         update(&mut d, ch('v'));
         insta::assert_snapshot!("dashboard_verify_choose_80x24", screen(&d, 80, 24));
         update(&mut d, ch('c'));
-        update(&mut d, Msg::VerifyDone(Ok(summary(false))));
+        update(&mut d, Msg::VerifyDone(Ok(report(false))));
         both("dashboard_verify_result", &d);
         update(&mut d, key(KeyCode::Esc));
         update(&mut d, ch('q'));
