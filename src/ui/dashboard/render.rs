@@ -462,7 +462,8 @@ fn render_detail(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
         .border_style(theme.border());
     let inner = block.inner(area);
     block.render(area, buf);
-    let bar_width = (inner.width as usize).saturating_sub(40).min(40);
+    // The label (16) and the byte counts (up to 50) keep the line on one row.
+    let bar_width = (inner.width as usize).saturating_sub(16 + 50).clamp(5, 40);
     let copy = match s.rdb_total {
         Some(total) => format!(
             "{} applied {} · received {} · of {}",

@@ -280,6 +280,9 @@ mod snapshots {
         update(&mut d, key(KeyCode::Down));
         update(&mut d, key(KeyCode::Enter));
         both("dashboard_detail", &d);
+        // The shard in its full copy: the bar and the byte counts on one line.
+        update(&mut d, key(KeyCode::Up));
+        insta::assert_snapshot!("dashboard_detail_rdb_80x24", screen(&d, 80, 24));
     }
 
     #[test]
