@@ -462,18 +462,24 @@ fn render_detail(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
         .border_style(theme.border());
     let inner = block.inner(area);
     block.render(area, buf);
-    // The label (16) and the byte counts (up to 50) keep the line on one row.
-    let bar_width = (inner.width as usize).saturating_sub(16 + 50).clamp(5, 40);
-    let copy = match s.rdb_total {
-        Some(total) => format!(
-            "{} applied {} · received {} · of {}",
-            copy_bar(s.rdb_bytes, s.rdb_applied, total, bar_width),
-            human_bytes(s.rdb_applied),
-            human_bytes(s.rdb_bytes),
-            human_bytes(total)
-        ),
-        None if s.rdb_bytes > 0 => format!("received {} (size told at the end)", human_bytes(s.rdb_bytes)),
-        None => "-".into(),
+    // The bar and its percentage fit one row beside the label (16 columns);
+    // the byte counts take the next.
+    let bar_width = (inner.width as usize).saturating_sub(16 + 6).clamp(5, 40);
+    let (copy, bytes) = match s.rdb_total {
+        Some(total) => {
+            let pct = (s.rdb_applied.min(total) * 100).checked_div(total).unwrap_or(0);
+            (
+                format!("{} {pct}%", copy_bar(s.rdb_bytes, s.rdb_applied, total, bar_width)),
+                Some(format!(
+                    "applied {} · received {} · of {}",
+                    human_bytes(s.rdb_applied),
+                    human_bytes(s.rdb_bytes),
+                    human_bytes(total)
+                )),
+            )
+        }
+        None if s.rdb_bytes > 0 => (format!("received {} (size told at the end)", human_bytes(s.rdb_bytes)), None),
+        None => ("-".into(), None),
     };
     let kv =
         |k: &str, v: String| Line::from(vec![Span::styled(format!("{k:<16}"), theme.tone(Tone::Dim)), Span::raw(v)]);
@@ -483,6 +489,7 @@ fn render_detail(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
             Span::styled(state, theme.tone(tone)),
         ]),
         kv("full copy", copy),
+        kv("", bytes.unwrap_or_default()),
         kv("ETA", if s.state == ShardState::Rdb { opt(d.eta_ms(s), duration_ms) } else { "-".into() }),
         kv("keys applied", count(s.keys_applied)),
         kv("source offset", opt(s.source_offset, |o| o.to_string())),
