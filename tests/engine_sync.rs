@@ -1,6 +1,6 @@
 //! The sync engine end to end against real servers: the seed's topology
 //! (2 masters with replicas behind nutcracker) with writers running during
-//! and after the full copy, flush refusal, SIGTERM and resume with
+//! and after the full copy, flush refusal, SIGTERM/SIGHUP and resume with
 //! `+CONTINUE`, and both cross-version directions.
 
 mod common;
@@ -280,6 +280,20 @@ async fn sigterm_then_restart_resumes_with_continue() {
     assert_eq!(info_stat(&m1, "sync_full"), full, "no new full copy");
     assert!(info_stat(&m1, "sync_partial_ok") > partial, "resumed with +CONTINUE");
     assert_eq!(dest.redis_cli(&["GET", "counter"]).expect("get").trim(), "70");
+    // A hang-up (the SSH session of a headless run dropped) is a clean stop too.
+    let child = run_binary(&path, false);
+    for _ in 0..30 {
+        m1.redis_cli(&["INCR", "counter"]).expect("incr");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    let (code, out) = finish(child, Duration::from_secs(30));
+    assert_eq!(code, 0, "SIGHUP is a clean stop:\n{out}");
+    let (code, out) = finish(run_binary(&path, true), Duration::from_secs(60));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(info_stat(&m1, "sync_full"), full, "no new full copy");
+    assert_eq!(dest.redis_cli(&["GET", "counter"]).expect("get").trim(), "100");
     let diffs = compare::diff(&[m1.addr()], &dest.addr(), &[HEARTBEAT]).await;
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

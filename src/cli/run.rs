@@ -10,6 +10,22 @@ use shardsync::headless;
 use shardsync::precheck::{CheckStatus, PrecheckOptions};
 use tokio_util::sync::CancellationToken;
 
+/// Like `println!`/`eprintln!`, but a terminal that went away (a dropped
+/// SSH session) or a closed pipe does not panic: the task must still stop
+/// cleanly and write its checkpoints.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Exit codes of the contract.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -19,14 +35,14 @@ pub fn run(config: &Path, json: bool, until_synced: bool) -> i32 {
     let task = match TaskConfig::load(config) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return EXIT_BAD_CONFIG;
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            err!("error: cannot start the async runtime: {e}");
             return EXIT_FAILED;
         }
     };
@@ -37,18 +53,15 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
     let cancel = CancellationToken::new();
     let signals = cancel.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term_recv = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
+        use tokio::signal::unix::{signal, SignalKind};
+        // SIGHUP too: a dropped SSH session must stop the task cleanly
+        // (checkpoints written), not kill it half-way.
+        let mut hangup = signal(SignalKind::hangup()).ok();
+        let mut term = signal(SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
-            _ = term_recv => {},
+            _ = received(term.as_mut()) => {},
+            _ = received(hangup.as_mut()) => {},
         }
         signals.cancel();
     });
@@ -59,7 +72,7 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
     let report = shardsync::precheck::run_with(&task, &opts, None).await;
     let notable: Vec<_> = report.checks.iter().filter(|c| c.status != CheckStatus::Pass).cloned().collect();
     for line in super::check::render(&notable) {
-        eprintln!("precheck: {line}");
+        err!("precheck: {line}");
     }
     if !report.passed() {
         let failed: Vec<String> = report
@@ -69,9 +82,9 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
             .map(|c| format!("{}: {}: {}", c.subject, c.title, c.reason))
             .collect();
         if json {
-            println!("{}", headless::failed_json("precheck", &failed.join("; ")));
+            out!("{}", headless::failed_json("precheck", &failed.join("; ")));
         }
-        eprintln!("error: {}", super::check::summary(&report));
+        err!("error: {}", super::check::summary(&report));
         return EXIT_FAILED;
     }
     // Held until the process ends.
@@ -79,9 +92,9 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         Ok(l) => l,
         Err(e) => {
             if json {
-                println!("{}", headless::failed_json("task", &e.to_string()));
+                out!("{}", headless::failed_json("task", &e.to_string()));
             }
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return EXIT_FAILED;
         }
     };
@@ -108,20 +121,21 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         let snap = status.borrow_and_update().clone();
         if print {
             for line in headless::render_tick(&snap, json) {
-                println!("{line}");
+                out!("{line}");
             }
         }
         for s in &snap.shards {
             let shown = alerts_shown.entry(s.shard.clone()).or_default();
             let new = (s.alerts_total - *shown) as usize;
             for a in s.alerts.iter().skip(s.alerts.len().saturating_sub(new)) {
-                eprintln!("alert: {}: {}", s.shard, a.message);
+                err!("alert: {}: {}", s.shard, a.message);
             }
             *shown = s.alerts_total;
             if s.paused_on_error && paused_shown.insert(s.shard.clone()) {
-                eprintln!(
+                err!(
                     "shard {} is paused: fix the destination, then type `resume {}` (or `resume`) and Enter here",
-                    s.shard, s.shard
+                    s.shard,
+                    s.shard
                 );
             } else if !s.paused_on_error {
                 paused_shown.remove(&s.shard);
@@ -130,9 +144,9 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         if let Some(f) = snap.failed() {
             let err = f.last_error.clone().unwrap_or_else(|| "failed".into());
             if json {
-                println!("{}", headless::failed_json(&f.shard, &err));
+                out!("{}", headless::failed_json(&f.shard, &err));
             } else {
-                eprintln!("error: shard {} failed: {err}", f.shard);
+                err!("error: shard {} failed: {err}", f.shard);
             }
             cancel.cancel();
             let _ = handle.stop().await;
@@ -140,7 +154,7 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         }
         if until_synced && snap.all_synced() {
             for line in headless::render_tick(&snap, json) {
-                println!("{line}");
+                out!("{line}");
             }
             synced = true;
             break;
@@ -152,16 +166,26 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         if let Err(e) = r {
             code = EXIT_FAILED;
             if json {
-                println!("{}", headless::failed_json(shard, e));
+                out!("{}", headless::failed_json(shard, e));
             } else {
-                eprintln!("error: shard {shard} failed: {e}");
+                err!("error: shard {shard} failed: {e}");
             }
         }
     }
     if synced && code == EXIT_OK {
-        println!("{}", headless::synced_json());
+        out!("{}", headless::synced_json());
     }
     code
+}
+
+/// Waits for a signal; forever when its handler could not be installed.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// What the operator can type on standard input while a headless task
@@ -183,7 +207,7 @@ async fn operator_commands(commands: tokio::sync::mpsc::Sender<engine::task::Com
                 }
             }
             Ok(None) => {}
-            Err(e) => eprintln!("{e}"),
+            Err(e) => err!("{e}"),
         }
     }
 }
