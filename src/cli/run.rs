@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use shardsync::config::TaskConfig;
 use shardsync::engine;
+use shardsync::engine::state_lock::StateLock;
 use shardsync::headless;
 use shardsync::precheck::{CheckStatus, PrecheckOptions};
 use tokio_util::sync::CancellationToken;
@@ -65,38 +66,10 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         }
         signals.cancel();
     });
-    // The precheck decides whether the task may start; warnings are shown
-    // and do not stop it. A shorter rate sample than `check`'s: the task
-    // should not wait a second to start, and the rate only ever warns.
-    let opts = PrecheckOptions { rate_sample: Duration::from_millis(250) };
-    let report = shardsync::precheck::run_with(&task, &opts, None).await;
-    let notable: Vec<_> = report.checks.iter().filter(|c| c.status != CheckStatus::Pass).cloned().collect();
-    for line in super::check::render(&notable) {
-        err!("precheck: {line}");
-    }
-    if !report.passed() {
-        let failed: Vec<String> = report
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Fail)
-            .map(|c| format!("{}: {}: {}", c.subject, c.title, c.reason))
-            .collect();
-        if json {
-            out!("{}", headless::failed_json("precheck", &failed.join("; ")));
-        }
-        err!("error: {}", super::check::summary(&report));
-        return EXIT_FAILED;
-    }
     // Held until the process ends.
-    let _lock = match engine::state_lock::acquire(&task.state_path()) {
-        Ok(l) => l,
-        Err(e) => {
-            if json {
-                out!("{}", headless::failed_json("task", &e.to_string()));
-            }
-            err!("error: {e}");
-            return EXIT_FAILED;
-        }
+    let _lock = match admit(&task, json).await {
+        Ok(lock) => lock,
+        Err(code) => return code,
     };
     let handle = engine::spawn(task, cancel.clone());
     tokio::spawn(operator_commands(handle.commands.clone(), cancel.clone()));
@@ -176,6 +149,42 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         out!("{}", headless::synced_json());
     }
     code
+}
+
+/// What every front end does before the engine starts a task: the
+/// precheck (a failed check keeps the task from starting; warnings are
+/// printed and do not), then the task's state lock, which the caller holds
+/// until the engine has stopped. On refusal, the exit code.
+pub async fn admit(task: &TaskConfig, json: bool) -> Result<StateLock, i32> {
+    err!("precheck of task {}…", task.name);
+    // A shorter rate sample than `check`'s: the task should not wait a
+    // second to start, and the rate only ever warns.
+    let opts = PrecheckOptions { rate_sample: Duration::from_millis(250) };
+    let report = shardsync::precheck::run_with(task, &opts, None).await;
+    let notable: Vec<_> = report.checks.iter().filter(|c| c.status != CheckStatus::Pass).cloned().collect();
+    for line in super::check::render(&notable) {
+        err!("precheck: {line}");
+    }
+    if !report.passed() {
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .map(|c| format!("{}: {}: {}", c.subject, c.title, c.reason))
+            .collect();
+        if json {
+            out!("{}", headless::failed_json("precheck", &failed.join("; ")));
+        }
+        err!("error: {}", super::check::summary(&report));
+        return Err(EXIT_FAILED);
+    }
+    engine::state_lock::acquire(&task.state_path()).map_err(|e| {
+        if json {
+            out!("{}", headless::failed_json("task", &e.to_string()));
+        }
+        err!("error: {e}");
+        EXIT_FAILED
+    })
 }
 
 /// Waits for a signal; forever when its handler could not be installed.

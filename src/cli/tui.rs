@@ -6,12 +6,10 @@
 //! given back; while the UI runs, the log file is the only output.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr};
 use shardsync::config::{TaskConfig, DEFAULT_STATE_DIR};
 use shardsync::engine::state_lock::StateLock;
-use shardsync::precheck::{CheckStatus, PrecheckOptions};
 use shardsync::ui::app::{self, App, Outcome};
 use shardsync::ui::dashboard::{Dashboard, TaskInfo};
 use shardsync::ui::log;
@@ -56,26 +54,11 @@ pub fn dashboard(config: &Path) -> Result<i32> {
     };
     let rt = runtime()?;
     rt.block_on(async {
-        // As the headless run: a failed check keeps the task from starting,
-        // warnings are printed and do not.
-        eprintln!("precheck of task {}…", task.name);
-        let opts = PrecheckOptions { rate_sample: Duration::from_millis(250) };
-        let report = shardsync::precheck::run_with(&task, &opts, None).await;
-        let notable: Vec<_> = report.checks.iter().filter(|c| c.status != CheckStatus::Pass).cloned().collect();
-        for line in super::check::render(&notable) {
-            eprintln!("precheck: {line}");
-        }
-        if !report.passed() {
-            eprintln!("error: {}", super::check::summary(&report));
-            return Ok(EXIT_FAILED);
-        }
-        // Held until the engine has stopped; checked before the terminal is taken.
-        let lock = match shardsync::engine::state_lock::acquire(&task.state_path()) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(EXIT_FAILED);
-            }
+        // Checked before the terminal is taken; the lock is held until the
+        // engine has stopped.
+        let lock = match super::run::admit(&task, false).await {
+            Ok(lock) => lock,
+            Err(code) => return Ok(code),
         };
         let info = TaskInfo::of(&task, shardsync::engine::source_side::now_ms());
         let app = App::dashboard(Dashboard::new(info, Theme::from_env()));
