@@ -17,7 +17,7 @@ use super::run::EXIT_FAILED;
 
 /// Keys loaded through the proxy before the wizard opens: enough for a
 /// full copy to show progress for a moment, little enough to load in a second.
-const SAMPLE_KEYS: u64 = 200_000;
+const SAMPLE_WRITES: u64 = 200_000;
 /// Writes a second through the proxy while the demo runs.
 const WRITE_LOAD_PER_SEC: u32 = 50;
 
@@ -55,9 +55,12 @@ async fn demo() -> Result<i32> {
             return Ok(EXIT_FAILED);
         }
     };
-    println!("demo: loading {SAMPLE_KEYS} keys through the proxy {}…", sandbox.proxy);
+    println!(
+        "demo: loading {SAMPLE_WRITES} writes (about 140,000 keys of every common type) through the proxy {}…",
+        sandbox.proxy
+    );
     let loaded = tokio::select! {
-        r = sandbox::load_sample(&sandbox.proxy, SAMPLE_KEYS) => r,
+        r = sandbox::load_sample(&sandbox.proxy, SAMPLE_WRITES) => r,
         _ = cancel.cancelled() => Err("interrupted".into()),
     };
     if let Err(e) = loaded {

@@ -418,7 +418,6 @@ fn on_key(w: &mut Wizard, key: KeyEvent) -> Option<Effect> {
         },
         Step::Precheck => match w.precheck.on_key(key) {
             precheck::PrecheckAction::None => None,
-            precheck::PrecheckAction::Next => w.go_next(),
             precheck::PrecheckAction::Rerun => match w.task_config() {
                 Ok(task) => {
                     w.precheck.ran_for = None;

@@ -40,7 +40,6 @@ pub struct PrecheckStep {
 
 pub(super) enum PrecheckAction {
     None,
-    Next,
     Rerun,
 }
 
@@ -130,13 +129,9 @@ impl PrecheckStep {
             KeyCode::Down | KeyCode::Char('j') => {
                 self.cursor = (self.cursor + 1).min(self.lines.len().saturating_sub(1))
             }
-            KeyCode::Enter if !self.lines.is_empty() => {
-                if self.state == PrecheckState::Done && self.may_continue().is_ok() {
-                    return PrecheckAction::Next;
-                }
-                self.detail = true;
-            }
-            KeyCode::Char('d') if !self.lines.is_empty() => self.detail = true,
+            // Enter always opens the line (as the footer says); Ctrl-N is
+            // the one way on, so a look at a line never skips the step.
+            KeyCode::Enter | KeyCode::Char('d') if !self.lines.is_empty() => self.detail = true,
             KeyCode::Char('a') => self.ack_selected(),
             KeyCode::Char('A') => {
                 let warns: Vec<String> = self.lines.iter().filter(|l| l.status == CheckStatus::Warn).map(key).collect();
@@ -199,7 +194,7 @@ pub(super) fn render(step: &PrecheckStep, theme: Theme, area: Rect, buf: &mut Bu
     text.push(match (step.state, step.may_continue()) {
         (PrecheckState::Running, _) => Line::raw("Running the checks…"),
         (PrecheckState::NotRun, _) => Line::raw("Not run yet: r runs it."),
-        (PrecheckState::Done, Ok(())) => Line::styled("Passed: Ctrl-N (or Enter) goes on.", theme.tone(Tone::Good)),
+        (PrecheckState::Done, Ok(())) => Line::styled("Passed: Ctrl-N goes on.", theme.tone(Tone::Good)),
         (PrecheckState::Done, Err(e)) => Line::styled(e, theme.tone(if fail > 0 { Tone::Bad } else { Tone::Warn })),
     });
     Paragraph::new(text).wrap(Wrap { trim: true }).render(summary, buf);
