@@ -3,25 +3,14 @@
 
 use std::path::Path;
 
-use shardsync::config::TaskConfig;
 use shardsync::precheck::{self, CheckResult, CheckStatus, PrecheckReport};
 
-use super::run::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
+use super::run::{EXIT_FAILED, EXIT_OK};
 
 pub fn run(config: &Path, json: bool) -> i32 {
-    let task = match TaskConfig::load(config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_BAD_CONFIG;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let (task, rt) = match super::task_and_runtime(config) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let report = rt.block_on(precheck::run(&task, None));
     if json {

@@ -4,20 +4,17 @@
 
 use std::path::Path;
 
-use shardsync::config::{Secret, TaskConfig};
+use shardsync::config::Secret;
 use shardsync::engine::state_lock;
 use shardsync::probe;
 use shardsync::resp::{Cmd, Value};
 
-use super::run::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
+use super::run::{EXIT_FAILED, EXIT_OK};
 
 pub fn run(config: &Path) -> i32 {
-    let task = match TaskConfig::load(config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_BAD_CONFIG;
-        }
+    let (task, rt) = match super::task_and_runtime(config) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let state = task.state_path();
     // Held while cleaning, so a task cannot start half-way through.
@@ -25,13 +22,6 @@ pub fn run(config: &Path) -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
             return EXIT_FAILED;
         }
     };

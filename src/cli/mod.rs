@@ -7,3 +7,24 @@ pub mod rdb;
 pub mod run;
 pub mod tui;
 pub mod verify;
+
+use std::path::Path;
+
+use shardsync::config::TaskConfig;
+
+use run::{EXIT_BAD_CONFIG, EXIT_FAILED};
+
+/// The task file and a runtime to run it on, as every task command starts;
+/// on failure the reason is printed and the exit code returned (2 for a
+/// bad task file, as the contract says).
+pub fn task_and_runtime(config: &Path) -> Result<(TaskConfig, tokio::runtime::Runtime), i32> {
+    let task = TaskConfig::load(config).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_BAD_CONFIG
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        EXIT_FAILED
+    })?;
+    Ok((task, rt))
+}

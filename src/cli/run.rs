@@ -33,19 +33,9 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_BAD_CONFIG: i32 = 2;
 
 pub fn run(config: &Path, json: bool, until_synced: bool) -> i32 {
-    let task = match TaskConfig::load(config) {
-        Ok(t) => t,
-        Err(e) => {
-            err!("error: {e}");
-            return EXIT_BAD_CONFIG;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            err!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let (task, rt) = match super::task_and_runtime(config) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     rt.block_on(run_task(task, json, until_synced))
 }

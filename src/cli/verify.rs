@@ -20,22 +20,12 @@ use shardsync::verify::{self, Difference, VerifyMode, VerifyOptions, VerifyProgr
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::run::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
+use super::run::{EXIT_FAILED, EXIT_OK};
 
 pub fn run(config: &Path, mode: VerifyMode, json: bool) -> i32 {
-    let task = match TaskConfig::load(config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_BAD_CONFIG;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let (task, rt) = match super::task_and_runtime(config) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     rt.block_on(verify_task(task, VerifyOptions::with_mode(mode), json))
 }

@@ -26,18 +26,10 @@ pub fn short_count(n: u64) -> String {
 /// Bytes in at most 6 characters: `512B`, `1.5K`, `23M`, `4.2G`.
 pub fn short_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n}B")
-    } else if v >= 10.0 {
-        format!("{v:.0}{}", UNITS[u])
-    } else {
-        format!("{v:.1}{}", UNITS[u])
+    match crate::human::binary_scale(n) {
+        (_, 0) => format!("{n}B"),
+        (v, u) if v >= 10.0 => format!("{v:.0}{}", UNITS[u]),
+        (v, u) => format!("{v:.1}{}", UNITS[u]),
     }
 }
 
