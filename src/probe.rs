@@ -192,7 +192,7 @@ pub async fn probe_with(addr: &str, password: &Secret, own_keys: &[String]) -> R
     let started = Instant::now();
     let mut conn = connect(addr, &opts).await?;
     let connect_ms = started.elapsed().as_millis() as u64;
-    let info = match conn.query(&Cmd::new("INFO")).await {
+    let info = match conn.send(&Cmd::new("INFO")).await {
         Ok(Value::Error(message)) => return Err(ProbeError::InfoRefused { addr: addr.to_owned(), message }),
         Ok(v) => v.into_bytes().unwrap_or_default(),
         Err(RespError::Closed { .. } | RespError::Io { .. }) => return Err(proxy_or(addr, &opts).await),

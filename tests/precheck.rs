@@ -321,6 +321,15 @@ async fn conflict_modes_and_database_selection() {
     assert_eq!(status(&report, "task.databases", "task"), CheckStatus::Warn);
     assert!(reason(&report, "task.databases", "task").contains("db5 selected but empty"), "{report:#?}");
 
+    // Without CONFIG (renamed, as managed services do), SELECT tells.
+    let no_config = RedisServer::with_config(&["databases 4", "rename-command CONFIG \"\""]).expect("no CONFIG");
+    let path = task_text(dir.path(), &[Src("s1", m1.addr(), "")], &no_config.addr(), "", "databases = [0, 5]");
+    let report = precheck_of(&path).await;
+    assert_eq!(status(&report, "destination.databases", ""), CheckStatus::Fail, "{report:#?}");
+    assert!(reason(&report, "destination.databases", "").contains("writes db5"), "{report:#?}");
+    // INFO still says the eviction policy.
+    assert_eq!(status(&report, "destination.eviction", ""), CheckStatus::Pass, "{report:#?}");
+
     // `run` refuses to start on a failed check, and says which.
     let path = task_text(dir.path(), &[Src("s1", m1.addr(), "")], &dest.addr(), "", "conflict = \"intercept\"");
     let (code, out) = finish(run_binary(&path, true), Duration::from_secs(30));
@@ -334,9 +343,15 @@ async fn conflict_modes_and_database_selection() {
 async fn a_small_backlog_under_load_and_an_unwritable_heartbeat_warn() {
     let busy = RedisServer::with_config(&["repl-backlog-size 16kb", "client-output-buffer-limit replica 64kb 32kb 10"])
         .expect("busy");
-    // This user may replicate and read, not SET.
-    let no_set = RedisServer::with_config(&["user sync on >pw ~* &* +@all -set"]).expect("no set");
-    let dest = RedisServer::with_config(&[]).expect("dest");
+    // This user may replicate and read, not SET; the other may not replicate.
+    let no_set = RedisServer::with_config(&[
+        "user sync on >pw ~* &* +@all -set",
+        "user reader on >pw ~* &* +@read +info +ping +command +config",
+    ])
+    .expect("no set");
+    // Its default user writes; `reader` may not.
+    let dest =
+        RedisServer::with_config(&["user reader on >pw ~* &* +@read +info +ping +command +config"]).expect("dest");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (addr, stop) = (busy.addr(), stop.clone());
@@ -374,7 +389,19 @@ async fn a_small_backlog_under_load_and_an_unwritable_heartbeat_warn() {
     assert_eq!(status(&report, "source.heartbeat", "noset"), CheckStatus::Warn);
     assert!(reason(&report, "source.heartbeat", "noset").contains("NOPERM"), "{report:#?}");
     assert_eq!(status(&report, "source.heartbeat", "busy"), CheckStatus::Pass);
+    assert_eq!(status(&report, "source.psync", "noset"), CheckStatus::Pass);
     assert!(report.passed(), "warnings only");
+
+    // The ACL: a user that may not replicate, and one that may not write to
+    // the destination, fail.
+    let path = task_text(dir.path(), &[Src("reader", no_set.addr(), "reader:pw")], &dest.addr(), "reader:pw", "");
+    let report = precheck_of(&path).await;
+    assert_eq!(status(&report, "source.psync", "reader"), CheckStatus::Fail, "{report:#?}");
+    assert!(reason(&report, "source.psync", "reader").contains("may not replicate"), "{report:#?}");
+    assert!(fix(&report, "source.psync", "reader").contains("+psync"), "{report:#?}");
+    assert_eq!(status(&report, "destination.writable", ""), CheckStatus::Fail, "{report:#?}");
+    assert!(reason(&report, "destination.writable", "").contains("NOPERM"), "{report:#?}");
+    assert_eq!(dest.redis_cli(&["DBSIZE"]).expect("dbsize"), "0", "the write test leaves nothing");
 }
 
 /// A small tmpfs, unmounted on drop.
@@ -429,4 +456,32 @@ async fn the_spool_disk_must_hold_the_largest_source() {
     assert_eq!(status(&report, "task.disk", "state dir"), CheckStatus::Fail, "{report:#?}");
     assert!(reason(&report, "task.disk", "state dir").contains("cannot create files"), "{report:#?}");
     drop((tiny, mid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_and_a_psync_that_cannot_be_confirmed() {
+    let cluster = RedisServer::with_config(&["cluster-enabled yes"]).expect("cluster node");
+    let no_command = RedisServer::with_config(&["rename-command COMMAND \"\""]).expect("COMMAND renamed");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = task_text(
+        dir.path(),
+        &[Src("node", cluster.addr(), ""), Src("nocommand", no_command.addr(), "")],
+        &dest.addr(),
+        "",
+        "",
+    );
+    let report = precheck_of(&path).await;
+    // A cluster node as a source copies like any master, but is unusual here.
+    assert_eq!(status(&report, "source.role", "node"), CheckStatus::Warn, "{report:#?}");
+    assert!(reason(&report, "source.role", "node").contains("cluster mode"), "{report:#?}");
+    // PSYNC cannot be confirmed when COMMAND is renamed away.
+    assert_eq!(status(&report, "source.psync", "nocommand"), CheckStatus::Warn, "{report:#?}");
+    assert!(fix(&report, "source.psync", "nocommand").contains("rename-command PSYNC"), "{report:#?}");
+    assert!(report.passed(), "warnings only: {report:#?}");
+    // A cluster node as the destination is refused (not supported yet).
+    let path = task_text(dir.path(), &[Src("nocommand", no_command.addr(), "")], &cluster.addr(), "", "");
+    let report = precheck_of(&path).await;
+    assert_eq!(status(&report, "destination.mode", "destination"), CheckStatus::Fail, "{report:#?}");
+    assert!(reason(&report, "destination.mode", "").contains("cluster mode"), "{report:#?}");
 }

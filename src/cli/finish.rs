@@ -67,7 +67,7 @@ pub fn run(config: &Path) -> i32 {
 async fn delete(addr: &str, password: &Secret, keys: &[String]) -> Result<i64, String> {
     let mut conn = probe::connect(addr, &probe::probe_options(password)).await.map_err(|e| e.to_string())?;
     let del = keys.iter().fold(Cmd::new("DEL"), |c, k| c.arg(k));
-    match conn.query(&del).await.map_err(|e| e.to_string())? {
+    match conn.send(&del).await.map_err(|e| e.to_string())? {
         Value::Integer(n) => Ok(n),
         Value::Error(e) => Err(e),
         other => Err(format!("unexpected reply {}", other.kind())),

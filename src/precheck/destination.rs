@@ -47,9 +47,6 @@ pub(super) async fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult>
         ));
         return out;
     }
-    out.push(writable(&subject, dest));
-    out.push(version(task, &subject, dest, facts));
-    out.push(eviction(&subject, dest));
     let addr = task.destination.addr.to_string();
     let conn = probe::connect(&addr, &probe::probe_options(&task.destination.password)).await;
     let mut conn = match conn {
@@ -65,6 +62,13 @@ pub(super) async fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult>
             return out;
         }
     };
+    // The tool's own key space, where the checkpoints go: what this user
+    // cannot write there, it cannot checkpoint.
+    let test_key = format!("{}:precheck", task.sync.heartbeat_key);
+    let test = write_test(&mut conn, &test_key).await;
+    out.push(writable(&subject, dest, &test_key, test));
+    out.push(version(task, &subject, dest, facts));
+    out.push(eviction(&subject, dest));
     let resume = resume_state(task, &mut conn).await;
     out.push(memory(task, &subject, dest, facts, &resume));
     let targets = target_dbs(task, facts);
@@ -74,10 +78,26 @@ pub(super) async fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult>
     out
 }
 
-fn writable(subject: &str, dest: &ServerFacts) -> CheckResult {
+fn writable(subject: &str, dest: &ServerFacts, test_key: &str, write_test: Result<(), String>) -> CheckResult {
     const TITLE: &str = "accepts writes";
     match &dest.role {
-        Role::Master => CheckResult::pass("destination.writable", subject, TITLE, "a master".to_owned()),
+        Role::Master => match write_test {
+            Ok(()) => CheckResult::pass(
+                "destination.writable",
+                subject,
+                TITLE,
+                format!("a master; SET and DEL of {test_key} work"),
+            ),
+            Err(e) => CheckResult::fail(
+                "destination.writable",
+                subject,
+                TITLE,
+                format!("a master, but SET {test_key} was refused ({e}): the copy and its checkpoints would be too"),
+                "give the user write rights on every key (e.g. ACL SETUSER <user> ~* +@all), or fix what the \
+                 error says (OOM: raise maxmemory)"
+                    .to_owned(),
+            ),
+        },
         Role::Replica { master, .. } if dest.read_only != Some(false) => CheckResult::fail(
             "destination.writable",
             subject,
@@ -149,6 +169,21 @@ fn eviction(subject: &str, dest: &ServerFacts) -> CheckResult {
             "the eviction policy cannot be read (CONFIG refused)".to_owned(),
             "make sure maxmemory-policy is noeviction".to_owned(),
         ),
+    }
+}
+
+/// `SET key <now> PX 5000` then `DEL key`, in DB 0.
+async fn write_test(conn: &mut Connection, key: &str) -> Result<(), String> {
+    let set = Cmd::new("SET").arg(key).arg(crate::engine::source_side::now_ms().to_string()).arg("PX").arg("5000");
+    match conn.send(&set).await {
+        Ok(Value::Error(e)) => return Err(e),
+        Err(e) => return Err(e.to_string()),
+        Ok(_) => {}
+    }
+    match conn.send(&Cmd::new("DEL").arg(key)).await {
+        Ok(Value::Error(e)) => Err(e),
+        Err(e) => Err(e.to_string()),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -275,7 +310,7 @@ async fn databases(
         None => {
             let mut missing = Vec::new();
             for &db in targets.keys() {
-                if let Ok(Value::Error(_)) = conn.query(&Cmd::new("SELECT").arg(db.to_string())).await {
+                if let Ok(Value::Error(_)) = conn.send(&Cmd::new("SELECT").arg(db.to_string())).await {
                     missing.push(db);
                 }
             }
@@ -361,8 +396,8 @@ fn conflict(
 
 async fn multi(subject: &str, conn: &mut Connection) -> CheckResult {
     const TITLE: &str = "MULTI/EXEC for exactly-once checkpoints";
-    match conn.query(&Cmd::new("MULTI")).await {
-        Ok(Value::Error(e)) | Err(crate::resp::RespError::Server { message: e, .. }) => CheckResult::warn(
+    match conn.send(&Cmd::new("MULTI")).await {
+        Ok(Value::Error(e)) => CheckResult::warn(
             "destination.multi",
             subject,
             TITLE,

@@ -42,7 +42,7 @@ pub(super) async fn checks(
     }
     let Ok(f) = facts else { return out };
     out.push(role(&subject, f));
-    out.push(psync(&subject, f));
+    out.push(psync(&subject, f, replconf_refused(source).await));
     // The heartbeat is a write: it must not count in the rate.
     let rate = write_rate(source, opts.rate_sample).await;
     let heartbeat = heartbeat(task, source).await;
@@ -79,7 +79,7 @@ fn role(subject: &str, f: &ServerFacts) -> CheckResult {
     }
 }
 
-fn psync(subject: &str, f: &ServerFacts) -> CheckResult {
+fn psync(subject: &str, f: &ServerFacts, replconf_refused: Option<String>) -> CheckResult {
     const TITLE: &str = "PSYNC available";
     let version = f.redis_version();
     if version < PSYNC_SINCE {
@@ -89,6 +89,15 @@ fn psync(subject: &str, f: &ServerFacts) -> CheckResult {
             TITLE,
             format!("Redis {} has no PSYNC (it came in 2.8)", f.version),
             "upgrade the source to Redis 2.8 or later".to_owned(),
+        );
+    }
+    if let Some(why) = replconf_refused {
+        return CheckResult::fail(
+            "source.psync",
+            subject,
+            TITLE,
+            format!("this user may not replicate: REPLCONF was refused ({why})"),
+            "grant it: ACL SETUSER <user> +psync +replconf +ping (or use a user that may)".to_owned(),
         );
     }
     match f.psync_command {
@@ -109,6 +118,18 @@ fn psync(subject: &str, f: &ServerFacts) -> CheckResult {
             format!("Redis {} has PSYNC, but COMMAND INFO is refused, so a rename cannot be ruled out", f.version),
             "make sure PSYNC is not renamed in its redis.conf (`rename-command PSYNC`)".to_owned(),
         ),
+    }
+}
+
+/// Whether the ACL lets this user replicate: `REPLCONF listening-port`
+/// is the first step a replica takes and changes nothing on a plain
+/// connection, so a `NOPERM` to it is the refusal PSYNC would meet.
+async fn replconf_refused(source: &SourceConfig) -> Option<String> {
+    let addr = source.addr.to_string();
+    let mut conn = probe::connect(&addr, &probe::probe_options(&source.password)).await.ok()?;
+    match conn.send(&Cmd::new("REPLCONF").arg("listening-port").arg("0")).await {
+        Ok(Value::Error(e)) if e.starts_with("NOPERM") => Some(e),
+        _ => None,
     }
 }
 
@@ -235,7 +256,7 @@ async fn heartbeat(task: &TaskConfig, source: &SourceConfig) -> Result<(), Strin
     let mut conn = probe::connect(&addr, &probe::probe_options(&source.password)).await.map_err(|e| e.to_string())?;
     let now = crate::engine::source_side::now_ms().to_string();
     let set = Cmd::new("SET").arg(&task.sync.heartbeat_key).arg(now).arg("PX").arg("60000");
-    match conn.query(&set).await {
+    match conn.send(&set).await {
         Ok(Value::Error(e)) => Err(e),
         Ok(_) => Ok(()),
         Err(e) => Err(e.to_string()),
@@ -320,12 +341,13 @@ mod tests {
     #[test]
     fn psync_by_version_and_rename() {
         let mut f = facts();
-        assert_eq!(psync("s", &f).status, CheckStatus::Pass);
+        assert_eq!(psync("s", &f, None).status, CheckStatus::Pass);
         f.psync_command = Some(false);
-        assert_eq!(psync("s", &f).status, CheckStatus::Fail);
+        assert_eq!(psync("s", &f, None).status, CheckStatus::Fail);
         f.psync_command = None;
-        assert_eq!(psync("s", &f).status, CheckStatus::Warn);
+        assert_eq!(psync("s", &f, None).status, CheckStatus::Warn);
+        assert_eq!(psync("s", &f, Some("NOPERM".into())).status, CheckStatus::Fail);
         f.version = "2.6.17".into();
-        assert_eq!(psync("s", &f).status, CheckStatus::Fail);
+        assert_eq!(psync("s", &f, None).status, CheckStatus::Fail);
     }
 }
