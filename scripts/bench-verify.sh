@@ -51,40 +51,17 @@ work=$(mktemp -d "$BENCH_DIR/verify.XXXXXX")
 # ---- servers (two at once; redis-lib.sh keeps one) ---------------------------------
 declare -A PORT=() PID=()
 
-srv_start() {
-  local srv=$1 dir=$2 attempt i port pid
-  for attempt in 1 2 3 4 5; do
-    port=$(free_port)
-    "$REDIS_SERVER" --bind 127.0.0.1 --port "$port" --dir "$dir" --dbfilename dump.rdb \
-      --save "" --appendonly no --daemonize no --logfile "$dir/redis.log" </dev/null &
-    pid=$!
-    for i in $(seq 1 1200); do
-      kill -0 "$pid" 2>/dev/null || break
-      if [ "$("$REDIS_CLI" -h 127.0.0.1 -p "$port" ping 2>/dev/null </dev/null)" = PONG ]; then
-        PORT[$srv]=$port
-        PID[$srv]=$pid
-        return 0
-      fi
-      sleep 0.1
-    done
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    say "$srv: redis-server did not start on port $port (attempt $attempt); log: $dir/redis.log"
-  done
-  die "cannot start redis-server $srv"
+srv_start() { # NAME DIR: a server on the dump.rdb in DIR, waiting long enough for it to load
+  REDIS_READY_TRIES=1200 redis_start "$2" </dev/null || die "cannot start redis-server $1"
+  PORT[$1]=$REDIS_PORT
+  PID[$1]=$REDIS_PID
+  REDIS_PID=
 }
 
 srv_stop() {
-  local srv=$1 pid=${PID[$1]:-} i
-  [ -n "$pid" ] || return 0
-  "$REDIS_CLI" -h 127.0.0.1 -p "${PORT[$srv]}" shutdown nosave >/dev/null 2>&1 || true
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
-  wait "$pid" 2>/dev/null || true
-  unset "PID[$srv]"
+  [ -n "${PID[$1]:-}" ] || return 0
+  REDIS_PORT=${PORT[$1]} REDIS_PID=${PID[$1]} redis_stop
+  unset "PID[$1]"
 }
 
 cleanup() {
