@@ -61,16 +61,29 @@ async fn fill(addr: &str, db: u32, keys: usize, value_len: usize) {
 
 /// A non-loopback IPv4 address of this machine: a client connecting to it
 /// is not "local" for Redis's protected mode, and a server bound to
-/// 127.0.0.1 refuses it.
+/// 127.0.0.1 refuses it. A machine with none (a bare container) gets one on
+/// a dummy interface, which needs root, as CI has.
 fn outside_address() -> String {
-    let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().expect("ip addr");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next())
-        .map(str::to_owned)
-        .expect("this test needs a non-loopback IPv4 address on the machine (ip -4 addr)")
+    fn global_ipv4() -> Option<String> {
+        let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next())
+            .map(str::to_owned)
+    }
+    if let Some(ip) = global_ipv4() {
+        return ip;
+    }
+    for args in [
+        &["link", "add", "shardsync0", "type", "dummy"][..],
+        &["addr", "add", "10.213.0.1/32", "dev", "shardsync0"],
+        &["link", "set", "shardsync0", "up"],
+    ] {
+        let _ = Command::new("ip").args(args).status();
+    }
+    global_ipv4().expect("this test needs a non-loopback IPv4 address (ip -4 addr), or root to add a dummy one")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
