@@ -22,6 +22,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 # shellcheck source=scripts/redis-lib.sh
 . "$root/scripts/redis-lib.sh"
+bench=bench-rdb
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 BENCH_DIR=${BENCH_DIR:-$root/target/bench-data}
@@ -33,20 +36,10 @@ SHARDSYNC_BIN=${SHARDSYNC_BIN:-$target_dir/release/shardsync}
 BENCHMARKS_MD=${BENCHMARKS_MD:-$root/BENCHMARKS.md}
 gen_bin=$target_dir/release/examples/gen_dataset
 
-say() { printf 'bench-rdb: %s\n' "$*"; }
-die() { printf 'bench-rdb: error: %s\n' "$*" >&2; exit 1; }
 
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing: run scripts/deps.sh"
 [ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: run cargo build --release"
 
-# 1000000 → 1m, 10000 → 10k, 1234 → 1234
-short() {
-  local n=$1
-  if [ $((n % 1000000)) -eq 0 ]; then echo "$((n / 1000000))m"
-  elif [ $((n % 1000)) -eq 0 ]; then echo "$((n / 1000))k"
-  else echo "$n"; fi
-}
-seed_suffix=$([ "$SEED" = 42 ] && echo "" || echo "-s$SEED")
 
 work=
 cleanup() { redis_stop; if [ -n "$work" ]; then rm -rf "$work"; fi; }
@@ -83,8 +76,8 @@ build_rdb() {
 }
 
 mkdir -p "$BENCH_DIR"
-mixed=mixed-$(short "$MIXED_KEYS")$seed_suffix
-list=list-$(short "$LIST_LEN")$seed_suffix
+mixed=$(dataset_name mixed "$MIXED_KEYS")
+list=$(dataset_name list "$LIST_LEN")
 build_rdb "$mixed" mixed --keys "$MIXED_KEYS"
 build_rdb "$list" list --len "$LIST_LEN"
 
@@ -120,7 +113,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report ----------------------------------------------------------------
 python3 - "$results" "$BENCHMARKS_MD" "$BENCH_DIR" "$load_before" "$load_after" \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
+  "$(commit_id)" \
   "$("$REDIS_SERVER" --version | awk '{print $3}' | sed 's/v=//')" "$(nproc)" <<'PY'
 import datetime, os, re, statistics, sys
 results, md_path, bench_dir, load_before, load_after, commit, redis_ver, cores = sys.argv[1:]

@@ -28,6 +28,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 # shellcheck source=scripts/redis-lib.sh
 . "$root/scripts/redis-lib.sh"
+bench=bench-resilience
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 BENCH_DIR=${BENCH_DIR:-$root/target/bench-data}
@@ -38,16 +41,10 @@ LOAD_REQUESTS=${LOAD_REQUESTS:-1000000}
 SHARDSYNC_BIN=${SHARDSYNC_BIN:-$target_dir/release/shardsync}
 BENCHMARKS_MD=${BENCHMARKS_MD:-$root/BENCHMARKS.md}
 
-say() { printf 'bench-resilience: %s\n' "$*"; }
-die() { printf 'bench-resilience: error: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: run cargo build --release"
 command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (redis-tools)"
-short() {
-  local n=$1
-  if [ $((n % 1000000)) -eq 0 ]; then echo "$((n / 1000000))m"; elif [ $((n % 1000)) -eq 0 ]; then echo "$((n / 1000))k"; else echo "$n"; fi
-}
-dataset=mixed-$(short "$SYNC_KEYS")
+dataset=$(dataset_name mixed "$SYNC_KEYS")
 [ -f "$BENCH_DIR/$dataset.rdb" ] || die "$BENCH_DIR/$dataset.rdb is missing: scripts/bench-rdb.sh builds it (make bench)"
 
 work=$(mktemp -d "$BENCH_DIR/resilience.XXXXXX")
@@ -248,7 +245,7 @@ done
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 
 python3 - "$results" "$BENCHMARKS_MD" "$dataset" "$RUNS" "$BACKLOG_REQUESTS" "$LOAD_REQUESTS" "$load_before" "$load_after" \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
+  "$(commit_id)" \
   "$("$REDIS_SERVER" --version | awk '{print $3}' | sed 's/v=//')" "$(nproc)" "$(getconf CLK_TCK)" <<'PY'
 import datetime, os, re, statistics, sys
 results, md_path, dataset, runs, backlog, load, l0, l1, commit, redis_ver, cores, tck = sys.argv[1:]

@@ -51,6 +51,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 # shellcheck source=scripts/redis-lib.sh
 . "$root/scripts/redis-lib.sh"
+bench=bench-sync
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 BENCH_DIR=${BENCH_DIR:-$root/target/bench-data}
@@ -66,23 +69,14 @@ REDIS_BENCHMARK=${REDIS_BENCHMARK:-redis-benchmark}
 gen_bin=$target_dir/release/examples/gen_dataset
 dump_bin=$target_dir/release/examples/dump_restore_stream
 
-say() { printf 'bench-sync: %s\n' "$*"; }
-die() { printf 'bench-sync: error: %s\n' "$*" >&2; exit 1; }
 
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing: run scripts/deps.sh"
 [ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: run cargo build --release"
 command -v "$REDIS_BENCHMARK" >/dev/null || die "$REDIS_BENCHMARK is missing"
 [ "${BASH_VERSINFO[0]}" -ge 5 ] || die "bash 5 is needed (EPOCHREALTIME)"
 
-short() {
-  local n=$1
-  if [ $((n % 1000000)) -eq 0 ]; then echo "$((n / 1000000))m"
-  elif [ $((n % 1000)) -eq 0 ]; then echo "$((n / 1000))k"
-  else echo "$n"; fi
-}
-seed_suffix=$([ "$SEED" = 42 ] && echo "" || echo "-s$SEED")
-big=mixed-$(short "$SYNC_KEYS")$seed_suffix
-small=mixed-$(short "$SMALL_KEYS")$seed_suffix
+big=$(dataset_name mixed "$SYNC_KEYS")
+small=$(dataset_name mixed "$SMALL_KEYS")
 
 mkdir -p "$BENCH_DIR"
 work=$(mktemp -d "$BENCH_DIR/sync.XXXXXX")
@@ -561,7 +555,7 @@ fi
 # ---- report ------------------------------------------------------------------------
 python3 - "$results" "$BENCHMARKS_MD" "$BENCH_DIR" "$big" "$small" "$big_keys" "$small_keys" \
   "$load_full_before" "$load_full_after" "$load_incr_before" "$load_incr_after" \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
+  "$(commit_id)" \
   "$("$REDIS_SERVER" --version | awk '{print $3}' | sed 's/v=//')" "$(nproc)" "$RUNS" "$INCR_RUNS" <<'PY'
 import datetime, os, re, statistics, sys
 (results, md_path, bench_dir, big, small, big_keys, small_keys, lf0, lf1, li0, li1, commit, redis_ver,

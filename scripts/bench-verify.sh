@@ -21,6 +21,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 # shellcheck source=scripts/redis-lib.sh
 . "$root/scripts/redis-lib.sh"
+bench=bench-verify
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 BENCH_DIR=${BENCH_DIR:-$root/target/bench-data}
@@ -31,20 +34,11 @@ SHARDSYNC_BIN=${SHARDSYNC_BIN:-$target_dir/release/shardsync}
 BENCHMARKS_MD=${BENCHMARKS_MD:-$root/BENCHMARKS.md}
 gen_bin=$target_dir/release/examples/gen_dataset
 
-say() { printf 'bench-verify: %s\n' "$*"; }
-die() { printf 'bench-verify: error: %s\n' "$*" >&2; exit 1; }
 
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing: run scripts/deps.sh"
 [ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: run cargo build --release"
 
-short() {
-  local n=$1
-  if [ $((n % 1000000)) -eq 0 ]; then echo "$((n / 1000000))m"
-  elif [ $((n % 1000)) -eq 0 ]; then echo "$((n / 1000))k"
-  else echo "$n"; fi
-}
-seed_suffix=$([ "$SEED" = 42 ] && echo "" || echo "-s$SEED")
-name=mixed-$(short "$VERIFY_KEYS")$seed_suffix
+name=$(dataset_name mixed "$VERIFY_KEYS")
 mkdir -p "$BENCH_DIR"
 work=$(mktemp -d "$BENCH_DIR/verify.XXXXXX")
 
@@ -154,7 +148,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report --------------------------------------------------------------------------
 python3 - "$results" "$BENCHMARKS_MD" "$rdb" "$name" "$keys" "$load_before" "$load_after" \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
+  "$(commit_id)" \
   "$("$REDIS_SERVER" --version | awk '{print $3}' | sed 's/v=//')" "$(nproc)" <<'PY'
 import datetime, os, re, statistics, sys
 results, md_path, rdb, name, keys, lb, la, commit, redis_ver, cores = sys.argv[1:]

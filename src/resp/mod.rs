@@ -29,3 +29,23 @@ pub use error::RespError;
 pub use value::Value;
 
 pub(crate) use value::escape_preview;
+
+/// Arbitrary RESP2 frames as the reference codec models them, for the
+/// property tests of the scanner and the decoder.
+#[cfg(test)]
+mod codec_frames {
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use redis_protocol::resp2::types::BytesFrame;
+
+    pub(super) fn frame() -> impl Strategy<Value = BytesFrame> {
+        let leaf = prop_oneof![
+            "[ -~]{0,12}".prop_map(|s| BytesFrame::SimpleString(Bytes::from(s))),
+            "[ -~]{0,12}".prop_map(|s| BytesFrame::Error(s.as_str().into())),
+            any::<i64>().prop_map(BytesFrame::Integer),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| BytesFrame::BulkString(Bytes::from(b))),
+            Just(BytesFrame::Null),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| proptest::collection::vec(inner, 0..6).prop_map(BytesFrame::Array))
+    }
+}

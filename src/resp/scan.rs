@@ -275,22 +275,12 @@ mod tests {
     }
 
     mod agrees_with_the_codec {
-        use bytes::{Bytes, BytesMut};
+        use crate::resp::codec_frames::frame;
+        use bytes::BytesMut;
         use proptest::prelude::*;
-        use redis_protocol::resp2::{encode::extend_encode, types::BytesFrame};
+        use redis_protocol::resp2::encode::extend_encode;
 
         use super::FrameScan;
-
-        fn frame() -> impl Strategy<Value = BytesFrame> {
-            let leaf = prop_oneof![
-                "[ -~]{0,12}".prop_map(|s| BytesFrame::SimpleString(Bytes::from(s))),
-                "[ -~]{0,12}".prop_map(|s| BytesFrame::Error(s.as_str().into())),
-                any::<i64>().prop_map(BytesFrame::Integer),
-                proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| BytesFrame::BulkString(Bytes::from(b))),
-                Just(BytesFrame::Null),
-            ];
-            leaf.prop_recursive(4, 32, 6, |inner| proptest::collection::vec(inner, 0..6).prop_map(BytesFrame::Array))
-        }
 
         proptest! {
             /// Fed a frame plus the start of the next one in arbitrary
