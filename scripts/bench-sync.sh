@@ -22,7 +22,8 @@
 #   shardsync  disk       source with repl-diskless-sync no (RDB written to disk first)
 #   native     disk       the same source settings
 #   --pipe     RESTORE    redis-cli --pipe < mixed-<N>.restore.resp
-#   shardsync  2 sources  the two halves, each on its own source, one task
+#   shardsync  2 sources  the two halves, each on its own source, one task, full_syncs_per_host = 2
+#                         (copies at once, as on two hosts) and the default 1 (one after the other)
 #   shardsync  small      the SMALL_KEYS source (peak RSS)
 # shardsync is timed from process start to its {"event":"synced"} line, and also to the
 # moment the destination's DBSIZE reaches the source's (polled every 20 ms, like the
@@ -321,6 +322,7 @@ results=$BENCH_DIR/sync-results-$big.tsv
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$results"; }
 
 # task_file DIR SOURCE-NAME…: the task for the given sources into server dest.
+# TASK_SYNC_EXTRA (environment) adds lines to its [sync] table.
 task_file() {
   local dir=$1; shift
   local s
@@ -328,6 +330,8 @@ task_file() {
     printf 'name = "bench"\nstate_dir = "%s/state"\n\n' "$dir"
     for s in "$@"; do printf '[[source]]\nname = "%s"\naddr = "127.0.0.1:%s"\n\n' "$s" "${PORT[$s]}"; done
     printf '[destination]\naddr = "127.0.0.1:%s"\n\n[sync]\nconflict = "intercept"\n' "${PORT[dest]}"
+    # Extra [sync] lines for one method (TASK_SYNC_EXTRA).
+    [ -z "${TASK_SYNC_EXTRA:-}" ] || printf '%s\n' "$TASK_SYNC_EXTRA"
   } >"$dir/task.toml"
 }
 
@@ -422,7 +426,10 @@ for run in $(seq 1 "$RUNS"); do
   run_native native-disk "$run" src
   repl_diskless yes
   run_pipe pipe "$run" "$big_keys"
-  run_shardsync ss-2src "$run" "$big_keys" half1 half2
+  # Both sources are on this one host, where the default full_syncs_per_host = 1 makes
+  # their copies take turns; 2 lets them run at once, as masters on their own hosts do.
+  TASK_SYNC_EXTRA='full_syncs_per_host = 2' run_shardsync ss-2src "$run" "$big_keys" half1 half2
+  run_shardsync ss-2src-serial "$run" "$big_keys" half1 half2
   run_shardsync ss-small "$run" "$small_keys" small
 done
 load_full_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -663,6 +670,9 @@ lines = [
     f"The two halves are every other key of `{big}.rdb` (`dump_restore_stream --part I/2`), each",
     "loaded on its own source: together exactly the one-source dataset. One shardsync task",
     "with two `[[source]]`s, alternating with the one-source runs above (diskless sources).",
+    "Both sources run on this one host: with the default `full_syncs_per_host = 1` their",
+    "snapshots take turns (a diskless snapshot's child lives for the whole transfer), so the",
+    "main row sets it to 2, as two masters on their own hosts would copy at once.",
     "",
     head,
     f"* load average {lf0} before, {lf1} after; {runs} rounds",
@@ -671,8 +681,11 @@ lines = [
     "|---|---|---|---|---|",
     f"| one source of {big_keys:,} keys | {fig(vals('ss-diskless', 'synced_s'))} | {fig(vals('ss-diskless', 'keys_s'))} | "
     f"{fig([x / 1024 for x in vals('ss-diskless', 'rss_kb')], '{:.1f}')} | {fig(vals('ss-diskless', 'cpu_s'))} |",
-    f"| two sources of {big_keys // 2:,} keys | {fig(two)} | {fig(vals('ss-2src', 'keys_s'))} | "
+    f"| two sources of {big_keys // 2:,} keys, copied at once (`full_syncs_per_host = 2`) | {fig(two)} | {fig(vals('ss-2src', 'keys_s'))} | "
     f"{fig([x / 1024 for x in vals('ss-2src', 'rss_kb')], '{:.1f}')} | {fig(vals('ss-2src', 'cpu_s'))} |",
+    f"| … one host, `full_syncs_per_host = 1` (the default): one copy after the other | "
+    f"{fig(vals('ss-2src-serial', 'synced_s'))} | {fig(vals('ss-2src-serial', 'keys_s'))} | "
+    f"{fig([x / 1024 for x in vals('ss-2src-serial', 'rss_kb')], '{:.1f}')} | {fig(vals('ss-2src-serial', 'cpu_s'))} |",
     "",
     f"Two sources / one source (to `synced`): {ratio(med('ss-2src', 'synced_s'), s_d)} (target: < 1×).",
 ]
