@@ -144,9 +144,11 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # 5. What MULTI/EXEC itself costs the destination: the same 1.5M-command stream
 #    (redis-benchmark's SET / LPUSH / HSET shapes) sent with `redis-cli --pipe` as is, and
-#    wrapped as the engine wraps it (MULTI, the checkpoint SET, 2048 commands, EXEC):
+#    wrapped as the engine wraps it under load (MULTI, the checkpoint SET, BATCH_CMDS = 16384
+#    commands — the engine's largest batch, src/engine/applier.rs — EXEC):
 #    destination CPU time for each, alternating.
-python3 - "$work/plain.resp" "$work/multi.resp" <<'PY'
+batch_cmds=16384
+python3 - "$work/plain.resp" "$work/multi.resp" "$batch_cmds" <<'PY'
 import random, sys
 random.seed(42)
 def cmd(*a):
@@ -158,7 +160,7 @@ with open(sys.argv[1], "w") as f:
     f.writelines(stream)
 with open(sys.argv[2], "w") as f:
     for i, c in enumerate(stream):
-        if i % 2048 == 0:
+        if i % int(sys.argv[3]) == 0:
             if i:
                 f.write(cmd("EXEC"))
             f.write(cmd("MULTI"))
@@ -246,9 +248,10 @@ load_after=$(cut -d' ' -f1 /proc/loadavg)
 
 python3 - "$results" "$BENCHMARKS_MD" "$dataset" "$RUNS" "$BACKLOG_REQUESTS" "$LOAD_REQUESTS" "$load_before" "$load_after" \
   "$(commit_id)" \
-  "$("$REDIS_SERVER" --version | awk '{print $3}' | sed 's/v=//')" "$(nproc)" "$(getconf CLK_TCK)" <<'PY'
+  "$("$REDIS_SERVER" --version | awk '{print $3}' | sed 's/v=//')" "$(nproc)" "$(getconf CLK_TCK)" "$batch_cmds" <<'PY'
 import datetime, os, re, statistics, sys
-results, md_path, dataset, runs, backlog, load, l0, l1, commit, redis_ver, cores, tck = sys.argv[1:]
+results, md_path, dataset, runs, backlog, load, l0, l1, commit, redis_ver, cores, tck, batch_cmds = sys.argv[1:]
+batch_cmds = int(batch_cmds)
 tck = float(tck)
 data = {}
 for line in open(results):
@@ -288,18 +291,21 @@ lines = [
     "",
     "Where the cost is: MULTI/EXEC itself. The same 1.5M-command stream (SET, LPUSH, HSET as",
     "redis-benchmark writes them) sent to a fresh destination with `redis-cli --pipe`, as is and",
-    "wrapped as the engine wraps a batch (MULTI, the checkpoint SET, 2048 commands, EXEC):",
+    f"wrapped as the engine wraps a batch under load (MULTI, the checkpoint SET, {batch_cmds:,} commands, EXEC):",
     "",
     "| stream | destination CPU, s | wrapped / plain |",
     "|---|---|---|",
     f"| plain | {fig([x / tck for x in v('pipecpu-plain')])} | |",
-    f"| in checkpointed MULTI/EXEC units of 2048 | {fig([x / tck for x in v('pipecpu-multi')])} | {ratio(v('pipecpu-multi'), v('pipecpu-plain'))} |",
+    f"| in checkpointed MULTI/EXEC units of {batch_cmds:,} | {fig([x / tck for x in v('pipecpu-multi')])} | {ratio(v('pipecpu-multi'), v('pipecpu-plain'))} |",
     "",
     "A queued command keeps its arguments until EXEC and is answered twice (`+QUEUED`, then in",
     "EXEC's array), so the destination spends that much more per replicated command. It shows",
-    "as throughput only when the destination's core is the bottleneck; on this 2-core machine the",
-    "source, redis-benchmark, shardsync and the destination share two cores, so the live-load",
-    "rows above saturate and the checkpointed tail latency grows with it.",
+    "as throughput only when the destination's core is the bottleneck. The tail latency has a",
+    "second cause: the destination runs a batch only once it holds all of it, and the next batch",
+    "waits for its replies, so each batch is two hand-offs between shardsync and the destination;",
+    "on this 2-core machine the source, redis-benchmark, shardsync and the destination share two",
+    "cores, and each hand-off waits for a CPU. Bigger batches when the stream runs ahead (up to",
+    f"{batch_cmds:,} commands) keep the number of hand-offs down.",
     "",
     f"SIGKILL under load (`redis-benchmark -t set,lpush -c 10` running throughout, the tool killed",
     f"3 s into it and started again at once): kill → `synced` in {fig(v('sigkill'))} s "
