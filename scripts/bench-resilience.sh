@@ -41,7 +41,6 @@ LOAD_REQUESTS=${LOAD_REQUESTS:-1000000}
 SHARDSYNC_BIN=${SHARDSYNC_BIN:-$target_dir/release/shardsync}
 BENCHMARKS_MD=${BENCHMARKS_MD:-$root/BENCHMARKS.md}
 
-
 [ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: run cargo build --release"
 command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (redis-tools)"
 dataset=$(dataset_name mixed "$SYNC_KEYS")

@@ -70,7 +70,6 @@ REDIS_BENCHMARK=${REDIS_BENCHMARK:-redis-benchmark}
 gen_bin=$target_dir/release/examples/gen_dataset
 dump_bin=$target_dir/release/examples/dump_restore_stream
 
-
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing: run scripts/deps.sh"
 [ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: run cargo build --release"
 command -v "$REDIS_BENCHMARK" >/dev/null || die "$REDIS_BENCHMARK is missing"
@@ -557,7 +556,6 @@ PY
   load_incr_after=$(cut -d' ' -f1-3 /proc/loadavg)
   say "incremental: $((SECONDS - incr_started)) s"
 fi
-
 
 # ---- report ------------------------------------------------------------------------
 python3 - "$results" "$BENCHMARKS_MD" "$BENCH_DIR" "$big" "$small" "$big_keys" "$small_keys" \

@@ -34,7 +34,6 @@ SHARDSYNC_BIN=${SHARDSYNC_BIN:-$target_dir/release/shardsync}
 BENCHMARKS_MD=${BENCHMARKS_MD:-$root/BENCHMARKS.md}
 gen_bin=$target_dir/release/examples/gen_dataset
 
-
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing: run scripts/deps.sh"
 [ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: run cargo build --release"
 

@@ -61,9 +61,17 @@ async fn fill(addr: &str, db: u32, keys: usize, value_len: usize) {
 
 /// A non-loopback IPv4 address of this machine: a client connecting to it
 /// is not "local" for Redis's protected mode, and a server bound to
-/// 127.0.0.1 refuses it. A machine with none (a bare container) gets one on
-/// a dummy interface, which needs root, as CI has.
-fn outside_address() -> String {
+/// 127.0.0.1 refuses it. A machine with none (a bare container) gets one
+/// added to `lo` (a /32 of global scope, which needs root, as CI has), and
+/// it is removed on drop.
+struct OutsideAddress {
+    ip: String,
+    added: bool,
+}
+
+const ADDED_ADDRESS: &str = "10.213.0.1/32";
+
+fn outside_address() -> OutsideAddress {
     fn global_ipv4() -> Option<String> {
         let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok()?;
         String::from_utf8_lossy(&out.stdout)
@@ -74,16 +82,19 @@ fn outside_address() -> String {
             .map(str::to_owned)
     }
     if let Some(ip) = global_ipv4() {
-        return ip;
+        return OutsideAddress { ip, added: false };
     }
-    for args in [
-        &["link", "add", "shardsync0", "type", "dummy"][..],
-        &["addr", "add", "10.213.0.1/32", "dev", "shardsync0"],
-        &["link", "set", "shardsync0", "up"],
-    ] {
-        let _ = Command::new("ip").args(args).status();
+    let _ = Command::new("ip").args(["addr", "add", ADDED_ADDRESS, "dev", "lo"]).status();
+    let ip = global_ipv4().expect("this test needs a non-loopback IPv4 address (ip -4 addr), or root to add one to lo");
+    OutsideAddress { ip, added: true }
+}
+
+impl Drop for OutsideAddress {
+    fn drop(&mut self) {
+        if self.added {
+            let _ = Command::new("ip").args(["addr", "del", ADDED_ADDRESS, "dev", "lo"]).status();
+        }
     }
-    global_ipv4().expect("this test needs a non-loopback IPv4 address (ip -4 addr), or root to add a dummy one")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +182,8 @@ async fn unreachable_servers_and_wrong_passwords_fail_with_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_mode_and_bind_refusals_are_explained() {
-    let ip = outside_address();
+    let outside = outside_address();
+    let ip = &outside.ip;
     // Protected mode: no password, a client from outside the loopback.
     let guarded = RedisServer::with_config(&[&format!("bind 127.0.0.1 {ip}"), "protected-mode yes"]).expect("guarded");
     // Bound to loopback only: the outside address is refused.
