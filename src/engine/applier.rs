@@ -80,19 +80,23 @@ pub(super) enum ApplyEnd {
     },
 }
 
-/// Most commands and bytes in one batch. With checkpoints in the
-/// destination a stream batch is one MULTI/EXEC, which the destination runs
-/// only once it holds all of it, and the next batch waits for its replies:
-/// two hand-offs between this process and the destination per batch, and
-/// on a busy machine each waits for a CPU. When the stream runs ahead,
-/// bigger batches mean fewer hand-offs. Under `redis-benchmark -P 16` with
-/// everything on 2 cores, alternating runs, probe lag p99 with SET only:
-/// 2048: 210–1345 ms, 16384: 64–644, 32768: 93–275; with SET, LPUSH and
-/// HSET: 2048: 107–833 (median 306), 16384: 132–582 (median 250). The
+/// Most commands in one batch of the snapshot (RESTOREs and key builds):
+/// more would only raise memory (a batch and its encoding are held until
+/// confirmed), not speed.
+const SNAPSHOT_BATCH_CMDS: usize = 2048;
+/// Most commands in one batch of the command stream. With checkpoints in
+/// the destination a stream batch is one MULTI/EXEC, which the destination
+/// runs only once it holds all of it, and the next batch waits for its
+/// replies: two hand-offs between this process and the destination per
+/// batch, and on a busy machine each waits for a CPU. When the stream runs
+/// ahead, bigger batches mean fewer hand-offs. Under `redis-benchmark -P
+/// 16` with everything on 2 cores, alternating runs, probe lag p99 with SET
+/// only: 2048: 210–1345 ms, 16384: 64–644, 32768: 93–275; with SET, LPUSH
+/// and HSET: 2048: 107–833 (median 306), 16384: 132–582 (median 250). The
 /// price: the destination holds queued arguments until EXEC (about 5% more
 /// CPU per command than with 2048), and an EXEC of 16384 commands holds it
 /// for about 20 ms.
-const BATCH_CMDS: usize = 16384;
+const STREAM_BATCH_CMDS: usize = 16384;
 const BATCH_BYTES: usize = 8 << 20;
 
 /// The destination side of one shard, across links.
@@ -434,7 +438,8 @@ impl Applier {
             // Apply when the batch is big, when the channel is momentarily
             // empty (low latency in incremental mode), or at the snapshot's end.
             let idle = inbox.len() == 0 && rx.is_empty();
-            let full = work.pending.len() + work.run.len() >= BATCH_CMDS
+            let full = work.pending.len() >= SNAPSHOT_BATCH_CMDS
+                || work.pending.len() + work.run.len() >= STREAM_BATCH_CMDS
                 || work.bytes >= BATCH_BYTES
                 || self.rate.batch_keys().is_some_and(|k| (work.units + work.keys) as usize >= k);
             if !work.in_multi && (flush_now || idle || full) {
