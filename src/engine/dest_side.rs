@@ -52,14 +52,7 @@ pub async fn poll_stats(
 /// The figures of an `INFO` reply; a missing field reads as 0.
 pub fn parse_info(info: &[u8], ts_ms: i64) -> DestStats {
     let num = |name: &str| info_field(info, name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let keys = std::str::from_utf8(info)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("db"))
-        .filter_map(|l| {
-            l.split_once(':')?.1.split(',').find_map(|f| f.strip_prefix("keys="))?.trim().parse::<u64>().ok()
-        })
-        .sum();
+    let keys = crate::probe::parse_keyspace(info).values().map(|d| d.keys).sum();
     DestStats {
         ts_ms,
         keys,
