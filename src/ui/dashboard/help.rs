@@ -4,11 +4,11 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Widget};
+use ratatui::widgets::{Paragraph, Widget};
 
 use super::render::{LAG_MS_BAD, LAG_MS_WARN};
 use crate::ui::theme::Theme;
-use crate::ui::widgets::centered;
+use crate::ui::widgets::popup;
 
 /// (key, what it does)
 pub const KEYS: [(&str, &str); 9] = [
@@ -35,8 +35,7 @@ pub const STATES: [(&str, &str); 7] = [
 ];
 
 pub fn render_help(theme: Theme, area: Rect, buf: &mut Buffer) {
-    let popup = centered(area, 78, 22);
-    Clear.render(popup, buf);
+    let inner = popup(" Help ", 78, 22, theme, area, buf);
     let mut lines = vec![Line::styled("Keys", theme.title())];
     for (k, v) in KEYS {
         lines.push(Line::from(vec![Span::styled(format!(" {k:<12}"), theme.key()), Span::raw(v)]));
@@ -51,7 +50,5 @@ pub fn render_help(theme: Theme, area: Rect, buf: &mut Buffer) {
         LAG_MS_BAD / 1000
     )));
     lines.push(Line::raw("Log file: <state dir>/shardsync.log"));
-    Paragraph::new(lines)
-        .block(Block::bordered().title(" Help ").title_style(theme.title()).border_style(theme.border()))
-        .render(popup, buf);
+    Paragraph::new(lines).render(inner, buf);
 }

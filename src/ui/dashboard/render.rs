@@ -17,7 +17,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, StatefulWidget, Table, TableState, Widget, Wrap,
+    Block, Borders, Cell, Paragraph, Row, Sparkline, StatefulWidget, Table, TableState, Widget, Wrap,
 };
 
 use super::help::render_help;
@@ -25,7 +25,7 @@ use super::{verdict, Dashboard, Focus, Overlay, Phase, VerifyState, View};
 use crate::engine::snapshot::{ShardSnapshot, ShardState};
 use crate::ui::format::{clock, count, duration_ms, fit, human_bytes, short_bytes, short_count, time_of_day};
 use crate::ui::theme::{Theme, Tone};
-use crate::ui::widgets::{centered, hints};
+use crate::ui::widgets::{confirm_keys, hints, popup};
 use crate::verify::{Difference, VerifyMode};
 
 /// From this width the table shows offsets, byte counts and the ETA.
@@ -72,47 +72,31 @@ pub fn render_dashboard(d: &Dashboard, area: Rect, buf: &mut Buffer) {
         Some(Overlay::VerifyChoose) => verify_choose(theme, area, buf),
         Some(Overlay::VerifyPanel) => verify_panel(d, theme, area, buf),
         Some(Overlay::ReportPath(field)) => {
-            let popup = centered(area, 76, 5);
-            Clear.render(popup, buf);
-            let block = Block::bordered()
-                .title(" Save a status report ")
-                .title_style(theme.title())
-                .border_style(theme.border());
-            let inner = block.inner(popup);
-            block.render(popup, buf);
+            let inner = popup(" Save a status report ", 76, 5, theme, area, buf);
             let [row, help] = Layout::vertical([Constraint::Length(2), Constraint::Length(1)]).areas(inner);
             field.render("File", 6, true, theme, row, buf);
             hints(&[("Enter", "save"), ("Esc", "cancel")], theme, help, buf);
         }
         Some(Overlay::EventDetail) => {
             if let Some(e) = d.selected_event() {
-                let popup = centered(area, area.width.saturating_sub(6).min(100), 10);
-                Clear.render(popup, buf);
+                let inner = popup(" Event (Esc closes) ", area.width.saturating_sub(6).min(100), 10, theme, area, buf);
                 Paragraph::new(vec![
                     Line::raw(format!("{} UTC · {}", time_of_day(e.ts_ms), e.shard)),
                     Line::raw(""),
                     Line::styled(e.message.clone(), theme.tone(e.tone)),
                 ])
                 .wrap(Wrap { trim: false })
-                .block(
-                    Block::bordered()
-                        .title(" Event (Esc closes) ")
-                        .title_style(theme.title())
-                        .border_style(theme.border()),
-                )
-                .render(popup, buf);
+                .render(inner, buf);
             }
         }
     }
     if d.phase == Phase::Stopping {
-        let popup = centered(area, 60, 4);
-        Clear.render(popup, buf);
+        let inner = popup(" Quit ", 60, 4, theme, area, buf);
         Paragraph::new(vec![
             Line::raw("Stopping: applying what is in flight and"),
             Line::raw("writing each shard's checkpoint…"),
         ])
-        .block(Block::bordered().title(" Quit ").title_style(theme.title()).border_style(theme.border()))
-        .render(popup, buf);
+        .render(inner, buf);
     }
 }
 
@@ -537,27 +521,19 @@ fn render_detail(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
 }
 
 fn confirm_quit(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let popup = centered(area, 62, 7);
-    Clear.render(popup, buf);
+    let inner = popup(" Quit ", 62, 7, theme, area, buf);
     Paragraph::new(vec![
         Line::raw(format!("Stop task {} and quit?", d.task.name)),
         Line::raw("Every shard applies what it received and writes its"),
         Line::raw("checkpoint; `shardsync run` continues from there."),
         Line::raw(""),
-        Line::from(vec![
-            Span::styled("y", theme.key()),
-            Span::raw(" stop and quit   "),
-            Span::styled("any other key", theme.key()),
-            Span::raw(" keep running"),
-        ]),
+        confirm_keys("stop and quit", "keep running", theme),
     ])
-    .block(Block::bordered().title(" Quit ").title_style(theme.title()).border_style(theme.border()))
-    .render(popup, buf);
+    .render(inner, buf);
 }
 
 fn verify_choose(theme: Theme, area: Rect, buf: &mut Buffer) {
-    let popup = centered(area, 70, 9);
-    Clear.render(popup, buf);
+    let inner = popup(" Verify ", 70, 9, theme, area, buf);
     let k = |key: &'static str, text: &'static str| Line::from(vec![Span::styled(key, theme.key()), Span::raw(text)]);
     Paragraph::new(vec![
         Line::raw("Compare the sources with the destination, while the sync runs:"),
@@ -568,8 +544,7 @@ fn verify_choose(theme: Theme, area: Rect, buf: &mut Buffer) {
         Line::raw(""),
         k("Esc", " cancel"),
     ])
-    .block(Block::bordered().title(" Verify ").title_style(theme.title()).border_style(theme.border()))
-    .render(popup, buf);
+    .render(inner, buf);
 }
 
 /// Differences listed in the verify panel (the report has more).
@@ -581,8 +556,14 @@ pub fn difference_line(x: &Difference, note: &str) -> String {
 }
 
 fn verify_panel(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let popup = centered(area, area.width.saturating_sub(4).min(110), area.height.saturating_sub(4).min(20));
-    Clear.render(popup, buf);
+    let inner = popup(
+        " Verify ",
+        area.width.saturating_sub(4).min(110),
+        area.height.saturating_sub(4).min(20),
+        theme,
+        area,
+        buf,
+    );
     let mut lines: Vec<Line> = Vec::new();
     let mut keys: Vec<(&str, &str)> = vec![("Esc", "close")];
     match &d.verify {
@@ -642,9 +623,6 @@ fn verify_panel(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
             keys.push(("n", "new verify"));
         }
     }
-    let block = Block::bordered().title(" Verify ").title_style(theme.title()).border_style(theme.border());
-    let inner = block.inner(popup);
-    block.render(popup, buf);
     let [body, foot] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(inner);
     Paragraph::new(lines).wrap(Wrap { trim: false }).render(body, buf);
     hints(&keys, theme, foot, buf);

@@ -9,13 +9,13 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
+use ratatui::widgets::{Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
 
 use crate::config::TaskConfig;
 use crate::precheck::{CheckResult, CheckStatus};
 use crate::ui::msg::Effect;
 use crate::ui::theme::{Theme, Tone};
-use crate::ui::widgets::centered;
+use crate::ui::widgets::popup;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PrecheckState {
@@ -207,9 +207,14 @@ pub(super) fn render(step: &PrecheckStep, theme: Theme, area: Rect, buf: &mut Bu
 }
 
 fn render_detail(step: &PrecheckStep, l: &CheckResult, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let popup = centered(area, area.width.saturating_sub(4).min(100), area.height.saturating_sub(2).min(14));
-    Clear.render(popup, buf);
-    let block = Block::bordered().title(format!(" {} ", l.id)).title_style(theme.title()).border_style(theme.border());
+    let inner = popup(
+        &format!(" {} ", l.id),
+        area.width.saturating_sub(4).min(100),
+        area.height.saturating_sub(2).min(14),
+        theme,
+        area,
+        buf,
+    );
     let mut lines = vec![
         Line::from(vec![Span::raw("Status   "), status_cell(step, l, theme)]),
         Line::raw(format!("Subject  {}", l.subject)),
@@ -233,5 +238,5 @@ fn render_detail(step: &PrecheckStep, l: &CheckResult, theme: Theme, area: Rect,
         }));
     }
     lines.push(Line::from(keys));
-    Paragraph::new(lines).wrap(Wrap { trim: false }).block(block).render(popup, buf);
+    Paragraph::new(lines).wrap(Wrap { trim: false }).render(inner, buf);
 }

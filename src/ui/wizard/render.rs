@@ -10,12 +10,12 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Widget};
+use ratatui::widgets::{Block, Paragraph, Widget};
 
 use super::{conflict, databases, destination, precheck, review, sources, ReviewField, Step, Wizard};
 use crate::ui::format::fit;
 use crate::ui::theme::{Theme, Tone};
-use crate::ui::widgets::{centered, hints};
+use crate::ui::widgets::{confirm_keys, hints, popup};
 
 impl Widget for &Wizard {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -48,20 +48,13 @@ pub fn render_wizard(w: &Wizard, area: Rect, buf: &mut Buffer) {
     }
     hints(&footer_keys(w), theme, footer, buf);
     if w.confirm_quit {
-        let popup = centered(area, 50, 5);
-        Clear.render(popup, buf);
+        let inner = popup(" Quit ", 50, 5, theme, area, buf);
         Paragraph::new(vec![
             Line::raw("Quit the wizard? Nothing has started;"),
             Line::raw("an unsaved task is lost."),
-            Line::from(vec![
-                Span::styled("y", theme.key()),
-                Span::raw(" quit   "),
-                Span::styled("any other key", theme.key()),
-                Span::raw(" stay"),
-            ]),
+            confirm_keys("quit", "stay", theme),
         ])
-        .block(Block::bordered().title(" Quit ").title_style(theme.title()).border_style(theme.border()))
-        .render(popup, buf);
+        .render(inner, buf);
     }
 }
 

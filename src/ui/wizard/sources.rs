@@ -9,7 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
 
 use super::{probe_requests, source_config};
 use crate::config::nutcracker::Pool;
@@ -20,7 +20,7 @@ use crate::ui::field::TextField;
 use crate::ui::format::{count, fit, short_bytes, short_count};
 use crate::ui::msg::{Effect, ProbeRequest, ProbeTarget};
 use crate::ui::theme::{Theme, Tone};
-use crate::ui::widgets::centered;
+use crate::ui::widgets::popup;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRow {
@@ -442,12 +442,8 @@ pub(super) fn render(step: &SourcesStep, theme: Theme, area: Rect, buf: &mut Buf
 }
 
 fn render_editor(ed: &SourceEditor, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let popup = centered(area, 70, 10);
-    Clear.render(popup, buf);
     let title = if ed.row.is_some() { " Edit source " } else { " Add source " };
-    let block = Block::bordered().title(title).title_style(theme.title()).border_style(theme.border());
-    let inner = block.inner(popup);
-    block.render(popup, buf);
+    let inner = popup(title, 70, 10, theme, area, buf);
     let rows = Layout::vertical([Constraint::Length(1); 7]).split(inner);
     ed.name.render("Name", 11, ed.focus == EditorField::Name, theme, rows[0], buf);
     ed.addr.render("Address", 11, ed.focus == EditorField::Addr, theme, rows[1], buf);
@@ -475,12 +471,7 @@ fn render_import(d: &ImportDialog, theme: Theme, area: Rect, buf: &mut Buffer) {
         ImportPhase::Pools { pools, .. } => (pools.len() as u16 + 6).min(area.height),
         _ => 7,
     };
-    let popup = centered(area, 74, height);
-    Clear.render(popup, buf);
-    let block =
-        Block::bordered().title(" Import from nutcracker.yml ").title_style(theme.title()).border_style(theme.border());
-    let inner = block.inner(popup);
-    block.render(popup, buf);
+    let inner = popup(" Import from nutcracker.yml ", 74, height, theme, area, buf);
     let [path_row, body] = Layout::vertical([Constraint::Length(2), Constraint::Fill(1)]).areas(inner);
     let typing = matches!(d.phase, ImportPhase::Path(_));
     d.path.render("File", 6, typing, theme, path_row, buf);
