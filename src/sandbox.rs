@@ -77,10 +77,40 @@ pub struct Sandbox {
     pub nutcracker_yml: PathBuf,
 }
 
+/// How the masters replicate: `Disk` announces the RDB's size (the
+/// dashboard's progress bar), `Diskless` streams it from the fork
+/// (`$EOF:` framing) after waiting `delay_secs` for other replicas (Redis's
+/// default is 5). The demo uses disk-based masters; the soak one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterSync {
+    Disk,
+    Diskless { delay_secs: u32 },
+}
+
+impl MasterSync {
+    fn config(self) -> Vec<String> {
+        match self {
+            MasterSync::Disk => vec!["repl-diskless-sync no".to_owned()],
+            MasterSync::Diskless { delay_secs } => {
+                vec!["repl-diskless-sync yes".to_owned(), format!("repl-diskless-sync-delay {delay_secs}")]
+            }
+        }
+    }
+}
+
 impl Sandbox {
-    /// Starts everything; `say` hears about each step. Stops early (and
-    /// cleans up) when `cancel` fires between steps.
+    /// Starts everything with two disk-based masters; `say` hears about
+    /// each step. Stops early (and cleans up) when `cancel` fires between steps.
     pub fn start(say: &mut dyn FnMut(&str), cancel: &CancellationToken) -> Result<Sandbox, SandboxError> {
+        Self::start_with(&[MasterSync::Disk, MasterSync::Disk], say, cancel)
+    }
+
+    /// Starts one master (with its replica) per entry of `masters`.
+    pub fn start_with(
+        masters: &[MasterSync],
+        say: &mut dyn FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<Sandbox, SandboxError> {
         let redis =
             find("redis-server").ok_or(SandboxError::Missing { program: "redis-server", package: "redis-server" })?;
         let nutcracker =
@@ -101,13 +131,11 @@ impl Sandbox {
         say(&format!("sandbox in {}", sb.dir.path().display()));
         let stopped =
             || SandboxError::NotReady { what: "the sandbox".into(), why: "interrupted".into(), log: String::new() };
-        for i in 1..=2 {
+        for (i, sync) in (1..).zip(masters) {
             if cancel.is_cancelled() {
                 return Err(stopped());
             }
-            // Disk-based replication: the master announces the RDB's size,
-            // so the dashboard can show the copy's progress bar.
-            let master = sb.redis(&redis, &format!("master{i}"), &["repl-diskless-sync no".to_owned()])?;
+            let master = sb.redis(&redis, &format!("master{i}"), &sync.config())?;
             say(&format!("master server{i}     redis-server on {master}"));
             let replica =
                 sb.redis(&redis, &format!("replica{i}"), &[format!("replicaof {}", master.replace(':', " "))])?;

@@ -653,25 +653,39 @@ async fn a_busy_destination_is_retried_until_it_answers() -> TestResult {
 
 /// A TCP proxy that, while `swallow` is set, forwards the client's bytes but
 /// drops the server's replies and then closes the client connection: the
-/// server applies commands whose replies never arrive.
+/// server applies commands whose replies never arrive. While `lose` is set,
+/// it drops the client's bytes instead and closes: the commands never reach
+/// the server.
 struct Proxy {
     addr: String,
     swallow: Arc<AtomicBool>,
+    lose: Arc<AtomicBool>,
 }
 
 async fn proxy(upstream: String) -> Result<Proxy, Box<dyn Error>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let swallow = Arc::new(AtomicBool::new(false));
-    let flag = swallow.clone();
+    let lose = Arc::new(AtomicBool::new(false));
+    let (flag, lose_flag) = (swallow.clone(), lose.clone());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let Ok(server) = TcpStream::connect(&upstream).await else { return };
-            let flag = flag.clone();
+            let (flag, lose_flag) = (flag.clone(), lose_flag.clone());
             tokio::spawn(async move {
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
-                let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+                let up = tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        // Lost on the way: nothing reaches the server, and the
+                        // server's side is shut (dropping `sw`): the server hangs
+                        // up, which ends the loop below and the client's side.
+                        if n == 0 || lose_flag.load(Ordering::SeqCst) || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
                 let mut buf = vec![0u8; 64 << 10];
                 while let Ok(n) = sr.read(&mut buf).await {
                     if n == 0 {
@@ -690,7 +704,7 @@ async fn proxy(upstream: String) -> Result<Proxy, Box<dyn Error>> {
             });
         }
     });
-    Ok(Proxy { addr, swallow })
+    Ok(Proxy { addr, swallow, lose })
 }
 
 #[tokio::test]
@@ -756,6 +770,73 @@ async fn a_lost_window_is_resent_without_doubling_big_list_pieces() -> TestResul
     let mut d = connect(&dst.addr()).await?;
     let list = q(&mut d, &[b"LRANGE", b"big", b"0", b"-1"]).await?.into_array().unwrap_or_default();
     assert_eq!(list.iter().map(bytes).collect::<Vec<_>>(), items);
+    assert!(q(&mut d, &[b"PTTL", b"big"]).await?.as_int().unwrap_or(-1) > 500_000);
+    assert_eq!(temp_keys(&dst.addr()).await?, 0);
+    Ok(())
+}
+
+/// A big list's commands, split as: SELECT and `DEL temp`; the pieces; the
+/// final `MULTI PEXPIREAT RENAMENX EXEC`; and the list's elements.
+type BigBuild = (Vec<ApplyCmd>, Vec<ApplyCmd>, Vec<ApplyCmd>, Vec<Bytes>);
+
+/// A big list's pieces for key `big` (100 elements in 10 `RPUSH`es under a
+/// temporary name); see [`BigBuild`].
+fn big_list_build(caps: DestCaps) -> Result<BigBuild, Box<dyn Error>> {
+    let mut opts = RewriteOptions::new(caps, Conflict::Intercept);
+    opts.buffer_bytes = 64;
+    opts.chunk_items = 10;
+    opts.temp_tag = TAG.to_owned();
+    let mut rw = Rewriter::new(opts);
+    let mut cmds = Vec::new();
+    let mut feed = |ev: Event, cmds: &mut Vec<ApplyCmd>| rw.feed(ev, 0, now_ms(), cmds);
+    let items: Vec<Bytes> = (0..100).map(|i| Bytes::from(format!("e{i}"))).collect();
+    let start = shardsync::rdb::KeyStart {
+        db: 0,
+        key: Bytes::from_static(b"big"),
+        kind: shardsync::rdb::ValueKind::List,
+        rdb_type: 0,
+        expire_at_ms: Some(now_ms() + 600_000),
+        idle_secs: None,
+        lfu_freq: None,
+    };
+    feed(Event::KeyStart(Box::new(start)), &mut cmds)?;
+    for part in items.chunks(10) {
+        feed(Event::Chunk(shardsync::rdb::Chunk::ListItems(part.to_vec())), &mut cmds)?;
+    }
+    feed(Event::KeyEnd { payload: None }, &mut cmds)?;
+    assert_eq!(cmds.len(), 16, "SELECT, DEL temp, 10 × RPUSH, MULTI PEXPIREAT RENAMENX EXEC");
+    let finish = cmds.split_off(12);
+    let pieces = cmds.split_off(2);
+    Ok((cmds, pieces, finish, items))
+}
+
+#[tokio::test]
+async fn a_build_whose_pieces_never_arrived_is_not_taken_for_renamed() -> TestResult {
+    let dst = RedisServer::start(RedisOptions::new())?;
+    let proxy = proxy(dst.addr()).await?;
+    let mut conn = connect(&proxy.addr).await?;
+    let caps: DestCaps = dest_info(&mut conn).await?;
+    let (start, pieces, finish, items) = big_list_build(caps)?;
+    let mut writer = DestWriter::with_connection(conn, WriterOptions::new(Conflict::Intercept));
+    let mut report = ApplyReport::default();
+    // `DEL temp` is confirmed: the temporary key does not exist now.
+    let mut batch = ApplyBatch::new();
+    batch.extend(start);
+    writer.apply(&mut batch, &mut report).await?;
+    // Then the pieces and the rename go out, and are lost on the way: the
+    // temporary key still does not exist, as it would after the rename.
+    let mut batch = ApplyBatch::new();
+    batch.extend(pieces);
+    batch.extend(finish);
+    proxy.lose.store(true, Ordering::SeqCst);
+    let e = writer.apply(&mut batch, &mut report).await.expect_err("the connection was cut");
+    assert_eq!(e.class, ErrorClass::Retry, "{e}");
+    proxy.lose.store(false, Ordering::SeqCst);
+    writer.apply(&mut batch, &mut report).await?;
+    assert_eq!(report.keys_written, 1, "the key is written once: {report:?}");
+    let mut d = connect(&dst.addr()).await?;
+    let list = q(&mut d, &[b"LRANGE", b"big", b"0", b"-1"]).await?.into_array().unwrap_or_default();
+    assert_eq!(list.iter().map(bytes).collect::<Vec<_>>(), items, "every piece was sent again, then the rename");
     assert!(q(&mut d, &[b"PTTL", b"big"]).await?.as_int().unwrap_or(-1) > 500_000);
     assert_eq!(temp_keys(&dst.addr()).await?, 0);
     Ok(())

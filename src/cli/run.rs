@@ -113,6 +113,7 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
             }
             cancel.cancel();
             let _ = handle.stop().await;
+            closing(&status.borrow().clone(), json);
             return EXIT_FAILED;
         }
         if until_synced && snap.all_synced() {
@@ -124,6 +125,7 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         }
     }
     let results = handle.stop().await;
+    closing(&status.borrow().clone(), json);
     let mut code = EXIT_OK;
     for (shard, r) in &results {
         if let Err(e) = r {
@@ -139,6 +141,19 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         out!("{}", headless::synced_json());
     }
     code
+}
+
+/// The closing lines, from the engine's last snapshot: a last progress
+/// record (or line) per shard, and on stderr what each full copy came to.
+fn closing(snap: &shardsync::engine::snapshot::TaskSnapshot, json: bool) {
+    for line in headless::render_tick(snap, json) {
+        out!("{line}");
+    }
+    for s in &snap.shards {
+        if let Some(summary) = s.copy_summary() {
+            err!("{}: {}; full copy: {summary}", s.shard, s.state.as_str());
+        }
+    }
 }
 
 /// What every front end does before the engine starts a task: the

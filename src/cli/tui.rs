@@ -114,6 +114,9 @@ fn report(outcome: &Outcome, log_path: &Path) -> i32 {
     }
     if let Some(results) = &outcome.stopped {
         for (shard, r) in results {
+            if let Some((_, copy)) = outcome.copies.iter().find(|(s, _)| s == shard) {
+                say(format!("{shard}: full copy: {copy}"));
+            }
             match r {
                 Ok(()) => say(format!("{shard}: stopped, checkpoint written")),
                 Err(e) => {

@@ -112,9 +112,9 @@ pub enum Guard {
     /// `RPUSH temp ...` that makes the list `after` elements long: applied
     /// if `LLEN temp >= after`.
     ListLen { temp: Bytes, after: u64 },
-    /// The final rename of a build: applied if `temp` no longer exists
-    /// (checked only when the build's start was confirmed, so `temp` did
-    /// exist before).
+    /// The final rename of a build: applied if `temp` no longer exists.
+    /// The writer sends the rename only once every piece before it is
+    /// confirmed (a window of its own), so `temp` existed when it was sent.
     Renamed { temp: Bytes },
     /// A [`ReplyRule::MultiOnce`] unit that moves the shard's checkpoint
     /// `key` (in [`CHECKPOINT_DB`](super::checkpoint::CHECKPOINT_DB)) from
@@ -136,16 +136,29 @@ pub struct ApplyCmd {
     /// sending it again is still correct.
     pub free: bool,
     pub guard: Option<Guard>,
+    /// The last command of a snapshot key (its `RESTORE`, `SET`, its unit's
+    /// `EXEC`, or its build's final rename): once confirmed, the key is
+    /// written; the writer counts it ([`ApplyReport::keys_written`]), which
+    /// is what the engine's key accounting adds up.
+    ///
+    /// [`ApplyReport::keys_written`]: super::writer::ApplyReport::keys_written
+    pub ends_key: bool,
 }
 
 impl ApplyCmd {
     /// A plain command: any non-error reply is success.
     pub fn new(cmd: Cmd, origin: Origin) -> Self {
-        ApplyCmd { cmd, origin, rule: ReplyRule::Ok, build: None, free: false, guard: None }
+        ApplyCmd { cmd, origin, rule: ReplyRule::Ok, build: None, free: false, guard: None, ends_key: false }
     }
 
     pub fn rule(mut self, rule: ReplyRule) -> Self {
         self.rule = rule;
+        self
+    }
+
+    /// Marks the last command of a snapshot key (see `ends_key`).
+    pub fn ends_key(mut self) -> Self {
+        self.ends_key = true;
         self
     }
 
@@ -169,6 +182,7 @@ pub(crate) struct Meta {
     pub build: Option<Build>,
     pub free: bool,
     pub guard: Option<Guard>,
+    pub ends_key: bool,
     /// Sent before without a confirming reply: it may have been applied.
     pub uncertain: bool,
     /// `wire_len` of the command.
@@ -198,6 +212,7 @@ impl ApplyBatch {
             build: c.build,
             free: c.free,
             guard: c.guard,
+            ends_key: c.ends_key,
             uncertain: false,
             len,
         });

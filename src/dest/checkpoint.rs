@@ -22,6 +22,13 @@ pub struct CheckpointRecord {
     /// The replication offset after the last write the destination holds;
     /// `None` while a full copy is being written.
     pub offset: Option<u64>,
+    /// The source DB the replication stream is in at `offset`: a master
+    /// that continues a stream (`+CONTINUE`) does not repeat its `SELECT`,
+    /// so a resume must start there (Redis keeps the same with its offset,
+    /// the `repl-stream-db` aux field). Absent in records of earlier
+    /// versions, which resumed in DB 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<u32>,
     /// When it was written (ms since the epoch; for people reading it).
     pub updated_ms: i64,
 }
@@ -49,12 +56,15 @@ mod tests {
 
     #[test]
     fn round_trip_and_foreign_values() {
-        let r = CheckpointRecord { replid: "a".repeat(40), offset: Some(42), updated_ms: 7 };
+        let r = CheckpointRecord { replid: "a".repeat(40), offset: Some(42), db: Some(3), updated_ms: 7 };
         assert_eq!(CheckpointRecord::decode(&r.encode()), Some(r.clone()));
         assert!(r.is_at(&"a".repeat(40), 42));
         assert!(!r.is_at(&"a".repeat(40), 41));
         let copying = CheckpointRecord { offset: None, ..r };
         assert_eq!(CheckpointRecord::decode(&copying.encode()), Some(copying));
         assert_eq!(CheckpointRecord::decode(b"12345"), None);
+        // A record of an earlier version has no DB: it resumed in DB 0.
+        let old = br#"{"replid":"r","offset":5,"updated_ms":1}"#;
+        assert_eq!(CheckpointRecord::decode(old).map(|r| r.db), Some(None));
     }
 }

@@ -405,14 +405,14 @@ impl Rewriter {
         match self.opts.conflict {
             Conflict::Overwrite if caps.restore_replace() => {
                 cmd = cmd.arg_bytes(word("REPLACE"));
-                out.push(ApplyCmd::new(cmd, origin));
+                out.push(ApplyCmd::new(cmd, origin).ends_key());
             }
             Conflict::Overwrite => {
                 let del = Cmd::new("DEL").arg(&origin.key);
                 push_unit(out, &origin, vec![ApplyCmd::new(del, origin.clone()), ApplyCmd::new(cmd, origin.clone())]);
             }
             Conflict::Intercept | Conflict::Skip => {
-                out.push(ApplyCmd::new(cmd, origin).rule(ReplyRule::IfAbsent { temp: None }));
+                out.push(ApplyCmd::new(cmd, origin).rule(ReplyRule::IfAbsent { temp: None }).ends_key());
             }
         }
     }
@@ -448,7 +448,7 @@ impl Rewriter {
                 cmd = cmd.arg_bytes(word("NX"));
                 ReplyRule::IfAbsent { temp: None }
             };
-            out.push(ApplyCmd::new(cmd, origin).rule(rule));
+            out.push(ApplyCmd::new(cmd, origin).rule(rule).ends_key());
             return;
         }
         let target = if overwrite { origin.key.clone() } else { temp_name(&origin.key, &self.temp_tag) };
@@ -490,6 +490,9 @@ impl Rewriter {
             c.build = Some(Build { id, step: BuildStep::Finish });
         }
         cmds[0].guard = Some(Guard::Renamed { temp });
+        if let Some(last) = cmds.last_mut() {
+            last.ends_key = true;
+        }
         out.extend(cmds);
     }
 
@@ -522,11 +525,11 @@ fn num(n: impl std::fmt::Display) -> Bytes {
     Bytes::from(n.to_string())
 }
 
-/// `MULTI`, the commands, `EXEC`.
+/// `MULTI`, the commands, `EXEC`: the whole of one key, so the `EXEC` ends it.
 fn push_unit(out: &mut Vec<ApplyCmd>, origin: &Origin, inner: Vec<ApplyCmd>) {
     out.push(ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::Multi));
     out.extend(inner);
-    out.push(ApplyCmd::new(Cmd::new("EXEC"), origin.clone()).rule(ReplyRule::Exec));
+    out.push(ApplyCmd::new(Cmd::new("EXEC"), origin.clone()).rule(ReplyRule::Exec).ends_key());
 }
 
 /// The temporary name for `key` (see the module docs).

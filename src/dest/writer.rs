@@ -32,7 +32,9 @@
 //!   on a re-send means applied), `XGROUP CREATE` (`BUSYGROUP` on a re-send);
 //! * made safe by a [`Guard`] checked on the new connection before
 //!   re-sending: a big list's `RPUSH` (skipped if `LLEN` shows it applied),
-//!   a build's final rename (skipped if the temporary key is gone);
+//!   a build's final rename (skipped if the temporary key is gone: the
+//!   rename always goes in a window of its own once every piece is
+//!   confirmed, so the temporary key existed when it was sent);
 //! * **not** idempotent, and reported as *uncertain* instead: a re-sent
 //!   `RESTORE` without `REPLACE`, `SET NX` or `RENAMENX` that finds the key
 //!   existing may be finding our own first attempt (intercept, skip).
@@ -94,6 +96,12 @@ pub struct Collision {
 pub struct ApplyReport {
     /// Commands confirmed.
     pub applied: u64,
+    /// Snapshot keys written: their last command ([`ApplyCmd::ends_key`])
+    /// confirmed as applied, or shown applied by a guard after a lost reply.
+    /// A key that existed is a collision or a kept key instead, never both.
+    ///
+    /// [`ApplyCmd::ends_key`]: super::batch::ApplyCmd::ends_key
+    pub keys_written: u64,
     /// Intercept mode: keys that existed (never overwritten).
     pub collisions: Vec<Collision>,
     /// Skip mode: keys that existed and were kept.
@@ -201,7 +209,7 @@ impl DestWriter {
                 if let Some((key, record)) = self.expect.clone() {
                     self.check_mark(&key, &record, batch).await?;
                 }
-                self.run_guards(batch).await?;
+                self.run_guards(batch, report).await?;
                 self.check_guards = false;
                 if batch.is_empty() {
                     break;
@@ -314,7 +322,7 @@ impl DestWriter {
 
     /// After a connection loss: drops the uncertain commands that guards
     /// show were applied (see the module docs).
-    async fn run_guards(&mut self, batch: &mut ApplyBatch) -> Result<(), ApplyError> {
+    async fn run_guards(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport) -> Result<(), ApplyError> {
         let mut keep = vec![true; batch.len()];
         // Builds whose start (`DEL temp`) is still queued are re-sent whole.
         let unstarted: Vec<u64> =
@@ -366,6 +374,9 @@ impl DestWriter {
         let skipped = keep.iter().filter(|k| !**k).count();
         if skipped > 0 {
             self.stats.guard_skips += skipped as u64;
+            // A key whose last command was shown applied is written.
+            report.keys_written +=
+                batch.meta.iter().zip(&keep).filter(|(m, keep)| m.ends_key && !**keep).count() as u64;
             batch.retain_mask(&keep);
         }
         Ok(())
@@ -499,6 +510,8 @@ impl DestWriter {
                     done[i..=last].iter_mut().for_each(|d| *d = true);
                     if effect == Effect::Existed {
                         self.existed(batch, i, last, report, &mut followups);
+                    } else if batch.meta[i..=last].iter().any(|m| m.ends_key) {
+                        report.keys_written += 1;
                     }
                     if batch.meta[i].rule == ReplyRule::Select {
                         self.db = Some(batch.meta[i].origin.db);
@@ -678,6 +691,7 @@ impl DestWriter {
                     build: None,
                     free: false,
                     guard: None,
+                    ends_key: false,
                     uncertain: false,
                     len: wire_len(&cmd),
                 };
@@ -701,6 +715,14 @@ fn window_end(batch: &ApplyBatch, max_cmds: usize, max_bytes: usize) -> usize {
             break;
         }
         if i > 0 && !in_unit && (i >= max_cmds || bytes >= max_bytes) {
+            break;
+        }
+        // A build's finish (its rename) opens a window of its own, so it is
+        // sent only once every piece before it is confirmed: after a lost
+        // reply, a temporary key that is gone can then only mean the rename
+        // ran (see `run_guards`); sent with its pieces, it could also mean
+        // that none of them arrived.
+        if i > 0 && !in_unit && m.build.is_some_and(|b| b.step == BuildStep::Finish) {
             break;
         }
         match m.rule {

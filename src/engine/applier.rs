@@ -28,9 +28,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use super::accounting::KeyAccount;
 use super::checkpoint::{self, Checkpoint};
 use super::collision;
-use super::consumer::{Item, Marks};
+use super::consumer::{Item, Marks, SnapshotTally};
 use super::filter::Action;
 use super::rate::RateLimit;
 use super::shard::{alert, set, ShardControl, ShardCtx};
@@ -113,6 +114,10 @@ pub(super) struct Applier {
     /// full copy is applied.
     replid: Option<String>,
     applied: Option<u64>,
+    /// The source DB the stream is in at `applied` (where a resume starts).
+    stream_db: u32,
+    /// The key accounting of the full copy in progress (or the last one).
+    account: KeyAccount,
     /// The destination holds keys of an earlier copy of this shard: a new
     /// full copy must replace them, not report them as collisions.
     ours_on_dest: bool,
@@ -180,7 +185,7 @@ impl Applier {
             CheckpointStore::Local => None,
         };
         let local = checkpoint::load(&state_dir, &shard).map_err(|e| e.to_string())?;
-        let (replid, applied, ours_on_dest) = match (store, on_dest, local) {
+        let (replid, applied, stream_db, ours_on_dest) = match (store, on_dest, local) {
             (CheckpointStore::Destination, Some(r), _) => {
                 if r.offset.is_none() {
                     alert(
@@ -191,7 +196,7 @@ impl Applier {
                             .to_owned(),
                     );
                 }
-                (Some(r.replid), r.offset, true)
+                (Some(r.replid), r.offset, r.db.unwrap_or(0), true)
             }
             (CheckpointStore::Destination, None, Some(l)) => {
                 alert(
@@ -204,10 +209,10 @@ impl Applier {
                         l.offset
                     ),
                 );
-                (None, None, true)
+                (None, None, 0, true)
             }
-            (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), true),
-            (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, false),
+            (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), l.db.unwrap_or(0), true),
+            (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, 0, false),
         };
         // The writer starts in DB 0, where the checkpoint was read.
         let conflict = conflict_of(ctx.task.sync.conflict);
@@ -215,7 +220,7 @@ impl Applier {
         wopts.connect = dest_opts;
         let mut writer = DestWriter::with_connection(conn, wopts);
         if let (CheckpointStore::Destination, Some(replid), Some(offset)) = (store, &replid, applied) {
-            let mark = CheckpointRecord { replid: replid.clone(), offset: Some(offset), updated_ms: 0 };
+            let mark = CheckpointRecord { replid: replid.clone(), offset: Some(offset), db: None, updated_ms: 0 };
             writer.expect_after_loss(Some((ckpt_key.clone(), mark)));
         }
         Ok(Applier {
@@ -228,6 +233,8 @@ impl Applier {
             conflict,
             replid,
             applied,
+            stream_db,
+            account: KeyAccount::default(),
             ours_on_dest,
             rate: RateLimit::new(ctx.task.sync.max_keys_per_sec, ctx.task.sync.max_bytes_per_sec),
             last_local: Instant::now(),
@@ -243,6 +250,13 @@ impl Applier {
         }
     }
 
+    /// The source DB a resumed stream starts in (see [`StreamFilter::starting_in`]).
+    ///
+    /// [`StreamFilter::starting_in`]: super::filter::StreamFilter::starting_in
+    pub(super) fn resume_db(&self) -> u32 {
+        self.stream_db
+    }
+
     pub(super) fn progress_mark(&self) -> u64 {
         self.received
     }
@@ -250,7 +264,7 @@ impl Applier {
     pub(super) fn save_local_checkpoint(&mut self) -> Result<(), String> {
         self.last_local = Instant::now();
         if let (Some(replid), Some(offset)) = (&self.replid, self.applied) {
-            let c = Checkpoint { replid: replid.clone(), offset, updated_ms: now_ms() };
+            let c = Checkpoint { replid: replid.clone(), offset, db: Some(self.stream_db), updated_ms: now_ms() };
             checkpoint::save(&self.state_dir, &self.shard, &c).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -358,10 +372,15 @@ impl Applier {
                     self.ours_on_dest = true;
                     self.replid = Some(replid.clone());
                     self.applied = None;
+                    // The master starts a new replica's stream with a SELECT.
+                    self.stream_db = 0;
+                    work.stream_db = 0;
+                    self.account = KeyAccount::default();
                     work.rdb_start = Some(offset);
                     set(&ctx.shared, |s| {
                         s.full_syncs += 1;
                         s.keys_applied = 0;
+                        s.keys_skipped = Default::default();
                         s.rdb_applied = 0;
                         // A new history (a restarted master) may count from
                         // lower offsets than the old one.
@@ -371,7 +390,7 @@ impl Applier {
                         s.lag_bytes = None;
                     });
                     if self.store == CheckpointStore::Destination {
-                        let record = CheckpointRecord { replid, offset: None, updated_ms: now_ms() };
+                        let record = CheckpointRecord { replid, offset: None, db: None, updated_ms: now_ms() };
                         work.pending.push(self.checkpoint_set(&record));
                     }
                 }
@@ -382,7 +401,12 @@ impl Applier {
                         // A failover: the new master's history continues ours.
                         self.replid = Some(new.clone());
                         if let (CheckpointStore::Destination, Some(offset)) = (self.store, self.applied) {
-                            let record = CheckpointRecord { replid: new, offset: Some(offset), updated_ms: now_ms() };
+                            let record = CheckpointRecord {
+                                replid: new,
+                                offset: Some(offset),
+                                db: Some(self.stream_db),
+                                updated_ms: now_ms(),
+                            };
                             work.pending.push(self.checkpoint_set(&record));
                         }
                     }
@@ -408,9 +432,16 @@ impl Applier {
                     Cmd::new("FUNCTION").arg("LOAD").arg("REPLACE").arg_bytes(code),
                     Origin::default(),
                 )),
-                Item::RdbDone => {
-                    // Everything of the snapshot must be confirmed before the
+                Item::RdbDone(tally) => {
+                    // Every key of the snapshot confirmed, then accounted for,
+                    // before the checkpoint may say the copy is whole and the
                     // stream's first command counts as the applied offset.
+                    if let Err(end) = self.flush(ctx, &mut work, marks, &ctx.cancel).await {
+                        break end;
+                    }
+                    if let Err(e) = self.close_account(ctx, &tally, rewriter.stats()) {
+                        break ApplyEnd::Failed(e);
+                    }
                     flush_now = true;
                     if let Some(permit) = slot.take() {
                         let opts = connect_options(&ctx.source.password);
@@ -422,13 +453,21 @@ impl Applier {
                     if let (CheckpointStore::Destination, Some(replid), Some(offset)) =
                         (self.store, &self.replid, work.rdb_start)
                     {
-                        let record =
-                            CheckpointRecord { replid: replid.clone(), offset: Some(offset), updated_ms: now_ms() };
+                        let record = CheckpointRecord {
+                            replid: replid.clone(),
+                            offset: Some(offset),
+                            db: None,
+                            updated_ms: now_ms(),
+                        };
                         work.pending.push(self.checkpoint_set(&record));
                     }
                 }
-                Item::Stream { action, offset, position } => {
+                Item::Stream { action, offset, position, source_db } => {
                     self.stream_item(ctx, &mut work, action, offset, position);
+                    work.stream_db = source_db;
+                    if !work.in_multi {
+                        work.safe_db = source_db;
+                    }
                 }
                 Item::Warning(w) => alert(&ctx.shared, None, w),
                 Item::Failed(e) => break ApplyEnd::Drained { consumer_error: Some(e) },
@@ -522,6 +561,12 @@ impl Applier {
 
     /// Applies what `work` holds (whole units only) and moves the
     /// checkpoint; see the module docs.
+    ///
+    /// What a flush takes in stays in `work.batch` until the destination
+    /// confirmed all of it: a flush that is stopped (a cancelled rate-limit
+    /// wait or retry backoff) or fails leaves the rest there, with the
+    /// checkpoint move it carries, for the next flush to apply first. So a
+    /// checkpoint can only ever move together with the commands it covers.
     async fn flush(
         &mut self,
         ctx: &ShardCtx,
@@ -533,46 +578,60 @@ impl Applier {
         // keep-alives and heartbeats) go out as one checkpointed unit.
         if let (Some(after), true) = (work.offset, work.run_started()) {
             let run = std::mem::take(&mut work.run);
-            let ckpt = match (self.store, &self.replid, self.applied) {
+            // Where the units already queued leave the checkpoint.
+            let before = work.queued_ckpt.or(self.applied);
+            let ckpt = match (self.store, &self.replid, before) {
                 (CheckpointStore::Destination, Some(replid), Some(before)) if after != before || !run.is_empty() => {
                     Some(CheckpointMove {
                         key: self.ckpt_key.clone(),
-                        record: CheckpointRecord { replid: replid.clone(), offset: Some(after), updated_ms: now_ms() },
+                        record: CheckpointRecord {
+                            replid: replid.clone(),
+                            offset: Some(after),
+                            db: Some(work.stream_db),
+                            updated_ms: now_ms(),
+                        },
                         before,
                     })
                 }
                 _ => None,
             };
+            if ckpt.is_some() {
+                work.queued_ckpt = Some(after);
+            }
             if ckpt.is_some() || !run.is_empty() {
                 lay_out(run, ckpt, &mut work.pending);
             }
         }
-        let mut batch = ApplyBatch::new();
-        batch.extend(work.pending.drain(..));
-        if !batch.is_empty() {
-            // Snapshot keys and stream commands both count as keys.
-            let wait = self.rate.charge(work.units + work.keys, batch.bytes() as u64);
+        if !work.pending.is_empty() {
+            // Charged once, as commands join the batch: snapshot keys and
+            // stream commands both count as keys.
+            let keys = work.units + work.keys;
+            let bytes: usize = work.pending.iter().map(ApplyCmd::wire_len).sum();
+            let wait = self.rate.charge(keys - work.charged, bytes as u64);
+            work.charged = keys;
+            work.batch.extend(work.pending.drain(..));
             if !wait.is_zero() {
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
-            self.apply_with_retry(ctx, &mut batch, cancel).await?;
         }
-        if work.keys > 0 {
-            let n = work.keys;
-            set(&ctx.shared, |s| s.keys_applied += n);
+        if !work.batch.is_empty() {
+            self.apply_with_retry(ctx, &mut work.batch, cancel).await?;
         }
         if let Some(rdb) = work.rdb_applied.take() {
             set(&ctx.shared, |s| s.rdb_applied = rdb);
         }
         work.keys = 0;
         work.units = 0;
+        work.charged = 0;
         work.bytes = 0;
         work.safe = None;
+        work.queued_ckpt = None;
         if let Some(off) = work.offset.take() {
             self.applied = Some(off);
+            self.stream_db = work.stream_db;
             work.rdb_start = None;
             set(&ctx.shared, |s| {
                 s.applied_offset = Some(off);
@@ -597,13 +656,49 @@ impl Applier {
             let copying = work.rdb_start.is_some();
             let offset = if copying { None } else { self.applied };
             if copying || offset.is_some() {
-                let mark = CheckpointRecord { replid: replid.clone(), offset, updated_ms: 0 };
+                let mark = CheckpointRecord { replid: replid.clone(), offset, db: None, updated_ms: 0 };
                 self.writer.expect_after_loss(Some((self.ckpt_key.clone(), mark)));
             }
         }
         if self.last_local.elapsed() >= Duration::from_secs(1) {
             self.save_local_checkpoint().map_err(ApplyEnd::Failed)?;
         }
+        Ok(())
+    }
+
+    /// Checks that every key of the snapshot just applied was written or
+    /// skipped for a counted reason (see [`super::accounting`]), and says so.
+    fn close_account(
+        &mut self,
+        ctx: &ShardCtx,
+        tally: &SnapshotTally,
+        stats: &crate::dest::RewriteStats,
+    ) -> Result<(), String> {
+        let result = self.account.close(tally, stats.filtered);
+        let account = self.account.clone();
+        set(&ctx.shared, |s| {
+            s.keys_applied = account.written;
+            s.keys_skipped = account.skipped;
+        });
+        if let Err(e) = result {
+            return Err(format!("shard {}: {e}", self.shard));
+        }
+        use crate::human::group_digits as n;
+        let mut note = format!(
+            "full copy applied: {} keys in the snapshot, {} written and confirmed by the destination; skipped: {}",
+            n(tally.read.keys),
+            n(account.written),
+            account.skipped.describe()
+        );
+        let grace = stats.ttl_expired + stats.ttl_raised;
+        if grace > 0 {
+            note.push_str(&format!(
+                "; {} keys expiring within the grace were written with a TTL of now + {} s (the stream deletes them)",
+                n(grace),
+                RewriteOptions::new(self.caps, self.conflict).ttl_grace_ms / 1000
+            ));
+        }
+        alert(&ctx.shared, None, note);
         Ok(())
     }
 
@@ -624,7 +719,17 @@ impl Applier {
             let mut report = ApplyReport::default();
             let r = self.writer.apply(batch, &mut report).await;
             ctx.applied_ops.fetch_add(report.applied.min(n), Ordering::Relaxed);
-            self.report(ctx, &report).await;
+            let own = self.report(ctx, &report).await;
+            if report.keys_written > 0 || !report.collisions.is_empty() || report.kept > 0 {
+                self.account.add(&report);
+                self.account.written += own;
+                self.account.skipped.collision -= own;
+                let account = self.account.clone();
+                set(&ctx.shared, |s| {
+                    s.keys_applied = account.written;
+                    s.keys_skipped = account.skipped;
+                });
+            }
             let e = match r {
                 Ok(()) => {
                     if backoff > Duration::from_millis(100) {
@@ -696,9 +801,9 @@ impl Applier {
                 Err(e) => return ApplyEnd::Failed(describe(&self.shard, &e)),
             }
         };
-        let (replid, applied) = match record {
-            Some(r) => (Some(r.replid), r.offset),
-            None => (None, None),
+        let (replid, applied, db) = match record {
+            Some(r) => (Some(r.replid), r.offset, r.db.unwrap_or(0)),
+            None => (None, None, 0),
         };
         let what = match (&replid, applied) {
             (Some(r), Some(o)) => format!("resuming from offset {o} of {r}, which it still holds"),
@@ -706,6 +811,7 @@ impl Applier {
         };
         self.replid = replid;
         self.applied = applied;
+        self.stream_db = db;
         self.ours_on_dest = true;
         set(&ctx.shared, |s| s.applied_offset = applied);
         ApplyEnd::Again(format!("{message}; {what}"))
@@ -714,19 +820,39 @@ impl Applier {
     /// Alerts for what a batch found: collisions name every source that
     /// holds the key (asked at once, one pipeline per source), kept keys
     /// are counted.
-    async fn report(&self, ctx: &ShardCtx, report: &ApplyReport) {
+    ///
+    /// A key found existing by a re-send after a lost reply, that no other
+    /// shard holds, is this shard's own first write: it is counted as
+    /// written (the return value says how many), with one alert in all.
+    async fn report(&self, ctx: &ShardCtx, report: &ApplyReport) -> u64 {
+        let mut own = 0;
         if !report.collisions.is_empty() {
             let keys: Vec<(u32, &[u8])> = report.collisions.iter().map(|c| (c.db, c.key.as_ref())).collect();
             let surveys = collision::surveys(&ctx.task, &keys).await;
             for (c, survey) in report.collisions.iter().zip(surveys) {
+                if c.uncertain && survey.unreachable.is_empty() && survey.holders == [self.shard.clone()] {
+                    own += 1;
+                    continue;
+                }
                 let key = crate::rdb::parser::show_key(&c.key);
                 alert(&ctx.shared, Some(c.offset), survey.message(&key, c.db, &self.shard, c.uncertain));
             }
+        }
+        if own > 0 {
+            alert(
+                &ctx.shared,
+                None,
+                format!(
+                    "{own} keys sent again after a lost reply were already on the destination, and no other shard \
+                     holds them: the first send was applied; counted as written"
+                ),
+            );
         }
         if report.kept > 0 {
             let k = report.kept;
             alert(&ctx.shared, None, format!("{k} keys already on the destination were kept (conflict = \"skip\")"));
         }
+        own
     }
 }
 
@@ -739,6 +865,18 @@ fn describe(shard: &str, e: &ApplyError) -> String {
 struct Work {
     /// Destination commands from the snapshot (and checkpoint marks).
     pending: Vec<ApplyCmd>,
+    /// What a flush took in and the destination has not confirmed yet (see
+    /// [`Applier::flush`]).
+    batch: ApplyBatch,
+    /// The offset the checkpoint units queued in `pending` and `batch`
+    /// move the destination's checkpoint to.
+    queued_ckpt: Option<u64>,
+    /// Of `units + keys`, what the rate limit was already charged for.
+    charged: u64,
+    /// The source DB the stream is in after the last item taken, and at
+    /// the last point outside a transaction.
+    stream_db: u32,
+    safe_db: u32,
     /// Stream commands since the last flush.
     run: Vec<ApplyCmd>,
     /// Inside a source transaction: never flush.
@@ -775,6 +913,7 @@ impl Work {
                 self.run.truncate(len);
                 self.offset = Some(offset);
                 self.position = Some(position);
+                self.stream_db = self.safe_db;
             }
             None => {
                 self.run.clear();

@@ -17,6 +17,10 @@ pub struct Checkpoint {
     pub replid: String,
     /// Replication offset after the last command the destination acknowledged.
     pub offset: u64,
+    /// The source DB the stream is in at `offset` (see
+    /// [`CheckpointRecord::db`](crate::dest::CheckpointRecord::db)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<u32>,
     pub updated_ms: i64,
 }
 
@@ -81,7 +85,7 @@ mod tests {
     fn save_load_remove() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(load(dir.path(), "127.0.0.1:7001").unwrap(), None);
-        let c = Checkpoint { replid: "a".repeat(40), offset: 12345, updated_ms: 1 };
+        let c = Checkpoint { replid: "a".repeat(40), offset: 12345, db: Some(2), updated_ms: 1 };
         save(dir.path(), "127.0.0.1:7001", &c).unwrap();
         assert!(path(dir.path(), "127.0.0.1:7001").ends_with("checkpoints/127.0.0.1_7001.json"));
         assert_eq!(load(dir.path(), "127.0.0.1:7001").unwrap(), Some(c));

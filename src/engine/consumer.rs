@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::filter::{Action, StreamFilter};
-use crate::rdb::{Event, ParserOptions, RdbReader};
+use crate::rdb::{Event, KeyTally, ParserOptions, RdbReader};
 use crate::source::{PsyncEvent, ReplicationStream};
 
 /// Items from the consumer thread to the applier.
@@ -34,14 +34,16 @@ pub enum Item {
     /// loaded on the destination so `EVALSHA`/`FCALL` never miss.
     Script(Bytes),
     Function(Bytes),
-    /// The snapshot is complete.
-    RdbDone,
+    /// The snapshot is complete: what it held, for the key accounting.
+    RdbDone(Box<SnapshotTally>),
     /// A filtered stream command, at replication offset `offset` (after it),
-    /// `position` in the spool.
+    /// `position` in the spool; `source_db`: the source DB the stream is in
+    /// after it (what a resume from `offset` must start in).
     Stream {
         action: Action,
         offset: u64,
         position: u64,
+        source_db: u32,
     },
     /// Something skipped while reading the snapshot (an empty collection,
     /// a module value): shown as an alert.
@@ -88,6 +90,17 @@ impl OwnKeys {
     pub fn contains(&self, key: &[u8]) -> bool {
         key == self.heartbeat.as_ref() || key.starts_with(&self.ckpt_prefix)
     }
+}
+
+/// What the consumer read of a snapshot: the parser's count of keys (per
+/// DB, and what the snapshot's `RESIZEDB` declared), and the tool's own keys
+/// it left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotTally {
+    pub read: KeyTally,
+    pub own: u64,
+    /// The snapshot's RDB version.
+    pub version: u32,
 }
 
 /// Items per channel message.
@@ -192,16 +205,17 @@ pub(super) fn consume(
                 return;
             }
             PsyncEvent::RdbBegin { .. } => {
-                if !consume_rdb(stream, &own_keys, big_key_bytes, &mut out) {
+                let Some(tally) = consume_rdb(stream, &own_keys, big_key_bytes, &mut out) else {
                     return;
-                }
-                out.push(Item::RdbDone, false)
+                };
+                out.push(Item::RdbDone(Box::new(tally)), false)
             }
             PsyncEvent::RdbData(_) | PsyncEvent::RdbEnd | PsyncEvent::KeepAlive => true,
             PsyncEvent::Command(c) => {
                 let position = stream.position();
                 let action = filter.filter(c.args);
-                out.send(Item::Stream { action, offset: c.offset, position }, more)
+                let source_db = filter.source_db();
+                out.send(Item::Stream { action, offset: c.offset, position, source_db }, more)
             }
         };
         if !ok {
@@ -216,17 +230,24 @@ pub(super) fn consume(
 }
 
 /// The snapshot: RDB events, minus the tool's own keys, plus its scripts
-/// and functions. False when the consumer must stop.
-fn consume_rdb(stream: &mut ReplicationStream, own_keys: &OwnKeys, big_key_bytes: usize, out: &mut Outbox) -> bool {
+/// and functions; then what it held. `None` when the consumer must stop.
+fn consume_rdb(
+    stream: &mut ReplicationStream,
+    own_keys: &OwnKeys,
+    big_key_bytes: usize,
+    out: &mut Outbox,
+) -> Option<SnapshotTally> {
     let opts = ParserOptions { capture_payload: Some(big_key_bytes), ..ParserOptions::default() };
     let mut rdb = RdbReader::with_options(stream.rdb(), opts);
     let mut skipping = false;
+    let mut own = 0;
     loop {
         let item = match rdb.next_event() {
             Ok(Some(Event::Aux(kv))) if kv.0.as_ref() == b"lua" => Item::Script(kv.1),
             Ok(Some(Event::Function { code })) => Item::Function(code),
             Ok(Some(Event::KeyStart(k))) if own_keys.contains(&k.key) => {
                 skipping = true;
+                own += 1;
                 continue;
             }
             Ok(Some(Event::Chunk(_))) if skipping => continue,
@@ -239,14 +260,14 @@ fn consume_rdb(stream: &mut ReplicationStream, own_keys: &OwnKeys, big_key_bytes
             }
             Ok(Some(Event::Warning(w))) => Item::Warning(format!("snapshot byte {}: {}", w.offset, w.message)),
             Ok(Some(_)) => continue,
-            Ok(None) => return true,
+            Ok(None) => return Some(SnapshotTally { read: rdb.tally().clone(), own, version: rdb.version() }),
             Err(e) => {
                 out.push(Item::Failed(format!("the snapshot from the master is unreadable: {e}")), false);
-                return false;
+                return None;
             }
         };
         if !out.send(item, true) {
-            return false;
+            return None;
         }
     }
 }

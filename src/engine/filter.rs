@@ -50,8 +50,9 @@ pub struct StreamFilter {
     /// Source DB → destination DB; `None` copies every DB to the same number.
     db_map: Option<BTreeMap<u32, u32>>,
     forward_flush: bool,
-    /// The source's current DB (a replication stream starts in DB 0 and
-    /// says `SELECT` before the first write to any other).
+    /// The source's current DB. A full resynchronization's stream says
+    /// `SELECT` before its first write; a continued one does not (see
+    /// [`StreamFilter::starting_in`]).
     db: u32,
 }
 
@@ -68,7 +69,15 @@ impl StreamFilter {
         }
     }
 
-    /// The source DB the stream is in (for error messages).
+    /// Starts in source DB `db` instead of 0: a stream continued after a
+    /// checkpoint (`+CONTINUE`) goes on in the DB it was in there, since
+    /// the master does not repeat its `SELECT`.
+    pub fn starting_in(mut self, db: u32) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// The source DB the stream is in (after the last command filtered).
     pub fn source_db(&self) -> u32 {
         self.db
     }
@@ -188,6 +197,15 @@ mod tests {
         assert_eq!(f.filter(cmd(&["set", "a", "1"])), Action::Apply { db: 0, args: cmd(&["set", "a", "1"]) });
         assert_eq!(f.filter(cmd(&["SELECT", "3"])), Action::Skip(SkipReason::Select));
         assert_eq!(f.filter(cmd(&["SET", "b", "2"])), Action::Apply { db: 3, args: cmd(&["SET", "b", "2"]) });
+    }
+
+    #[test]
+    fn a_continued_stream_starts_in_its_checkpoint_db() {
+        let mut f = StreamFilter::new("HB", None, false).starting_in(1);
+        assert_eq!(f.source_db(), 1);
+        assert!(matches!(f.filter(cmd(&["SET", "a", "1"])), Action::Apply { db: 1, .. }));
+        f.filter(cmd(&["SELECT", "0"]));
+        assert_eq!(f.source_db(), 0);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! holds the heartbeat and offset poller; `dest_side` polls the
 //! destination's keys, memory and ops/s for the dashboard; `checkpoint` the local resume
 //! point; `snapshot` is what front ends read; `collision` names the shards
-//! holding a key that collided.
+//! holding a key that collided; `accounting` checks that every key of a
+//! snapshot was written or skipped for a counted reason.
 
+pub mod accounting;
 pub mod applier;
 pub mod checkpoint;
 pub mod collision;

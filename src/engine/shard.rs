@@ -191,7 +191,8 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
     let (tx, rx) = mpsc::channel::<Vec<Item>>(64);
     let marks = Arc::new(Marks::default());
     let filter =
-        StreamFilter::new(&ctx.task.sync.heartbeat_key, db_map(&ctx.task), ctx.task.sync.flush == FlushPolicy::Forward);
+        StreamFilter::new(&ctx.task.sync.heartbeat_key, db_map(&ctx.task), ctx.task.sync.flush == FlushPolicy::Forward)
+            .starting_in(applier.resume_db());
     let big = ctx.task.sync.big_key_bytes as usize;
     let marks_c = marks.clone();
     let own_keys = OwnKeys::new(&ctx.task.sync.heartbeat_key);

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+pub use super::accounting::KeysSkipped;
+
 /// A shard's phase, as named in the `--json` progress records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,7 +60,11 @@ pub struct ShardSnapshot {
     /// copy has got on either side.
     #[serde(skip)]
     pub rdb_applied: u64,
+    /// Keys of the full copy written and confirmed by the destination.
     pub keys_applied: u64,
+    /// Keys of the full copy not written, by reason (see
+    /// [`KeysSkipped`]); with `keys_applied`, every key of the snapshot.
+    pub keys_skipped: KeysSkipped,
     /// The source's `master_repl_offset` (polled), the offset received, and
     /// the offset the destination has acknowledged.
     pub source_offset: Option<u64>,
@@ -103,6 +109,7 @@ impl ShardSnapshot {
             rdb_total: None,
             rdb_applied: 0,
             keys_applied: 0,
+            keys_skipped: KeysSkipped::default(),
             source_offset: None,
             received_offset: None,
             applied_offset: None,
@@ -118,6 +125,19 @@ impl ShardSnapshot {
             reconnects: 0,
             waiting: None,
         }
+    }
+
+    /// What the last full copy came to, for closing lines: "1,234 keys
+    /// written and confirmed, skipped: none"; `None` before any.
+    pub fn copy_summary(&self) -> Option<String> {
+        if self.keys_applied == 0 && self.keys_skipped.total() == 0 {
+            return None;
+        }
+        Some(format!(
+            "{} keys written and confirmed, skipped: {}",
+            crate::human::group_digits(self.keys_applied),
+            self.keys_skipped.describe()
+        ))
     }
 
     /// Incremental and caught up: everything the source has written (its
@@ -181,6 +201,7 @@ mod tests {
             "rdb_bytes",
             "rdb_total",
             "keys_applied",
+            "keys_skipped",
             "source_offset",
             "applied_offset",
             "lag_bytes",
@@ -193,6 +214,8 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(keys, want);
         assert_eq!(v["state"], "incremental");
+        let skipped: Vec<&str> = v["keys_skipped"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(skipped, ["collision", "empty", "filtered_db", "kept", "own"]);
         assert!(s.is_synced());
     }
 

@@ -120,7 +120,7 @@ mod tests {
             cmd("EXEC", 2, 40),
             cmd("SET b 1", 0, 50),
         ];
-        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(50), updated_ms: 1 };
+        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(50), db: None, updated_ms: 1 };
         let ckpt = CheckpointMove { key: Bytes::from_static(b"HB:ckpt:s1"), record: record.clone(), before: 5 };
         let mut out = Vec::new();
         lay_out(run, Some(ckpt), &mut out);
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_run_ending_in_another_db_returns_to_the_checkpoint_db() {
-        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(9), updated_ms: 1 };
+        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(9), db: None, updated_ms: 1 };
         let ckpt = CheckpointMove { key: Bytes::from_static(b"k"), record, before: 1 };
         let mut out = Vec::new();
         lay_out(vec![cmd("SET a 1", 3, 9)], Some(ckpt), &mut out);

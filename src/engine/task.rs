@@ -36,7 +36,8 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Stop every shard (checkpoints are written) and wait for them.
+    /// Stop every shard (checkpoints are written) and wait for them. The
+    /// status channel then holds the closing snapshot: how each shard ended.
     pub async fn stop(self) -> Vec<(String, Result<(), String>)> {
         self.cancel.cancel();
         self.done.await.unwrap_or_default()
@@ -63,6 +64,8 @@ struct ShardSlot {
 pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     let task = Arc::new(task);
     let (status_tx, status_rx) = watch::channel(TaskSnapshot::default());
+    // The publisher and, once every shard has ended, the closing snapshot.
+    let status_tx = Arc::new(status_tx);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(64);
     let mut slots: Vec<(String, ShardSlot)> = Vec::new();
     let mut set: JoinSet<(String, Result<(), String>)> = JoinSet::new();
@@ -138,6 +141,8 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     // Snapshots: a few times a second, newest only (a `watch`).
     let pub_slots = slots.clone();
     let pub_cancel = cancel.clone();
+    let pub_tx = status_tx.clone();
+    let pub_dest = dest_stats.clone();
     tokio::spawn(async move {
         let mut last: HashMap<String, (u64, i64)> = HashMap::new();
         loop {
@@ -158,8 +163,8 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                     s
                 })
                 .collect();
-            let destination = dest_stats.lock().ok().and_then(|d| *d);
-            let _ = status_tx.send(TaskSnapshot { shards, destination });
+            let destination = pub_dest.lock().ok().and_then(|d| *d);
+            let _ = pub_tx.send(TaskSnapshot { shards, destination });
             tokio::select! {
                 _ = pub_cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -205,6 +210,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     });
 
     let end_cancel = cancel.clone();
+    let end_slots = slots.clone();
     let done = tokio::spawn(async move {
         let mut results = Vec::new();
         while let Some(r) = set.join_next().await {
@@ -212,6 +218,19 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 results.push(r);
             }
         }
+        // The closing snapshot: how every shard ended, for the front ends'
+        // last lines (the publisher may have stopped before the last change).
+        let shards = end_slots
+            .iter()
+            .map(|(name, slot)| {
+                let mut s = slot.shared.lock().map(|s| s.clone()).unwrap_or_else(|_| ShardSnapshot::new(name));
+                s.ts_ms = now_ms();
+                s.ops_per_sec = 0;
+                s
+            })
+            .collect();
+        let destination = dest_stats.lock().ok().and_then(|d| *d);
+        status_tx.send_replace(TaskSnapshot { shards, destination });
         // Heartbeats stop (and delete their key) only once every shard has.
         side.cancel();
         end_cancel.cancel();

@@ -25,5 +25,5 @@ pub mod reader;
 
 pub use error::RdbError;
 pub use event::*;
-pub use parser::{Parser, ParserOptions, Step};
+pub use parser::{KeyTally, Parser, ParserOptions, Step};
 pub use reader::RdbReader;

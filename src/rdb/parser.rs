@@ -157,6 +157,24 @@ pub struct Parser {
     /// The decoder of a streamed LZF string (see `Val::StringLzf`).
     lzf: Option<LzfStream>,
     payload: Option<Vec<u8>>,
+    tally: KeyTally,
+}
+
+/// How many keys the parser has read, per DB, next to how many the
+/// snapshot says its DBs held: the first count of the engine's key
+/// accounting (every key read must end up written or skipped for a reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyTally {
+    /// Keys read whole. Each key ends exactly once: with `KeyEnd`, or, as an
+    /// empty collection, with a warning instead.
+    pub keys: u64,
+    /// Of those, empty collections (Redis drops them on load; so do we).
+    pub empty: u64,
+    /// Keys read, per DB.
+    pub per_db: std::collections::BTreeMap<u64, u64>,
+    /// `RESIZEDB`'s key count per DB (RDB 7+, Redis 3.2): the DB's size
+    /// when the snapshot was taken.
+    pub declared: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Default for Parser {
@@ -186,7 +204,13 @@ impl Parser {
             queue: VecDeque::new(),
             lzf: None,
             payload: None,
+            tally: KeyTally::default(),
         }
+    }
+
+    /// The keys read so far (see [`KeyTally`]).
+    pub fn tally(&self) -> &KeyTally {
+        &self.tally
     }
 
     /// Bytes consumed so far (the absolute offset of the next byte).
@@ -397,6 +421,7 @@ impl Parser {
             OP_RESIZEDB => {
                 let db_size = cur.length("DB size")?;
                 let expires_size = cur.length("expires size")?;
+                self.tally.declared.insert(self.db, db_size);
                 Event::ResizeDb { db_size, expires_size }
             }
             OP_SLOT_INFO => {
@@ -536,7 +561,10 @@ impl Parser {
 
     fn key_end(&mut self) -> Event {
         let payload = self.payload.take();
+        self.tally.keys += 1;
+        *self.tally.per_db.entry(self.db).or_default() += 1;
         if let Some(k) = self.deferred_key.take() {
+            self.tally.empty += 1;
             return Event::Warning(Box::new(Warning {
                 offset: self.offset,
                 message: format!(

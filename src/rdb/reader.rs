@@ -63,6 +63,11 @@ impl<R: Read> RdbReader<R> {
         self.parser.offset()
     }
 
+    /// The keys read so far, and what the snapshot declared.
+    pub fn tally(&self) -> &super::parser::KeyTally {
+        self.parser.tally()
+    }
+
     /// The file's RDB version (0 until the header is read).
     pub fn version(&self) -> u32 {
         self.parser.version()

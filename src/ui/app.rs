@@ -46,6 +46,8 @@ pub struct Outcome {
     pub saved: Option<(PathBuf, Vec<(String, String)>)>,
     /// Each shard's end, when a task ran.
     pub stopped: Option<Vec<(String, Result<(), String>)>>,
+    /// What each shard's last full copy came to (shard, summary).
+    pub copies: Vec<(String, String)>,
     /// What stopped the UI when it was not the operator.
     pub signal: Option<Signal>,
 }
@@ -82,6 +84,16 @@ impl Widget for &App {
     }
 }
 
+/// What the dashboard's last snapshot says each full copy came to.
+fn copies(app: &App) -> Vec<(String, String)> {
+    match &app.screen {
+        Screen::Dashboard(d) => {
+            d.snapshot.shards.iter().filter_map(|s| Some((s.shard.clone(), s.copy_summary()?))).collect()
+        }
+        Screen::Wizard(_) => Vec::new(),
+    }
+}
+
 /// The whole UI's `update`: screen changes here, the rest per screen.
 pub fn update(app: &mut App, msg: Msg) -> Option<Effect> {
     match msg {
@@ -95,6 +107,7 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Effect> {
         }
         Msg::EngineStopped(results) => {
             app.outcome.stopped = Some(results);
+            app.outcome.copies = copies(app);
             app.done = true;
             None
         }
@@ -243,9 +256,16 @@ pub async fn run(
     if runner.engine_running() {
         runner.run(Effect::StopTask);
         while let Some(m) = rx.recv().await {
-            if let Msg::EngineStopped(results) = m {
-                app.outcome.stopped = Some(results);
-                break;
+            match m {
+                Msg::EngineStopped(results) => {
+                    app.outcome.stopped = Some(results);
+                    app.outcome.copies = copies(&app);
+                    break;
+                }
+                Msg::Snapshot(snap) => {
+                    update(&mut app, Msg::Snapshot(snap));
+                }
+                _ => {}
             }
         }
     }

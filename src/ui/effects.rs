@@ -145,8 +145,12 @@ impl EffectRunner {
                 tracing::info!("stopping the task: every shard applies what it has and writes its checkpoint");
                 let tx = self.tx.clone();
                 let lock = self.lock.take();
+                let status = handle.status.clone();
                 tokio::spawn(async move {
                     let results = handle.stop().await;
+                    // How each shard ended, for the lines after the UI.
+                    let closing = status.borrow().clone();
+                    let _ = tx.send(Msg::Snapshot(Box::new(closing))).await;
                     // Another process may take the task over only now.
                     drop(lock);
                     for (shard, r) in &results {

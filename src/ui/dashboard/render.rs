@@ -476,6 +476,7 @@ fn render_detail(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
         kv("", bytes.unwrap_or_default()),
         kv("ETA", if s.state == ShardState::Rdb { opt(d.eta_ms(s), duration_ms) } else { "-".into() }),
         kv("keys applied", count(s.keys_applied)),
+        kv("keys skipped", s.keys_skipped.describe()),
         kv("source offset", opt(s.source_offset, |o| o.to_string())),
         kv("received offset", opt(s.received_offset, |o| o.to_string())),
         kv("applied offset", opt(s.applied_offset, |o| o.to_string())),
