@@ -59,6 +59,9 @@ impl std::fmt::Display for Difference {
 #[derive(Debug, Default)]
 pub struct Comparison {
     pub compared: u64,
+    /// Differences of the first pass, before they were read again (keys
+    /// still on their way: a shard's snapshot not yet applied).
+    pub first_pass: u64,
     pub per_db: BTreeMap<u32, u64>,
     pub differences: Vec<Difference>,
 }
@@ -306,6 +309,7 @@ pub async fn compare(
         }
     }
     // Read every difference again: only what persists is reported.
+    out.first_pass = out.differences.len() as u64;
     let mut persisting = Vec::new();
     for diff in std::mem::take(&mut out.differences) {
         let Some((_, s)) = srcs.iter_mut().find(|(n, _)| *n == diff.shard) else { continue };

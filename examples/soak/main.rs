@@ -71,6 +71,18 @@ struct Args {
     /// The longest wait for the drain keys.
     #[arg(long, default_value_t = 900)]
     drain_timeout_secs: u64,
+    /// When the comparison starts: `synced` (the drain keys are on the
+    /// destination and every shard is incremental), or `keys` (the drain
+    /// keys alone, which issue 11's runs used: a shard still applying its
+    /// snapshot then looks as if it had lost keys).
+    #[arg(long, value_enum, default_value_t = Drain::Synced)]
+    drain: Drain,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    Synced,
+    Keys,
 }
 
 /// What one run measured.
@@ -159,29 +171,53 @@ fn time_field(lines: &[String], label: &str) -> Option<f64> {
     lines.iter().find_map(|l| l.trim().strip_prefix(label)?.trim().strip_prefix(':')?.trim().parse().ok())
 }
 
-async fn drain(sb: &Sandbox, dest: &str, run: u32, timeout: Duration, child: &mut Child) -> Result<(), String> {
-    let dest_opts = dest_options();
-    let mut d = Connection::connect(dest, &dest_opts).await.map_err(|e| e.to_string())?;
+/// A unique key written on every master, waited for on the destination;
+/// with `Drain::Synced`, also every shard incremental (its snapshot applied:
+/// a drain key written before a shard's fork is in its snapshot, which is
+/// applied in the snapshot's own order, not the order of the writes).
+async fn drain(
+    sb: &Sandbox,
+    run: u32,
+    mode: Drain,
+    timeout: Duration,
+    child: &mut Child,
+    out: &Arc<Mutex<Output>>,
+) -> Result<(), String> {
+    let mut d = Connection::connect(&sb.destination, &dest_options()).await.map_err(|e| e.to_string())?;
+    let mut keys = Vec::new();
     for (i, m) in sb.masters.iter().enumerate() {
         let key = format!("soak:drain:{run}:{i}");
         let mut c = Connection::connect(m, &ConnectOptions::default()).await.map_err(|e| e.to_string())?;
         c.query(&Cmd::new("SET").arg(&key).arg("drained")).await.map_err(|e| e.to_string())?;
-        let start = Instant::now();
-        loop {
-            let v = d.query(&Cmd::new("GET").arg(&key)).await.map_err(|e| e.to_string())?;
-            if !v.is_nil() {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("shardsync exited ({status}) before the drain key of server{} arrived", i + 1));
-            }
-            if start.elapsed() > timeout {
-                return Err(format!("the drain key of server{} did not reach the destination in {timeout:?}", i + 1));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        keys.push(key);
     }
-    Ok(())
+    let start = Instant::now();
+    let mut waiting: Vec<&String> = keys.iter().collect();
+    loop {
+        let mut still = Vec::new();
+        for key in waiting {
+            if d.query(&Cmd::new("GET").arg(key)).await.map_err(|e| e.to_string())?.is_nil() {
+                still.push(key);
+            }
+        }
+        waiting = still;
+        let incremental = {
+            let o = out.lock().expect("output");
+            o.records.len() == sb.masters.len() && o.records.values().all(|r| r["state"] == "incremental")
+        };
+        if waiting.is_empty() && (mode == Drain::Keys || incremental) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("shardsync exited ({status}) before the drain ended"));
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "not drained in {timeout:?}: keys {waiting:?} missing, every shard incremental: {incremental}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn dest_options() -> ConnectOptions {
@@ -225,7 +261,7 @@ async fn one_run(args: &Args, run: u32) -> Result<RunResult, String> {
     tokio::time::sleep(Duration::from_secs(args.writer_secs)).await;
     stop_writer.cancel();
     r.writer = w.await.map_err(|e| e.to_string())??;
-    let drained = drain(&sb, &sb.destination, run, Duration::from_secs(args.drain_timeout_secs), &mut child).await;
+    let drained = drain(&sb, run, args.drain, Duration::from_secs(args.drain_timeout_secs), &mut child, &out).await;
     r.drained_s = started.elapsed().as_secs_f64();
     r.full_copy_s = out.lock().expect("output").all_incremental.map(|t| (t - started).as_secs_f64());
     if let Err(e) = drained {
@@ -233,11 +269,23 @@ async fn one_run(args: &Args, run: u32) -> Result<RunResult, String> {
         collect(&mut r, &out);
         return Err(format!("{e}\n{}", r.alerts.join("\n")));
     }
-    let sources: Vec<(String, String)> =
+    let mut sources: Vec<(String, String)> =
         sb.masters.iter().enumerate().map(|(i, m)| (format!("server{}", i + 1), m.clone())).collect();
+    // A shard still copying is compared first (only `--drain keys` lets
+    // the comparison start then).
+    {
+        let o = out.lock().expect("output");
+        sources.sort_by_key(|(name, _)| o.records.get(name).is_some_and(|r| r["state"] == "incremental"));
+    }
     let t1 = Instant::now();
     let cmp = compare::compare(&sources, &sb.destination, &dest_options(), &[0, 1], "SHARDSYNC_HEARTBEAT").await?;
-    println!("run {run}: compared {} keys {:?} in {:.1} s", cmp.compared, cmp.per_db, t1.elapsed().as_secs_f64());
+    println!(
+        "run {run}: compared {} keys {:?} in {:.1} s ({} differed on the first reading)",
+        cmp.compared,
+        cmp.per_db,
+        t1.elapsed().as_secs_f64(),
+        cmp.first_pass
+    );
     r.compared = cmp.compared;
     r.differences = cmp.differences;
     // Both shards incremental: seen on the once-a-second records.
