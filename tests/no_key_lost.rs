@@ -17,6 +17,9 @@
 //!   accounting and fails the shard with the numbers.
 //! * The destination's connection dropped in the middle of the snapshot's
 //!   windows: every key is still written once, and the accounting adds up.
+//! * A destination that restarts from a save made part-way through a full
+//!   copy still holds the copy's "copying" mark but not the keys confirmed
+//!   after it: its new `run_id` gives it away, and the shard copies again.
 //!
 //! The big-key build cut after its `DEL` is in `tests/dest_writer.rs`,
 //! which has the proxy that forces it.
@@ -219,6 +222,33 @@ async fn a_resumed_stream_stays_in_its_db() {
     let db0 = d.query(&Cmd::from_args(["DBSIZE"])).await.expect("dbsize").as_int().unwrap_or(-1);
     // DB 0 holds only the checkpoint key.
     assert_eq!(db0, 1, "DB 1's writes must not land in DB 0");
+    assert_equal(&[src.addr()], &dest.addr()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_back_from_a_save_made_mid_copy_gets_the_whole_copy_again() {
+    let src = RedisServer::with_config(&["repl-diskless-sync-delay 0"]).expect("source");
+    let mut dest = RedisServer::with_config(&[]).expect("dest");
+    fill(&src.addr(), "k", 20_000).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // Spread over about 4 s, so the save and the crash land inside the copy.
+    let path = task_file(dir.path(), &[("server1", src.addr())], &dest.addr(), "max_keys_per_sec = 5000\n");
+    let handle = start(&path);
+    let copied = |n: u64| move |s: &TaskSnapshot| s.shards.first().is_some_and(|s| s.keys_applied > n);
+    wait_for(&handle, "5,000 keys copied", Duration::from_secs(30), copied(5000)).await;
+    // A save with the copy's mark and part of its keys...
+    dest.redis_cli(&["SAVE"]).expect("SAVE");
+    wait_for(&handle, "10,000 keys copied", Duration::from_secs(30), copied(10_000)).await;
+    // ...and the destination comes back from it, without what came after.
+    dest.crash_and_restart(Duration::from_millis(200)).expect("restart the destination");
+    wait_for(&handle, "the restart noticed", Duration::from_secs(30), |s| {
+        s.shards.iter().any(|s| s.alerts.iter().any(|a| a.message.contains("restarted during a full copy")))
+    })
+    .await;
+    synced(&handle).await;
+    let snap = handle.status.borrow().clone();
+    assert!(snap.shards[0].full_syncs >= 2, "copied again: {:#?}", snap.shards[0]);
+    handle.stop().await;
     assert_equal(&[src.addr()], &dest.addr()).await;
 }
 

@@ -93,6 +93,7 @@ struct RunResult {
     full_copy_s: Option<f64>,
     drained_s: f64,
     compared: u64,
+    first_reading: u64,
     differences: Vec<compare::Difference>,
     writer: writer::Written,
     rss_kb: Option<u64>,
@@ -287,6 +288,7 @@ async fn one_run(args: &Args, run: u32) -> Result<RunResult, String> {
         cmp.first_pass
     );
     r.compared = cmp.compared;
+    r.first_reading = cmp.first_pass;
     r.differences = cmp.differences;
     // Both shards incremental: seen on the once-a-second records.
     r.full_copy_s = out.lock().expect("output").all_incremental.map(|t| (t - started).as_secs_f64());
@@ -374,29 +376,72 @@ fn write_benchmarks(path: &Path, args: &Args, results: &[(u32, Result<RunResult,
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut s = String::from("<!-- bench:soak -->\n## Soak: production size, full copy under live writes, every key compared (`make soak`)\n\n");
+    use shardsync::human::group_digits as n;
+    let mut s = String::from(
+        "<!-- bench:soak -->\n## Soak: production size, full copy under live writes, every key compared (`make soak`)\n\n",
+    );
+    let writer = if args.rounds_per_sec == 0 {
+        "as fast as the servers answer".to_owned()
+    } else {
+        format!("at {} rounds/s", args.rounds_per_sec)
+    };
+    let drain = match args.drain {
+        Drain::Synced => "a drain key per master on the destination and every shard incremental",
+        Drain::Keys => "a drain key per master on the destination (not waiting for every shard to be incremental)",
+    };
     s.push_str(&format!(
-        "{} keys through nutcracker (every type and encoding, 10% with a TTL) + {} strings of 1 MiB + per master {} streams and {} DB 1 keys; two masters on one host (diskless and disk-based, each with a replica); DBs 0 and 1, `conflict = \"intercept\"`; a writer of every seed command from the task's start for {} s at {} rounds/s; then a drain key per master and every key compared (type, value, TTL) by the soak itself. Commit {commit}, load average {}.\n\n",
-        args.keys, args.big, args.streams, args.db1_keys, args.writer_secs, args.rounds_per_sec, load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        "{} keys through nutcracker (every type and encoding, 10% with a TTL) + {} strings of 1 MiB + per master {} \
+         streams and {} DB 1 keys; two masters on one host (diskless and disk-based, each with a replica); DBs 0 and \
+         1, `conflict = \"intercept\"`; a writer of every seed command from the task's start for {} s, {writer}; \
+         then {drain}, and every key compared (type, value, TTL) by the soak itself, each difference read again \
+         once. Full copy: from the start until both shards were incremental. Commit {commit}, load average {}.\n\n",
+        n(args.keys),
+        args.big,
+        n(args.streams),
+        n(args.db1_keys),
+        args.writer_secs,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     ));
-    s.push_str("| run | result | keys compared | differences | full copy s | drained s | tool peak RSS MB | tool CPU s | writer commands |\n|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str(
+        "| run | result | keys compared | differences | differed at first reading | full copy s | drained s | \
+         tool peak RSS MB | tool CPU s | writer commands |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut cpu = Vec::new();
+    let mut rss = Vec::new();
+    let mut copy = Vec::new();
     for (run, r) in results {
         match r {
-            Ok(r) => s.push_str(&format!(
-                "| {run} | {} | {} | {} | {} | {:.1} | {} | {} | {} |\n",
-                if r.differences.is_empty() { "equal" } else { "DIFFERENT" },
-                r.compared,
-                r.differences.len(),
-                r.full_copy_s.map_or("?".into(), |v| format!("{v:.1}")),
-                r.drained_s,
-                r.rss_kb.map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
-                r.cpu_s.map_or("?".into(), |v| format!("{v:.1}")),
-                r.writer.commands
-            )),
+            Ok(r) => {
+                cpu.extend(r.cpu_s);
+                rss.extend(r.rss_kb.map(|k| k as f64 / 1024.0));
+                copy.extend(r.full_copy_s);
+                s.push_str(&format!(
+                    "| {run} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |\n",
+                    if r.differences.is_empty() { "equal" } else { "DIFFERENT" },
+                    n(r.compared),
+                    r.differences.len(),
+                    n(r.first_reading),
+                    r.full_copy_s.map_or("?".into(), |v| format!("{v:.1}")),
+                    r.drained_s,
+                    r.rss_kb.map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
+                    r.cpu_s.map_or("?".into(), |v| format!("{v:.1}")),
+                    n(r.writer.commands)
+                ))
+            }
             Err(e) => {
-                s.push_str(&format!("| {run} | FAILED: {} | | | | | | | |\n", e.lines().next().unwrap_or_default()))
+                s.push_str(&format!("| {run} | FAILED: {} | | | | | | | | |\n", e.lines().next().unwrap_or_default()))
             }
         }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    if let (Some(c), Some(m), Some(f)) = (median(cpu), median(rss), median(copy)) {
+        s.push_str(&format!(
+            "\nMedians: full copy {f:.1} s, tool peak RSS {m:.0} MB, tool CPU {c:.1} s ({:.1} µs per key compared).\n",
+            c * 1e6 / results.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|r| r.compared).max().unwrap_or(1) as f64
+        ));
     }
     s.push_str("<!-- /bench:soak -->\n");
     let md = std::fs::read_to_string(path).unwrap_or_default();

@@ -170,6 +170,8 @@ impl ApplyError {
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.class {
+            // Not a pause: the shard resumes from what the destination holds.
+            _ if self.code == super::writer::ROLLBACK => "the destination lost writes it had confirmed",
             ErrorClass::Retry => "destination temporarily unavailable (will retry)",
             ErrorClass::Pause => "destination write failed (shard paused)",
         };

@@ -136,6 +136,14 @@ pub struct DestWriter {
     /// What the checkpoint key must still say after a connection loss (see
     /// [`DestWriter::expect_after_loss`]).
     expect: Option<(Bytes, CheckpointRecord)>,
+    /// The server's `run_id` (`INFO server`): it changes when the server
+    /// restarts (or another one answers at the address).
+    run_id: Option<String>,
+    /// A new connection to a restarted server fails (see
+    /// [`DestWriter::guard_restarts`]).
+    guard_restarts: bool,
+    /// A restart seen on a new connection while not guarding: (old, new).
+    restart: Option<(String, String)>,
     stats: WriterStats,
 }
 
@@ -169,8 +177,36 @@ impl DestWriter {
             db: Some(0),
             check_guards: false,
             expect: None,
+            run_id: None,
+            guard_restarts: false,
+            restart: None,
             stats: WriterStats::default(),
         }
+    }
+
+    /// Reads the server's `run_id`, so that a restart is recognised on a
+    /// later connection. Best effort: a server that hides `INFO` is only
+    /// checked through its checkpoint.
+    pub async fn identify(&mut self) {
+        self.run_id = match self.conn.as_mut() {
+            Some(conn) => run_id(conn).await,
+            None => None,
+        };
+    }
+
+    /// While set, a new connection that finds the server restarted fails
+    /// with [`ROLLBACK`]: during a full copy the checkpoint only says
+    /// "copying", so a server that came back from a save made part-way
+    /// through holds the mark but not the keys confirmed after it, and only
+    /// its new `run_id` shows it. Unset, a restart is only noted (see
+    /// [`DestWriter::take_restart`]); the stream's checkpoint shows a loss.
+    pub fn guard_restarts(&mut self, on: bool) {
+        self.guard_restarts = on;
+    }
+
+    /// A restart noticed while not guarding: the old and new `run_id`.
+    pub fn take_restart(&mut self) -> Option<(String, String)> {
+        self.restart.take()
     }
 
     pub fn addr(&self) -> &str {
@@ -267,15 +303,41 @@ impl DestWriter {
         if self.conn.as_ref().is_some_and(Connection::is_usable) {
             return Ok(());
         }
-        let conn = Connection::connect(&self.addr, &self.opts.connect)
+        let mut conn = Connection::connect(&self.addr, &self.opts.connect)
             .await
             .map_err(|e| ApplyError::from_resp(&self.addr, &e, None, None))?;
+        let id = run_id(&mut conn).await;
         self.conn = Some(conn);
         self.db = Some(0);
         self.stats.reconnects += 1;
         // Any new connection may be to a restarted server, even when no
         // command was in flight when the old one broke.
         self.check_guards = true;
+        if let (Some(old), Some(new)) = (&self.run_id, &id) {
+            if old != new {
+                let seen = (old.clone(), new.clone());
+                self.run_id = id;
+                if self.guard_restarts {
+                    return Err(ApplyError {
+                        class: ErrorClass::Pause,
+                        code: ROLLBACK.to_owned(),
+                        addr: self.addr.clone(),
+                        command: None,
+                        origin: None,
+                        detail: format!(
+                            "it restarted during a full copy (run_id {} is now {}): keys it confirmed after its \
+                             last save may be gone",
+                            seen.0, seen.1
+                        ),
+                    });
+                }
+                self.restart = Some(seen);
+                return Ok(());
+            }
+        }
+        if id.is_some() {
+            self.run_id = id;
+        }
         Ok(())
     }
 
@@ -699,6 +761,13 @@ impl DestWriter {
             }
         }
     }
+}
+
+/// The server's `run_id`, when `INFO server` tells it.
+async fn run_id(conn: &mut Connection) -> Option<String> {
+    let reply = conn.query(&Cmd::new("INFO").arg("server")).await.ok()?;
+    let text = reply.as_str()?;
+    text.lines().find_map(|l| l.strip_prefix("run_id:")).map(|id| id.trim().to_owned())
 }
 
 /// Where the window starting at the batch's front ends (exclusive).

@@ -219,6 +219,10 @@ impl Applier {
         let mut wopts = WriterOptions::new(conflict);
         wopts.connect = dest_opts;
         let mut writer = DestWriter::with_connection(conn, wopts);
+        writer.identify().await;
+        // Until a full copy is whole, only the server's run_id shows that it
+        // restarted from a save made part-way through.
+        writer.guard_restarts(applied.is_none());
         if let (CheckpointStore::Destination, Some(replid), Some(offset)) = (store, &replid, applied) {
             let mark = CheckpointRecord { replid: replid.clone(), offset: Some(offset), db: None, updated_ms: 0 };
             writer.expect_after_loss(Some((ckpt_key.clone(), mark)));
@@ -369,6 +373,7 @@ impl Applier {
                     }
                     rewriter = self.rewriter(ctx, self.ours_on_dest);
                     self.writer.expect_after_loss(None);
+                    self.writer.guard_restarts(true);
                     self.ours_on_dest = true;
                     self.replid = Some(replid.clone());
                     self.applied = None;
@@ -481,9 +486,17 @@ impl Applier {
                 || work.pending.len() + work.run.len() >= STREAM_BATCH_CMDS
                 || work.bytes >= BATCH_BYTES
                 || self.rate.batch_keys().is_some_and(|k| (work.units + work.keys) as usize >= k);
-            if !work.in_multi && (flush_now || idle || full) {
+            let halted = !work.halts.is_empty();
+            if !work.in_multi && (flush_now || idle || full || halted) {
                 if let Err(end) = self.flush(ctx, &mut work, marks, &ctx.cancel).await {
                     break end;
+                }
+                // What came before is applied: now the operator decides.
+                if halted {
+                    let message = std::mem::take(&mut work.halts).join("; ");
+                    if let Err(end) = self.hold(ctx, &message).await {
+                        break end;
+                    }
                 }
             }
         };
@@ -536,20 +549,21 @@ impl Applier {
                 work.units += 1;
                 work.run.push(c);
             }
-            Action::Heartbeat { sent_ms } => {
-                let lag = (now_ms() - sent_ms).max(0) as u64;
-                set(&ctx.shared, |s| s.lag_ms = Some(lag));
-            }
+            // Counted once the batch that carries it is confirmed: the lag is
+            // how old the newest heartbeat the destination holds is.
+            Action::Heartbeat { sent_ms } => work.heartbeat = Some(work.heartbeat.map_or(sent_ms, |h| h.max(sent_ms))),
             Action::Skip(_) => {}
-            Action::Refused { command, db } => {
+            Action::Refused { command, db, why } => {
                 let where_ = db.map(|d| format!(" on db {d}")).unwrap_or_default();
                 alert(
                     &ctx.shared,
                     Some(offset),
-                    format!(
-                        "{command}{where_} from source {shard} at offset {offset} was NOT applied (sync.flush = \"refuse\"): in a merged destination it would also delete the other shards' keys; delete this shard's keys yourself if intended, or set flush = \"forward\""
-                    ),
+                    format!("{command}{where_} from source {shard} at offset {offset} was NOT applied: {why}"),
                 );
+            }
+            Action::Halt { command, reason } => {
+                work.halts
+                    .push(format!("shard {shard}: {command} at source offset {offset} was NOT applied: {reason}"));
             }
         }
         work.offset = Some(offset);
@@ -632,7 +646,11 @@ impl Applier {
         if let Some(off) = work.offset.take() {
             self.applied = Some(off);
             self.stream_db = work.stream_db;
-            work.rdb_start = None;
+            if work.rdb_start.take().is_some() {
+                // The copy is whole: from here the checkpoint of each stream
+                // batch shows what a restarted destination kept.
+                self.writer.guard_restarts(false);
+            }
             set(&ctx.shared, |s| {
                 s.applied_offset = Some(off);
                 let source = s.source_offset.max(s.received_offset);
@@ -648,6 +666,9 @@ impl Applier {
         }
         if let Some(p) = work.position.take() {
             marks.release.store(p, Ordering::Relaxed);
+        }
+        if let Some(h) = work.heartbeat.take() {
+            set(&ctx.shared, |s| s.heartbeat_applied_ms = Some(s.heartbeat_applied_ms.map_or(h, |old| old.max(h))));
         }
         // What the destination's checkpoint says now: a destination that
         // comes back on a new connection saying anything else lost writes
@@ -719,6 +740,16 @@ impl Applier {
             let mut report = ApplyReport::default();
             let r = self.writer.apply(batch, &mut report).await;
             ctx.applied_ops.fetch_add(report.applied.min(n), Ordering::Relaxed);
+            if let Some((old, new)) = self.writer.take_restart() {
+                let what = match self.store {
+                    CheckpointStore::Destination => "its checkpoint shows it kept every write it had confirmed",
+                    CheckpointStore::Local => {
+                        "with checkpoint = \"local\" the tool cannot tell whether it kept every write it had \
+                         confirmed since its last save: check with shardsync verify"
+                    }
+                };
+                alert(&ctx.shared, None, format!("the destination restarted (run_id {old} is now {new}); {what}"));
+            }
             let own = self.report(ctx, &report).await;
             if report.keys_written > 0 || !report.collisions.is_empty() || report.kept > 0 {
                 self.account.add(&report);
@@ -784,6 +815,35 @@ impl Applier {
             });
             backoff = Duration::from_millis(100);
         }
+    }
+
+    /// Pauses the shard on a command it could not mirror, until the operator
+    /// resumes it (then it goes on without that command) or stops it.
+    async fn hold(&mut self, ctx: &ShardCtx, message: &str) -> Result<(), ApplyEnd> {
+        let mut control = ctx.control.clone();
+        alert(&ctx.shared, None, format!("paused: {message}"));
+        let before = ctx.shared.lock().map(|s| s.state).unwrap_or(ShardState::Incremental);
+        set(&ctx.shared, |s| {
+            s.state = ShardState::Stopped;
+            s.paused_on_error = true;
+            s.last_error = Some(message.to_owned());
+        });
+        control.borrow_and_update();
+        loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return Err(ApplyEnd::Stopped),
+                r = control.changed() => if r.is_err() { return Err(ApplyEnd::Stopped) },
+            }
+            if *control.borrow_and_update() == ShardControl::Run {
+                break;
+            }
+        }
+        alert(&ctx.shared, None, "resumed by the operator: going on without that command".to_owned());
+        set(&ctx.shared, |s| {
+            s.state = before;
+            s.paused_on_error = false;
+        });
+        Ok(())
     }
 
     /// The destination lost writes it had confirmed: the next link resumes
@@ -873,6 +933,11 @@ struct Work {
     queued_ckpt: Option<u64>,
     /// Of `units + keys`, what the rate limit was already charged for.
     charged: u64,
+    /// The source clock of the newest heartbeat taken since the last flush.
+    heartbeat: Option<i64>,
+    /// Commands that cannot be mirrored, taken since the last flush: the
+    /// shard pauses once what came before them is applied.
+    halts: Vec<String>,
     /// The source DB the stream is in after the last item taken, and at
     /// the last point outside a transaction.
     stream_db: u32,

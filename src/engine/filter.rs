@@ -22,9 +22,16 @@ pub enum Action {
     /// Not applied, with the reason (keep-alives, filtered databases, the
     /// stream's own bookkeeping). Counted, never an error.
     Skip(SkipReason),
-    /// Not applied and the operator must know: `FLUSHALL`/`FLUSHDB` under
-    /// the `refuse` policy.
-    Refused { command: String, db: Option<u32> },
+    /// Not applied and the operator must know: a command that in a merged
+    /// destination would reach the other shards' data (`FLUSHALL`,
+    /// `FLUSHDB`, `SWAPDB`, `FUNCTION FLUSH`…), refused by `sync.flush`;
+    /// `why` says what it would do and how to have it applied.
+    Refused { command: String, db: Option<u32>, why: String },
+    /// Not applied, and the shard pauses until the operator resumes it
+    /// (then goes on without it): the command cannot be mirrored, e.g. a
+    /// `MOVE` from a DB the task does not copy into one it does, whose value
+    /// is not in the stream. `reason` names the key, the DBs and the fix.
+    Halt { command: String, reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +45,9 @@ pub enum SkipReason {
     /// A write to the heartbeat key other than the heartbeat itself (its
     /// deletion when a task stops).
     HeartbeatKey,
+    /// A `MOVE` between two source DBs the task merges into one
+    /// destination DB: the key stays where it is.
+    SameDb,
 }
 
 /// Per-shard stream filter state.
@@ -50,6 +60,8 @@ pub struct StreamFilter {
     /// Source DB → destination DB; `None` copies every DB to the same number.
     db_map: Option<BTreeMap<u32, u32>>,
     forward_flush: bool,
+    /// The task merges several sources into the destination.
+    merged: bool,
     /// The source's current DB. A full resynchronization's stream says
     /// `SELECT` before its first write; a continued one does not (see
     /// [`StreamFilter::starting_in`]).
@@ -65,8 +77,16 @@ impl StreamFilter {
             ckpt_prefix: Bytes::from(format!("{heartbeat_key}:ckpt:")),
             db_map,
             forward_flush,
+            merged: false,
             db: 0,
         }
+    }
+
+    /// The task has several sources: commands that reach every shard's
+    /// data in the destination are refused even under `flush = "forward"`.
+    pub fn merged(mut self, merged: bool) -> Self {
+        self.merged = merged;
+        self
     }
 
     /// Starts in source DB `db` instead of 0: a stream continued after a
@@ -116,13 +136,33 @@ impl StreamFilter {
                 return Action::Skip(SkipReason::HeartbeatKey);
             }
         }
+        let refuse = |why: &str| Action::Refused { command: name.into(), db: None, why: why.to_owned() };
+        const WIPES: &str = "in a merged destination it would also delete the other shards' keys; delete this \
+                             shard's keys yourself if intended, or set flush = \"forward\"";
         match name {
-            "FLUSHALL" if !self.forward_flush => return Action::Refused { command: name.into(), db: None },
-            "FLUSHDB" if !self.forward_flush => return Action::Refused { command: name.into(), db: Some(self.db) },
+            "FLUSHALL" if !self.forward_flush => return refuse(WIPES),
+            "FLUSHDB" if !self.forward_flush => {
+                return Action::Refused { command: name.into(), db: Some(self.db), why: WIPES.to_owned() };
+            }
             // Forwarded on request; with a DB selection it would also wipe
             // databases this task does not own, so it is refused then too.
             "FLUSHALL" if self.db_map.is_some() => {
-                return Action::Refused { command: "FLUSHALL (with a database selection)".into(), db: None };
+                return refuse(
+                    "with a database selection it would also delete the destination's DBs this task does not copy; \
+                     delete this shard's keys yourself if intended",
+                );
+            }
+            "SWAPDB" => return self.swapdb(args),
+            "FUNCTION" | "SCRIPT" => {
+                if let Some(refusal) = self.library_wipe(name, &args) {
+                    return refusal;
+                }
+            }
+            "MOVE" => return self.move_key(args),
+            "COPY" => {
+                if let Some(action) = self.copy_to_db(&args) {
+                    return action;
+                }
             }
             _ => {}
         }
@@ -139,6 +179,129 @@ impl StreamFilter {
     fn first_db(&self) -> u32 {
         self.db_map.as_ref().and_then(|m| m.values().next().copied()).unwrap_or(0)
     }
+
+    /// `SWAPDB a b`: it swaps every shard's data of those destination DBs,
+    /// so it is applied (mapped) only on request and with a single source.
+    fn swapdb(&self, args: Vec<Bytes>) -> Action {
+        let refuse = |why: String| Action::Refused { command: "SWAPDB".into(), db: None, why };
+        let dbs: Option<(u32, u32)> = (|| Some((db_arg(args.get(1)?)?, db_arg(args.get(2)?)?)))();
+        let Some((a, b)) = dbs else { return refuse("its DB numbers are unreadable".to_owned()) };
+        if !self.forward_flush {
+            return refuse(format!(
+                "it would swap destination DBs {a} and {b} for every shard in a merged destination; set \
+                 flush = \"forward\" to apply it when the task has a single source"
+            ));
+        }
+        if self.merged {
+            return refuse(format!(
+                "the task merges several sources, and swapping DBs {a} and {b} would move the other shards' keys \
+                 too; swap them yourself after the cut-over if intended"
+            ));
+        }
+        match (self.target_db(a), self.target_db(b)) {
+            (Some(ta), Some(tb)) if ta != tb => {
+                let args = vec![args[0].clone(), Bytes::from(ta.to_string()), Bytes::from(tb.to_string())];
+                Action::Apply { db: self.target_db(self.db).unwrap_or(ta), args }
+            }
+            (Some(t), Some(_)) => {
+                refuse(format!("DBs {a} and {b} are both copied into destination DB {t}: there is nothing to swap"))
+            }
+            _ => refuse(format!(
+                "the task does not copy both DBs {a} and {b}, so the destination cannot mirror the swap; copy both \
+                 DBs, or resynchronise after it"
+            )),
+        }
+    }
+
+    /// `FUNCTION FLUSH`/`DELETE`, `FUNCTION RESTORE … FLUSH`, `SCRIPT FLUSH`:
+    /// they remove what every shard loaded, so they pass only on request
+    /// and with a single source. `None`: any other form.
+    fn library_wipe(&self, name: &str, args: &[Bytes]) -> Option<Action> {
+        let sub = UpperName::of(args.get(1).map(|a| a.as_ref()).unwrap_or_default());
+        let wipes = match (name, sub.as_str()) {
+            ("FUNCTION", "FLUSH" | "DELETE") | ("SCRIPT", "FLUSH") => true,
+            ("FUNCTION", "RESTORE") => args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"FLUSH")),
+            _ => false,
+        };
+        if !wipes || (self.forward_flush && !self.merged) {
+            return None;
+        }
+        let command = format!("{name} {}", sub.as_str());
+        let why = if self.merged {
+            "the task merges several sources, and it would also remove what the other shards loaded; run it on \
+             the destination yourself if intended"
+        } else {
+            "it removes scripts or functions from the destination; set flush = \"forward\" to apply it"
+        };
+        Some(Action::Refused { command, db: None, why: why.to_owned() })
+    }
+
+    /// `MOVE key db`, mirrored for the DBs the task copies (see the module
+    /// docs).
+    fn move_key(&self, args: Vec<Bytes>) -> Action {
+        let (Some(key), Some(to)) = (args.get(1), args.get(2).and_then(db_arg)) else {
+            return self.plain(args);
+        };
+        match (self.target_db(self.db), self.target_db(to)) {
+            (Some(from), Some(into)) if from == into => Action::Skip(SkipReason::SameDb),
+            (Some(from), Some(into)) => {
+                Action::Apply { db: from, args: vec![args[0].clone(), key.clone(), Bytes::from(into.to_string())] }
+            }
+            // Out of the copied DBs: the destination mirrors only those.
+            (Some(from), None) => Action::Apply { db: from, args: vec![Bytes::from_static(b"DEL"), key.clone()] },
+            (None, Some(into)) => Action::Halt {
+                command: "MOVE".into(),
+                reason: format!(
+                    "MOVE of key {} from source DB {} (not copied) into DB {to} (copied into destination DB {into}): \
+                     its value is not in the stream, so the destination would miss it. Copy DB {} too, or write \
+                     the key on the destination yourself, then resume (the MOVE is skipped)",
+                    crate::rdb::parser::show_key(key),
+                    self.db,
+                    self.db
+                ),
+            },
+            (None, None) => Action::Skip(SkipReason::FilteredDb),
+        }
+    }
+
+    /// `COPY src dst DB n …`: the target DB mapped; `None` without `DB`.
+    fn copy_to_db(&self, args: &[Bytes]) -> Option<Action> {
+        let at = args.iter().skip(3).position(|a| a.eq_ignore_ascii_case(b"DB"))? + 3;
+        let to = args.get(at + 1).and_then(db_arg)?;
+        Some(match (self.target_db(self.db), self.target_db(to)) {
+            (Some(from), Some(into)) => {
+                let mut args = args.to_vec();
+                args[at + 1] = Bytes::from(into.to_string());
+                Action::Apply { db: from, args }
+            }
+            (Some(_), None) => Action::Skip(SkipReason::FilteredDb),
+            (None, Some(into)) => Action::Halt {
+                command: "COPY".into(),
+                reason: format!(
+                    "COPY of key {} from source DB {} (not copied) into DB {to} (copied into destination DB {into}): \
+                     its value is not in the stream, so the destination would miss the copy. Copy DB {} too, or \
+                     write the key on the destination yourself, then resume (the COPY is skipped)",
+                    crate::rdb::parser::show_key(args.get(1)?),
+                    self.db,
+                    self.db
+                ),
+            },
+            (None, None) => Action::Skip(SkipReason::FilteredDb),
+        })
+    }
+
+    /// The current DB's mapping, as for any write.
+    fn plain(&self, args: Vec<Bytes>) -> Action {
+        match self.target_db(self.db) {
+            Some(db) => Action::Apply { db, args },
+            None => Action::Skip(SkipReason::FilteredDb),
+        }
+    }
+}
+
+/// A DB number argument.
+fn db_arg(arg: &Bytes) -> Option<u32> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
 /// Commands whose second argument is not a key.
@@ -233,13 +396,78 @@ mod tests {
         assert!(matches!(f.filter(cmd(&["PUBLISH", "SHARDSYNC_HEARTBEAT", "x"])), Action::Apply { .. }));
     }
 
+    fn refused(a: &Action) -> Option<(&str, Option<u32>)> {
+        match a {
+            Action::Refused { command, db, .. } => Some((command.as_str(), *db)),
+            _ => None,
+        }
+    }
+
     #[test]
     fn flushes_are_refused_by_default_and_forwarded_on_request() {
         let mut f = filter();
         f.filter(cmd(&["SELECT", "4"]));
-        assert_eq!(f.filter(cmd(&["FLUSHDB"])), Action::Refused { command: "FLUSHDB".into(), db: Some(4) });
-        assert_eq!(f.filter(cmd(&["flushall", "ASYNC"])), Action::Refused { command: "FLUSHALL".into(), db: None });
+        assert_eq!(refused(&f.filter(cmd(&["FLUSHDB"]))), Some(("FLUSHDB", Some(4))));
+        assert_eq!(refused(&f.filter(cmd(&["flushall", "ASYNC"]))), Some(("FLUSHALL", None)));
         let mut f = StreamFilter::new("HB", None, true);
         assert!(matches!(f.filter(cmd(&["FLUSHALL"])), Action::Apply { .. }));
+    }
+
+    #[test]
+    fn swapdb_follows_the_flush_policy_and_needs_a_single_source() {
+        let map = BTreeMap::from([(0, 0), (1, 1), (2, 0)]);
+        let mut f = StreamFilter::new("HB", Some(map.clone()), false);
+        assert_eq!(refused(&f.filter(cmd(&["SWAPDB", "0", "1"]))), Some(("SWAPDB", None)));
+        // Forwarded on request, mapped, with one source only.
+        let mut f = StreamFilter::new("HB", Some(map.clone()), true);
+        assert_eq!(f.filter(cmd(&["SWAPDB", "1", "0"])), Action::Apply { db: 0, args: cmd(&["SWAPDB", "1", "0"]) });
+        assert!(refused(&f.filter(cmd(&["SWAPDB", "0", "2"]))).is_some(), "both merged into DB 0");
+        assert!(refused(&f.filter(cmd(&["SWAPDB", "0", "5"]))).is_some(), "DB 5 is not copied");
+        let mut f = StreamFilter::new("HB", Some(map), true).merged(true);
+        assert!(refused(&f.filter(cmd(&["SWAPDB", "0", "1"]))).is_some(), "several sources");
+    }
+
+    #[test]
+    fn library_wipes_pass_only_on_request_with_a_single_source() {
+        let mut f = filter();
+        assert_eq!(refused(&f.filter(cmd(&["FUNCTION", "FLUSH"]))), Some(("FUNCTION FLUSH", None)));
+        assert_eq!(refused(&f.filter(cmd(&["FUNCTION", "DELETE", "lib"]))), Some(("FUNCTION DELETE", None)));
+        assert_eq!(refused(&f.filter(cmd(&["script", "flush"]))), Some(("SCRIPT FLUSH", None)));
+        assert!(refused(&f.filter(cmd(&["FUNCTION", "RESTORE", "payload", "FLUSH"]))).is_some());
+        assert!(matches!(f.filter(cmd(&["FUNCTION", "LOAD", "code"])), Action::Apply { .. }));
+        assert!(matches!(f.filter(cmd(&["FUNCTION", "RESTORE", "payload", "APPEND"])), Action::Apply { .. }));
+        let mut one = StreamFilter::new("HB", None, true);
+        assert!(matches!(one.filter(cmd(&["FUNCTION", "FLUSH"])), Action::Apply { .. }));
+        let mut merged = StreamFilter::new("HB", None, true).merged(true);
+        assert!(refused(&merged.filter(cmd(&["SCRIPT", "FLUSH"]))).is_some());
+    }
+
+    #[test]
+    fn move_mirrors_the_copied_dbs() {
+        // DBs 0 and 1 copied as is, 2 merged into 0, 3 not copied.
+        let map = BTreeMap::from([(0, 0), (1, 1), (2, 0)]);
+        let mut f = StreamFilter::new("HB", Some(map), false);
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "1"])), Action::Apply { db: 0, args: cmd(&["MOVE", "k", "1"]) });
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "2"])), Action::Skip(SkipReason::SameDb), "0 and 2 are one DB");
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "3"])), Action::Apply { db: 0, args: cmd(&["DEL", "k"]) });
+        f.filter(cmd(&["SELECT", "1"]));
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "2"])), Action::Apply { db: 1, args: cmd(&["MOVE", "k", "0"]) });
+        f.filter(cmd(&["SELECT", "3"]));
+        assert!(matches!(f.filter(cmd(&["MOVE", "k", "1"])), Action::Halt { .. }), "its value is not in the stream");
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "4"])), Action::Skip(SkipReason::FilteredDb));
+    }
+
+    #[test]
+    fn copy_to_a_db_is_mapped() {
+        let map = BTreeMap::from([(0, 0), (1, 5)]);
+        let mut f = StreamFilter::new("HB", Some(map), false);
+        assert_eq!(
+            f.filter(cmd(&["COPY", "a", "b", "db", "1", "REPLACE"])),
+            Action::Apply { db: 0, args: cmd(&["COPY", "a", "b", "db", "5", "REPLACE"]) }
+        );
+        assert_eq!(f.filter(cmd(&["COPY", "a", "b", "DB", "7"])), Action::Skip(SkipReason::FilteredDb));
+        assert_eq!(f.filter(cmd(&["COPY", "a", "b"])), Action::Apply { db: 0, args: cmd(&["COPY", "a", "b"]) });
+        f.filter(cmd(&["SELECT", "7"]));
+        assert!(matches!(f.filter(cmd(&["COPY", "a", "b", "DB", "1"])), Action::Halt { .. }));
     }
 }

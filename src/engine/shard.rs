@@ -192,7 +192,8 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
     let marks = Arc::new(Marks::default());
     let filter =
         StreamFilter::new(&ctx.task.sync.heartbeat_key, db_map(&ctx.task), ctx.task.sync.flush == FlushPolicy::Forward)
-            .starting_in(applier.resume_db());
+            .starting_in(applier.resume_db())
+            .merged(ctx.task.sources.len() > 1);
     let big = ctx.task.sync.big_key_bytes as usize;
     let marks_c = marks.clone();
     let own_keys = OwnKeys::new(&ctx.task.sync.heartbeat_key);

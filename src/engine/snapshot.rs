@@ -72,8 +72,15 @@ pub struct ShardSnapshot {
     pub received_offset: Option<u64>,
     pub applied_offset: Option<u64>,
     pub lag_bytes: Option<u64>,
-    /// From the heartbeat key; `None` when it cannot be written on the source.
+    /// Now minus the source clock of the newest heartbeat the destination
+    /// has applied ([`ShardSnapshot::refresh_lag`]): it keeps growing while
+    /// nothing is applied, whatever the state. `None` before the first
+    /// heartbeat is applied, or when it cannot be written on the source.
     pub lag_ms: Option<u64>,
+    /// The source clock (ms) of the newest heartbeat the destination has
+    /// applied.
+    #[serde(skip)]
+    pub heartbeat_applied_ms: Option<i64>,
     pub ops_per_sec: u64,
     pub errors: u64,
     #[serde(skip)]
@@ -115,6 +122,7 @@ impl ShardSnapshot {
             applied_offset: None,
             lag_bytes: None,
             lag_ms: None,
+            heartbeat_applied_ms: None,
             ops_per_sec: 0,
             errors: 0,
             last_error: None,
@@ -125,6 +133,11 @@ impl ShardSnapshot {
             reconnects: 0,
             waiting: None,
         }
+    }
+
+    /// Sets `lag_ms` as of `now_ms` from the newest heartbeat applied.
+    pub fn refresh_lag(&mut self, now_ms: i64) {
+        self.lag_ms = self.heartbeat_applied_ms.map(|h| now_ms.saturating_sub(h).max(0) as u64);
     }
 
     /// What the last full copy came to, for closing lines: "1,234 keys

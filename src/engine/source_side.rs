@@ -64,6 +64,7 @@ pub async fn heartbeat(
                             s.alerts_total += 1;
                             s.alerts.push(Alert { ts_ms: now_ms(), offset: None, message });
                             s.lag_ms = None;
+                            s.heartbeat_applied_ms = None;
                         }
                     }
                 }

@@ -160,6 +160,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                         last.insert(name.clone(), (ops, t));
                     }
                     s.ts_ms = t;
+                    s.refresh_lag(t);
                     s
                 })
                 .collect();
@@ -225,6 +226,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             .map(|(name, slot)| {
                 let mut s = slot.shared.lock().map(|s| s.clone()).unwrap_or_else(|_| ShardSnapshot::new(name));
                 s.ts_ms = now_ms();
+                s.refresh_lag(s.ts_ms);
                 s.ops_per_sec = 0;
                 s
             })
