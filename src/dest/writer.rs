@@ -325,8 +325,8 @@ impl DestWriter {
                         command: None,
                         origin: None,
                         detail: format!(
-                            "it restarted during a full copy (run_id {} is now {}): keys it confirmed after its \
-                             last save may be gone",
+                            "it restarted during a full copy (run_id {} is now {}): it may have lost confirmed \
+                             writes (the keys confirmed after its last save)",
                             seen.0, seen.1
                         ),
                     });
