@@ -65,6 +65,9 @@ pub struct ShardSnapshot {
     /// Keys of the full copy not written, by reason (see
     /// [`KeysSkipped`]); with `keys_applied`, every key of the snapshot.
     pub keys_skipped: KeysSkipped,
+    /// Keys the source holds now in the copied DBs (polled once a second,
+    /// the heartbeat key left out); `None` until the first poll answers.
+    pub source_keys: Option<u64>,
     /// The source's `master_repl_offset` (polled), the offset received, and
     /// the offset the destination has acknowledged.
     pub source_offset: Option<u64>,
@@ -117,6 +120,7 @@ impl ShardSnapshot {
             rdb_applied: 0,
             keys_applied: 0,
             keys_skipped: KeysSkipped::default(),
+            source_keys: None,
             source_offset: None,
             received_offset: None,
             applied_offset: None,
@@ -215,6 +219,7 @@ mod tests {
             "rdb_total",
             "keys_applied",
             "keys_skipped",
+            "source_keys",
             "source_offset",
             "applied_offset",
             "lag_bytes",

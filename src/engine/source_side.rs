@@ -109,17 +109,28 @@ pub async fn release_after_fork(
     drop(permit);
 }
 
-/// Poll `INFO replication` for the master's `master_repl_offset`.
+/// What the poller reads of a source.
+pub struct SourcePoll {
+    pub addr: String,
+    pub opts: ConnectOptions,
+    /// The source DBs the task copies; `None`: all.
+    pub dbs: Option<Vec<u32>>,
+    /// The heartbeat key, left out of the key count.
+    pub heartbeat_key: String,
+}
+
+/// Polls the master's `master_repl_offset` (`INFO replication`) and its
+/// live key count in the copied DBs (`INFO keyspace`, the heartbeat key
+/// left out), every `every`.
 pub async fn poll_offset(
-    addr: String,
-    opts: ConnectOptions,
+    poll: SourcePoll,
     every: Duration,
     shared: Arc<Mutex<ShardSnapshot>>,
     cancel: CancellationToken,
 ) {
     let mut conn: Option<Connection> = None;
     loop {
-        if let Some(c) = connected(&mut conn, &addr, &opts).await {
+        if let Some(c) = connected(&mut conn, &poll.addr, &poll.opts).await {
             match master_repl_offset(c).await {
                 Ok(Some(off)) => {
                     if let Ok(mut s) = shared.lock() {
@@ -133,10 +144,32 @@ pub async fn poll_offset(
                 Err(_) => conn = None,
             }
         }
+        if let Some(c) = conn.as_mut() {
+            match source_keys(c, &poll).await {
+                Ok(keys) => {
+                    if let Ok(mut s) = shared.lock() {
+                        s.source_keys = Some(keys);
+                    }
+                }
+                Err(_) => conn = None,
+            }
+        }
         if !nap(&cancel, every).await {
             break;
         }
     }
+}
+
+/// Keys in the copied DBs, without the heartbeat key.
+async fn source_keys(c: &mut Connection, poll: &SourcePoll) -> Result<u64, RespError> {
+    let cmds = [Cmd::new("INFO").arg("keyspace"), Cmd::new("EXISTS").arg(&poll.heartbeat_key)];
+    let replies = c.pipeline(&cmds).await?;
+    let keyspace = replies.first().and_then(|v| v.as_bytes()).map(crate::probe::parse_keyspace).unwrap_or_default();
+    let copied = |db: &u32| poll.dbs.as_ref().is_none_or(|dbs| dbs.contains(db));
+    let keys: u64 = keyspace.iter().filter(|(db, _)| copied(db)).map(|(_, k)| k.keys).sum();
+    // The heartbeat key lives in DB 0 while the task runs.
+    let heartbeat = u64::from(replies.get(1).and_then(Value::as_int) == Some(1) && copied(&0));
+    Ok(keys.saturating_sub(heartbeat))
 }
 
 async fn master_repl_offset(c: &mut Connection) -> Result<Option<u64>, RespError> {

@@ -119,13 +119,13 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             shared.clone(),
             side.clone(),
         ));
-        tokio::spawn(source_side::poll_offset(
-            source.addr.to_string(),
+        let poll = source_side::SourcePoll {
+            addr: source.addr.to_string(),
             opts,
-            Duration::from_secs(1),
-            shared.clone(),
-            side.clone(),
-        ));
+            dbs: super::applier::db_map(&task).map(|m| m.keys().copied().collect()),
+            heartbeat_key: task.sync.heartbeat_key.clone(),
+        };
+        tokio::spawn(source_side::poll_offset(poll, Duration::from_secs(1), shared.clone(), side.clone()));
         slots.push((source.name.clone(), ShardSlot { shared, ops, control, cancel: shard_cancel }));
     }
     let slots = Arc::new(slots);

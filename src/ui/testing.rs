@@ -89,6 +89,7 @@ pub fn shard(name: &str, state: ShardState, ts_ms: i64) -> ShardSnapshot {
             s.rdb_bytes = 520 << 20;
             s.rdb_applied = 300 << 20;
             s.keys_applied = 1_234_567;
+            s.source_keys = Some(3_460_112);
             s.source_offset = Some(98_765_432);
             s.ops_per_sec = 48_200;
             s.full_syncs = 1;
@@ -98,6 +99,8 @@ pub fn shard(name: &str, state: ShardState, ts_ms: i64) -> ShardSnapshot {
             s.rdb_bytes = 800 << 20;
             s.rdb_applied = 800 << 20;
             s.keys_applied = 3_456_789;
+            s.source_keys = Some(3_461_020);
+            s.keys_skipped.own = 1;
             s.source_offset = Some(123_456_789);
             s.received_offset = Some(123_456_789);
             s.applied_offset = Some(123_456_700);
@@ -108,6 +111,7 @@ pub fn shard(name: &str, state: ShardState, ts_ms: i64) -> ShardSnapshot {
         }
         ShardState::Reconnecting => {
             s.keys_applied = 2_000_000;
+            s.source_keys = Some(2_000_417);
             s.source_offset = Some(55_000_000);
             s.applied_offset = Some(54_000_000);
             s.lag_bytes = Some(1_000_000);

@@ -217,6 +217,20 @@ fn copy_cell(d: &Dashboard, s: &ShardSnapshot, bar: usize, wide: bool) -> String
     }
 }
 
+/// The source's live key count next to the keys the full copy applied:
+/// `3.46M/3.46M`; only the latter before the first poll answers.
+fn keys_cell(source: Option<u64>, copied: u64) -> String {
+    match source {
+        Some(live) => format!("{}/{}", short_count(live), short_count(copied)),
+        None => format!("-/{}", short_count(copied)),
+    }
+}
+
+/// The sum of a figure every shard knows; `None` while one does not.
+fn sum_known(shards: &[ShardSnapshot], f: fn(&ShardSnapshot) -> Option<u64>) -> Option<u64> {
+    shards.iter().map(f).sum()
+}
+
 fn tone_of(v: Option<u64>, warn: u64, bad: u64) -> Tone {
     match v {
         None => Tone::Dim,
@@ -238,7 +252,7 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
     for s in &d.snapshot.shards {
         let (state, tone) = state_word(s);
         let mut cells = vec![
-            Cell::from(fit(&s.shard, if wide { 14 } else { 10 })),
+            Cell::from(fit(&s.shard, if wide { 14 } else { 9 })),
             cell(state, tone),
             Cell::from(copy_cell(d, s, bar, wide)),
         ];
@@ -247,12 +261,13 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
                 ShardState::Rdb => opt(d.eta_ms(s), duration_ms),
                 _ => "-".into(),
             }));
+            cells.push(Cell::from(opt(s.source_keys, count)));
             cells.push(Cell::from(count(s.keys_applied)));
             cells.push(Cell::from(opt(s.source_offset, |o| o.to_string())));
             cells.push(Cell::from(opt(s.applied_offset, |o| o.to_string())));
             cells.push(cell(opt(s.lag_bytes, human_bytes), tone_of(s.lag_bytes, LAG_BYTES_WARN, LAG_BYTES_BAD)));
         } else {
-            cells.push(Cell::from(short_count(s.keys_applied)));
+            cells.push(Cell::from(keys_cell(s.source_keys, s.keys_applied)));
             cells.push(cell(opt(s.lag_bytes, short_bytes), tone_of(s.lag_bytes, LAG_BYTES_WARN, LAG_BYTES_BAD)));
         }
         cells.push(cell(opt(s.lag_ms, duration_ms), tone_of(s.lag_ms, LAG_MS_WARN, LAG_MS_BAD)));
@@ -277,12 +292,13 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
         vec![Cell::from("total"), Cell::from(format!("{synced}/{} synced", shards.len())), Cell::from(total_copy)];
     if wide {
         total_cells.push(Cell::from(""));
+        total_cells.push(Cell::from(opt(sum_known(shards, |s| s.source_keys), count)));
         total_cells.push(Cell::from(count(sum(|s| s.keys_applied))));
         total_cells.push(Cell::from(""));
         total_cells.push(Cell::from(""));
         total_cells.push(Cell::from(opt(lag_bytes, |b| format!("max {}", human_bytes(b)))));
     } else {
-        total_cells.push(Cell::from(short_count(sum(|s| s.keys_applied))));
+        total_cells.push(Cell::from(keys_cell(sum_known(shards, |s| s.source_keys), sum(|s| s.keys_applied))));
         total_cells.push(Cell::from(opt(lag_bytes, short_bytes)));
     }
     total_cells.push(Cell::from(opt(lag_ms, duration_ms)));
@@ -294,7 +310,8 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
             "State",
             "Full copy (applied/received)",
             "ETA",
-            "Keys",
+            "Src keys",
+            "Copied",
             "Source off",
             "Applied off",
             "Lag",
@@ -303,12 +320,12 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
             "Err",
         ]
     } else {
-        &["Shard", "State", "Full copy", "Keys", "Lag", "Lag ms", "Ops/s", "Err"]
+        &["Shard", "State", "Full copy", "Src/copied", "Lag", "Lag ms", "Ops/s", "Err"]
     };
     let widths: Vec<Constraint> = if wide {
-        [14, 13, 28, 7, 12, 13, 13, 10, 8, 8, 5].map(Constraint::Length).to_vec()
+        [14, 13, 28, 7, 12, 12, 13, 13, 10, 8, 8, 5].map(Constraint::Length).to_vec()
     } else {
-        [10, 12, 18, 6, 6, 7, 6, 4].map(Constraint::Length).to_vec()
+        [9, 12, 18, 11, 5, 6, 5, 3].map(Constraint::Length).to_vec()
     };
     let [table_area, total_area] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
     let focused = d.focus == Focus::Shards && d.view == View::Main;
@@ -475,6 +492,7 @@ fn render_detail(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
         kv("full copy", copy),
         kv("", bytes.unwrap_or_default()),
         kv("ETA", if s.state == ShardState::Rdb { opt(d.eta_ms(s), duration_ms) } else { "-".into() }),
+        kv("keys on source", opt(s.source_keys, count)),
         kv("keys applied", count(s.keys_applied)),
         kv("keys skipped", s.keys_skipped.describe()),
         kv("source offset", opt(s.source_offset, |o| o.to_string())),
