@@ -16,7 +16,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::Secret;
-use crate::dest::RedisVersion;
+use crate::dest::{RedisVersion, ServerVersion};
 pub use crate::human::human_bytes;
 use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
 
@@ -79,8 +79,10 @@ pub struct BufferLimit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerFacts {
     pub addr: String,
-    /// As the server prints it (`7.0.15`).
+    /// `redis_version` as the server prints it (`7.0.15`; Valkey says 7.2.4).
     pub version: String,
+    /// The engine and its own version (`Redis 7.0.15`, `Valkey 9.1.2`).
+    pub server: ServerVersion,
     pub role: Role,
     pub mode: ServerMode,
     pub used_memory: u64,
@@ -203,6 +205,8 @@ pub async fn probe_with(addr: &str, password: &Secret, own_keys: &[String]) -> R
         return Err(ProbeError::NotRedis { addr: addr.to_owned() });
     };
     let version = version.to_owned();
+    let server = ServerVersion::from_info(|name| info.get(name))
+        .unwrap_or(ServerVersion::redis(RedisVersion::new(0, 0, 0)));
     // Answers may be errors (renamed or refused commands): each is read on its own.
     let extra = [
         Cmd::new("CONFIG").arg("GET").arg("databases"),
@@ -246,6 +250,7 @@ pub async fn probe_with(addr: &str, password: &Secret, own_keys: &[String]) -> R
     Ok(ServerFacts {
         addr: addr.to_owned(),
         version,
+        server,
         role,
         mode,
         used_memory: info.num("used_memory").unwrap_or(0),

@@ -86,17 +86,107 @@ pub fn rdb_version_of(version: RedisVersion) -> u16 {
     RDB_VERSIONS.iter().rev().find(|(since, _)| version.at_least(*since)).map_or(0, |(_, rdb)| *rdb)
 }
 
+/// Valkey 9.0: RDB 80 (`VALKEY080`), hash field TTLs. Valkey's
+/// `redis_version` stays at 7.2.4 from 8.0 on, so its own `valkey_version`
+/// is what tells its features.
+const VALKEY_9_0: RedisVersion = RedisVersion::new(9, 0, 0);
+/// Valkey's RDB version from 9.0 (versions 12–79 are Redis's, which it
+/// refuses by default, `rdb-version-check strict`).
+const VALKEY_RDB: u16 = 80;
+
+/// Which server it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Redis,
+    /// The Linux Foundation fork of Redis 7.2.4 (`server_name:valkey`).
+    Valkey,
+}
+
+/// A server's engine and version, from `INFO server`: `redis_version`
+/// always, `server_name` and `valkey_version` from Valkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub engine: Engine,
+    /// The engine's own version (`valkey_version` for Valkey).
+    pub version: RedisVersion,
+    /// The Redis version it is compatible with (`redis_version`).
+    pub redis: RedisVersion,
+}
+
+impl ServerVersion {
+    pub fn redis(version: RedisVersion) -> Self {
+        ServerVersion { engine: Engine::Redis, version, redis: version }
+    }
+
+    /// From `INFO` fields; `None` without a readable `redis_version`.
+    pub fn from_info<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<ServerVersion> {
+        let redis = RedisVersion::parse(get("redis_version")?)?;
+        let valkey = get("valkey_version").and_then(RedisVersion::parse);
+        Some(match (get("server_name"), valkey) {
+            (_, Some(version)) => {
+                ServerVersion { engine: Engine::Valkey, version, redis }
+            }
+            // A Valkey that says its name but not its version: 7.2-era.
+            (Some("valkey"), None) => ServerVersion { engine: Engine::Valkey, version: redis, redis },
+            _ => ServerVersion::redis(redis),
+        })
+    }
+
+    /// The newest RDB version the server writes (for a replica that does
+    /// not announce its own version, Valkey 9 sends 11) and reads.
+    pub fn rdb_version(&self) -> u16 {
+        match self.engine {
+            Engine::Valkey if self.version.at_least(VALKEY_9_0) => VALKEY_RDB,
+            _ => rdb_version_of(self.redis),
+        }
+    }
+
+    /// The RDB version of the snapshot it sends a replica that does not
+    /// announce its own version (as shardsync): Valkey 9 falls back to 11.
+    pub fn replica_rdb_version(&self) -> u16 {
+        match self.engine {
+            Engine::Valkey => self.rdb_version().min(11),
+            Engine::Redis => self.rdb_version(),
+        }
+    }
+
+    /// Whether `RESTORE` takes a payload of RDB version `v`.
+    pub fn reads_rdb(&self, v: u16) -> bool {
+        match self.engine {
+            // Valkey refuses Redis's versions 12–79.
+            Engine::Valkey => v <= rdb_version_of(self.redis).min(11) || (v == VALKEY_RDB && self.rdb_version() >= v),
+            Engine::Redis => v <= rdb_version_of(self.redis),
+        }
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.engine {
+            Engine::Redis => write!(f, "Redis {}", self.version),
+            Engine::Valkey => write!(f, "Valkey {}", self.version),
+        }
+    }
+}
+
 /// What the destination is and what it can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DestCaps {
+    /// The Redis version its commands match (`redis_version`).
     pub version: RedisVersion,
     /// The newest DUMP payload version its `RESTORE` accepts.
     pub rdb_version: u16,
+    pub server: ServerVersion,
 }
 
 impl DestCaps {
+    /// A Redis of `version`.
     pub fn new(version: RedisVersion) -> Self {
-        DestCaps { version, rdb_version: rdb_version_of(version) }
+        Self::of(ServerVersion::redis(version))
+    }
+
+    pub fn of(server: ServerVersion) -> Self {
+        DestCaps { version: server.redis, rdb_version: server.rdb_version(), server }
     }
 
     /// `RESTORE` exists at all.
@@ -144,16 +234,19 @@ impl DestCaps {
         self.version.at_least(V6_2)
     }
 
-    /// `HPEXPIREAT` (hash field TTLs).
+    /// `HPEXPIREAT` (hash field TTLs): Redis 7.4, Valkey 9.0.
     pub fn hash_field_ttl(&self) -> bool {
-        self.version.at_least(V7_4)
+        match self.server.engine {
+            Engine::Redis => self.version.at_least(V7_4),
+            Engine::Valkey => self.server.version.at_least(VALKEY_9_0),
+        }
     }
 
     /// Whether `RESTORE` accepts a DUMP payload: its trailer (the last 10
     /// bytes: RDB version as 2 bytes LE, then the CRC64) names a version
     /// this server reads.
     pub fn accepts_payload(&self, payload: &[u8]) -> bool {
-        payload_rdb_version(payload).is_some_and(|v| self.restore() && v <= self.rdb_version)
+        payload_rdb_version(payload).is_some_and(|v| self.restore() && self.server.reads_rdb(v))
     }
 }
 
@@ -168,15 +261,13 @@ pub async fn dest_info(conn: &mut Connection) -> Result<DestCaps, RespError> {
     let cmd = Cmd::new("INFO").arg("server");
     let reply = conn.query(&cmd).await?;
     let text = reply.as_str().unwrap_or_default();
-    let version =
-        text.lines().find_map(|line| line.strip_prefix("redis_version:")).and_then(RedisVersion::parse).ok_or_else(
-            || RespError::Protocol {
-                addr: conn.addr().to_owned(),
-                command: cmd.name(),
-                detail: "no parsable redis_version line in INFO server".to_owned(),
-            },
-        )?;
-    Ok(DestCaps::new(version))
+    let field = |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim);
+    let server = ServerVersion::from_info(field).ok_or_else(|| RespError::Protocol {
+        addr: conn.addr().to_owned(),
+        command: cmd.name(),
+        detail: "no parsable redis_version line in INFO server".to_owned(),
+    })?;
+    Ok(DestCaps::of(server))
 }
 
 #[cfg(test)]
@@ -185,6 +276,32 @@ mod tests {
 
     fn v(text: &str) -> RedisVersion {
         RedisVersion::parse(text).unwrap()
+    }
+
+    #[test]
+    fn valkey_is_known_by_its_own_version() {
+        let info = |fields: &'static [(&'static str, &'static str)]| {
+            move |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        };
+        let vk = ServerVersion::from_info(info(&[
+            ("redis_version", "7.2.4"),
+            ("server_name", "valkey"),
+            ("valkey_version", "9.1.2"),
+        ]))
+        .unwrap();
+        assert_eq!((vk.engine, vk.version, vk.redis), (Engine::Valkey, v("9.1.2"), v("7.2.4")));
+        assert_eq!(vk.to_string(), "Valkey 9.1.2");
+        assert_eq!(vk.rdb_version(), 80);
+        // Its own RDB 80 and anything up to 7.2's 11, not Redis 7.4's 12.
+        assert!(vk.reads_rdb(80) && vk.reads_rdb(11) && !vk.reads_rdb(12));
+        let caps = DestCaps::of(vk);
+        assert!(caps.hash_field_ttl() && caps.set_pxat());
+        let vk8 = ServerVersion::from_info(info(&[("redis_version", "7.2.4"), ("valkey_version", "8.1.0")])).unwrap();
+        assert_eq!(vk8.rdb_version(), 11);
+        assert!(!vk8.reads_rdb(80) && !DestCaps::of(vk8).hash_field_ttl());
+        let redis = ServerVersion::from_info(info(&[("redis_version", "7.4.2")])).unwrap();
+        assert_eq!(redis.to_string(), "Redis 7.4.2");
+        assert!(redis.reads_rdb(12) && !redis.reads_rdb(80));
     }
 
     #[test]

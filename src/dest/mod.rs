@@ -21,7 +21,7 @@ pub mod rewrite;
 pub mod writer;
 
 pub use batch::{ApplyBatch, ApplyCmd, Build, BuildStep, Conflict, Guard, Origin, ReplyRule};
-pub use caps::{dest_info, payload_rdb_version, rdb_version_of, DestCaps, RedisVersion};
+pub use caps::{dest_info, payload_rdb_version, rdb_version_of, DestCaps, Engine, RedisVersion, ServerVersion};
 pub use checkpoint::{CheckpointRecord, CHECKPOINT_DB};
 pub use error::{classify_reply, classify_resp, ApplyError, ErrorClass};
 pub use rewrite::{format_score, temp_name, RewriteError, RewriteOptions, RewriteStats, RewriteWarning, Rewriter};

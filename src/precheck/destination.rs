@@ -116,21 +116,28 @@ fn writable(subject: &str, dest: &ServerFacts, test_key: &str, write_test: Resul
 }
 
 fn version(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) -> CheckResult {
-    const TITLE: &str = "version at least the sources'";
-    let mine = dest.redis_version();
-    let newer: Vec<String> = task
+    const TITLE: &str = "reads the sources' snapshots";
+    // What the sources send shardsync, against what RESTORE here reads.
+    let slower: Vec<String> = task
         .sources
         .iter()
         .zip(&facts.sources)
-        .filter_map(|(s, f)| f.as_ref().ok().filter(|f| f.redis_version() > mine).map(|f| (s, f)))
-        .map(|(s, f)| format!("{} runs {}", s.name, f.version))
+        .filter_map(|(s, f)| f.as_ref().ok().map(|f| (s, f)))
+        .filter(|(_, f)| !dest.server.reads_rdb(f.server.replica_rdb_version()))
+        .map(|(s, f)| {
+            let engine = match f.server.engine {
+                crate::dest::Engine::Redis => "Redis",
+                crate::dest::Engine::Valkey => "Valkey",
+            };
+            format!("{} runs {} ({engine}, RDB {})", s.name, f.server.version, f.server.replica_rdb_version())
+        })
         .collect();
-    if newer.is_empty() {
+    if slower.is_empty() {
         CheckResult::pass(
             "destination.version",
             subject,
             TITLE,
-            format!("Redis {}: keys are written with RESTORE (the fast path)", dest.version),
+            format!("{}: keys are written with RESTORE (the fast path)", dest.server),
         )
     } else {
         CheckResult::warn(
@@ -138,12 +145,13 @@ fn version(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) 
             subject,
             TITLE,
             format!(
-                "Redis {} is older than the sources ({}): their keys are written as commands, which is slower",
-                dest.version,
-                newer.join(", ")
+                "{} (RDB {}) cannot RESTORE snapshots of {}: their keys are written as commands, which is slower",
+                dest.server,
+                dest.server.rdb_version(),
+                slower.join(", ")
             ),
-            "use a destination at least as new as every source for the faster RESTORE path, or accept the slower \
-             copy"
+            "use a destination that reads every source's RDB version for the faster RESTORE path, or accept the \
+             slower copy"
                 .to_owned(),
         )
     }

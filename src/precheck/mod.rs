@@ -233,7 +233,7 @@ fn reachable(
                 REACHABLE,
                 format!("connected and authenticated in {} ms", f.connect_ms),
             ));
-            out.push(CheckResult::pass(redis_id, subject, IS_REDIS, format!("Redis {} ({})", f.version, f.mode)));
+            out.push(CheckResult::pass(redis_id, subject, IS_REDIS, format!("{} ({})", f.server, f.mode)));
             true
         }
         Err(e) if e.connected() => {

@@ -87,7 +87,7 @@ fn psync(subject: &str, f: &ServerFacts, replconf_refused: Option<String>) -> Ch
             "source.psync",
             subject,
             TITLE,
-            format!("Redis {} has no PSYNC (it came in 2.8)", f.version),
+            format!("{} has no PSYNC (it came in Redis 2.8)", f.server),
             "upgrade the source to Redis 2.8 or later".to_owned(),
         );
     }
@@ -101,7 +101,7 @@ fn psync(subject: &str, f: &ServerFacts, replconf_refused: Option<String>) -> Ch
         );
     }
     match f.psync_command {
-        Some(true) => CheckResult::pass("source.psync", subject, TITLE, format!("Redis {}, PSYNC enabled", f.version)),
+        Some(true) => CheckResult::pass("source.psync", subject, TITLE, format!("{}, PSYNC enabled", f.server)),
         Some(false) => CheckResult::fail(
             "source.psync",
             subject,
@@ -115,7 +115,7 @@ fn psync(subject: &str, f: &ServerFacts, replconf_refused: Option<String>) -> Ch
             "source.psync",
             subject,
             TITLE,
-            format!("Redis {} has PSYNC, but COMMAND INFO is refused, so a rename cannot be ruled out", f.version),
+            format!("{} has PSYNC, but COMMAND INFO is refused, so a rename cannot be ruled out", f.server),
             "make sure PSYNC is not renamed in its redis.conf (`rename-command PSYNC`)".to_owned(),
         ),
     }
@@ -294,6 +294,7 @@ mod tests {
         ServerFacts {
             addr: "127.0.0.1:7001".into(),
             version: "7.0.15".into(),
+            server: crate::dest::ServerVersion::redis(crate::dest::RedisVersion::new(7, 0, 15)),
             role: Role::Master,
             mode: ServerMode::Standalone,
             used_memory: 1 << 20,

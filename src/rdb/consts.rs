@@ -1,8 +1,15 @@
 //! Wire constants of the RDB format, in one place, with the Redis version
 //! that introduced each (the source of truth is Redis's `rdb.h`).
 
-/// Newest RDB format version this parser reads (Redis 7.4 writes 12).
+/// Newest Redis RDB format version whose types this parser knows (Redis
+/// 7.4 and 8.0 write 12). A newer `REDIS` file is read too: what it holds
+/// of the known types parses, anything new fails at its offset, naming it.
 pub const MAX_VERSION: u32 = 12;
+/// The highest version a `REDIS` header may carry: Valkey reserves 12–79
+/// for Redis ("foreign" versions) and writes 80 from 9.0 on.
+pub const MAX_FOREIGN_VERSION: u32 = 79;
+/// Valkey 9.0's RDB version, under the 9-byte magic `VALKEY080`.
+pub const VALKEY_VERSION: u32 = 80;
 /// The CRC64 trailer exists from RDB version 5 (Redis 2.6) on.
 pub const FIRST_VERSION_WITH_CHECKSUM: u32 = 5;
 
@@ -41,6 +48,10 @@ pub const TYPE_HASH_LISTPACK_EX_PRE_GA: u8 = 23;
 /// Redis 7.4 GA (RDB 12): field TTLs relative to a leading minimum expiry.
 pub const TYPE_HASH_METADATA: u8 = 24;
 pub const TYPE_HASH_LISTPACK_EX: u8 = 25;
+/// Valkey 9.0 (RDB 80, `VALKEY` files only; 22 means `TYPE_HASH_METADATA_PRE_GA`
+/// in a `REDIS` file): a hash with field TTLs, as (field, value, expiry in
+/// unix ms as 8 bytes LE, -1 for none) triples.
+pub const TYPE_VALKEY_HASH_2: u8 = 22;
 
 // Opcodes.
 /// Redis 7.4 cluster mode.

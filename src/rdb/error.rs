@@ -7,7 +7,13 @@ pub enum RdbError {
     Corrupt { offset: u64, what: String },
     #[error("truncated RDB: the data ends at byte {offset} but {expected}")]
     Truncated { offset: u64, expected: String },
-    #[error("unsupported RDB: {what} (this build reads RDB versions 1 to {max})", max = crate::rdb::consts::MAX_VERSION)]
+    #[error(
+        "unsupported RDB: {what} (this build reads Redis RDB versions 1 to {foreign} — the types of versions up to {max} — \
+         and Valkey's {valkey})",
+        foreign = crate::rdb::consts::MAX_FOREIGN_VERSION,
+        max = crate::rdb::consts::MAX_VERSION,
+        valkey = crate::rdb::consts::VALKEY_VERSION
+    )]
     Unsupported { what: String },
     #[error(
         "RDB checksum mismatch: the trailer at byte {offset} says {stored:#018x} but the content hashes to {computed:#018x}; the file is damaged"

@@ -73,6 +73,8 @@ enum SeqKind {
     /// 7.4 hash with field TTLs: `None` for pre-GA absolute times, else the
     /// minimum expiry the relative TTLs are based on.
     HashTtl(Option<i64>),
+    /// Valkey 9 hash with field TTLs: field, value, expiry (8 bytes LE).
+    HashValkey,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +145,8 @@ pub struct Parser {
     state: State,
     offset: u64,
     version: u32,
+    /// A `VALKEY` file: some type numbers mean something else.
+    valkey: bool,
     db: u64,
     expire_at_ms: Option<i64>,
     idle_secs: Option<u64>,
@@ -194,6 +198,7 @@ impl Parser {
             state: State::Magic,
             offset: 0,
             version: 0,
+            valkey: false,
             db: 0,
             expire_at_ms: None,
             idle_secs: None,
@@ -387,12 +392,30 @@ impl Parser {
         let version: u32 = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()).ok_or_else(|| {
             Stop::Bad(5, format!("the header's version {:?} is not a number", String::from_utf8_lossy(digits)))
         })?;
-        if name != "Redis" || version == 0 || version > MAX_VERSION {
+        let known = match name {
+            "Redis" => (1..=MAX_FOREIGN_VERSION).contains(&version),
+            _ => version >= VALKEY_VERSION,
+        };
+        if !known {
             self.state = State::Magic;
             return bad(0, format!("unsupported {name} RDB version {version}"));
         }
+        self.valkey = name == "Valkey";
         self.version = version;
         self.state = State::Top;
+        let newest = if self.valkey { VALKEY_VERSION } else { MAX_VERSION };
+        if version > newest {
+            // Read on: Redis and Valkey add types rather than change the
+            // old ones, so a newer file parses until a type this build does
+            // not know, which then fails naming it and its offset.
+            self.queue.push_back(Event::Warning(Box::new(Warning {
+                offset: 0,
+                message: format!(
+                    "{name} RDB version {version} is newer than the {newest} this build knows: keys of the types \
+                     it knows are read, and a newer type stops the read at its offset"
+                ),
+            })));
+        }
         Ok(Some(Event::Header { version }))
     }
 
@@ -489,6 +512,7 @@ impl Parser {
             TYPE_ZSET => (ValueKind::Zset, Val::SeqStart(SeqKind::ZsetText)),
             TYPE_ZSET_2 => (ValueKind::Zset, Val::SeqStart(SeqKind::ZsetBinary)),
             TYPE_HASH => (ValueKind::Hash, Val::SeqStart(SeqKind::Hash)),
+            TYPE_VALKEY_HASH_2 if self.valkey => (ValueKind::Hash, Val::SeqStart(SeqKind::HashValkey)),
             TYPE_HASH_METADATA_PRE_GA => (ValueKind::Hash, Val::HashTtlStart { ga: false }),
             TYPE_HASH_METADATA => (ValueKind::Hash, Val::HashTtlStart { ga: true }),
             TYPE_LIST_ZIPLIST => (ValueKind::List, Val::Blob),
@@ -889,6 +913,12 @@ impl Parser {
                         };
                         hs.push(HashField { field, value, expire_at_ms });
                     }
+                    SeqKind::HashValkey => {
+                        let field = cur.bytes_string()?;
+                        let value = cur.bytes_string()?;
+                        let at = cur.le_i64()?;
+                        hs.push(HashField { field, value, expire_at_ms: (at != -1).then_some(at) });
+                    }
                 }
                 Ok(())
             })();
@@ -913,7 +943,7 @@ impl Parser {
             SeqKind::List => Chunk::ListItems(items),
             SeqKind::Set => Chunk::SetMembers(items),
             SeqKind::ZsetText | SeqKind::ZsetBinary => Chunk::ZsetMembers(zs),
-            SeqKind::Hash | SeqKind::HashTtl(_) => Chunk::HashFields(hs),
+            SeqKind::Hash | SeqKind::HashTtl(_) | SeqKind::HashValkey => Chunk::HashFields(hs),
         };
         Ok(self.chunk(c))
     }
@@ -1343,5 +1373,83 @@ mod tests {
                 .collect();
             assert_eq!(ids, [StreamId { ms: 1, seq: 0 }, StreamId { ms: 2, seq: 5 }], "reads of {read} bytes");
         }
+    }
+
+    /// `magic` + a hash `h` of type `t` holding `body`, then EOF with a zero
+    /// (disabled) checksum.
+    fn one_key(magic: &[u8], t: u8, body: &[u8]) -> Vec<u8> {
+        let mut d = magic.to_vec();
+        d.extend_from_slice(&[OP_SELECTDB, 0, t]);
+        rdb_str(&mut d, b"h");
+        d.extend_from_slice(body);
+        d.push(OP_EOF);
+        d.extend_from_slice(&[0; 8]);
+        d
+    }
+
+    /// Events of a whole input, or the error.
+    fn parse_all(data: &[u8]) -> Result<Vec<Event>, RdbError> {
+        let mut p = Parser::default();
+        let input = Bytes::copy_from_slice(data);
+        let (mut pos, mut events) = (0, Vec::new());
+        loop {
+            match p.step(&input.slice(pos..))? {
+                Step::Event(ev, n) => {
+                    pos += n;
+                    events.push(ev);
+                }
+                Step::Skip(n) => pos += n,
+                Step::More(_) => {
+                    return Err(RdbError::Truncated { offset: pos as u64, expected: "the rest".to_owned() })
+                }
+                Step::Done => return Ok(events),
+            }
+        }
+    }
+
+    #[test]
+    fn valkey_9_files_and_their_hash_with_field_ttls() {
+        // Two fields: "a" expiring at 1000 ms, "b" without a TTL (-1).
+        let mut body = vec![2];
+        for (f, v, at) in [(b"a", b"1", 1000i64), (b"b", b"2", -1)] {
+            rdb_str(&mut body, f);
+            rdb_str(&mut body, v);
+            body.extend_from_slice(&at.to_le_bytes());
+        }
+        let events = parse_all(&one_key(b"VALKEY080", TYPE_VALKEY_HASH_2, &body)).expect("a Valkey 9 file parses");
+        let fields: Vec<HashField> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Chunk(Chunk::HashFields(f)) => Some(f.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(fields.len(), 2);
+        assert_eq!((fields[0].expire_at_ms, fields[1].expire_at_ms), (Some(1000), None));
+        assert!(events.iter().any(|e| matches!(e, Event::Header { version: 80 })));
+        // The same type number in a REDIS file is 7.4's pre-GA hash, another
+        // layout entirely: it is not read as Valkey's.
+        let as_redis = parse_all(&one_key(b"REDIS0012", TYPE_VALKEY_HASH_2, &body));
+        assert!(as_redis.map_or(true, |ev| !ev.iter().any(|e| matches!(e, Event::Chunk(Chunk::HashFields(f)) if f.len() == 2))));
+    }
+
+    #[test]
+    fn newer_versions_are_read_with_a_warning_and_unknown_types_fail_at_their_offset() {
+        let mut body = Vec::new();
+        rdb_str(&mut body, b"value");
+        let events = parse_all(&one_key(b"REDIS0013", TYPE_STRING, &body)).expect("known types of RDB 13 parse");
+        assert!(
+            matches!(&events[1], Event::Warning(w) if w.message.contains("RDB version 13 is newer than the 12")),
+            "{events:?}"
+        );
+        assert!(events.iter().any(|e| matches!(e, Event::KeyEnd { .. })));
+        // A type this build does not know: an error naming it and where.
+        let e = parse_all(&one_key(b"REDIS0013", 30, &body)).unwrap_err();
+        assert!(e.to_string().contains("unknown opcode or value type 30"), "{e}");
+        assert!(matches!(e, RdbError::Corrupt { offset: 11, .. }), "{e:?}");
+        // Beyond the versions Redis may use, and a Valkey file before 80.
+        assert!(parse_all(&one_key(b"REDIS0080", TYPE_STRING, &body)).is_err());
+        assert!(parse_all(&one_key(b"VALKEY011", TYPE_STRING, &body)).is_err());
     }
 }

@@ -54,6 +54,9 @@ pub fn facts(addr: &str, version: &str, replica_of: Option<&str>, keys: &[(u32, 
     ServerFacts {
         addr: addr.to_owned(),
         version: version.to_owned(),
+        server: crate::dest::ServerVersion::redis(
+            crate::dest::RedisVersion::parse(version).unwrap_or(crate::dest::RedisVersion::new(0, 0, 0)),
+        ),
         role: match replica_of {
             Some(m) => Role::Replica { master: m.to_owned(), link_up: true },
             None => Role::Master,

@@ -202,7 +202,7 @@ pub(super) fn render(step: &DestinationStep, theme: Theme, area: Rect, buf: &mut
             let mode_tone = if i.mode == ServerMode::Standalone { Tone::Good } else { Tone::Warn };
             vec![
                 Line::styled(
-                    format!("ok: Redis {}, {}", i.version, super::sources::role_text(&i.role)),
+                    format!("ok: {}, {}", i.server, super::sources::role_text(&i.role)),
                     theme.tone(Tone::Good),
                 ),
                 Line::from(vec![

@@ -372,7 +372,7 @@ fn probe_cell(p: &Probe, theme: Theme) -> Span<'static> {
         Probe::Ok(i) => {
             let tone = if i.role == Role::Master { Tone::Good } else { Tone::Warn };
             Span::styled(
-                format!("{} {} · {} keys", role_text(&i.role), i.version, short_count(i.total_keys())),
+                format!("{} {} · {} keys", role_text(&i.role), i.server.version, short_count(i.total_keys())),
                 theme.tone(tone),
             )
         }
@@ -416,9 +416,9 @@ pub(super) fn render(step: &SourcesStep, theme: Theme, area: Rect, buf: &mut Buf
         Some((name, Probe::Failed(e))) => Some((format!("{name}: {e}"), Tone::Bad)),
         Some((name, Probe::Ok(i))) => Some((
             format!(
-                "{name}: {} · Redis {} · {} · {} keys in {} DB(s) · memory {}",
+                "{name}: {} · {} · {} · {} keys in {} DB(s) · memory {}",
                 role_text(&i.role),
-                i.version,
+                i.server,
                 i.mode,
                 count(i.total_keys()),
                 i.keyspace.len(),
