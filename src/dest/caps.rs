@@ -123,9 +123,7 @@ impl ServerVersion {
         let redis = RedisVersion::parse(get("redis_version")?)?;
         let valkey = get("valkey_version").and_then(RedisVersion::parse);
         Some(match (get("server_name"), valkey) {
-            (_, Some(version)) => {
-                ServerVersion { engine: Engine::Valkey, version, redis }
-            }
+            (_, Some(version)) => ServerVersion { engine: Engine::Valkey, version, redis },
             // A Valkey that says its name but not its version: 7.2-era.
             (Some("valkey"), None) => ServerVersion { engine: Engine::Valkey, version: redis, redis },
             _ => ServerVersion::redis(redis),

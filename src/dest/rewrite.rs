@@ -515,6 +515,100 @@ impl Rewriter {
     }
 }
 
+/// A `RESTORE` of the command stream whose payload's RDB version the
+/// destination does not read, as native commands: the payload (a value in
+/// the RDB format, then the version and a CRC64) is read by the RDB parser
+/// as a one-key file, and written like a snapshot key that replaces the
+/// destination's (the source's `RESTORE` applied, so the key is the
+/// source's now). `args`: `RESTORE key ttl payload [REPLACE] [ABSTTL]
+/// [IDLETIME s] [FREQ f]`; the commands go to destination DB `db`, without
+/// a `SELECT` (the stream's layout adds it), their `MULTI`/`EXEC` markers
+/// kept for a caller that sends them outside a checkpointed batch.
+pub fn restore_as_commands(
+    args: &[Bytes],
+    caps: DestCaps,
+    db: u32,
+    offset: u64,
+    now_ms: i64,
+) -> Result<Vec<ApplyCmd>, String> {
+    let (Some(key), Some(ttl), Some(payload)) = (args.get(1), args.get(2), args.get(3)) else {
+        return Err("RESTORE without key, TTL and payload".to_owned());
+    };
+    if payload.len() < 11 {
+        return Err(format!("a RESTORE payload of {} bytes is too short to be one", payload.len()));
+    }
+    let version = super::caps::payload_rdb_version(payload).unwrap_or(0);
+    let body = &payload[..payload.len() - 10];
+    let header = if version >= 80 { format!("VALKEY{version:03}") } else { format!("REDIS{version:04}") };
+    let mut file = Vec::with_capacity(body.len() + key.len() + 32);
+    file.extend_from_slice(header.as_bytes());
+    // SELECTDB 0, then the value's type byte, the key (a plain RDB string),
+    // the value, EOF and a zero (disabled) checksum.
+    file.extend_from_slice(&[0xFE, 0]);
+    file.push(body[0]);
+    push_rdb_len(&mut file, key.len());
+    file.extend_from_slice(key);
+    file.extend_from_slice(&body[1..]);
+    file.push(0xFF);
+    file.extend_from_slice(&[0; 8]);
+    let abs = args.iter().skip(4).any(|a| a.eq_ignore_ascii_case(b"ABSTTL"));
+    let ttl: i64 = std::str::from_utf8(ttl).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let expire = match (ttl, abs) {
+        (0, _) => None,
+        (t, true) => Some(t),
+        (t, false) => Some(now_ms + t),
+    };
+    let mut opts = RewriteOptions::new(caps, Conflict::Overwrite);
+    // Commands only, one unit whatever the size: the value is in memory
+    // already (it came as one command).
+    opts.big_key_bytes = 0;
+    opts.buffer_bytes = usize::MAX;
+    let mut rw = Rewriter::new(opts);
+    let mut out = Vec::new();
+    let mut reader = crate::rdb::RdbReader::new(&file[..]);
+    let mut cmds = Vec::new();
+    loop {
+        let event = match reader.next_event() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => return Err(format!("the RESTORE payload (RDB version {version}) is unreadable: {e}")),
+        };
+        let event = match event {
+            Event::KeyStart(mut k) => {
+                k.db = u64::from(db);
+                k.expire_at_ms = expire;
+                Event::KeyStart(k)
+            }
+            e => e,
+        };
+        rw.feed(event, offset, now_ms, &mut out).map_err(|e| e.to_string())?;
+        cmds.append(&mut out);
+    }
+    Ok(cmds
+        .into_iter()
+        .filter(|c| c.rule != ReplyRule::Select)
+        .map(|mut c| {
+            // A stream command, not a snapshot key: not in the key accounting.
+            c.ends_key = false;
+            c.origin = Origin { db, key: key.clone(), offset };
+            c
+        })
+        .collect())
+}
+
+/// An RDB length: 6-bit, 14-bit or 32-bit big-endian form.
+fn push_rdb_len(out: &mut Vec<u8>, len: usize) {
+    if len < 64 {
+        out.push(len as u8);
+    } else if len < 16384 {
+        out.push(0x40 | (len >> 8) as u8);
+        out.push(len as u8);
+    } else {
+        out.push(0x80);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+}
+
 /// A command word without an allocation.
 fn word(w: &'static str) -> Bytes {
     Bytes::from_static(w.as_bytes())

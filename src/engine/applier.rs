@@ -42,7 +42,7 @@ use crate::config::{CheckpointStore, ConflictMode, TaskConfig};
 use crate::dest::writer::ROLLBACK;
 use crate::dest::{
     dest_info, ApplyBatch, ApplyCmd, ApplyError, ApplyReport, CheckpointRecord, Conflict, DestCaps, DestWriter,
-    ErrorClass, Origin, ReplyRule, RewriteOptions, Rewriter, WriterOptions, CHECKPOINT_DB,
+    ErrorClass, Origin, ReplyRule, RewriteOptions, Rewriter, Translation, WriterOptions, CHECKPOINT_DB,
 };
 use crate::rdb::Event;
 use crate::resp::{Cmd, ConnectOptions, Connection, Value};
@@ -535,19 +535,27 @@ impl Applier {
             Action::Apply { db, args } => {
                 let key = args.get(1).cloned().unwrap_or_default();
                 let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
-                let rule = if name.eq_ignore_ascii_case(b"MULTI") {
-                    work.in_multi = true;
-                    ReplyRule::Multi
-                } else if name.eq_ignore_ascii_case(b"EXEC") {
-                    work.in_multi = false;
-                    ReplyRule::Exec
+                if let Some(cmds) = self.translated(&args, db, offset, work) {
+                    for c in cmds {
+                        work.bytes += c.wire_len();
+                        work.run.push(c);
+                    }
+                    work.units += 1;
                 } else {
-                    ReplyRule::Ok
-                };
-                let c = ApplyCmd::new(Cmd::from_bytes(args), Origin { db, key, offset }).rule(rule);
-                work.bytes += c.wire_len();
-                work.units += 1;
-                work.run.push(c);
+                    let rule = if name.eq_ignore_ascii_case(b"MULTI") {
+                        work.in_multi = true;
+                        ReplyRule::Multi
+                    } else if name.eq_ignore_ascii_case(b"EXEC") {
+                        work.in_multi = false;
+                        ReplyRule::Exec
+                    } else {
+                        ReplyRule::Ok
+                    };
+                    let c = ApplyCmd::new(Cmd::from_bytes(args), Origin { db, key, offset }).rule(rule);
+                    work.bytes += c.wire_len();
+                    work.units += 1;
+                    work.run.push(c);
+                }
             }
             // Counted once the batch that carries it is confirmed: the lag is
             // how old the newest heartbeat the destination holds is.
@@ -571,6 +579,68 @@ impl Applier {
         if !work.in_multi {
             work.safe = Some((work.run.len(), offset, position));
         }
+    }
+
+    /// What the destination gets instead of a replicated command it would
+    /// refuse (see [`crate::dest::translate`]): `None` to send it as it
+    /// came; otherwise the commands (none when it cannot be expressed: the
+    /// shard then pauses at it, see `Work::halts`).
+    fn translated(&self, args: &[Bytes], db: u32, offset: u64, work: &mut Work) -> Option<Vec<ApplyCmd>> {
+        let origin = Origin { db, key: args.get(1).cloned().unwrap_or_default(), offset };
+        let is_restore = args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE"));
+        let commands: Vec<ApplyCmd> = match args.get(3) {
+            // A payload of an RDB version the destination does not read.
+            Some(payload) if is_restore && !self.caps.accepts_payload(payload) => {
+                match crate::dest::rewrite::restore_as_commands(args, self.caps, db, offset, now_ms()) {
+                    Ok(cmds) => cmds,
+                    Err(e) => {
+                        let key = crate::rdb::parser::show_key(&origin.key);
+                        work.halts.push(format!(
+                            "shard {}: RESTORE of key {key} (db {db}) at source offset {offset} cannot be \
+                             rewritten for the destination ({}): {e}; resume to go on without it",
+                            self.shard, self.caps.server
+                        ));
+                        return Some(Vec::new());
+                    }
+                }
+            }
+            _ => match crate::dest::translate(args, &self.caps, now_ms()) {
+                Translation::AsIs => return None,
+                Translation::Commands(list) if list.len() == 1 => {
+                    list.into_iter().map(|a| ApplyCmd::new(Cmd::from_bytes(a), origin.clone())).collect()
+                }
+                Translation::Commands(list) => {
+                    // One unit, as the original was one command.
+                    let mut unit = vec![ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::Multi)];
+                    unit.extend(list.into_iter().map(|a| ApplyCmd::new(Cmd::from_bytes(a), origin.clone())));
+                    unit.push(ApplyCmd::new(Cmd::new("EXEC"), origin.clone()).rule(ReplyRule::Exec));
+                    unit
+                }
+                Translation::Unsupported { form, since } => {
+                    let name = String::from_utf8_lossy(args.first().map(|a| a.as_ref()).unwrap_or_default())
+                        .to_ascii_uppercase();
+                    let key = crate::rdb::parser::show_key(&origin.key);
+                    let engine = match self.caps.server.engine {
+                        crate::dest::Engine::Valkey => "Valkey",
+                        crate::dest::Engine::Redis => "Redis",
+                    };
+                    work.halts.push(format!(
+                        "shard {}: {name} of key {key} (db {db}) at source offset {offset} was NOT applied: the \
+                         destination ({}) has no {form}, which needs {engine} {since} or newer; upgrade the \
+                         destination, or resume to go on without it",
+                        self.shard, self.caps.server
+                    ));
+                    return Some(Vec::new());
+                }
+            },
+        };
+        // Inside a source transaction the markers would nest; the
+        // transaction is a unit already.
+        Some(if work.in_multi {
+            commands.into_iter().filter(|c| !c.rule.is_multi() && c.rule != ReplyRule::Exec).collect()
+        } else {
+            commands
+        })
     }
 
     /// Applies what `work` holds (whole units only) and moves the
@@ -700,6 +770,7 @@ impl Applier {
         set(&ctx.shared, |s| {
             s.keys_applied = account.written;
             s.keys_skipped = account.skipped;
+            s.rdb_version = Some(tally.version);
         });
         if let Err(e) = result {
             return Err(format!("shard {}: {e}", self.shard));

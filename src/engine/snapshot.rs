@@ -65,6 +65,10 @@ pub struct ShardSnapshot {
     /// Keys of the full copy not written, by reason (see
     /// [`KeysSkipped`]); with `keys_applied`, every key of the snapshot.
     pub keys_skipped: KeysSkipped,
+    /// The RDB version of the last snapshot the source sent (Valkey 9
+    /// sends 11 to a replica that does not announce its version).
+    #[serde(skip)]
+    pub rdb_version: Option<u32>,
     /// Keys the source holds now in the copied DBs (polled once a second,
     /// the heartbeat key left out); `None` until the first poll answers.
     pub source_keys: Option<u64>,
@@ -120,6 +124,7 @@ impl ShardSnapshot {
             rdb_applied: 0,
             keys_applied: 0,
             keys_skipped: KeysSkipped::default(),
+            rdb_version: None,
             source_keys: None,
             source_offset: None,
             received_offset: None,

@@ -1431,7 +1431,8 @@ mod tests {
         // The same type number in a REDIS file is 7.4's pre-GA hash, another
         // layout entirely: it is not read as Valkey's.
         let as_redis = parse_all(&one_key(b"REDIS0012", TYPE_VALKEY_HASH_2, &body));
-        assert!(as_redis.map_or(true, |ev| !ev.iter().any(|e| matches!(e, Event::Chunk(Chunk::HashFields(f)) if f.len() == 2))));
+        assert!(as_redis
+            .map_or(true, |ev| !ev.iter().any(|e| matches!(e, Event::Chunk(Chunk::HashFields(f)) if f.len() == 2))));
     }
 
     #[test]
