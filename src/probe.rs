@@ -108,6 +108,12 @@ pub struct ServerFacts {
     pub total_system_memory: Option<u64>,
     /// Connect and authenticate time.
     pub connect_ms: u64,
+    /// `INFO commandstats`: calls per command since the server started
+    /// (lower case, `function|load` for subcommands).
+    pub commands_used: BTreeMap<String, u64>,
+    /// `MODULE LIST`: the modules loaded (name, version); `None` when the
+    /// server has no modules (before 4.0) or refuses the command.
+    pub modules: Option<Vec<(String, i64)>>,
 }
 
 impl ServerFacts {
@@ -219,7 +225,12 @@ pub async fn probe_with(addr: &str, password: &Secret, own_keys: &[String]) -> R
     if !own_keys.is_empty() {
         extra.push(own_keys.iter().fold(Cmd::new("EXISTS"), |c, k| c.arg(k)));
     }
+    // Last, so the indexes above hold with or without the EXISTS.
+    extra.push(Cmd::new("MODULE").arg("LIST"));
+    extra.push(Cmd::new("INFO").arg("commandstats"));
     let replies = conn.pipeline(&extra).await.map_err(ProbeError::Query)?;
+    let commands_used = replies.last().and_then(Value::as_bytes).map(commandstats).unwrap_or_default();
+    let modules = replies.get(replies.len().saturating_sub(2)).and_then(module_list);
     let mut keyspace = info.keyspace();
     if let (Some(own), Some(db0)) = (replies.get(5).and_then(Value::as_int), keyspace.get_mut(&0)) {
         db0.keys = db0.keys.saturating_sub(own.max(0) as u64);
@@ -266,6 +277,8 @@ pub async fn probe_with(addr: &str, password: &Secret, own_keys: &[String]) -> R
         read_only,
         total_system_memory: info.num("total_system_memory").filter(|&m| m > 0),
         connect_ms,
+        commands_used,
+        modules,
     })
 }
 
@@ -376,6 +389,34 @@ impl<'a> Info<'a> {
 }
 
 /// Keys per DB of an `INFO keyspace` reply.
+/// The modules of a `MODULE LIST` reply: each an array of field/value
+/// pairs (`name`, `ver`, …; a map in RESP3, flat in RESP2).
+fn module_list(reply: &Value) -> Option<Vec<(String, i64)>> {
+    let items = reply.as_array()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|m| {
+                let fields = m.as_array()?;
+                let get = |name: &str| fields.chunks(2).find(|p| p[0].as_str() == Some(name)).and_then(|p| p.get(1));
+                Some((get("name")?.as_str()?.to_owned(), get("ver").and_then(Value::as_int).unwrap_or(0)))
+            })
+            .collect(),
+    )
+}
+
+/// Calls per command of `INFO commandstats` (`cmdstat_set:calls=12,…`).
+pub fn commandstats(raw: &[u8]) -> BTreeMap<String, u64> {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="))?.parse().ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
 pub fn parse_keyspace(raw: &[u8]) -> BTreeMap<u32, DbKeys> {
     Info::parse(raw).keyspace()
 }

@@ -11,8 +11,8 @@ use std::{
 };
 
 use shardsync::config::{
-    save, Addr, CheckpointStore, ConflictMode, DestConfig, ErrorKind, FlushPolicy, SavePasswords, Secret, SourceConfig,
-    SyncConfig, TaskConfig,
+    save, Addr, CheckpointStore, ConflictMode, DestConfig, ErrorKind, FlushPolicy, ModulePolicy, SavePasswords, Secret,
+    SourceConfig, SyncConfig, TaskConfig,
 };
 
 /// Every password the fixtures contain; none may appear in formatted output.
@@ -115,6 +115,7 @@ fn full_file_loads_every_key() {
             full_syncs_per_host: 2,
             max_keys_per_sec: 50_000,
             max_bytes_per_sec: 10_000_000,
+            modules: ModulePolicy::Skip,
         },
     };
     assert_eq!(config, expected);

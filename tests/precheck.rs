@@ -294,6 +294,26 @@ async fn destination_version_eviction_memory_and_multi() {
     assert!(reason(&report, "destination.version", "").contains("s1 runs 7.0"), "{report:#?}");
     assert!(report.passed(), "an older destination works, slower");
 
+    // The command forms the source has used that 6.0.9 lacks: LMOVE is
+    // rewritten; functions have no equivalent there (a pause at each).
+    assert_eq!(status(&report, "destination.forms", ""), CheckStatus::Pass, "{report:#?}");
+    let mut c = shardsync::resp::Connection::connect(&m1.addr(), &Default::default()).await.expect("m1");
+    for args in [
+        &["RPUSH", "l", "a", "b"][..],
+        &["LMOVE", "l", "l2", "LEFT", "RIGHT"],
+        &["FUNCTION", "LOAD", "#!lua name=f\nredis.register_function('f', function() return 1 end)"],
+    ] {
+        let v = c.send(&shardsync::resp::Cmd::from_args(args.iter().copied())).await.expect("command");
+        assert!(!v.is_error(), "{args:?}: {v}");
+    }
+    let report = check(older.addr()).await;
+    assert_eq!(status(&report, "destination.forms", ""), CheckStatus::Warn, "{report:#?}");
+    let why = reason(&report, "destination.forms", "");
+    assert!(why.contains("FUNCTION LOAD/DELETE/FLUSH/RESTORE (s1: function|load 1), from 7.0.0"), "{why}");
+    assert!(why.contains("LMOVE (s1: lmove 1) → RPOPLPUSH"), "{why}");
+    assert!(fix(&report, "destination.forms", "").contains("version 7.0.0 or newer"), "{report:#?}");
+    assert!(report.passed(), "a warning: the task can start");
+
     let report = check(lru.addr()).await;
     assert_eq!(status(&report, "destination.eviction", ""), CheckStatus::Warn);
     assert!(reason(&report, "destination.eviction", "").contains("allkeys-lru"), "{report:#?}");

@@ -289,6 +289,10 @@ impl Loader<'_> {
             sync.conflict =
                 conflict.get_ref().parse().map_err(|e| self.invalid(conflict, format!("`conflict` in [sync]: {e}")))?;
         }
+        if let Some(modules) = &raw.modules {
+            sync.modules =
+                modules.get_ref().parse().map_err(|e| self.invalid(modules, format!("`modules` in [sync]: {e}")))?;
+        }
         if let Some(flush) = &raw.flush {
             sync.flush = flush.get_ref().parse().map_err(|e| self.invalid(flush, format!("`flush` in [sync]: {e}")))?;
         }

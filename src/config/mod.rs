@@ -105,6 +105,8 @@ pub struct SyncConfig {
     /// Writer rate limits per shard (0: none): keys/commands and bytes a second.
     pub max_keys_per_sec: u64,
     pub max_bytes_per_sec: u64,
+    /// What to do with keys that hold a module's value.
+    pub modules: ModulePolicy,
 }
 
 impl Default for SyncConfig {
@@ -121,6 +123,7 @@ impl Default for SyncConfig {
             full_syncs_per_host: 1,
             max_keys_per_sec: 0,
             max_bytes_per_sec: 0,
+            modules: ModulePolicy::default(),
         }
     }
 }
@@ -167,6 +170,22 @@ pub enum FlushPolicy {
     Forward,
 }
 
+/// What to do with a key holding a module's value (a RedisJSON document, a
+/// Bloom filter…), which only a destination with the same module can hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ModulePolicy {
+    /// Stop the shard, naming the key and the module: nothing is copied
+    /// short of what the sources hold unless the operator says so.
+    #[default]
+    Fail,
+    /// Leave such keys out, each counted (`keys_skipped.module`) and named
+    /// in an alert.
+    Skip,
+    /// Copy them with `RESTORE` (the destination must have the module
+    /// loaded, and read the source's RDB version).
+    Restore,
+}
+
 /// Where a shard's checkpoint is kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum CheckpointStore {
@@ -198,6 +217,11 @@ impl Words for ConflictMode {
 
 impl Words for CheckpointStore {
     const ALL: &'static [(&'static str, Self)] = &[("destination", Self::Destination), ("local", Self::Local)];
+}
+
+impl Words for ModulePolicy {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("fail", Self::Fail), ("skip", Self::Skip), ("restore", Self::Restore)];
 }
 
 impl Words for FlushPolicy {
@@ -236,7 +260,7 @@ macro_rules! words_traits {
     )*};
 }
 
-words_traits!(ConflictMode, FlushPolicy, CheckpointStore);
+words_traits!(ConflictMode, FlushPolicy, CheckpointStore, ModulePolicy);
 
 impl TaskConfig {
     /// Reads and validates a task file; `password_env` variables come from

@@ -92,6 +92,7 @@ pub(super) struct RawSync {
     pub full_syncs_per_host: Option<Spanned<u32>>,
     pub max_keys_per_sec: Option<Spanned<u64>>,
     pub max_bytes_per_sec: Option<Spanned<u64>>,
+    pub modules: Option<Spanned<String>>,
 }
 
 /// Byte offsets to 1-based line numbers.
@@ -307,7 +308,8 @@ mod tests {
                 "checkpoint",
                 "full_syncs_per_host",
                 "max_keys_per_sec",
-                "max_bytes_per_sec"
+                "max_bytes_per_sec",
+                "modules"
             ]
         );
         assert_eq!(fields_of::<RawServer>(), ["addr", "password", "password_env"]);

@@ -150,6 +150,9 @@ fn render_with_vars(config: &TaskConfig, path: &Path, passwords: SavePasswords) 
     );
     line(w, format_args!("# flush cannot wipe the other shards' keys) | forward (applied on the destination)"));
     line(w, format_args!("flush = \"{}\"", sync.flush));
+    line(w, format_args!("# Keys holding a module's value: fail (the shard stops, naming key and module) | skip"));
+    line(w, format_args!("# (each counted and named) | restore (RESTORE; the destination needs the module)"));
+    line(w, format_args!("modules = \"{}\"", sync.modules));
     line(w, format_args!("# Written on every source every heartbeat_ms to measure lag; never copied. The destination"));
     line(w, format_args!("# keeps each shard's checkpoint in \"<heartbeat_key>:ckpt:<source name>\"."));
     line(w, format_args!("heartbeat_key = {}", quote(&sync.heartbeat_key)));

@@ -26,5 +26,5 @@ pub use caps::{dest_info, payload_rdb_version, rdb_version_of, DestCaps, Engine,
 pub use checkpoint::{CheckpointRecord, CHECKPOINT_DB};
 pub use error::{classify_reply, classify_resp, ApplyError, ErrorClass};
 pub use rewrite::{format_score, temp_name, RewriteError, RewriteOptions, RewriteStats, RewriteWarning, Rewriter};
-pub use translate::{translate, Form, Translation, FORMS};
+pub use translate::{forms_used, translate, Form, Translation, FORMS};
 pub use writer::{ApplyReport, Collision, DestWriter, WriterOptions, WriterStats};

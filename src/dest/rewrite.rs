@@ -90,6 +90,21 @@ pub struct RewriteOptions {
     /// Source DB → destination DB; `None` copies every DB to the same
     /// number; a DB missing from the map is not copied.
     pub db_map: Option<BTreeMap<u32, u32>>,
+    /// Keys holding a module's value.
+    pub modules: ModuleKeys,
+}
+
+/// What to do with a key holding a module's value (the task file's
+/// `sync.modules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModuleKeys {
+    /// The copy stops at the first one, naming it and its module.
+    #[default]
+    Fail,
+    /// Left out, counted ([`RewriteStats::module_skipped`]) and named.
+    Skip,
+    /// `RESTORE`d: the destination must have the module.
+    Restore,
 }
 
 impl RewriteOptions {
@@ -106,6 +121,7 @@ impl RewriteOptions {
             ttl_grace_ms: 5_000,
             temp_tag: "shardsync-tmp".to_owned(),
             db_map: None,
+            modules: ModuleKeys::default(),
         }
     }
 }
@@ -122,6 +138,8 @@ pub struct RewriteStats {
     pub built: u64,
     /// Keys of DBs the task does not copy.
     pub filtered: u64,
+    /// Keys holding a module's value, left out (`ModuleKeys::Skip`).
+    pub module_skipped: u64,
     /// Keys already expired when written: given the grace TTL.
     pub ttl_expired: u64,
     /// Keys expiring within the grace: raised to it.
@@ -147,6 +165,12 @@ pub enum RewriteError {
          load the module on a destination that restores this RDB version, or exclude the key's DB"
     )]
     Module { db: u64, key: String, module: String, why: String },
+    #[error(
+        "key \"{key}\" in db {db} holds a value of module `{module}`, and sync.modules = \"fail\" stops the copy at \
+         such keys: load the module on the destination and set modules = \"restore\", or set modules = \"skip\" to \
+         leave them out (each counted and named)"
+    )]
+    ModulePolicy { db: u64, key: String, module: String },
     #[error("key \"{key}\" in db {db} is a stream, and the destination (Redis {version}) has no streams (5.0+)")]
     NoStreams { db: u64, key: String, version: String },
     #[error("RDB event out of order at byte {offset}: {what}")]
@@ -339,6 +363,22 @@ impl Rewriter {
         let origin = Origin { db, key: start.key.clone(), offset: state.offset };
         let expire = start.expire_at_ms.map(|at| self.grace(at, now_ms));
         let caps = &self.opts.caps;
+        if let Some(module) = state.module.as_ref().filter(|_| self.opts.modules != ModuleKeys::Restore) {
+            if self.opts.modules == ModuleKeys::Fail {
+                return Err(RewriteError::ModulePolicy {
+                    db: start.db,
+                    key: show_key(&start.key),
+                    module: module.clone(),
+                });
+            }
+            self.stats.module_skipped += 1;
+            self.warnings.push(RewriteWarning {
+                db: u64::from(db),
+                key: start.key.clone(),
+                message: format!("holds a value of module `{module}`: left out (sync.modules = \"skip\")"),
+            });
+            return Ok(());
+        }
         match state.phase {
             Phase::Buffer { chunks, .. } => {
                 let restorable = payload

@@ -509,10 +509,32 @@ fn big_keys_in_intercept_mode_finish_with_ttl_and_renamenx_in_a_unit() {
 }
 
 #[test]
-fn module_values_need_restore() {
+fn module_values_follow_the_module_policy() {
     let module =
         || Event::Chunk(Chunk::Module(Box::new(ModuleValue { id: ModuleId(1), name: "ReJSON-RL".to_owned() })));
+    let events = |payload| vec![start(0, "json", ValueKind::Module, None), module(), end(payload)];
+    let with = |keys: ModuleKeys| {
+        let mut o = opts("7.0.15", Conflict::Overwrite);
+        o.modules = keys;
+        o
+    };
+    // Fail (the default): the copy stops, naming key and module.
     let mut rw = Rewriter::new(opts("7.0.15", Conflict::Overwrite));
+    let mut out = Vec::new();
+    let mut err = None;
+    for e in events(Some(payload(9))) {
+        if let Err(e) = rw.feed(e, 0, NOW, &mut out) {
+            err = Some(e);
+        }
+    }
+    let err = err.expect("fail stops");
+    assert!(
+        matches!(&err, RewriteError::ModulePolicy { key, module, .. } if key == "json" && module == "ReJSON-RL"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("modules = \"restore\""), "{err}");
+    // Restore: RESTORE when the payload can go, an error naming why not otherwise.
+    let mut rw = Rewriter::new(with(ModuleKeys::Restore));
     let mut out = Vec::new();
     rw.feed(start(0, "json", ValueKind::Module, None), 0, NOW, &mut out).unwrap();
     rw.feed(module(), 0, NOW, &mut out).unwrap();
@@ -521,11 +543,17 @@ fn module_values_need_restore() {
         matches!(&err, RewriteError::Module { key, module, .. } if key == "json" && module == "ReJSON-RL"),
         "{err}"
     );
-    let (out, _) = run(
-        opts("7.0.15", Conflict::Overwrite),
-        vec![start(0, "json", ValueKind::Module, None), module(), end(Some(payload(9)))],
-    );
+    let (out, _) = run(with(ModuleKeys::Restore), events(Some(payload(9))));
     assert!(render(&out)[1].starts_with("RESTORE json 0"));
+    // Skip: nothing written, counted and named.
+    let mut rw = Rewriter::new(with(ModuleKeys::Skip));
+    let mut out = Vec::new();
+    for e in events(Some(payload(9))) {
+        rw.feed(e, 0, NOW, &mut out).unwrap();
+    }
+    assert!(out.iter().all(|c| c.rule == ReplyRule::Select), "{:?}", render(&out));
+    assert_eq!(rw.stats().module_skipped, 1);
+    assert!(rw.take_warnings()[0].message.contains("module `ReJSON-RL`"));
 }
 
 #[test]

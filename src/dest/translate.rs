@@ -41,11 +41,20 @@ pub struct Form {
     pub since: RedisVersion,
     /// What an older destination gets; `None`: nothing (the shard pauses).
     pub older: Option<&'static str>,
+    /// The client commands (as `INFO commandstats` names them) after which
+    /// a source of at least `since` may replicate this form; empty for an
+    /// option that command counts cannot reveal (the precheck then cannot
+    /// warn of it, and the shard pauses only if it comes).
+    pub used_by: &'static [&'static str],
 }
 
 const fn v(major: u16, minor: u16) -> RedisVersion {
     RedisVersion::new(major, minor, 0)
 }
+
+/// The `since` of forms only Valkey replicates (its own commands and
+/// options, which no Redis release takes): above every Redis version.
+pub const VALKEY_ONLY: RedisVersion = v(99, 0);
 
 /// The translation table. Each row is a form a source may replicate; a
 /// destination older than `since` gets `older` instead, or pauses the shard.
@@ -55,64 +64,204 @@ pub const FORMS: &[Form] = &[
         form: "SET … GET",
         since: v(6, 2),
         older: Some("SET without GET (GET only shapes the reply)"),
+        used_by: &["set"],
     },
-    Form { command: "SET", form: "SET … PXAT/EXAT", since: v(6, 2), older: Some("SET, then PEXPIREAT") },
+    Form {
+        command: "SET",
+        form: "SET … PXAT/EXAT",
+        since: v(6, 2),
+        older: Some("SET, then PEXPIREAT"),
+        used_by: &["set", "setex", "psetex", "getex"],
+    },
     Form {
         command: "SET",
         form: "SET … KEEPTTL",
         since: v(6, 0),
         older: Some("a script: SET, keeping the key's PTTL"),
+        used_by: &["set", "incrbyfloat"],
     },
     Form {
         command: "SET",
         form: "SET … IFEQ (Valkey 8.1)",
-        since: v(99, 0),
+        since: VALKEY_ONLY,
         older: Some("SET (the source applied it)"),
+        used_by: &["set"],
     },
     Form {
         command: "PEXPIREAT",
         form: "PEXPIREAT … NX/XX/GT/LT",
         since: v(7, 0),
         older: Some("PEXPIREAT (the source applied it)"),
+        used_by: &["expire", "pexpire", "expireat", "pexpireat"],
     },
-    Form { command: "LMOVE", form: "LMOVE", since: v(6, 2), older: Some("RPOPLPUSH, or a script for the other sides") },
-    Form { command: "COPY", form: "COPY", since: v(6, 2), older: Some("a script: DUMP, PTTL, RESTORE") },
-    Form { command: "LPOP", form: "LPOP/RPOP key count", since: v(6, 2), older: Some("a script popping count times") },
-    Form { command: "ZPOPMIN", form: "ZPOPMIN/ZPOPMAX", since: v(5, 0), older: Some("a script: ZRANGE, then ZREM") },
+    Form {
+        command: "LMOVE",
+        form: "LMOVE",
+        since: v(6, 2),
+        older: Some("RPOPLPUSH, or a script for the other sides"),
+        used_by: &["lmove", "blmove"],
+    },
+    Form {
+        command: "COPY",
+        form: "COPY",
+        since: v(6, 2),
+        older: Some("a script: DUMP, PTTL, RESTORE"),
+        used_by: &["copy"],
+    },
+    Form {
+        command: "LPOP",
+        form: "LPOP/RPOP key count",
+        since: v(6, 2),
+        older: Some("a script popping count times"),
+        used_by: &["lpop", "rpop", "lmpop", "blmpop"],
+    },
+    Form {
+        command: "ZPOPMIN",
+        form: "ZPOPMIN/ZPOPMAX",
+        since: v(5, 0),
+        older: Some("a script: ZRANGE, then ZREM"),
+        used_by: &["zpopmin", "zpopmax", "bzpopmin", "bzpopmax", "zmpop", "bzmpop"],
+    },
     Form {
         command: "ZADD",
         form: "ZADD … GT/LT",
         since: v(6, 2),
         older: Some("a script comparing each member's score"),
+        used_by: &["zadd"],
     },
-    Form { command: "HSET", form: "HSET with several fields", since: v(4, 0), older: Some("HMSET") },
-    Form { command: "UNLINK", form: "UNLINK", since: v(4, 0), older: Some("DEL") },
-    Form { command: "XADD", form: "streams (XADD, XTRIM, XGROUP…)", since: v(5, 0), older: None },
-    Form { command: "XADD", form: "XADD/XTRIM … MAXLEN = n", since: v(6, 2), older: Some("MAXLEN n (exact)") },
-    Form { command: "XADD", form: "XADD/XTRIM … MINID", since: v(6, 2), older: None },
-    Form { command: "XADD", form: "XADD … NOMKSTREAM", since: v(6, 2), older: Some("XADD (the stream existed)") },
-    Form { command: "XSETID", form: "XSETID … ENTRIESADDED/MAXDELETEDID", since: v(7, 0), older: Some("XSETID") },
-    Form { command: "XGROUP", form: "XGROUP CREATE … ENTRIESREAD", since: v(7, 0), older: Some("XGROUP CREATE") },
-    Form { command: "XGROUP", form: "XGROUP CREATECONSUMER", since: v(6, 2), older: None },
-    Form { command: "GEOADD", form: "GEOADD … NX/XX", since: v(6, 2), older: None },
-    Form { command: "GEOADD", form: "GEOADD … CH", since: v(6, 2), older: Some("GEOADD (CH only shapes the reply)") },
-    Form { command: "HPEXPIREAT", form: "hash field TTLs (HPEXPIREAT, HSETEX…)", since: v(7, 4), older: None },
-    Form { command: "FUNCTION", form: "FUNCTION LOAD/DELETE/FLUSH/RESTORE", since: v(7, 0), older: None },
+    Form {
+        command: "HSET",
+        form: "HSET with several fields",
+        since: v(4, 0),
+        older: Some("HMSET"),
+        used_by: &["hset"],
+    },
+    Form { command: "UNLINK", form: "UNLINK", since: v(4, 0), older: Some("DEL"), used_by: &["unlink"] },
+    Form {
+        command: "XADD",
+        form: "streams (XADD, XTRIM, XGROUP…)",
+        since: v(5, 0),
+        older: None,
+        used_by: &["xadd", "xtrim", "xgroup|create", "xsetid", "xclaim", "xautoclaim", "xack", "xdel"],
+    },
+    Form {
+        command: "XADD",
+        form: "XADD/XTRIM … MAXLEN = n",
+        since: v(6, 2),
+        older: Some("MAXLEN n (exact)"),
+        used_by: &["xadd", "xtrim"],
+    },
+    Form { command: "XADD", form: "XADD/XTRIM … MINID", since: v(6, 2), older: None, used_by: &[] },
+    Form {
+        command: "XADD",
+        form: "XADD … NOMKSTREAM",
+        since: v(6, 2),
+        older: Some("XADD (the stream existed)"),
+        used_by: &["xadd"],
+    },
+    Form {
+        command: "XSETID",
+        form: "XSETID … ENTRIESADDED/MAXDELETEDID",
+        since: v(7, 0),
+        older: Some("XSETID"),
+        used_by: &["xsetid"],
+    },
+    Form {
+        command: "XGROUP",
+        form: "XGROUP CREATE … ENTRIESREAD",
+        since: v(7, 0),
+        older: Some("XGROUP CREATE"),
+        used_by: &["xgroup|create"],
+    },
+    Form {
+        command: "XGROUP",
+        form: "XGROUP CREATECONSUMER",
+        since: v(6, 2),
+        older: None,
+        used_by: &["xgroup|createconsumer"],
+    },
+    Form { command: "GEOADD", form: "GEOADD … NX/XX", since: v(6, 2), older: None, used_by: &[] },
+    Form {
+        command: "GEOADD",
+        form: "GEOADD … CH",
+        since: v(6, 2),
+        older: Some("GEOADD (CH only shapes the reply)"),
+        used_by: &["geoadd"],
+    },
+    Form {
+        command: "HPEXPIREAT",
+        form: "hash field TTLs (HPEXPIREAT, HSETEX…)",
+        since: v(7, 4),
+        older: None,
+        used_by: &["hexpire", "hpexpire", "hexpireat", "hpexpireat", "hpersist", "hsetex", "hgetex", "hgetdel"],
+    },
+    Form {
+        command: "FUNCTION",
+        form: "FUNCTION LOAD/DELETE/FLUSH/RESTORE",
+        since: v(7, 0),
+        older: None,
+        used_by: &["function|load", "function|delete", "function|flush", "function|restore"],
+    },
     Form {
         command: "RESTORE",
         form: "RESTORE … ABSTTL/IDLETIME/FREQ",
         since: v(5, 0),
         older: Some("RESTORE with a relative TTL"),
+        used_by: &["restore"],
     },
-    Form { command: "RESTORE", form: "RESTORE of a newer RDB version", since: v(2, 6), older: Some("native commands") },
-    Form { command: "SPUBLISH", form: "SPUBLISH", since: v(7, 0), older: Some("PUBLISH") },
+    Form {
+        command: "RESTORE",
+        form: "RESTORE of a newer RDB version",
+        since: v(2, 6),
+        older: Some("native commands"),
+        used_by: &["restore"],
+    },
+    Form { command: "SPUBLISH", form: "SPUBLISH", since: v(7, 0), older: Some("PUBLISH"), used_by: &["spublish"] },
     Form {
         command: "DELIFEQ",
         form: "DELIFEQ (Valkey 9.0)",
-        since: v(99, 0),
+        since: VALKEY_ONLY,
         older: Some("DEL (the source applied it)"),
+        used_by: &["delifeq"],
     },
 ];
+
+/// Whether the destination of `caps` lacks `f`, so a source that
+/// replicates it needs its translation (or pauses).
+pub fn lacks(caps: &DestCaps, f: &Form) -> bool {
+    match f.command {
+        "HPEXPIREAT" => !caps.hash_field_ttl(),
+        "DELIFEQ" => !is_valkey_9(caps),
+        "SET" if f.form.contains("IFEQ") => {
+            !(caps.server.engine == super::caps::Engine::Valkey && caps.server.version >= v(8, 1))
+        }
+        _ => caps.version < f.since,
+    }
+}
+
+/// The forms the commands `used` (calls per `INFO commandstats` name) of a
+/// source of `source` may replicate that the destination of `caps` lacks,
+/// each with the commands that bring it and their calls.
+pub fn forms_used(
+    used: &std::collections::BTreeMap<String, u64>,
+    source: &super::caps::ServerVersion,
+    caps: &DestCaps,
+) -> Vec<(&'static Form, Vec<(&'static str, u64)>)> {
+    FORMS
+        .iter()
+        .filter(|f| lacks(caps, f))
+        .filter(|f| match f.command {
+            "HPEXPIREAT" => DestCaps::of(*source).hash_field_ttl(),
+            "DELIFEQ" | "SET" if f.since == VALKEY_ONLY => source.engine == super::caps::Engine::Valkey,
+            _ => source.redis >= f.since,
+        })
+        .filter_map(|f| {
+            let calls: Vec<(&'static str, u64)> =
+                f.used_by.iter().filter_map(|c| used.get(*c).filter(|n| **n > 0).map(|n| (*c, *n))).collect();
+            (!calls.is_empty()).then_some((f, calls))
+        })
+        .collect()
+}
 
 /// The form of `FORMS` called `form`.
 fn form(form: &str) -> &'static Form {
@@ -524,6 +673,42 @@ mod tests {
         let c = cmd("RESTORE k 5000 payload REPLACE ABSTTL IDLETIME 7");
         assert_eq!(shown(translate(&c, &caps("4.0.14"), 1000)), ["RESTORE k 4000 payload REPLACE"]);
         assert_eq!(shown(translate(&c, &caps("5.0.14"), 1000)), ["as is"]);
+    }
+
+    #[test]
+    fn the_forms_a_source_used_that_the_destination_lacks() {
+        use crate::dest::ServerVersion;
+        let used: std::collections::BTreeMap<String, u64> =
+            [("set", 100), ("lmove", 3), ("xadd", 7), ("hexpire", 2), ("get", 9)]
+                .map(|(c, n)| (c.to_owned(), n))
+                .into();
+        let src = ServerVersion::redis(RedisVersion::new(7, 4, 1));
+        let names =
+            |dest: &str| -> Vec<&str> { forms_used(&used, &src, &caps(dest)).iter().map(|(f, _)| f.form).collect() };
+        assert_eq!(names("7.4.1"), Vec::<&str>::new());
+        assert_eq!(names("7.0.15"), ["hash field TTLs (HPEXPIREAT, HSETEX…)"]);
+        assert!(names("6.0.9").contains(&"LMOVE") && names("6.0.9").contains(&"SET … PXAT/EXAT"));
+        assert!(names("4.0.14").contains(&"streams (XADD, XTRIM, XGROUP…)"));
+        // A source too old to replicate a form never brings it.
+        let old = ServerVersion::redis(RedisVersion::new(5, 0, 14));
+        assert!(forms_used(&used, &old, &caps("4.0.14")).iter().all(|(f, _)| f.since <= v(5, 0)));
+    }
+
+    /// The README's table of forms is this table: every row, with its
+    /// version and what an older destination gets.
+    #[test]
+    fn the_readme_lists_every_form() {
+        let readme = include_str!("../../README.md");
+        for f in FORMS {
+            let since = if f.since == VALKEY_ONLY {
+                "Valkey only".to_owned()
+            } else {
+                format!("{}.{}", f.since.major, f.since.minor)
+            };
+            let older = f.older.unwrap_or("nothing: the shard pauses before it, naming the form and this version");
+            let row = format!("| {} | {since} | {older} |", f.form);
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
     }
 
     #[test]

@@ -34,11 +34,13 @@ pub struct KeysSkipped {
     pub own: u64,
     /// Empty collections, which Redis drops when loading too.
     pub empty: u64,
+    /// Holding a module's value, left out by `sync.modules = "skip"`.
+    pub module: u64,
 }
 
 impl KeysSkipped {
     pub fn total(&self) -> u64 {
-        self.collision + self.kept + self.filtered_db + self.own + self.empty
+        self.collision + self.kept + self.filtered_db + self.own + self.empty + self.module
     }
 
     /// "3 collisions, 1 tool's own key", or "none".
@@ -49,6 +51,7 @@ impl KeysSkipped {
             (self.filtered_db, "in a DB not copied", "in DBs not copied"),
             (self.own, "tool's own key", "tool's own keys"),
             (self.empty, "empty collection", "empty collections"),
+            (self.module, "module value", "module values"),
         ]
         .iter()
         .filter(|(n, ..)| *n > 0)
@@ -103,11 +106,12 @@ impl KeyAccount {
 
     /// Closes the account of an applied snapshot: `tally` is what it held,
     /// `filtered` the keys the rewrite left out for their DB.
-    pub fn close(&mut self, tally: &SnapshotTally, filtered: u64) -> Result<(), AccountingError> {
+    pub fn close(&mut self, tally: &SnapshotTally, filtered: u64, modules: u64) -> Result<(), AccountingError> {
         use crate::human::group_digits as n;
         self.skipped.own = tally.own;
         self.skipped.empty = tally.read.empty;
         self.skipped.filtered_db = filtered;
+        self.skipped.module = modules;
         for (&db, &declared) in &tally.read.declared {
             let read = tally.read.per_db.get(&db).copied().unwrap_or(0);
             let fewer_allowed = tally.version < FIRST_RDB_WITH_EXPIRED_KEYS && read < declared;
@@ -162,8 +166,8 @@ mod tests {
         a.add(&report(3, 0, 0));
         // 100 read: 93 written, 2 collisions, 1 own, 1 empty, 3 in a DB not copied.
         let t = tally(100, 1, 1, &[(0, 97), (5, 3)], &[(0, 97), (5, 3)]);
-        assert_eq!(a.close(&t, 3), Ok(()));
-        assert_eq!(a.skipped, KeysSkipped { collision: 2, kept: 0, filtered_db: 3, own: 1, empty: 1 });
+        assert_eq!(a.close(&t, 3, 0), Ok(()));
+        assert_eq!(a.skipped, KeysSkipped { collision: 2, kept: 0, filtered_db: 3, own: 1, empty: 1, module: 0 });
         assert_eq!(a.skipped.describe(), "2 collisions, 3 in DBs not copied, 1 tool's own key, 1 empty collection");
     }
 
@@ -171,7 +175,7 @@ mod tests {
     fn a_key_neither_written_nor_skipped_fails_with_the_numbers() {
         let mut a = KeyAccount::default();
         a.add(&report(1_000, 0, 0));
-        let e = a.close(&tally(1_712, 0, 0, &[], &[(0, 1_712)]), 0).unwrap_err();
+        let e = a.close(&tally(1_712, 0, 0, &[], &[(0, 1_712)]), 0, 0).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("held 1,712 keys, but only 1,000 are accounted for"), "{text}");
         assert!(text.contains("712 keys did not reach"), "{text}");
@@ -183,20 +187,20 @@ mod tests {
         let mut a = KeyAccount::default();
         a.add(&report(9, 0, 0));
         let t = tally(9, 0, 0, &[(0, 10)], &[(0, 9)]);
-        assert!(matches!(a.close(&t, 0), Err(AccountingError::Declared { db: 0, .. })));
+        assert!(matches!(a.close(&t, 0, 0), Err(AccountingError::Declared { db: 0, .. })));
         // Redis 3.2 (RDB 7) left expired keys out of its snapshots.
         let old = SnapshotTally { version: 7, ..t.clone() };
-        assert_eq!(a.close(&old, 0), Ok(()));
+        assert_eq!(a.close(&old, 0, 0), Ok(()));
         // More than declared is never right.
         let more = SnapshotTally { version: 7, ..tally(11, 0, 0, &[(0, 10)], &[(0, 11)]) };
-        assert!(a.close(&more, 0).is_err());
+        assert!(a.close(&more, 0, 0).is_err());
     }
 
     #[test]
     fn skip_mode_kept_keys_count() {
         let mut a = KeyAccount::default();
         a.add(&report(4, 0, 6));
-        assert_eq!(a.close(&tally(10, 0, 0, &[], &[(0, 10)]), 0), Ok(()));
+        assert_eq!(a.close(&tally(10, 0, 0, &[], &[(0, 10)]), 0, 0), Ok(()));
         assert_eq!(a.skipped.kept, 6);
     }
 }

@@ -284,6 +284,11 @@ impl Applier {
         let mut ropts = RewriteOptions::new(self.caps, conflict);
         ropts.big_key_bytes = ctx.task.sync.big_key_bytes as usize;
         ropts.db_map = db_map(&ctx.task);
+        ropts.modules = match ctx.task.sync.modules {
+            crate::config::ModulePolicy::Fail => crate::dest::rewrite::ModuleKeys::Fail,
+            crate::config::ModulePolicy::Skip => crate::dest::rewrite::ModuleKeys::Skip,
+            crate::config::ModulePolicy::Restore => crate::dest::rewrite::ModuleKeys::Restore,
+        };
         Rewriter::new(ropts)
     }
 
@@ -765,7 +770,7 @@ impl Applier {
         tally: &SnapshotTally,
         stats: &crate::dest::RewriteStats,
     ) -> Result<(), String> {
-        let result = self.account.close(tally, stats.filtered);
+        let result = self.account.close(tally, stats.filtered, stats.module_skipped);
         let account = self.account.clone();
         set(&ctx.shared, |s| {
             s.keys_applied = account.written;

@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(keys, want);
         assert_eq!(v["state"], "incremental");
         let skipped: Vec<&str> = v["keys_skipped"].as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(skipped, ["collision", "empty", "filtered_db", "kept", "own"]);
+        assert_eq!(skipped, ["collision", "empty", "filtered_db", "kept", "module", "own"]);
         assert!(s.is_synced());
     }
 

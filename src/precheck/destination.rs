@@ -68,6 +68,8 @@ pub(super) async fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult>
     let test = write_test(&mut conn, &test_key).await;
     out.push(writable(&subject, dest, &test_key, test));
     out.push(version(task, &subject, dest, facts));
+    out.push(forms(task, &subject, dest, facts));
+    out.push(modules(task, &subject, dest, facts));
     out.push(eviction(&subject, dest));
     let resume = resume_state(task, &mut conn).await;
     out.push(memory(task, &subject, dest, facts, &resume));
@@ -154,6 +156,116 @@ fn version(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) 
              slower copy"
                 .to_owned(),
         )
+    }
+}
+
+/// The command forms the sources have used (`INFO commandstats`) that the
+/// destination lacks: rewritten (see `dest::translate`), or, without an
+/// equivalent, a pause of the shard at each.
+fn forms(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) -> CheckResult {
+    const TITLE: &str = "takes the sources' command forms";
+    let caps = crate::dest::DestCaps::of(dest.server);
+    let mut rewritten: Vec<String> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    let mut need = crate::dest::RedisVersion::new(0, 0, 0);
+    for (s, f) in task.sources.iter().zip(&facts.sources) {
+        let Ok(f) = f else { continue };
+        for (form, calls) in crate::dest::forms_used(&f.commands_used, &f.server, &caps) {
+            let calls: Vec<String> =
+                calls.iter().map(|(c, n)| format!("{c} {}", crate::human::group_digits(*n))).collect();
+            let used = format!("{} ({}: {})", form.form, s.name, calls.join(", "));
+            match form.older {
+                Some(instead) => rewritten.push(format!("{used} → {instead}")),
+                None => {
+                    need = need.max(form.since);
+                    missing.push(format!("{used}, from {}", form.since));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return CheckResult::warn(
+            "destination.forms",
+            subject,
+            TITLE,
+            format!(
+                "{} has no equivalent of what the sources have used: {}; the shard pauses at each such command{}",
+                dest.server,
+                missing.join("; "),
+                if rewritten.is_empty() { String::new() } else { format!(". Rewritten: {}", rewritten.join("; ")) }
+            ),
+            format!("use a destination of version {need} or newer, or stop these commands on the sources"),
+        );
+    }
+    let reason = if rewritten.is_empty() {
+        format!("{} takes every command form the sources have used, as it is", dest.server)
+    } else {
+        format!("{} gets rewritten forms of what the sources have used: {}", dest.server, rewritten.join("; "))
+    };
+    CheckResult::pass("destination.forms", subject, TITLE, reason)
+}
+
+/// The sources' modules (`MODULE LIST`) against the destination's, under
+/// `sync.modules`.
+fn modules(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) -> CheckResult {
+    use crate::config::ModulePolicy;
+    const TITLE: &str = "modules the sources load";
+    let mut used: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (s, f) in task.sources.iter().zip(&facts.sources) {
+        for (name, ver) in f.as_ref().ok().and_then(|f| f.modules.as_ref()).into_iter().flatten() {
+            used.push(format!("{} loads {name} ({ver})", s.name));
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    if used.is_empty() {
+        return CheckResult::pass("destination.modules", subject, TITLE, "no modules are loaded on the sources".into());
+    }
+    let here: Vec<&str> = dest.modules.iter().flatten().map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<&str> = names.iter().map(String::as_str).filter(|n| !here.contains(n)).collect();
+    let used = used.join(", ");
+    match task.sync.modules {
+        ModulePolicy::Restore if missing.is_empty() => CheckResult::pass(
+            "destination.modules",
+            subject,
+            TITLE,
+            format!("{used}; the destination loads them too: their keys are restored (sync.modules = \"restore\")"),
+        ),
+        ModulePolicy::Restore => CheckResult::fail(
+            "destination.modules",
+            subject,
+            TITLE,
+            format!(
+                "{used}; sync.modules = \"restore\" needs {} on the destination, which does not load {}",
+                names.join(", "),
+                if missing.len() == 1 { "it" } else { "them all" }
+            ),
+            format!("load {} on the destination (loadmodule), or set modules = \"skip\"", missing.join(", ")),
+        ),
+        ModulePolicy::Fail => CheckResult::warn(
+            "destination.modules",
+            subject,
+            TITLE,
+            format!("{used}: a key of their types stops the copy (sync.modules = \"fail\")"),
+            if missing.is_empty() {
+                "the destination loads them: set modules = \"restore\" to copy such keys".to_owned()
+            } else {
+                format!(
+                    "load {} on the destination and set modules = \"restore\", or set modules = \"skip\" to leave \
+                     such keys out",
+                    missing.join(", ")
+                )
+            },
+        ),
+        ModulePolicy::Skip => CheckResult::warn(
+            "destination.modules",
+            subject,
+            TITLE,
+            format!("{used}: keys of their types are left out, each counted and named (sync.modules = \"skip\")"),
+            "set modules = \"restore\" with the modules loaded on the destination to copy them".to_owned(),
+        ),
     }
 }
 

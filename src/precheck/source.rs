@@ -310,6 +310,8 @@ mod tests {
             read_only: None,
             total_system_memory: None,
             connect_ms: 1,
+            commands_used: Default::default(),
+            modules: None,
         }
     }
 

@@ -75,6 +75,8 @@ pub fn facts(addr: &str, version: &str, replica_of: Option<&str>, keys: &[(u32, 
         read_only: None,
         total_system_memory: Some(8 << 30),
         connect_ms: 1,
+        commands_used: Default::default(),
+        modules: None,
     }
 }
 
