@@ -153,3 +153,33 @@ async fn commands_reaching_other_shards_data_are_refused_and_moves_are_mirrored(
     assert_eq!(get(&mut d, "0", "one:hidden").await, None);
     handle.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selects_inside_a_source_transaction_follow_the_db_map() {
+    let m1 = RedisServer::with_config(&["repl-diskless-sync-delay 0"]).expect("m1");
+    let dest = RedisServer::with_config(&[]).expect("dest");
+    let mut c1 = compare::connect(&m1.addr()).await;
+    cmd(&mut c1, &["SET", "before", "b"]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // Source DB 1 goes to destination DB 5.
+    let path =
+        task_file(dir.path(), &[("server1", m1.addr())], &dest.addr(), "databases = [0, 1]\n[sync.db_map]\n1 = 5\n");
+    let handle = engine::spawn(TaskConfig::load(&path).expect("task"), CancellationToken::new());
+    synced(&handle).await;
+    let tx = [
+        Cmd::from_args(["MULTI"]),
+        Cmd::from_args(["SELECT", "1"]),
+        Cmd::from_args(["SET", "in-one", "1"]),
+        Cmd::from_args(["SELECT", "0"]),
+        Cmd::from_args(["SET", "in-zero", "0"]),
+        Cmd::from_args(["EXEC"]),
+    ];
+    let replies = c1.pipeline(&tx).await.expect("transaction");
+    assert!(replies.iter().all(|r| !r.is_error()), "{replies:?}");
+    let mut d = compare::connect(&dest.addr()).await;
+    drain(&mut c1, &mut d, "tx").await;
+    assert_eq!(get(&mut d, "5", "in-one").await.as_deref(), Some("1"), "DB 1 is destination DB 5");
+    assert_eq!(get(&mut d, "1", "in-one").await, None);
+    assert_eq!(get(&mut d, "0", "in-zero").await.as_deref(), Some("0"));
+    handle.stop().await;
+}

@@ -371,12 +371,87 @@ async fn pairing(src: &Server, dst: &Server, src_bin: &Path, dst_bin: &Path) -> 
     Ok(if expected.is_empty() { "equal".into() } else { format!("equal, paused on {}", expected.join(", ")) })
 }
 
+/// Valkey 9 writes `VALKEY080` files, with hashes whose fields have TTLs
+/// as type 22: every key is read, each field TTL as the server has it.
+async fn valkey_file(bin: &Path) -> Result<String, String> {
+    let v = RedisServer::start(RedisOptions::new().bin(bin)).map_err(|e| e.to_string())?;
+    let mut c = compare::connect(&v.addr()).await;
+    cmd(&mut c, &["SET", "s", "v"]).await?;
+    cmd(&mut c, &["HSET", "small", "f1", "v1", "f2", "v2"]).await?;
+    cmd(&mut c, &["HEXPIRE", "small", "3600", "FIELDS", "1", "f1"]).await?;
+    let mut big = vec!["HSET".to_owned(), "big".to_owned()];
+    for i in 0..300 {
+        big.push(format!("f{i}"));
+        big.push(format!("v{i}"));
+    }
+    cmd(&mut c, &big.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    cmd(&mut c, &["HEXPIRE", "big", "7200", "FIELDS", "2", "f7", "f8"]).await?;
+    cmd(&mut c, &["HSETEX", "hx", "EX", "900", "FIELDS", "1", "a", "1"]).await?;
+    cmd(&mut c, &["RPUSH", "l", "a", "b"]).await?;
+    cmd(&mut c, &["XADD", "x", "*", "f", "v"]).await?;
+    cmd(&mut c, &["SAVE"]).await?;
+    let mut live = std::collections::BTreeMap::new();
+    for (key, field) in [("small", "f1"), ("big", "f7"), ("big", "f8"), ("hx", "a")] {
+        let at =
+            c.send(&Cmd::from_args(["HPEXPIRETIME", key, "FIELDS", "1", field])).await.map_err(|e| e.to_string())?;
+        let at = at.as_array().and_then(|a| a.first()).and_then(|x| x.as_int()).ok_or("HPEXPIRETIME")?;
+        live.insert((key.to_owned(), field.to_owned()), at);
+    }
+    let file = std::fs::File::open(v.dir().join("dump.rdb")).map_err(|e| e.to_string())?;
+    let mut reader = shardsync::rdb::RdbReader::new(file);
+    let (mut version, mut keys, mut key) = (0, 0, String::new());
+    let mut read = std::collections::BTreeMap::new();
+    while let Some(ev) = reader.next_event().map_err(|e| format!("the file: {e}"))? {
+        match ev {
+            shardsync::rdb::Event::Header { version: v } => version = v,
+            shardsync::rdb::Event::KeyStart(k) => {
+                keys += 1;
+                key = String::from_utf8_lossy(&k.key).into_owned();
+            }
+            shardsync::rdb::Event::Chunk(shardsync::rdb::Chunk::HashFields(fields)) => {
+                for f in fields {
+                    if let Some(at) = f.expire_at_ms {
+                        read.insert((key.clone(), String::from_utf8_lossy(&f.field).into_owned()), at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if version != 80 || keys != 6 || read != live {
+        return Err(format!("version {version}, {keys} keys, field TTLs {read:?} (the server says {live:?})"));
+    }
+    Ok("VALKEY080 file read whole, field TTLs as the server has them".into())
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let servers = servers();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let started = Instant::now();
+    if let Some(vk) = servers.iter().find(|s| s.name == "valkey-9.1") {
+        let name = "valkey-9.1 RDB file";
+        match &vk.bin {
+            Err(e) => {
+                println!("test {name} ... skipped: {e}");
+                skipped += 1;
+            }
+            Ok(bin) if filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())) => {
+                match rt.block_on(valkey_file(bin)) {
+                    Ok(what) => {
+                        println!("test {name} ... ok ({what})");
+                        passed += 1;
+                    }
+                    Err(e) => {
+                        println!("test {name} ... FAILED\n  {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+    }
     for src in &servers {
         for dst in &servers {
             if src.name == dst.name {
