@@ -9,7 +9,8 @@
 //! applies them, `config` is the task file, `engine` runs the sync,
 //! `headless` renders its progress, `verify` compares the sources with
 //! the destination, `ui` is the terminal front end and `sandbox` the
-//! demo's local deployment.
+//! demo's local deployment; `private_fs` makes the state directory's files
+//! readable by their owner only.
 
 pub mod config;
 pub mod dest;
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod headless;
 pub mod human;
 pub mod precheck;
+pub mod private_fs;
 pub mod probe;
 pub mod rdb;
 pub mod resp;

@@ -88,7 +88,17 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    color_eyre::config::HookBuilder::default().display_env_section(false).display_location_section(false).install()?;
+    // Colour only for a person at a terminal: a log or a pipe gets text.
+    let theme = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none() {
+        color_eyre::config::Theme::dark()
+    } else {
+        color_eyre::config::Theme::new()
+    };
+    color_eyre::config::HookBuilder::default()
+        .theme(theme)
+        .display_env_section(false)
+        .display_location_section(false)
+        .install()?;
     let args = Args::parse();
     match args.command.unwrap_or(Command::Tui { config: None }) {
         Command::Demo => std::process::exit(cli::demo::run()?),

@@ -108,9 +108,9 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
             let err = f.last_error.clone().unwrap_or_else(|| "failed".into());
             if json {
                 out!("{}", headless::failed_json(&f.shard, &err));
-            } else {
-                err!("error: shard {} failed: {err}", f.shard);
             }
+            // On stderr too: a failure must reach whoever watches the run.
+            err!("error: shard {} failed: {err}", f.shard);
             cancel.cancel();
             let _ = handle.stop().await;
             closing(&status.borrow().clone(), json);
@@ -132,9 +132,8 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
             code = EXIT_FAILED;
             if json {
                 out!("{}", headless::failed_json(shard, e));
-            } else {
-                err!("error: shard {shard} failed: {e}");
             }
+            err!("error: shard {shard} failed: {e}");
         }
     }
     if synced && code == EXIT_OK {
@@ -205,15 +204,32 @@ async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
 /// What the operator can type on standard input while a headless task
 /// runs: `pause <shard>`, `resume <shard>` (or `resume` for every shard),
 /// `stop`. Standard input that is closed or not a terminal just ends this.
+///
+/// Lines are read on a thread of their own, not tokio's blocking pool: a
+/// read of a terminal cannot be cancelled, and the runtime's shutdown would
+/// wait for it (a `stop` or a signal would then hang until the next line).
+/// The thread is left blocked in its read when the task ends; the process
+/// exits under it.
 async fn operator_commands(commands: tokio::sync::mpsc::Sender<engine::task::Command>, cancel: CancellationToken) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(8);
+    let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    if reader.is_err() {
+        return;
+    }
     loop {
         let line = tokio::select! {
             _ = cancel.cancelled() => return,
-            l = lines.next_line() => l,
+            l = lines.recv() => l,
         };
-        let Ok(Some(line)) = line else { return };
+        let Some(line) = line else { return };
         match parse_operator_line(&line) {
             Ok(Some(cmds)) => {
                 for c in cmds {

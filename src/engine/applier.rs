@@ -839,13 +839,13 @@ impl Applier {
             }
             let e = match r {
                 Ok(()) => {
-                    if backoff > Duration::from_millis(100) {
-                        set(&ctx.shared, |s| {
-                            if s.state == ShardState::Reconnecting {
-                                s.state = ShardState::Incremental;
-                            }
-                        });
-                    }
+                    // Applied: whatever retried or paused before is over.
+                    let copying = self.applied.is_none();
+                    set(&ctx.shared, |s| {
+                        if s.state == ShardState::Reconnecting {
+                            s.state = if copying { ShardState::Rdb } else { ShardState::Incremental };
+                        }
+                    });
                     return Ok(());
                 }
                 Err(e) => e,

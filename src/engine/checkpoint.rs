@@ -60,10 +60,10 @@ pub fn save(state: &Path, shard: &str, ckpt: &Checkpoint) -> Result<(), Checkpoi
     let p = path(state, shard);
     let err = |source| CheckpointError::Write { shard: shard.to_string(), path: p.clone(), source };
     let dir = p.parent().unwrap_or(state);
-    std::fs::create_dir_all(dir).map_err(err)?;
+    crate::private_fs::create_dir_all(dir).map_err(err)?;
     let tmp = p.with_extension("json.tmp");
     let body = serde_json::to_vec(ckpt).unwrap_or_default();
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    let mut f = crate::private_fs::options().write(true).create(true).truncate(true).open(&tmp).map_err(err)?;
     f.write_all(&body).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, &p).map_err(err)?;

@@ -78,6 +78,9 @@ enum LinkEnd {
     Stopped,
     /// Needs the operator.
     Failed(String),
+    /// Needs the operator, who can fix it while the task runs (a source's
+    /// password changed): the shard pauses, and a resume starts a new link.
+    Paused(String),
     /// A new link (after a backoff) can carry on; why this one ended.
     Again(String),
 }
@@ -103,6 +106,12 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
         match link(&ctx, &mut applier).await {
             LinkEnd::Stopped => break Ok(()),
             LinkEnd::Failed(e) => break Err(e),
+            LinkEnd::Paused(why) => {
+                if !hold(&ctx, &why).await {
+                    break Ok(());
+                }
+                backoff = BACKOFF_MIN;
+            }
             LinkEnd::Again(why) => {
                 // A link that got somewhere starts the backoff over.
                 if applier.progress_mark() != received_before {
@@ -129,6 +138,35 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
         }
     });
     result
+}
+
+/// Pauses the shard with `why` until the operator resumes it (true) or the
+/// shard is stopped (false).
+async fn hold(ctx: &ShardCtx, why: &str) -> bool {
+    alert(&ctx.shared, None, format!("paused: {why}; fix it, then resume the shard"));
+    set(&ctx.shared, |s| {
+        s.state = ShardState::Stopped;
+        s.paused_on_error = true;
+        s.last_error = Some(why.to_owned());
+    });
+    let mut control = ctx.control.clone();
+    // A resume sent before this pause does not count.
+    control.borrow_and_update();
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return false,
+            r = control.changed() => if r.is_err() { return false },
+        }
+        if *control.borrow_and_update() == ShardControl::Run {
+            break;
+        }
+    }
+    alert(&ctx.shared, None, "resumed by the operator: connecting to the source again".to_owned());
+    set(&ctx.shared, |s| {
+        s.state = ShardState::Connecting;
+        s.paused_on_error = false;
+    });
+    true
 }
 
 /// The host part of `host:port`, which is what shares a machine.
@@ -212,6 +250,9 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
         // The consumer ran dry or failed: when the link failed, the link's
         // error is the cause, and says whether a new link can help.
         ApplyEnd::Drained { consumer_error } => match (source, consumer_error) {
+            (Err(SourceError::Resp { source, shard: s, addr, step }), _) if source.is_auth() => {
+                LinkEnd::Paused(format!("shard {shard}: {}", SourceError::Resp { source, shard: s, addr, step }))
+            }
             (Err(e), _) if retryable(&e) => LinkEnd::Again(format!("shard {shard}: {e}")),
             (Err(e), _) => LinkEnd::Failed(format!("shard {shard}: {e}")),
             (Ok(()), Some(e)) => LinkEnd::Failed(format!("shard {shard}: {e}")),

@@ -3,7 +3,7 @@
 //! ends, SIGKILL included). Two processes applying the same source stream
 //! to one destination would apply every write twice.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -35,8 +35,10 @@ pub fn lock_path(state: &Path) -> PathBuf {
 pub fn acquire(state: &Path) -> Result<StateLock, LockError> {
     let path = lock_path(state);
     let io = |source| LockError::Io { path: path.clone(), source };
-    std::fs::create_dir_all(state).map_err(io)?;
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    crate::private_fs::create_dir_all(state).map_err(io)?;
+    let file =
+        crate::private_fs::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    crate::private_fs::tighten(&path, crate::private_fs::FILE_MODE).map_err(io)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut lock) => {
             // Who holds it, for the message another process would show.

@@ -20,6 +20,10 @@ use crate::resp::{Cmd, Connection, Value};
 struct Resume {
     /// Shards with a checkpoint (in the destination, or the local file).
     resuming: Vec<String>,
+    /// Of those, the shards whose checkpoint key is on the destination:
+    /// proof that it holds this task's copy of them (a shard writes its
+    /// checkpoint before its first key).
+    on_dest: Vec<String>,
 }
 
 impl Resume {
@@ -309,6 +313,7 @@ async fn write_test(conn: &mut Connection, key: &str) -> Result<(), String> {
 
 async fn resume_state(task: &TaskConfig, conn: &mut Connection) -> Resume {
     let mut resuming = Vec::new();
+    let mut on_destination = Vec::new();
     let state = task.state_path();
     for s in &task.sources {
         let key = task.checkpoint_key(&s.name);
@@ -320,8 +325,11 @@ async fn resume_state(task: &TaskConfig, conn: &mut Connection) -> Resume {
         if on_dest || local {
             resuming.push(s.name.clone());
         }
+        if on_dest {
+            on_destination.push(s.name.clone());
+        }
     }
-    Resume { resuming }
+    Resume { resuming, on_dest: on_destination }
 }
 
 fn memory(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts, resume: &Resume) -> CheckResult {
@@ -482,6 +490,26 @@ fn conflict(
             subject,
             &title,
             format!("{}: this task's own earlier copy (every shard resumes from its checkpoint)", listed.join(", ")),
+        );
+    }
+    // A task stopped during its first full copies: the shards that got
+    // going left their checkpoint (a shard writes it before its first key),
+    // the others wrote nothing yet.
+    if mode == ConflictMode::Intercept && !resume.on_dest.is_empty() {
+        let fresh: Vec<&str> =
+            task.sources.iter().map(|s| s.name.as_str()).filter(|n| !resume.resuming.iter().any(|r| r == n)).collect();
+        return CheckResult::pass(
+            "destination.conflict",
+            subject,
+            &title,
+            format!(
+                "{}: this task's own earlier copy ({} continue from their checkpoints, replacing only their own \
+                 keys; {} start a fresh copy, where a key found already there is reported as a collision, never \
+                 overwritten)",
+                listed.join(", "),
+                resume.resuming.join(", "),
+                if fresh.is_empty() { "none".to_owned() } else { fresh.join(", ") }
+            ),
         );
     }
     match mode {

@@ -23,7 +23,7 @@ pub(super) fn free_bytes(path: &Path) -> io::Result<(u64, PathBuf)> {
 
 /// Whether this user can create files in the state dir (creating it).
 pub(super) fn writable(path: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(path)?;
+    crate::private_fs::create_dir_all(path)?;
     let probe = path.join(".shardsync-precheck");
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)

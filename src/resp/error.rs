@@ -73,3 +73,19 @@ pub enum RespError {
     #[error("connection to {addr} is unusable after an earlier error ({reason}); reconnect")]
     Unusable { addr: String, reason: String },
 }
+
+impl RespError {
+    /// The server refused the credentials (or wanted some): the operator
+    /// must change the password, no retry alone helps.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            RespError::AuthRequired { .. }
+                | RespError::WrongPassword { .. }
+                | RespError::WrongUserOrPassword { .. }
+                | RespError::NoPasswordSet { .. }
+                | RespError::AclUnsupported { .. }
+                | RespError::AuthFailed { .. }
+        )
+    }
+}

@@ -153,7 +153,7 @@ impl SpoolWriter {
     /// Starts an empty spool in `dir` (created if needed), deleting any
     /// segments and header already there.
     pub fn create(dir: &Path, opts: SpoolOptions) -> Result<SpoolWriter, SpoolError> {
-        fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, "create the directory", e))?;
+        crate::private_fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, "create the directory", e))?;
         for start in list_segments(dir)? {
             let path = dir.join(segment_name(start));
             fs::remove_file(&path).map_err(|e| SpoolError::io(dir, format!("delete {}", path.display()), e))?;
@@ -174,7 +174,7 @@ impl SpoolWriter {
     /// an empty spool is created if there is none. The segments must be
     /// contiguous (each one ends where the next starts).
     pub fn open(dir: &Path, opts: SpoolOptions) -> Result<SpoolWriter, SpoolError> {
-        fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, "create the directory", e))?;
+        crate::private_fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, "create the directory", e))?;
         let starts = list_segments(dir)?;
         let Some(&last) = starts.last() else {
             let file = create_segment(dir, 0)?;
@@ -294,7 +294,7 @@ impl SpoolWriter {
             .map_err(|e| SpoolError::io(&self.dir, "encode the header", io::Error::other(e)))?;
         let tmp = self.dir.join(HEADER_TMP);
         let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = crate::private_fs::options().write(true).create(true).truncate(true).open(&tmp)?;
             f.write_all(&text)?;
             f.sync_all()?;
             fs::rename(&tmp, self.dir.join(HEADER_FILE))?;
@@ -317,7 +317,8 @@ impl SpoolWriter {
 
 fn create_segment(dir: &Path, start: u64) -> Result<File, SpoolError> {
     let path = dir.join(segment_name(start));
-    let file = OpenOptions::new()
+    // Every byte of the source's data: the owner's only.
+    let file = crate::private_fs::options()
         .append(true)
         .create_new(true)
         .open(&path)

@@ -260,11 +260,12 @@ async fn precheck(task: TaskConfig, tx: mpsc::Sender<Msg>) {
 
 async fn write_report(path: &Path, text: &str) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir)
-            .await
+        crate::private_fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {} for the report: {e}", dir.display()))?;
     }
-    tokio::fs::write(path, text).await.map_err(|e| format!("cannot write the report to {}: {e}", path.display()))
+    // Names the sources and their figures: the owner's only, like the state.
+    crate::private_fs::write(path, text.as_bytes())
+        .map_err(|e| format!("cannot write the report to {}: {e}", path.display()))
 }
 
 /// The dashboard's verify: `verify::run` on the running task, its progress

@@ -3,7 +3,6 @@
 //! without colour codes. Nothing is ever printed to the terminal while the
 //! UI owns it. Passwords never reach it: requests are logged by address.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -12,9 +11,10 @@ pub const LOG_FILE: &str = "shardsync.log";
 /// Sends `tracing` events to `<dir>/shardsync.log` (created with `dir`).
 /// Returns the file's path. A second call keeps the first file.
 pub fn init(dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    crate::private_fs::create_dir_all(dir)?;
     let path = dir.join(LOG_FILE);
-    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+    let file = crate::private_fs::options().create(true).append(true).open(&path)?;
+    crate::private_fs::tighten(&path, crate::private_fs::FILE_MODE)?;
     let subscriber = tracing_subscriber::fmt()
         .with_writer(Mutex::new(file))
         .with_ansi(false)
