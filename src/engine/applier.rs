@@ -118,6 +118,10 @@ pub(super) struct Applier {
     stream_db: u32,
     /// The key accounting of the full copy in progress (or the last one).
     account: KeyAccount,
+    /// Why the local checkpoint file could not be written (a full disk),
+    /// while it cannot; and whether that was said.
+    local_failed: Option<String>,
+    local_failed_reported: bool,
     /// The destination holds keys of an earlier copy of this shard: a new
     /// full copy must replace them, not report them as collisions.
     ours_on_dest: bool,
@@ -239,6 +243,8 @@ impl Applier {
             applied,
             stream_db,
             account: KeyAccount::default(),
+            local_failed: None,
+            local_failed_reported: false,
             ours_on_dest,
             rate: RateLimit::new(ctx.task.sync.max_keys_per_sec, ctx.task.sync.max_bytes_per_sec),
             last_local: Instant::now(),
@@ -265,13 +271,36 @@ impl Applier {
         self.received
     }
 
+    /// Writes the local checkpoint file. With the checkpoint kept in the
+    /// destination (the default) the file is a copy, so a failure to write
+    /// it (a full disk) is only reported, once, and the shard goes on;
+    /// with `checkpoint = "local"` it is the only resume point, and fails.
     pub(super) fn save_local_checkpoint(&mut self) -> Result<(), String> {
         self.last_local = Instant::now();
         if let (Some(replid), Some(offset)) = (&self.replid, self.applied) {
             let c = Checkpoint { replid: replid.clone(), offset, db: Some(self.stream_db), updated_ms: now_ms() };
-            checkpoint::save(&self.state_dir, &self.shard, &c).map_err(|e| e.to_string())?;
+            match checkpoint::save(&self.state_dir, &self.shard, &c) {
+                Ok(()) => self.local_failed = None,
+                Err(e) if self.store == CheckpointStore::Destination => {
+                    if self.local_failed.is_none() {
+                        self.local_failed = Some(e.to_string());
+                        self.local_failed_reported = false;
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
         Ok(())
+    }
+
+    /// A failure to write the local copy of the checkpoint, not reported yet.
+    pub(super) fn take_local_failure(&mut self) -> Option<String> {
+        if self.local_failed_reported {
+            return None;
+        }
+        let failed = self.local_failed.clone()?;
+        self.local_failed_reported = true;
+        Some(failed)
     }
 
     fn rewriter(&self, ctx: &ShardCtx, replace_ours: bool) -> Rewriter {
@@ -758,6 +787,13 @@ impl Applier {
         }
         if self.last_local.elapsed() >= Duration::from_secs(1) {
             self.save_local_checkpoint().map_err(ApplyEnd::Failed)?;
+            if let Some(why) = self.take_local_failure() {
+                alert(
+                    &ctx.shared,
+                    None,
+                    format!("{why}; the destination keeps this shard's checkpoint, so the shard goes on"),
+                );
+            }
         }
         Ok(())
     }

@@ -81,6 +81,8 @@ enum LinkEnd {
     /// Needs the operator, who can fix it while the task runs (a source's
     /// password changed): the shard pauses, and a resume starts a new link.
     Paused(String),
+    /// The disk under the spool is full: the shard waits for room.
+    DiskFull { dir: std::path::PathBuf },
     /// A new link (after a backoff) can carry on; why this one ended.
     Again(String),
 }
@@ -108,6 +110,12 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
             LinkEnd::Failed(e) => break Err(e),
             LinkEnd::Paused(why) => {
                 if !hold(&ctx, &why).await {
+                    break Ok(());
+                }
+                backoff = BACKOFF_MIN;
+            }
+            LinkEnd::DiskFull { dir } => {
+                if !wait_for_room(&ctx, &dir).await {
                     break Ok(());
                 }
                 backoff = BACKOFF_MIN;
@@ -162,6 +170,49 @@ async fn hold(ctx: &ShardCtx, why: &str) -> bool {
         }
     }
     alert(&ctx.shared, None, "resumed by the operator: connecting to the source again".to_owned());
+    set(&ctx.shared, |s| {
+        s.state = ShardState::Connecting;
+        s.paused_on_error = false;
+    });
+    true
+}
+
+/// Room a spool needs to go on: one whole segment.
+const SPOOL_ROOM: u64 = 64 << 20;
+
+/// The spool's disk is full: its segments are removed (the next link
+/// resumes from the checkpoint, not from the spool), the shard says where,
+/// how much it needs and how much is free, and it waits until there is room
+/// (true) or it is stopped (false).
+async fn wait_for_room(ctx: &ShardCtx, dir: &std::path::Path) -> bool {
+    let _ = crate::source::spool::remove(dir);
+    let free = |d: &std::path::Path| {
+        let probe = d.ancestors().find(|a| a.exists()).unwrap_or(d).to_path_buf();
+        nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64).unwrap_or(0)
+    };
+    let why = format!(
+        "the disk under the spool {} is full: the shard needs {} free to go on, {} are; its partial spool is \
+         removed, and it goes on by itself once there is room (free some, or move state_dir)",
+        dir.display(),
+        crate::human::human_bytes(SPOOL_ROOM),
+        crate::human::human_bytes(free(dir))
+    );
+    alert(&ctx.shared, None, format!("paused: {why}"));
+    set(&ctx.shared, |s| {
+        s.state = ShardState::Stopped;
+        s.paused_on_error = true;
+        s.last_error = Some(why.clone());
+    });
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        if free(dir) >= SPOOL_ROOM {
+            break;
+        }
+    }
+    alert(&ctx.shared, None, format!("room again under {}: connecting to the source", dir.display()));
     set(&ctx.shared, |s| {
         s.state = ShardState::Connecting;
         s.paused_on_error = false;
@@ -250,6 +301,11 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
         // The consumer ran dry or failed: when the link failed, the link's
         // error is the cause, and says whether a new link can help.
         ApplyEnd::Drained { consumer_error } => match (source, consumer_error) {
+            (Err(SourceError::Spool { source: crate::source::SpoolError::Io { dir, source, .. }, .. }), _)
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                LinkEnd::DiskFull { dir }
+            }
             (Err(SourceError::Resp { source, shard: s, addr, step }), _) if source.is_auth() => {
                 LinkEnd::Paused(format!("shard {shard}: {}", SourceError::Resp { source, shard: s, addr, step }))
             }
