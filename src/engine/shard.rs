@@ -186,10 +186,9 @@ const SPOOL_ROOM: u64 = 64 << 20;
 /// (true) or it is stopped (false).
 async fn wait_for_room(ctx: &ShardCtx, dir: &std::path::Path) -> bool {
     let _ = crate::source::spool::remove(dir);
-    let free = |d: &std::path::Path| {
-        let probe = d.ancestors().find(|a| a.exists()).unwrap_or(d).to_path_buf();
-        nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64).unwrap_or(0)
-    };
+    // Measured where the spool would be, walking up to the first existing
+    // directory (the spool's own directory was just removed).
+    let free = |d: &std::path::Path| crate::precheck::disk::free_bytes(d).map(|(b, _)| b).unwrap_or(0);
     let why = format!(
         "the disk under the spool {} is full: the shard needs {} free to go on, {} are; its partial spool is \
          removed, and it goes on by itself once there is room (free some, or move state_dir)",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Bytes available to this user on the file system holding `path`, and the
 /// directory actually measured.
-pub(super) fn free_bytes(path: &Path) -> io::Result<(u64, PathBuf)> {
+pub(crate) fn free_bytes(path: &Path) -> io::Result<(u64, PathBuf)> {
     let mut dir = path.to_path_buf();
     while !dir.exists() {
         match dir.parent() {

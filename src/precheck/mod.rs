@@ -15,7 +15,7 @@
 //! when a check fails; the TUI's precheck step shows it.
 
 mod destination;
-mod disk;
+pub(crate) mod disk;
 mod source;
 mod task;
 
