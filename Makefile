@@ -13,7 +13,7 @@ SAMPLE_RDB := assets/sample.rdb
 SHARDSYNC_REDIS6_BIN ?= $(CURDIR)/.deps/redis-6.0.9/redis-server
 export SHARDSYNC_REDIS6_BIN
 
-.PHONY: help deps build test demo bench soak fuzz sample clean-bench
+.PHONY: help deps build test demo bench soak fuzz sample rdb-fixtures clean-bench
 
 help:
 	@echo "make demo     set up, build, start the local sandbox (real servers) and open the wizard on it"
@@ -23,6 +23,7 @@ help:
 	@echo "make soak     production-size soak: 5 runs of 1M keys under live writes, every key compared (SOAK_RUNS=N)"
 	@echo "make fuzz     a long run of the RDB parser fuzzer (mutated fixtures; FUZZ_CASES=N)"
 	@echo "make sample   regenerate $(SAMPLE_RDB) from a real redis-server"
+	@echo "make rdb-fixtures  regenerate tests/fixtures/rdb (the parser's corpus) from every server at hand"
 	@echo "make deps     install redis, nutcracker, tmux, time and Redis 6.0.9 if missing"
 
 deps:
@@ -52,6 +53,11 @@ $(SAMPLE_RDB):
 
 sample:
 	scripts/make-sample-rdb.sh $(SAMPLE_RDB)
+
+# Regenerates the committed RDB corpus (tests/fixtures/rdb) from every Redis
+# and Valkey version at hand; RDB_CORPUS=redis-7.0,valkey-9.1 limits it.
+rdb-fixtures: deps
+	$(CARGO) run --release --example rdb_corpus
 
 # Settings: see the heads of scripts/bench-rdb.sh (MIXED_KEYS, LIST_LEN, RUNS, BENCH_DIR…)
 # scripts/bench-sync.sh (SYNC_KEYS, SMALL_KEYS, RUNS, INCR_RUNS, INCR_REQUESTS…),

@@ -1,5 +1,5 @@
 //! The headless front end's rendering: one progress line per shard per
-//! second, or the NDJSON records of DESIGN.md, from the same engine
+//! second, or the NDJSON records of `docs/output-formats.md`, from the same engine
 //! snapshots the TUI draws. Pure functions; the loop that calls them lives
 //! with the `run` command.
 

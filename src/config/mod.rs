@@ -1,6 +1,6 @@
 //! The task file: what to copy from where, loaded, validated and saved.
 //!
-//! A task file (TOML; the schema is in DESIGN.md) becomes a [`TaskConfig`]
+//! A task file (TOML; the schema is in `docs/task-file.md`) becomes a [`TaskConfig`]
 //! in three steps: `raw` parses the text into serde structs that keep every
 //! value's span and rejects unknown keys; `load` turns those into the typed
 //! config below, checking each value and reading what the file points at
@@ -23,7 +23,7 @@
 //! `[twemproxy]` apply to every server, and `[twemproxy.servers."<name>"]`
 //! tables override them for one server.
 //!
-//! The tool's own keys are named here, as DESIGN.md fixes them: the
+//! The tool's own keys are named here, as `docs/task-file.md` documents them: the
 //! heartbeat key `<heartbeat_key>` on the sources, and one checkpoint key
 //! per shard, [`TaskConfig::checkpoint_key`], on the destination.
 

@@ -1,4 +1,4 @@
-//! Writes a [`TaskConfig`] back as a task file: the DESIGN.md schema with
+//! Writes a [`TaskConfig`] back as a task file: the schema of `docs/task-file.md` with
 //! the comments a person editing it wants, created atomically (a temporary
 //! file in the same directory, then a rename) and readable by its owner only
 //! (mode 0600), since it may hold passwords.

@@ -1,5 +1,5 @@
 //! The checkpoint a shard keeps in the destination: the value of
-//! `<heartbeat_key>:ckpt:<shard>` (DESIGN.md), always in DB 0.
+//! `<heartbeat_key>:ckpt:<shard>` (`docs/task-file.md`), always in DB 0.
 //!
 //! During the command stream it is written inside the same `MULTI`/`EXEC`
 //! as the writes it covers, so the destination's data and its checkpoint

@@ -1,5 +1,5 @@
 //! The canonical NDJSON rendering of RDB events (`shardsync rdb --json`,
-//! and the format of the shared fixtures' ground truth).
+//! and the format of the corpus ground truth, `docs/output-formats.md`).
 //!
 //! One object per key: `{"db", "key", "type", "expire_at_ms", "value"}` plus
 //! `field_expire_at_ms` for hashes with field TTLs and `module` for module

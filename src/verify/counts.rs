@@ -4,7 +4,7 @@
 //! source DBs the key comparison walks.
 //!
 //! The heartbeat key lives in DB 0 of every source while a task runs, the
-//! checkpoint keys in DB 0 of the destination (DESIGN.md): an `EXISTS` on
+//! checkpoint keys in DB 0 of the destination (`docs/task-file.md`): an `EXISTS` on
 //! each tells whether to subtract it. The sources are read concurrently,
 //! then the destination, so that a live sync has had the least time to
 //! move between the two readings.

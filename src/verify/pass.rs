@@ -188,7 +188,7 @@ async fn next_batch(
             *next = Some(after);
         }
         drop(next);
-        // The heartbeat key is the tool's own (DESIGN.md): never compared.
+        // The heartbeat key is the tool's own (`docs/task-file.md`): never compared.
         if db == 0 {
             keys.retain(|k| &k[..] != heartbeat);
         }
