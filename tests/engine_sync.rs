@@ -188,8 +188,12 @@ async fn seed_topology_full_and_incremental_with_live_writers() {
     wait_synced(&handle, Duration::from_secs(60)).await;
     let snap = handle.status.borrow().clone();
     assert!(snap.shards.iter().all(|s| s.lag_ms.is_some()), "lag in ms measured: {snap:#?}");
+    let status = handle.status.clone();
     let results = handle.stop().await;
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    // The stop waited for every helper: nothing left undone, nothing to report.
+    let notes = status.borrow().closing_notes.clone();
+    assert!(notes.is_empty(), "{notes:?}");
     let diffs = compare::diff(&[m1.addr(), m2.addr()], &dest.addr(), &[HEARTBEAT]).await;
     assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
     // The heartbeat key is gone from the sources too.

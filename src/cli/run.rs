@@ -153,6 +153,9 @@ fn closing(snap: &shardsync::engine::snapshot::TaskSnapshot, json: bool) {
             err!("{}: {}; full copy: {summary}", s.shard, s.state.as_str());
         }
     }
+    for note in &snap.closing_notes {
+        err!("warning: {note}");
+    }
 }
 
 /// What every front end does before the engine starts a task: the

@@ -91,7 +91,8 @@ fn report(outcome: &Outcome, log_path: &Path) -> i32 {
     // After a hangup there is nobody to read this; printing to a dead
     // terminal fails silently.
     if outcome.signal == Some(Signal::Hangup) {
-        return EXIT_OK;
+        let failed = outcome.stopped.iter().flatten().any(|(_, r)| r.is_err());
+        return if failed { EXIT_FAILED } else { EXIT_OK };
     }
     // `println!` panics when the terminal is gone; these lines are worth
     // an attempt, not a crash.
@@ -124,6 +125,9 @@ fn report(outcome: &Outcome, log_path: &Path) -> i32 {
                     say(format!("{shard}: FAILED: {e}"));
                 }
             }
+        }
+        for note in &outcome.closing_notes {
+            say(format!("warning: {note}"));
         }
         if !results.is_empty() {
             say("`shardsync run --config <task file>` continues from the checkpoints.".to_owned());

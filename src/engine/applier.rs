@@ -376,7 +376,7 @@ impl Applier {
                     }
                 }
             };
-            marks.consumed.fetch_add(item.mem_bytes(), Ordering::Relaxed);
+            marks.took(item.mem_bytes());
             let mut flush_now = false;
             let pending_before = work.pending.len();
             match item {

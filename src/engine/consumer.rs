@@ -3,8 +3,9 @@
 //! applier [`Item`]s in small batches over a bounded channel, which is where
 //! a slow destination pushes back (the reader keeps spooling to disk).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -69,7 +70,7 @@ impl Item {
     }
 }
 
-/// The tool's own keys (DESIGN.md): the heartbeat key and the checkpoint
+/// The tool's own keys (`docs/task-file.md`): the heartbeat key and the checkpoint
 /// keys `<heartbeat>:ckpt:<shard>`. A snapshot can hold them (the heartbeat
 /// is written before the fork; a source may itself be a former destination),
 /// and they are never copied.
@@ -116,14 +117,59 @@ pub(super) struct Outbox {
     sent: u64,
 }
 
-/// What the applier tells the consumer, without waking it.
+/// What the applier tells the consumer; it wakes the consumer only when
+/// the consumer is waiting for room (see [`Marks::took`]).
 #[derive(Debug, Default)]
 pub(super) struct Marks {
     /// Spool position up to which everything is applied: segments before
     /// it can be deleted.
     pub release: AtomicU64,
     /// [`Item::mem_bytes`] of every item the applier took.
-    pub consumed: AtomicU64,
+    consumed: AtomicU64,
+    /// Set by a consumer about to wait for room, under `room`'s lock.
+    waiting: AtomicBool,
+    room: Mutex<()>,
+    taken: Condvar,
+}
+
+/// How long a consumer waiting for room sleeps at most before it looks
+/// again whether the applier is gone (its channel closed): a bound on how
+/// late a stop is heard, not a polling interval (the applier wakes it).
+const ROOM_RECHECK: Duration = Duration::from_millis(100);
+
+impl Marks {
+    /// The applier took an item of `bytes`: a consumer waiting for room is
+    /// woken. A lock and a wake-up only while one waits, so the common case
+    /// costs one atomic add and one load.
+    pub(super) fn took(&self, bytes: u64) {
+        self.consumed.fetch_add(bytes, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) {
+            let _room = self.room.lock();
+            self.taken.notify_one();
+        }
+    }
+
+    pub(super) fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::SeqCst)
+    }
+
+    /// Blocks until `full` is false or `gone` is true. The flag is raised
+    /// before `full` is looked at again under the lock, so an item taken in
+    /// between either shows in that look or wakes the wait.
+    fn wait_for_room(&self, full: impl Fn(u64) -> bool, gone: impl Fn() -> bool) {
+        let Ok(mut guard) = self.room.lock() else { return };
+        loop {
+            self.waiting.store(true, Ordering::SeqCst);
+            if !full(self.consumed()) || gone() {
+                break;
+            }
+            guard = match self.taken.wait_timeout(guard, ROOM_RECHECK) {
+                Ok((g, _)) => g,
+                Err(_) => break,
+            };
+        }
+        self.waiting.store(false, Ordering::SeqCst);
+    }
 }
 
 /// How much (by [`Item::mem_bytes`]) the consumer may hand over ahead of
@@ -146,18 +192,17 @@ impl Outbox {
     /// leaves room for it (see [`AHEAD_LIMIT`]); false once the applier is gone.
     fn send(&mut self, item: Item, more_at_hand: bool) -> bool {
         let weight = item.mem_bytes();
-        let consumed = |o: &Self| o.marks.consumed.load(Ordering::Relaxed);
-        if self.sent + weight > consumed(self) + AHEAD_LIMIT {
+        if self.sent + weight > self.marks.consumed() + AHEAD_LIMIT {
             // What is held here must reach the applier for it to catch up.
             if !self.flush() {
                 return false;
             }
             // A single item bigger than the limit goes once all else is taken.
-            while self.sent + weight > consumed(self) + AHEAD_LIMIT && self.sent > consumed(self) {
-                if self.tx.is_closed() {
-                    return false;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            let sent = self.sent;
+            let full = |consumed: u64| sent + weight > consumed + AHEAD_LIMIT && sent > consumed;
+            self.marks.wait_for_room(full, || self.tx.is_closed());
+            if self.tx.is_closed() {
+                return false;
             }
         }
         self.sent += weight;
@@ -269,5 +314,46 @@ fn consume_rdb(
         if !out.send(item, true) {
             return None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_waiting_for_room_wakes_when_the_applier_takes_an_item() {
+        let marks = Arc::new(Marks::default());
+        let m = marks.clone();
+        let waiter = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            m.wait_for_room(|consumed| consumed < 10, || false);
+            started.elapsed()
+        });
+        // Let it wait, then take items as the applier does.
+        while !marks.waiting.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        marks.took(4);
+        marks.took(6);
+        let waited = waiter.join().expect("waiter");
+        assert_eq!(marks.consumed(), 10);
+        assert!(!marks.waiting.load(Ordering::SeqCst), "the flag is lowered after the wait");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+
+    #[test]
+    fn a_consumer_waiting_for_room_hears_that_the_applier_is_gone() {
+        let marks = Marks::default();
+        let gone = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                gone.store(true, Ordering::SeqCst);
+            });
+            // Never any room: only the closed channel ends the wait.
+            marks.wait_for_room(|_| true, || gone.load(Ordering::SeqCst));
+        });
+        assert!(gone.load(Ordering::SeqCst));
     }
 }

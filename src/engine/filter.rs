@@ -144,8 +144,20 @@ impl StreamFilter {
             "FLUSHDB" if !self.forward_flush => {
                 return Action::Refused { command: name.into(), db: Some(self.db), why: WIPES.to_owned() };
             }
-            // Forwarded on request; with a DB selection it would also wipe
-            // databases this task does not own, so it is refused then too.
+            // Forwarded on request, and only from a single source: in a
+            // merged destination it would wipe the other shards' keys.
+            "FLUSHALL" | "FLUSHDB" if self.merged => {
+                let db = (name == "FLUSHDB").then_some(self.db);
+                return Action::Refused {
+                    command: name.into(),
+                    db,
+                    why: "the task merges several sources, and it would also delete the other shards' keys; \
+                          flush = \"forward\" applies it only when the task has a single source"
+                        .to_owned(),
+                };
+            }
+            // With a DB selection it would also wipe databases this task
+            // does not own, so it is refused then too.
             "FLUSHALL" if self.db_map.is_some() => {
                 return refuse(
                     "with a database selection it would also delete the destination's DBs this task does not copy; \
@@ -411,6 +423,11 @@ mod tests {
         assert_eq!(refused(&f.filter(cmd(&["flushall", "ASYNC"]))), Some(("FLUSHALL", None)));
         let mut f = StreamFilter::new("HB", None, true);
         assert!(matches!(f.filter(cmd(&["FLUSHALL"])), Action::Apply { .. }));
+        // Never in a merged destination, where it would wipe the other shards' keys.
+        let mut f = StreamFilter::new("HB", None, true).merged(true);
+        assert_eq!(refused(&f.filter(cmd(&["FLUSHALL"]))), Some(("FLUSHALL", None)));
+        f.filter(cmd(&["SELECT", "2"]));
+        assert_eq!(refused(&f.filter(cmd(&["FLUSHDB"]))), Some(("FLUSHDB", Some(2))));
     }
 
     #[test]

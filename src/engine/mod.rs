@@ -8,7 +8,8 @@
 //! destination's keys, memory and ops/s for the dashboard; `checkpoint` the local resume
 //! point; `snapshot` is what front ends read; `collision` names the shards
 //! holding a key that collided; `accounting` checks that every key of a
-//! snapshot was written or skipped for a counted reason.
+//! snapshot was written or skipped for a counted reason; `tracked` runs the
+//! helper tasks beside the shards, so that a stop waits for every one.
 
 pub mod accounting;
 pub mod applier;
@@ -24,5 +25,6 @@ pub mod source_side;
 pub mod state_lock;
 pub mod stream_batch;
 pub mod task;
+mod tracked;
 
 pub use task::{spawn, Command, EngineHandle};

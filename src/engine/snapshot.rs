@@ -45,7 +45,7 @@ pub struct Alert {
 }
 
 /// One shard's progress. The serialized fields are exactly the `--json`
-/// progress record of DESIGN.md.
+/// progress record of `docs/output-formats.md`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShardSnapshot {
     pub ts_ms: i64,
@@ -191,6 +191,9 @@ pub struct TaskSnapshot {
     pub shards: Vec<ShardSnapshot>,
     /// `None` until the first poll answers (and while it cannot).
     pub destination: Option<DestStats>,
+    /// Only in the closing snapshot: what the shutdown could not finish
+    /// (a helper still running at the deadline, a heartbeat key not deleted).
+    pub closing_notes: Vec<String>,
 }
 
 impl TaskSnapshot {

@@ -40,6 +40,7 @@ async fn connected<'a>(
 
 /// `SET <key> <now-ms>` on the source every `every`, until cancelled; then
 /// the key is deleted, as the contract says it never outlives the task.
+/// Returns what went wrong when it could not be deleted (a closing note).
 pub async fn heartbeat(
     addr: String,
     opts: ConnectOptions,
@@ -47,7 +48,7 @@ pub async fn heartbeat(
     every: Duration,
     shared: Arc<Mutex<ShardSnapshot>>,
     cancel: CancellationToken,
-) {
+) -> Option<String> {
     let mut conn: Option<Connection> = None;
     let mut refused = false;
     loop {
@@ -78,8 +79,20 @@ pub async fn heartbeat(
             break;
         }
     }
-    if let Some(mut c) = conn {
-        let _ = tokio::time::timeout(Duration::from_secs(2), c.send(&Cmd::new("DEL").arg(&key))).await;
+    // The key must not outlive the task: delete it, or say that it could not be.
+    let mut c = match conn {
+        Some(c) => c,
+        None => match tokio::time::timeout(Duration::from_secs(2), Connection::connect(&addr, &opts)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Some(format!("heartbeat key {key} on {addr} was not deleted: {e}")),
+            Err(_) => return Some(format!("heartbeat key {key} on {addr} was not deleted: no connection within 2 s")),
+        },
+    };
+    match tokio::time::timeout(Duration::from_secs(2), c.send(&Cmd::new("DEL").arg(&key))).await {
+        Ok(Ok(Value::Error(e))) => Some(format!("heartbeat key {key} on {addr} was not deleted: {e}")),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("heartbeat key {key} on {addr} was not deleted: {e}")),
+        Err(_) => Some(format!("heartbeat key {key} on {addr} was not deleted: no answer within 2 s")),
     }
 }
 

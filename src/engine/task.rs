@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::shard::{self, ShardControl, ShardCtx};
 use super::snapshot::{DestStats, ShardSnapshot, ShardState, TaskSnapshot};
 use super::source_side::{self, now_ms};
+use super::tracked::Tracked;
 use crate::config::TaskConfig;
 use crate::resp::ConnectOptions;
 
@@ -53,6 +54,10 @@ impl EngineHandle {
     }
 }
 
+/// How long a stop waits for the helper tasks once every shard has ended:
+/// above the heartbeat's own 2 s connect and 2 s `DEL`.
+const HELPERS_DEADLINE: Duration = Duration::from_secs(5);
+
 struct ShardSlot {
     shared: Arc<Mutex<ShardSnapshot>>,
     ops: Arc<AtomicU64>,
@@ -69,7 +74,10 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(64);
     let mut slots: Vec<(String, ShardSlot)> = Vec::new();
     let mut set: JoinSet<(String, Result<(), String>)> = JoinSet::new();
+    // Which shard each task of `set` runs, to name a shard that panicked.
+    let mut shard_ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let side = cancel.child_token();
+    let helpers = Tracked::default();
     // One semaphore per source host: masters sharing a machine must not
     // fork for a snapshot at the same time.
     let mut hosts: HashMap<String, Arc<tokio::sync::Semaphore>> = HashMap::new();
@@ -97,7 +105,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
         };
         let name = source.name.clone();
         let (fail_shared, stop) = (shared.clone(), shard_cancel.clone());
-        set.spawn(async move {
+        let id = set.spawn(async move {
             let r = shard::run(ctx).await;
             // Whatever way the shard ended, its reader and helpers stop, and
             // a failure is what its snapshot shows.
@@ -110,40 +118,61 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             }
             (name, r)
         });
+        shard_ids.insert(id.id(), source.name.clone());
         let opts = ConnectOptions { credentials: source.password.credentials(), ..ConnectOptions::default() };
-        tokio::spawn(source_side::heartbeat(
-            source.addr.to_string(),
-            opts.clone(),
-            task.sync.heartbeat_key.clone(),
-            Duration::from_millis(task.sync.heartbeat_ms),
-            shared.clone(),
-            side.clone(),
-        ));
+        helpers.spawn(
+            format!("heartbeat of {}", source.name),
+            source_side::heartbeat(
+                source.addr.to_string(),
+                opts.clone(),
+                task.sync.heartbeat_key.clone(),
+                Duration::from_millis(task.sync.heartbeat_ms),
+                shared.clone(),
+                side.clone(),
+            ),
+        );
         let poll = source_side::SourcePoll {
             addr: source.addr.to_string(),
             opts,
             dbs: super::applier::db_map(&task).map(|m| m.keys().copied().collect()),
             heartbeat_key: task.sync.heartbeat_key.clone(),
         };
-        tokio::spawn(source_side::poll_offset(poll, Duration::from_secs(1), shared.clone(), side.clone()));
+        let offsets = source_side::poll_offset(poll, Duration::from_secs(1), shared.clone(), side.clone());
+        // A poll may be cut anywhere: it only reads.
+        let stop_poll = side.clone();
+        helpers.spawn(format!("offset poll of {}", source.name), async move {
+            tokio::select! {
+                _ = stop_poll.cancelled() => {}
+                _ = offsets => {}
+            }
+            None
+        });
         slots.push((source.name.clone(), ShardSlot { shared, ops, control, cancel: shard_cancel }));
     }
     let slots = Arc::new(slots);
     let dest_stats: Arc<Mutex<Option<DestStats>>> = Arc::new(Mutex::new(None));
-    tokio::spawn(super::dest_side::poll_stats(
+    let dest_poll = super::dest_side::poll_stats(
         task.destination.addr.to_string(),
         ConnectOptions { credentials: task.destination.password.credentials(), ..ConnectOptions::default() },
         Duration::from_secs(1),
         dest_stats.clone(),
         side.clone(),
-    ));
+    );
+    let stop_poll = side.clone();
+    helpers.spawn("destination poll", async move {
+        tokio::select! {
+            _ = stop_poll.cancelled() => {}
+            _ = dest_poll => {}
+        }
+        None
+    });
 
     // Snapshots: a few times a second, newest only (a `watch`).
     let pub_slots = slots.clone();
     let pub_cancel = cancel.clone();
     let pub_tx = status_tx.clone();
     let pub_dest = dest_stats.clone();
-    tokio::spawn(async move {
+    helpers.spawn("snapshot publisher", async move {
         let mut last: HashMap<String, (u64, i64)> = HashMap::new();
         loop {
             let t = now_ms();
@@ -165,18 +194,19 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 })
                 .collect();
             let destination = pub_dest.lock().ok().and_then(|d| *d);
-            let _ = pub_tx.send(TaskSnapshot { shards, destination });
+            let _ = pub_tx.send(TaskSnapshot { shards, destination, closing_notes: Vec::new() });
             tokio::select! {
                 _ = pub_cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
         }
+        None
     });
 
     // Commands from the front end.
     let cmd_slots = slots.clone();
     let cmd_cancel = cancel.clone();
-    tokio::spawn(async move {
+    helpers.spawn("command loop", async move {
         loop {
             let c = tokio::select! {
                 _ = cmd_cancel.cancelled() => break,
@@ -208,15 +238,40 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 Command::StopTask => cmd_cancel.cancel(),
             }
         }
+        None
     });
 
     let end_cancel = cancel.clone();
     let end_slots = slots.clone();
     let done = tokio::spawn(async move {
         let mut results = Vec::new();
-        while let Some(r) = set.join_next().await {
-            if let Ok(r) = r {
-                results.push(r);
+        while let Some(r) = set.join_next_with_id().await {
+            match r {
+                Ok((_, r)) => results.push(r),
+                // A panic ends only its shard, and is reported as its failure.
+                Err(e) => {
+                    let name = shard_ids.get(&e.id()).cloned().unwrap_or_else(|| "?".to_owned());
+                    let why = if e.is_panic() {
+                        let p = e.into_panic();
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                            .unwrap_or_else(|| "no message".to_owned());
+                        format!("the shard's engine panicked: {msg} (a bug: please report it with the log)")
+                    } else {
+                        "the shard's engine was cancelled".to_owned()
+                    };
+                    tracing::error!(shard = %name, "{why}");
+                    if let Some((_, slot)) = end_slots.iter().find(|(n, _)| *n == name) {
+                        slot.cancel.cancel();
+                        if let Ok(mut s) = slot.shared.lock() {
+                            s.state = ShardState::Failed;
+                            s.last_error = Some(why.clone());
+                        }
+                    }
+                    results.push((name, Err(why)));
+                }
             }
         }
         // The closing snapshot: how every shard ended, for the front ends'
@@ -231,13 +286,16 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 s
             })
             .collect();
-        let destination = dest_stats.lock().ok().and_then(|d| *d);
-        status_tx.send_replace(TaskSnapshot { shards, destination });
-        // Heartbeats stop (and delete their key) only once every shard has.
+        // Heartbeats stop (and delete their key) only once every shard has;
+        // then every helper is waited for, within a deadline.
         side.cancel();
         end_cancel.cancel();
-        // Let the heartbeat tasks delete their keys.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let closing_notes = helpers.wait(HELPERS_DEADLINE).await;
+        for note in &closing_notes {
+            tracing::warn!("{note}");
+        }
+        let destination = dest_stats.lock().ok().and_then(|d| *d);
+        status_tx.send_replace(TaskSnapshot { shards, destination, closing_notes });
         results
     });
     EngineHandle { status: status_rx, commands: cmd_tx, cancel, done }

@@ -277,7 +277,9 @@ fn connect_fix(e: &probe::ProbeError, password_key: &str) -> String {
             | R::NoPasswordSet { .. }
             | R::AclUnsupported { .. }
             | R::AuthFailed { .. },
-        ) => format!("set {password_key} in the task file: \"<password>\" or \"<user>:<password>\""),
+        ) => format!(
+            "set {password_key} in the task file, or the variable its `password_env` names: \"<password>\" or \"<user>:<password>\""
+        ),
         _ => "check the address and that the server is a running Redis".to_owned(),
     }
 }

@@ -24,10 +24,12 @@ pub enum RespError {
         source: io::Error,
     },
 
-    #[error("{addr} requires a password (NOAUTH) but none was given: set `password` to \"<password>\" or \"<user>:<password>\"")]
+    #[error("{addr} requires a password (NOAUTH) but none was given: set `password` (or the variable `password_env` names) to \"<password>\" or \"<user>:<password>\"")]
     AuthRequired { addr: String },
 
-    #[error("wrong password for {addr} (server said: {server}): check `password`")]
+    #[error(
+        "wrong password for {addr} (server said: {server}): check `password` (or the variable `password_env` names)"
+    )]
     WrongPassword { addr: String, server: String },
 
     #[error("{addr} rejected user `{user}`: unknown or disabled user, or wrong password for it; Redis does not say which (server said: {server}): check both parts of \"{user}:<password>\"")]

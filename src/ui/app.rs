@@ -48,6 +48,8 @@ pub struct Outcome {
     pub stopped: Option<Vec<(String, Result<(), String>)>>,
     /// What each shard's last full copy came to (shard, summary).
     pub copies: Vec<(String, String)>,
+    /// What the engine's shutdown could not finish (see `TaskSnapshot::closing_notes`).
+    pub closing_notes: Vec<String>,
     /// What stopped the UI when it was not the operator.
     pub signal: Option<Signal>,
 }
@@ -84,6 +86,14 @@ impl Widget for &App {
     }
 }
 
+/// What the dashboard's last snapshot says the shutdown left undone.
+fn closing_notes(app: &App) -> Vec<String> {
+    match &app.screen {
+        Screen::Dashboard(d) => d.snapshot.closing_notes.clone(),
+        Screen::Wizard(_) => Vec::new(),
+    }
+}
+
 /// What the dashboard's last snapshot says each full copy came to.
 fn copies(app: &App) -> Vec<(String, String)> {
     match &app.screen {
@@ -108,6 +118,7 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Effect> {
         Msg::EngineStopped(results) => {
             app.outcome.stopped = Some(results);
             app.outcome.copies = copies(app);
+            app.outcome.closing_notes = closing_notes(app);
             app.done = true;
             None
         }
@@ -260,6 +271,7 @@ pub async fn run(
                 Msg::EngineStopped(results) => {
                     app.outcome.stopped = Some(results);
                     app.outcome.copies = copies(&app);
+                    app.outcome.closing_notes = closing_notes(&app);
                     break;
                 }
                 Msg::Snapshot(snap) => {

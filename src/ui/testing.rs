@@ -148,5 +148,5 @@ pub fn dest_stats(ts_ms: i64) -> DestStats {
 }
 
 pub fn task_snapshot(shards: Vec<ShardSnapshot>, ts_ms: i64) -> TaskSnapshot {
-    TaskSnapshot { shards, destination: Some(dest_stats(ts_ms)) }
+    TaskSnapshot { shards, destination: Some(dest_stats(ts_ms)), closing_notes: Vec::new() }
 }
