@@ -6,14 +6,59 @@
 //! `resp` talks RESP2 to a Redis server, `source` reads a master's
 //! replication stream into a disk spool and back out as RDB bytes and
 //! commands, `dest` turns keys and commands into destination writes and
-//! applies them, `config` is the task file, `engine` runs the sync,
-//! `headless` renders its progress, `verify` compares the sources with
-//! the destination, `ui` is the terminal front end and `sandbox` the
-//! demo's local deployment; `private_fs` makes the state directory's files
+//! applies them, `config` is the task file, `probe` says what one server
+//! is, `engine` runs the sync, `headless` renders its progress, `precheck`
+//! judges a task before it starts, `verify` compares the sources with the
+//! destination, `ui` is the terminal front end and `sandbox` the demo's
+//! local deployment; `private_fs` makes the state directory's files
 //! readable by their owner only.
+//!
+//! # Layers
+//!
+//! A module uses only modules on rows below its own (any row below, not
+//! just the next), never one on its own row or above, so there are no
+//! import cycles between them:
+//!
+//! ```text
+//! main.rs, cli/ (the binary)      one module a command
+//!        ↓
+//! ui                              the wizard and the dashboard
+//!        ↓
+//! headless  precheck  verify      progress lines, checks before, comparison after
+//!        ↓
+//! engine                          one shard engine per source master
+//!        ↓
+//! source  probe  sandbox          replication + spool, what a server is, the demo
+//!        ↓
+//! dest  config                    destination writes, the task file
+//!        ↓
+//! rdb  resp                       the RDB format, the RESP2 protocol
+//!        ↓
+//! clock  display  human  private_fs   leaves: any row may use them
+//! ```
+//!
+//! Where the shared helpers live, each in one place:
+//!
+//! * the wall clock, `now_ms`: [`clock`];
+//! * the `INFO` reply (fields, `dbN:keys=..` keyspace lines, command stats):
+//!   [`resp::info`], used by the probe, the engine's pollers, the
+//!   destination's version check, the precheck and verify;
+//! * keys and bytes in messages (`show_key`, `quoted_key`, `escape_preview`):
+//!   [`display`]; numbers and sizes for people: [`human`];
+//! * the host of a `host:port`, `host_of`: [`config`] (with [`config::Addr`]);
+//! * the exit codes `EXIT_OK`, `EXIT_FAILED`, `EXIT_BAD_CONFIG`: `cli/exit.rs`
+//!   in the binary (see `docs/exit-codes.md`);
+//! * what several UI screens and the UI's messages share (`TaskInfo`,
+//!   `Notice`, `is_ctrl`): [`ui::common`];
+//! * inside the engine, what a shard's loop and its destination side both
+//!   use: [`engine::settings`] (the DB map, the conflict mode) and
+//!   `engine::status` (`set`, `alert`); inside verify, `endpoint` and
+//!   `outcome` for the batch and the big-key readers.
 
+pub mod clock;
 pub mod config;
 pub mod dest;
+pub mod display;
 pub mod engine;
 pub mod headless;
 pub mod human;

@@ -2,8 +2,9 @@
 //! precheck and the wizard show (version, role, memory, keyspace,
 //! replication settings), or say in one sentence why that failed.
 //!
-//! One `INFO` (every default section) carries most facts; a pipelined
-//! `CONFIG GET` and `COMMAND INFO` carry the rest. Those two are often
+//! One `INFO` (every default section, read by [`crate::resp::info`])
+//! carries most facts; a pipelined `CONFIG GET` and `COMMAND INFO` carry the
+//! rest. Those two are often
 //! renamed or refused on managed services, so each fact they give is an
 //! `Option`: unknown is not the same as bad.
 //!
@@ -11,13 +12,15 @@
 //! on `INFO` and every other admin command; that is how a proxy given where
 //! a Redis-Server is expected is recognised and explained.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::Secret;
 use crate::dest::{RedisVersion, ServerVersion};
 pub use crate::human::human_bytes;
+pub use crate::resp::info::DbKeys;
+use crate::resp::info::{commandstats, Info};
 use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
 
 /// How long a precheck or a wizard test waits to connect: long enough for a
@@ -56,13 +59,6 @@ impl fmt::Display for ServerMode {
             ServerMode::Sentinel => "sentinel",
         })
     }
-}
-
-/// One `dbN:keys=..,expires=..` line of `INFO keyspace`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DbKeys {
-    pub keys: u64,
-    pub expires: u64,
 }
 
 /// `client-output-buffer-limit` for replicas: the master drops a replica
@@ -351,44 +347,6 @@ pub fn config_size(n: u64) -> String {
     format!("{}mb", n.div_ceil(1024 * 1024).max(1))
 }
 
-/// An `INFO` reply as `field → value`.
-struct Info<'a> {
-    fields: HashMap<&'a str, &'a str>,
-}
-
-impl<'a> Info<'a> {
-    fn parse(raw: &'a [u8]) -> Info<'a> {
-        let text = std::str::from_utf8(raw).unwrap_or_default();
-        let fields = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k, v.trim()))
-            .collect();
-        Info { fields }
-    }
-
-    fn get(&self, name: &str) -> Option<&'a str> {
-        self.fields.get(name).copied()
-    }
-
-    fn num(&self, name: &str) -> Option<u64> {
-        self.get(name)?.parse().ok()
-    }
-
-    fn keyspace(&self) -> BTreeMap<u32, DbKeys> {
-        self.fields
-            .iter()
-            .filter_map(|(k, v)| {
-                let db = k.strip_prefix("db")?.parse().ok()?;
-                let field = |name: &str| v.split(',').find_map(|f| f.strip_prefix(name)?.parse().ok());
-                Some((db, DbKeys { keys: field("keys=")?, expires: field("expires=").unwrap_or(0) }))
-            })
-            .collect()
-    }
-}
-
-/// Keys per DB of an `INFO keyspace` reply.
 /// The modules of a `MODULE LIST` reply: each an array of field/value
 /// pairs (`name`, `ver`, …; a map in RESP3, flat in RESP2).
 fn module_list(reply: &Value) -> Option<Vec<(String, i64)>> {
@@ -405,36 +363,9 @@ fn module_list(reply: &Value) -> Option<Vec<(String, i64)>> {
     )
 }
 
-/// Calls per command of `INFO commandstats` (`cmdstat_set:calls=12,…`).
-pub fn commandstats(raw: &[u8]) -> BTreeMap<String, u64> {
-    String::from_utf8_lossy(raw)
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="))?.parse().ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
-
-pub fn parse_keyspace(raw: &[u8]) -> BTreeMap<u32, DbKeys> {
-    Info::parse(raw).keyspace()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn info_fields_and_keyspace() {
-        let raw = b"# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n# Keyspace\r\ndb0:keys=12,expires=3,avg_ttl=5\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n";
-        let info = Info::parse(raw);
-        assert_eq!(info.get("redis_version"), Some("7.0.15"));
-        let ks = info.keyspace();
-        assert_eq!(ks[&0], DbKeys { keys: 12, expires: 3 });
-        assert_eq!(ks[&3].keys, 1);
-        assert_eq!(ks.len(), 2);
-    }
 
     #[test]
     fn sizes_as_redis_reads_them() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use shardsync::precheck::{self, CheckResult, CheckStatus, PrecheckReport};
 
-use super::run::{EXIT_FAILED, EXIT_OK};
+use super::exit::{EXIT_FAILED, EXIT_OK};
 
 pub fn run(config: &Path, json: bool) -> i32 {
     let (task, rt) = match super::task_and_runtime(config) {

@@ -13,7 +13,7 @@ use shardsync::ui::wizard::Wizard;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::run::EXIT_FAILED;
+use super::exit::EXIT_FAILED;
 
 /// Keys loaded through the proxy before the wizard opens: enough for a
 /// full copy to show progress for a moment, little enough to load in a second.

@@ -9,7 +9,7 @@ use shardsync::engine::state_lock;
 use shardsync::probe;
 use shardsync::resp::{Cmd, Value};
 
-use super::run::{EXIT_FAILED, EXIT_OK};
+use super::exit::{EXIT_FAILED, EXIT_OK};
 
 pub fn run(config: &Path) -> i32 {
     let (task, rt) = match super::task_and_runtime(config) {

@@ -1,7 +1,12 @@
 //! Command implementations that print to the terminal.
+//!
+//! One module a command; `exit` holds the exit codes they all return, and
+//! `check` the printing of a precheck report that `run` reuses (the
+//! dependencies point one way: `run` → `check`, `tui` → `run`, all → `exit`).
 
 pub mod check;
 pub mod demo;
+pub mod exit;
 pub mod finish;
 pub mod rdb;
 pub mod run;
@@ -12,7 +17,7 @@ use std::path::Path;
 
 use shardsync::config::TaskConfig;
 
-use run::{EXIT_BAD_CONFIG, EXIT_FAILED};
+use exit::{EXIT_BAD_CONFIG, EXIT_FAILED};
 
 /// The task file and a runtime to run it on, as every task command starts;
 /// on failure the reason is printed and the exit code returned (2 for a

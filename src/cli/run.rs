@@ -11,6 +11,8 @@ use shardsync::headless;
 use shardsync::precheck::{CheckStatus, PrecheckOptions};
 use tokio_util::sync::CancellationToken;
 
+use super::exit::{EXIT_FAILED, EXIT_OK};
+
 /// Like `println!`/`eprintln!`, but a terminal that went away (a dropped
 /// SSH session) or a closed pipe does not panic: the task must still stop
 /// cleanly and write its checkpoints.
@@ -26,11 +28,6 @@ macro_rules! err {
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
-
-/// Exit codes of the contract.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAILED: i32 = 1;
-pub const EXIT_BAD_CONFIG: i32 = 2;
 
 pub fn run(config: &Path, json: bool, until_synced: bool) -> i32 {
     let (task, rt) = match super::task_and_runtime(config) {
@@ -131,7 +128,7 @@ async fn run_task(task: TaskConfig, json: bool, until_synced: bool) -> i32 {
         if let Err(e) = r {
             code = EXIT_FAILED;
             if json {
-                out!("{}", headless::failed_json(shard, e));
+                out!("{}", headless::failed_json(shard, &e.to_string()));
             }
             err!("error: shard {shard} failed: {e}");
         }

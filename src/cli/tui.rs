@@ -11,14 +11,15 @@ use color_eyre::eyre::{Result, WrapErr};
 use shardsync::config::{TaskConfig, DEFAULT_STATE_DIR};
 use shardsync::engine::state_lock::StateLock;
 use shardsync::ui::app::{self, App, Outcome};
-use shardsync::ui::dashboard::{Dashboard, TaskInfo};
+use shardsync::ui::common::TaskInfo;
+use shardsync::ui::dashboard::Dashboard;
 use shardsync::ui::log;
 use shardsync::ui::msg::Signal;
 use shardsync::ui::terminal::TerminalSession;
 use shardsync::ui::theme::Theme;
 use shardsync::ui::wizard::Wizard;
 
-use super::run::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
+use super::exit::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
 
 /// The wizard, empty or filled from `config`.
 pub fn wizard(config: Option<&Path>) -> Result<i32> {
@@ -60,7 +61,7 @@ pub fn dashboard(config: &Path) -> Result<i32> {
             Ok(lock) => lock,
             Err(code) => return Ok(code),
         };
-        let info = TaskInfo::of(&task, shardsync::engine::source_side::now_ms());
+        let info = TaskInfo::of(&task, shardsync::clock::now_ms());
         let app = App::dashboard(Dashboard::new(info, Theme::from_env()));
         let state_dir = task.state_dir.clone();
         run_ui(app, Some((task, lock)), &state_dir).await

@@ -20,7 +20,7 @@ use shardsync::verify::{self, Difference, VerifyMode, VerifyOptions, VerifyProgr
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::run::{EXIT_FAILED, EXIT_OK};
+use super::exit::{EXIT_FAILED, EXIT_OK};
 
 pub fn run(config: &Path, mode: VerifyMode, json: bool) -> i32 {
     let (task, rt) = match super::task_and_runtime(config) {

@@ -63,6 +63,13 @@ impl Addr {
     }
 }
 
+/// The host part of an address as written, `host:port` → `host`
+/// (`[::1]:7001` → `[::1]`, brackets kept): what shares a machine. A string
+/// without a port is all host.
+pub fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(host, _)| host)
+}
+
 impl FromStr for Addr {
     type Err = AddrError;
 
@@ -155,6 +162,13 @@ mod tests {
         assert_eq!(Addr::new("::1", 7000).unwrap().to_string(), "[::1]:7000");
         assert!(Addr::new("", 1).is_err());
         assert!(Addr::new("h", 0).is_err());
+    }
+
+    #[test]
+    fn hosts_are_compared_without_ports() {
+        assert_eq!(host_of("10.0.0.5:7001"), "10.0.0.5");
+        assert_eq!(host_of("[::1]:7001"), "[::1]");
+        assert_eq!(host_of("redis-a"), "redis-a");
     }
 
     #[test]

@@ -42,7 +42,7 @@ use std::{
     str::FromStr,
 };
 
-pub use addr::{Addr, AddrError};
+pub use addr::{host_of, Addr, AddrError};
 pub use error::{ConfigError, ErrorKind};
 pub use save::{password_env_name, render, save, PasswordVar, SavePasswords};
 pub use secret::Secret;

@@ -141,7 +141,7 @@ pub struct ApplyCmd {
     /// written; the writer counts it ([`ApplyReport::keys_written`]), which
     /// is what the engine's key accounting adds up.
     ///
-    /// [`ApplyReport::keys_written`]: super::writer::ApplyReport::keys_written
+    /// [`ApplyReport::keys_written`]: super::ApplyReport::keys_written
     pub ends_key: bool,
 }
 

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::resp::info::info_field;
 use crate::resp::{Cmd, Connection, RespError};
 
 /// A `major.minor.patch` Redis version.
@@ -258,9 +259,8 @@ pub fn payload_rdb_version(payload: &[u8]) -> Option<u16> {
 pub async fn dest_info(conn: &mut Connection) -> Result<DestCaps, RespError> {
     let cmd = Cmd::new("INFO").arg("server");
     let reply = conn.query(&cmd).await?;
-    let text = reply.as_str().unwrap_or_default();
-    let field = |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim);
-    let server = ServerVersion::from_info(field).ok_or_else(|| RespError::Protocol {
+    let text = reply.as_bytes().unwrap_or_default();
+    let server = ServerVersion::from_info(|name| info_field(text, name)).ok_or_else(|| RespError::Protocol {
         addr: conn.addr().to_owned(),
         command: cmd.name(),
         detail: "no parsable redis_version line in INFO server".to_owned(),

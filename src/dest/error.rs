@@ -19,10 +19,13 @@
 
 use std::fmt;
 
-use bytes::Bytes;
-
 use super::batch::Origin;
+use crate::display::show_key;
 use crate::resp::RespError;
+
+/// The code of the error that says the destination lost writes it had
+/// confirmed (see [`super::Guard::Checkpoint`]).
+pub const ROLLBACK: &str = "ROLLBACK";
 
 /// What the engine does with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +174,7 @@ impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.class {
             // Not a pause: the shard resumes from what the destination holds.
-            _ if self.code == super::writer::ROLLBACK => "the destination lost writes it had confirmed",
+            _ if self.code == ROLLBACK => "the destination lost writes it had confirmed",
             ErrorClass::Retry => "destination temporarily unavailable (will retry)",
             ErrorClass::Pause => "destination write failed (shard paused)",
         };
@@ -195,21 +198,10 @@ impl fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
-/// Longest part of a key shown in messages.
-const KEY_PREVIEW: usize = 120;
-
-/// A key escaped for a message and cut when very long.
-pub fn show_key(key: &Bytes) -> String {
-    let shown = &key[..key.len().min(KEY_PREVIEW)];
-    let mut text = shown.escape_ascii().to_string();
-    if key.len() > KEY_PREVIEW {
-        text.push('…');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     #[test]

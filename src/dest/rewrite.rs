@@ -64,7 +64,7 @@ use thiserror::Error;
 
 use super::batch::{ApplyCmd, Build, BuildStep, Conflict, Guard, Origin, ReplyRule};
 use super::caps::DestCaps;
-use super::error::show_key;
+use crate::display::show_key;
 use crate::rdb::{Chunk, Event, HashField, KeyStart, PendingEntry, StreamId, StreamMeta, ValueKind};
 use crate::resp::Cmd;
 

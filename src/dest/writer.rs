@@ -51,12 +51,8 @@ use bytes::Bytes;
 
 use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
 use super::checkpoint::{CheckpointRecord, CHECKPOINT_DB};
-use super::error::{error_code, ApplyError, ErrorClass};
+use super::error::{error_code, ApplyError, ErrorClass, ROLLBACK};
 use crate::resp::{Cmd, ConnectOptions, Connection, Value};
-
-/// The code of the error that says the destination lost writes it had
-/// confirmed (see [`Guard::Checkpoint`]).
-pub const ROLLBACK: &str = "ROLLBACK";
 
 /// How the writer connects and pipelines.
 #[derive(Debug, Clone)]
@@ -766,8 +762,7 @@ impl DestWriter {
 /// The server's `run_id`, when `INFO server` tells it.
 async fn run_id(conn: &mut Connection) -> Option<String> {
     let reply = conn.query(&Cmd::new("INFO").arg("server")).await.ok()?;
-    let text = reply.as_str()?;
-    text.lines().find_map(|l| l.strip_prefix("run_id:")).map(|id| id.trim().to_owned())
+    crate::resp::info::info_field(reply.as_bytes()?, "run_id").map(str::to_owned)
 }
 
 /// Where the window starting at the batch's front ends (exclusive).

@@ -18,7 +18,6 @@
 //! until the operator resumes it; a destination that lost confirmed writes
 //! ends the link so the next one resumes from what it still holds.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,52 +31,36 @@ use super::accounting::KeyAccount;
 use super::checkpoint::{self, Checkpoint};
 use super::collision;
 use super::consumer::{Item, Marks, SnapshotTally};
+use super::ctx::{ShardControl, ShardCtx};
+use super::error::EngineError;
 use super::filter::Action;
 use super::rate::RateLimit;
-use super::shard::{alert, set, ShardControl, ShardCtx};
+use super::settings::{conflict_of, db_map};
 use super::snapshot::ShardState;
-use super::source_side::now_ms;
+use super::status::{alert, set};
 use super::stream_batch::{lay_out, CheckpointMove};
-use crate::config::{CheckpointStore, ConflictMode, TaskConfig};
-use crate::dest::writer::ROLLBACK;
+use crate::clock::now_ms;
+use crate::config::CheckpointStore;
+use crate::dest::error::ROLLBACK;
 use crate::dest::{
     dest_info, ApplyBatch, ApplyCmd, ApplyError, ApplyReport, CheckpointRecord, Conflict, DestCaps, DestWriter,
     ErrorClass, Origin, ReplyRule, RewriteOptions, Rewriter, Translation, WriterOptions, CHECKPOINT_DB,
 };
 use crate::rdb::Event;
-use crate::resp::{Cmd, ConnectOptions, Connection, Value};
+use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
 use crate::source::PsyncPosition;
-
-pub fn conflict_of(mode: ConflictMode) -> Conflict {
-    match mode {
-        ConflictMode::Intercept => Conflict::Intercept,
-        ConflictMode::Overwrite => Conflict::Overwrite,
-        ConflictMode::Skip => Conflict::Skip,
-    }
-}
-
-/// Source DB → destination DB for the task's selection, `None` for "every DB as is".
-pub fn db_map(task: &TaskConfig) -> Option<BTreeMap<u32, u32>> {
-    let sync = &task.sync;
-    match &sync.databases {
-        Some(dbs) => Some(dbs.iter().map(|&d| (d, sync.target_db(d))).collect()),
-        None if sync.db_map.is_empty() => None,
-        // Every DB Redis can have, mapped where the task says.
-        None => Some((0..1024).map(|d| (d, sync.target_db(d))).collect()),
-    }
-}
 
 /// How applying a link's items ended.
 pub(super) enum ApplyEnd {
     /// The shard was stopped (what was received is applied first).
     Stopped,
-    Failed(String),
+    Failed(EngineError),
     /// The link must be replaced (the destination lost writes).
-    Again(String),
+    Again(EngineError),
     /// The consumer ran out of items: the link ended, or the consumer
     /// failed (its error).
     Drained {
-        consumer_error: Option<String>,
+        consumer_error: Option<EngineError>,
     },
 }
 
@@ -149,14 +132,18 @@ async fn supports_multi(conn: &mut Connection) -> bool {
 
 impl Applier {
     /// Connects to the destination and finds where this shard stands.
-    pub(super) async fn connect(ctx: &ShardCtx) -> Result<Applier, String> {
+    pub(super) async fn connect(ctx: &ShardCtx) -> Result<Applier, EngineError> {
         let shard = ctx.source.name.clone();
         let state_dir = ctx.task.state_path();
         let dest_addr = ctx.task.destination.addr.to_string();
-        let at_dest = |e: &dyn std::fmt::Display| format!("shard {shard}: destination {dest_addr}: {e}");
+        let at_dest = |source: RespError| EngineError::DestinationConnect {
+            shard: shard.clone(),
+            addr: dest_addr.clone(),
+            source: Box::new(source),
+        };
         let dest_opts = connect_options(&ctx.task.destination.password);
-        let mut conn = Connection::connect(&dest_addr, &dest_opts).await.map_err(|e| at_dest(&e))?;
-        let caps = dest_info(&mut conn).await.map_err(|e| at_dest(&e))?;
+        let mut conn = Connection::connect(&dest_addr, &dest_opts).await.map_err(at_dest)?;
+        let caps = dest_info(&mut conn).await.map_err(at_dest)?;
         let ckpt_key = Bytes::from(ctx.task.sync.checkpoint_key(&shard));
         let mut store = ctx.task.sync.checkpoint;
         if store == CheckpointStore::Destination && !supports_multi(&mut conn).await {
@@ -174,21 +161,28 @@ impl Applier {
         let on_dest = match store {
             CheckpointStore::Destination => {
                 let cmd = Cmd::new("GET").arg(&ckpt_key);
-                match conn.query(&cmd).await.map_err(|e| at_dest(&e))? {
-                    Value::Bulk(Some(raw)) => Some(CheckpointRecord::decode(&raw).ok_or_else(|| {
-                        at_dest(&format!(
-                            "the key {} holds a value shardsync did not write: another program uses this name; \
-                             change sync.heartbeat_key or remove the key",
-                            String::from_utf8_lossy(&ckpt_key)
-                        ))
-                    })?),
-                    Value::Error(e) => return Err(at_dest(&format!("reading the checkpoint: {e}"))),
+                match conn.query(&cmd).await.map_err(at_dest)? {
+                    Value::Bulk(Some(raw)) => {
+                        Some(CheckpointRecord::decode(&raw).ok_or_else(|| EngineError::ForeignCheckpoint {
+                            shard: shard.clone(),
+                            addr: dest_addr.clone(),
+                            key: String::from_utf8_lossy(&ckpt_key).into_owned(),
+                        })?)
+                    }
+                    Value::Error(e) => {
+                        return Err(EngineError::CheckpointReadRefused {
+                            shard: shard.clone(),
+                            addr: dest_addr.clone(),
+                            reply: e.to_string(),
+                        })
+                    }
                     _ => None,
                 }
             }
             CheckpointStore::Local => None,
         };
-        let local = checkpoint::load(&state_dir, &shard).map_err(|e| e.to_string())?;
+        let local = checkpoint::load(&state_dir, &shard)
+            .map_err(|source| EngineError::Checkpoint { shard: shard.clone(), source: Box::new(source) })?;
         let (replid, applied, stream_db, ours_on_dest) = match (store, on_dest, local) {
             (CheckpointStore::Destination, Some(r), _) => {
                 if r.offset.is_none() {
@@ -275,7 +269,7 @@ impl Applier {
     /// destination (the default) the file is a copy, so a failure to write
     /// it (a full disk) is only reported, once, and the shard goes on;
     /// with `checkpoint = "local"` it is the only resume point, and fails.
-    pub(super) fn save_local_checkpoint(&mut self) -> Result<(), String> {
+    pub(super) fn save_local_checkpoint(&mut self) -> Result<(), EngineError> {
         self.last_local = Instant::now();
         if let (Some(replid), Some(offset)) = (&self.replid, self.applied) {
             let c = Checkpoint { replid: replid.clone(), offset, db: Some(self.stream_db), updated_ms: now_ms() };
@@ -287,7 +281,9 @@ impl Applier {
                         self.local_failed_reported = false;
                     }
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(source) => {
+                    return Err(EngineError::Checkpoint { shard: self.shard.clone(), source: Box::new(source) })
+                }
             }
         }
         Ok(())
@@ -402,8 +398,8 @@ impl Applier {
                     // A new snapshot replaces whatever the old checkpoint
                     // described: resuming from it after a stop mid-snapshot
                     // would replay old writes over newer data.
-                    if let Err(e) = checkpoint::remove(&self.state_dir, &shard) {
-                        break ApplyEnd::Failed(format!("shard {shard}: {e}"));
+                    if let Err(source) = checkpoint::remove(&self.state_dir, &shard) {
+                        break ApplyEnd::Failed(EngineError::CheckpointRemove { shard: shard.clone(), source });
                     }
                     rewriter = self.rewriter(ctx, self.ours_on_dest);
                     self.writer.expect_after_loss(None);
@@ -453,11 +449,14 @@ impl Applier {
                 Item::Rdb { event, rdb_offset } => {
                     let ends_key = matches!(event, Event::KeyEnd { .. });
                     work.rdb_applied = Some(rdb_offset);
-                    if let Err(e) = rewriter.feed(event, rdb_offset, now_ms(), &mut work.pending) {
-                        break ApplyEnd::Failed(format!("shard {shard}: {e}"));
+                    if let Err(source) = rewriter.feed(event, rdb_offset, now_ms(), &mut work.pending) {
+                        break ApplyEnd::Failed(EngineError::Rewrite {
+                            shard: shard.clone(),
+                            source: Box::new(source),
+                        });
                     }
                     for w in rewriter.take_warnings() {
-                        let key = crate::rdb::parser::show_key(&w.key);
+                        let key = crate::display::quoted_key(&w.key);
                         alert(&ctx.shared, Some(rdb_offset), format!("key {key} in db {}: {}", w.db, w.message));
                     }
                     if ends_key {
@@ -509,7 +508,7 @@ impl Applier {
                     }
                 }
                 Item::Warning(w) => alert(&ctx.shared, None, w),
-                Item::Failed(e) => break ApplyEnd::Drained { consumer_error: Some(e) },
+                Item::Failed(f) => break ApplyEnd::Drained { consumer_error: Some(f.into_error(&shard)) },
             }
             work.bytes +=
                 work.pending[pending_before.min(work.pending.len())..].iter().map(ApplyCmd::wire_len).sum::<usize>();
@@ -558,7 +557,7 @@ impl Applier {
             }
         }
         if let Err(e) = self.save_local_checkpoint() {
-            return ApplyEnd::Failed(format!("shard {shard}: {e}"));
+            return ApplyEnd::Failed(e);
         }
         end
     }
@@ -628,7 +627,7 @@ impl Applier {
                 match crate::dest::rewrite::restore_as_commands(args, self.caps, db, offset, now_ms()) {
                     Ok(cmds) => cmds,
                     Err(e) => {
-                        let key = crate::rdb::parser::show_key(&origin.key);
+                        let key = crate::display::quoted_key(&origin.key);
                         work.halts.push(format!(
                             "shard {}: RESTORE of key {key} (db {db}) at source offset {offset} cannot be \
                              rewritten for the destination ({}): {e}; resume to go on without it",
@@ -653,7 +652,7 @@ impl Applier {
                 Translation::Unsupported { form, since } => {
                     let name = String::from_utf8_lossy(args.first().map(|a| a.as_ref()).unwrap_or_default())
                         .to_ascii_uppercase();
-                    let key = crate::rdb::parser::show_key(&origin.key);
+                    let key = crate::display::quoted_key(&origin.key);
                     let engine = match self.caps.server.engine {
                         crate::dest::Engine::Valkey => "Valkey",
                         crate::dest::Engine::Redis => "Redis",
@@ -805,7 +804,7 @@ impl Applier {
         ctx: &ShardCtx,
         tally: &SnapshotTally,
         stats: &crate::dest::RewriteStats,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let result = self.account.close(tally, stats.filtered, stats.module_skipped);
         let account = self.account.clone();
         set(&ctx.shared, |s| {
@@ -814,7 +813,8 @@ impl Applier {
             s.rdb_version = Some(tally.version);
         });
         if let Err(e) = result {
-            return Err(format!("shard {}: {e}", self.shard));
+            let shard = self.shard.clone();
+            return Err(EngineError::Accounting { message: format!("shard {shard}: {e}"), shard });
         }
         use crate::human::group_digits as n;
         let mut note = format!(
@@ -913,8 +913,10 @@ impl Applier {
             control.borrow_and_update();
             loop {
                 tokio::select! {
-                    _ = cancel.cancelled() => return Err(ApplyEnd::Failed(message)),
-                    r = control.changed() => if r.is_err() { return Err(ApplyEnd::Failed(message)) },
+                    _ = cancel.cancelled() => return Err(ApplyEnd::Failed(EngineError::Destination { shard, source: Box::new(e) })),
+                    r = control.changed() => if r.is_err() {
+                        return Err(ApplyEnd::Failed(EngineError::Destination { shard, source: Box::new(e) }));
+                    },
                 }
                 if *control.borrow_and_update() == ShardControl::Run {
                     break;
@@ -970,7 +972,12 @@ impl Applier {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
-                Err(e) => return ApplyEnd::Failed(describe(&self.shard, &e)),
+                Err(source) => {
+                    return ApplyEnd::Failed(EngineError::Destination {
+                        shard: self.shard.clone(),
+                        source: Box::new(source),
+                    })
+                }
             }
         };
         let (replid, applied, db) = match record {
@@ -986,7 +993,7 @@ impl Applier {
         self.stream_db = db;
         self.ours_on_dest = true;
         set(&ctx.shared, |s| s.applied_offset = applied);
-        ApplyEnd::Again(format!("{message}; {what}"))
+        ApplyEnd::Again(EngineError::LostWrites { shard: self.shard.clone(), message: format!("{message}; {what}") })
     }
 
     /// Alerts for what a batch found: collisions name every source that
@@ -1006,7 +1013,7 @@ impl Applier {
                     own += 1;
                     continue;
                 }
-                let key = crate::rdb::parser::show_key(&c.key);
+                let key = crate::display::quoted_key(&c.key);
                 alert(&ctx.shared, Some(c.offset), survey.message(&key, c.db, &self.shard, c.uncertain));
             }
         }

@@ -10,9 +10,33 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::error::EngineError;
 use super::filter::{Action, StreamFilter};
 use crate::rdb::{Event, KeyTally, ParserOptions, RdbReader};
-use crate::source::{PsyncEvent, ReplicationStream};
+use crate::source::{PsyncEvent, ReplicationStream, SourceError};
+
+/// Why the consumer stopped before the link's end; the applier names the
+/// shard ([`Failure::into_error`]).
+#[derive(Debug)]
+pub enum Failure {
+    /// The spooled replication stream could not be read.
+    Stream(SourceError),
+    /// The master answered the sync with an error reply.
+    MasterRefused(String),
+    /// The snapshot could not be parsed.
+    Snapshot(crate::rdb::RdbError),
+}
+
+impl Failure {
+    pub(super) fn into_error(self, shard: &str) -> EngineError {
+        let shard = shard.to_owned();
+        match self {
+            Failure::Stream(source) => EngineError::Source { shard, source: Box::new(source) },
+            Failure::MasterRefused(message) => EngineError::MasterRefused { shard, message },
+            Failure::Snapshot(source) => EngineError::Snapshot { shard, source: Box::new(source) },
+        }
+    }
+}
 
 /// Items from the consumer thread to the applier.
 pub enum Item {
@@ -50,7 +74,7 @@ pub enum Item {
     /// a module value): shown as an alert.
     Warning(String),
     /// The consumer stopped on an error.
-    Failed(String),
+    Failed(Failure),
 }
 
 impl Item {
@@ -237,7 +261,7 @@ pub(super) fn consume(
                 return;
             }
             Err(e) => {
-                out.push(Item::Failed(e.to_string()), false);
+                out.push(Item::Failed(Failure::Stream(e)), false);
                 return;
             }
         };
@@ -246,7 +270,7 @@ pub(super) fn consume(
             PsyncEvent::FullResync { replid, offset } => out.push(Item::FullResync { replid, offset }, more),
             PsyncEvent::Continue { new_replid } => out.push(Item::Continue { replid: new_replid }, more),
             PsyncEvent::MasterError { message } => {
-                out.push(Item::Failed(format!("the master refused to sync: {message}")), false);
+                out.push(Item::Failed(Failure::MasterRefused(message)), false);
                 return;
             }
             PsyncEvent::RdbBegin { .. } => {
@@ -307,7 +331,7 @@ fn consume_rdb(
             Ok(Some(_)) => continue,
             Ok(None) => return Some(SnapshotTally { read: rdb.tally().clone(), own, version: rdb.version() }),
             Err(e) => {
-                out.push(Item::Failed(format!("the snapshot from the master is unreadable: {e}")), false);
+                out.push(Item::Failed(Failure::Snapshot(e)), false);
                 return None;
             }
         };

@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::DestStats;
-use super::source_side::{info_field, now_ms};
+use crate::clock::now_ms;
+use crate::resp::info::{info_field, parse_keyspace};
 use crate::resp::{Cmd, ConnectOptions, Connection};
 
 /// Polls `INFO` on the destination every `every` into `shared`, until cancelled.
@@ -52,7 +53,7 @@ pub async fn poll_stats(
 /// The figures of an `INFO` reply; a missing field reads as 0.
 pub fn parse_info(info: &[u8], ts_ms: i64) -> DestStats {
     let num = |name: &str| info_field(info, name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let keys = crate::probe::parse_keyspace(info).values().map(|d| d.keys).sum();
+    let keys = parse_keyspace(info).values().map(|d| d.keys).sum();
     DestStats {
         ts_ms,
         keys,

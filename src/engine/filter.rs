@@ -267,7 +267,7 @@ impl StreamFilter {
                     "MOVE of key {} from source DB {} (not copied) into DB {to} (copied into destination DB {into}): \
                      its value is not in the stream, so the destination would miss it. Copy DB {} too, or write \
                      the key on the destination yourself, then resume (the MOVE is skipped)",
-                    crate::rdb::parser::show_key(key),
+                    crate::display::quoted_key(key),
                     self.db,
                     self.db
                 ),
@@ -293,7 +293,7 @@ impl StreamFilter {
                     "COPY of key {} from source DB {} (not copied) into DB {to} (copied into destination DB {into}): \
                      its value is not in the stream, so the destination would miss the copy. Copy DB {} too, or \
                      write the key on the destination yourself, then resume (the COPY is skipped)",
-                    crate::rdb::parser::show_key(args.get(1)?),
+                    crate::display::quoted_key(args.get(1)?),
                     self.db,
                     self.db
                 ),

@@ -10,21 +10,31 @@
 //! holding a key that collided; `accounting` checks that every key of a
 //! snapshot was written or skipped for a counted reason; `tracked` runs the
 //! helper tasks beside the shards, so that a stop waits for every one.
+//! `settings` turns the task's `[sync]` settings into what the parts take
+//! (the DB map, the conflict mode); `status` is how a shard's parts report
+//! into its snapshot (`set`, `alert`), so `shard` and `applier` share them
+//! without using each other for them.
+//! `error` is the one typed error a shard ends, pauses or reconnects on.
 
 pub mod accounting;
 pub mod applier;
 pub mod checkpoint;
 pub mod collision;
 pub mod consumer;
+pub mod ctx;
 pub mod dest_side;
+pub mod error;
 pub mod filter;
 pub mod rate;
+pub mod settings;
 pub mod shard;
 pub mod snapshot;
 pub mod source_side;
 pub mod state_lock;
+mod status;
 pub mod stream_batch;
 pub mod task;
 mod tracked;
 
+pub use error::EngineError;
 pub use task::{spawn, Command, EngineHandle};

@@ -16,75 +16,51 @@
 //! checkpoint position) lives across links in the [`Applier`], so a link
 //! never starts from anything but what the destination confirmed.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::applier::{Applier, ApplyEnd};
 use super::consumer::{self, Item, Marks, OwnKeys};
+use super::ctx::{ShardControl, ShardCtx};
+use super::error::EngineError;
 use super::filter::StreamFilter;
-use super::snapshot::{Alert, ShardSnapshot, ShardState};
-use super::source_side::now_ms;
-use crate::config::{FlushPolicy, SourceConfig, TaskConfig};
-use crate::dest::{classify_resp, ErrorClass};
-use crate::source::{ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState, SourceError};
-
-pub use super::applier::{conflict_of, db_map};
-
-/// Commands a shard takes from the front end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShardControl {
-    Run,
-    Pause,
-}
-
-/// Everything a shard engine needs.
-pub struct ShardCtx {
-    pub task: Arc<TaskConfig>,
-    pub source: SourceConfig,
-    pub shared: Arc<Mutex<ShardSnapshot>>,
-    /// Writes applied, for the ops/s figure.
-    pub applied_ops: Arc<AtomicU64>,
-    pub control: watch::Receiver<ShardControl>,
-    pub cancel: CancellationToken,
-    /// Full copies at a time on this source's host (`full_syncs_per_host`);
-    /// `None`: no limit.
-    pub full_sync_slots: Option<Arc<Semaphore>>,
-}
-
-pub(super) fn set<F: FnOnce(&mut ShardSnapshot)>(shared: &Mutex<ShardSnapshot>, f: F) {
-    if let Ok(mut s) = shared.lock() {
-        f(&mut s);
-    }
-}
-
-pub(super) fn alert(shared: &Mutex<ShardSnapshot>, offset: Option<u64>, message: String) {
-    set(shared, |s| {
-        s.alerts_total += 1;
-        s.alerts.push(Alert { ts_ms: now_ms(), offset, message });
-        // Bounded: the newest alerts matter; the log keeps them all.
-        if s.alerts.len() > 200 {
-            s.alerts.remove(0);
-        }
-    });
-}
+use super::settings::db_map;
+use super::snapshot::{ShardSnapshot, ShardState};
+use super::status::{alert, set};
+use crate::config::{host_of, FlushPolicy};
+use crate::source::{ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState};
 
 /// How a link ended, for the shard's loop.
 enum LinkEnd {
     /// The shard was stopped.
     Stopped,
     /// Needs the operator.
-    Failed(String),
+    Failed(EngineError),
     /// Needs the operator, who can fix it while the task runs (a source's
     /// password changed): the shard pauses, and a resume starts a new link.
-    Paused(String),
+    Paused(EngineError),
     /// The disk under the spool is full: the shard waits for room.
     DiskFull { dir: std::path::PathBuf },
     /// A new link (after a backoff) can carry on; why this one ended.
-    Again(String),
+    Again(EngineError),
+}
+
+impl LinkEnd {
+    /// What the shard does about `e`, from its variant.
+    fn after(e: EngineError) -> LinkEnd {
+        if let Some(dir) = e.disk_full_dir() {
+            LinkEnd::DiskFull { dir: dir.clone() }
+        } else if e.pauses_shard() {
+            LinkEnd::Paused(e)
+        } else if e.is_retryable() {
+            LinkEnd::Again(e)
+        } else {
+            LinkEnd::Failed(e)
+        }
+    }
 }
 
 /// The first wait before a new link, and the longest.
@@ -92,7 +68,7 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Runs one shard until it is cancelled or fails for good.
-pub async fn run(ctx: ShardCtx) -> Result<(), String> {
+pub async fn run(ctx: ShardCtx) -> Result<(), EngineError> {
     let mut applier = Applier::connect(&ctx).await?;
     let mut backoff = BACKOFF_MIN;
     let mut links = 0u64;
@@ -109,7 +85,7 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
             LinkEnd::Stopped => break Ok(()),
             LinkEnd::Failed(e) => break Err(e),
             LinkEnd::Paused(why) => {
-                if !hold(&ctx, &why).await {
+                if !hold(&ctx, &why.to_string()).await {
                     break Ok(());
                 }
                 backoff = BACKOFF_MIN;
@@ -128,7 +104,7 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
                 alert(&ctx.shared, None, format!("{why}; connecting again in {} s", backoff.as_secs()));
                 set(&ctx.shared, |s| {
                     s.state = ShardState::Reconnecting;
-                    s.last_error = Some(why.clone());
+                    s.last_error = Some(why.to_string());
                 });
                 tokio::select! {
                     _ = ctx.cancel.cancelled() => break Ok(()),
@@ -142,7 +118,7 @@ pub async fn run(ctx: ShardCtx) -> Result<(), String> {
     set(&ctx.shared, |s| {
         s.state = if result.is_ok() { ShardState::Stopped } else { ShardState::Failed };
         if let Err(e) = &result {
-            s.last_error = Some(e.clone());
+            s.last_error = Some(e.to_string());
         }
     });
     result
@@ -188,7 +164,7 @@ async fn wait_for_room(ctx: &ShardCtx, dir: &std::path::Path) -> bool {
     let _ = crate::source::spool::remove(dir);
     // Measured where the spool would be, walking up to the first existing
     // directory (the spool's own directory was just removed).
-    let free = |d: &std::path::Path| crate::precheck::disk::free_bytes(d).map(|(b, _)| b).unwrap_or(0);
+    let free = |d: &std::path::Path| crate::source::spool::free_bytes(d).map(|(b, _)| b).unwrap_or(0);
     let why = format!(
         "the disk under the spool {} is full: the shard needs {} free to go on, {} are; its partial spool is \
          removed, and it goes on by itself once there is room (free some, or move state_dir)",
@@ -217,11 +193,6 @@ async fn wait_for_room(ctx: &ShardCtx, dir: &std::path::Path) -> bool {
         s.paused_on_error = false;
     });
     true
-}
-
-/// The host part of `host:port`, which is what shares a machine.
-fn host_of(addr: &str) -> &str {
-    addr.rsplit_once(':').map_or(addr, |(host, _)| host)
 }
 
 /// Waits for a full-copy slot on the source's host, when one is needed.
@@ -267,12 +238,12 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
     let cancel = ctx.cancel.child_token();
     let reader = match ReplicationReader::spawn(rcfg, cancel.clone()) {
         Ok(r) => r,
-        Err(e) => return LinkEnd::Failed(e.to_string()),
+        Err(source) => return LinkEnd::Failed(EngineError::Source { shard: shard.clone(), source: Box::new(source) }),
     };
     tokio::spawn(mirror_progress(reader.progress(), ctx.shared.clone(), cancel.clone()));
     let mut stream = match reader.stream(cancel.clone()) {
         Ok(s) => s,
-        Err(e) => return LinkEnd::Failed(e.to_string()),
+        Err(source) => return LinkEnd::Failed(EngineError::Source { shard: shard.clone(), source: Box::new(source) }),
     };
     // Items travel in small batches: one channel message (and one wake-up of
     // the applier) per RDB event cost more than parsing the event.
@@ -300,35 +271,11 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
         // The consumer ran dry or failed: when the link failed, the link's
         // error is the cause, and says whether a new link can help.
         ApplyEnd::Drained { consumer_error } => match (source, consumer_error) {
-            (Err(SourceError::Spool { source: crate::source::SpoolError::Io { dir, source, .. }, .. }), _)
-                if source.kind() == std::io::ErrorKind::StorageFull =>
-            {
-                LinkEnd::DiskFull { dir }
-            }
-            (Err(SourceError::Resp { source, shard: s, addr, step }), _) if source.is_auth() => {
-                LinkEnd::Paused(format!("shard {shard}: {}", SourceError::Resp { source, shard: s, addr, step }))
-            }
-            (Err(e), _) if retryable(&e) => LinkEnd::Again(format!("shard {shard}: {e}")),
-            (Err(e), _) => LinkEnd::Failed(format!("shard {shard}: {e}")),
-            (Ok(()), Some(e)) => LinkEnd::Failed(format!("shard {shard}: {e}")),
+            (Err(source), _) => LinkEnd::after(EngineError::Source { shard, source: Box::new(source) }),
+            (Ok(()), Some(e)) => LinkEnd::Failed(e),
             (Ok(()), None) if ctx.cancel.is_cancelled() => LinkEnd::Stopped,
-            (Ok(()), None) => LinkEnd::Again(format!("shard {shard}: the replication link ended")),
+            (Ok(()), None) => LinkEnd::Again(EngineError::LinkEnded { shard }),
         },
-    }
-}
-
-/// Whether a new link can help: the network, a master that was busy or
-/// restarting. Not: credentials, a proxy or a renamed PSYNC, a corrupt
-/// stream or a broken spool, which need the operator.
-fn retryable(e: &SourceError) -> bool {
-    match e {
-        SourceError::Closed { .. } | SourceError::Idle { .. } | SourceError::Io { .. } => true,
-        SourceError::Resp { source, .. } => classify_resp(source) == ErrorClass::Retry,
-        SourceError::PsyncRefused { message, .. } => {
-            let upper = message.to_ascii_uppercase();
-            ["LOADING", "NOMASTERLINK", "MASTERDOWN", "BUSY"].iter().any(|c| upper.starts_with(c))
-        }
-        SourceError::Protocol { .. } | SourceError::Spool { .. } | SourceError::SpoolStream { .. } => false,
     }
 }
 
@@ -375,17 +322,5 @@ async fn mirror_progress(
             _ = cancel.cancelled() => break,
             r = progress.changed() => if r.is_err() { break },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_are_compared_without_ports() {
-        assert_eq!(host_of("10.0.0.5:7001"), "10.0.0.5");
-        assert_eq!(host_of("[::1]:7001"), "[::1]");
-        assert_eq!(host_of("redis-a"), "redis-a");
     }
 }

@@ -11,11 +11,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::{Alert, ShardSnapshot};
+use crate::clock::now_ms;
+use crate::resp::info::{info_field, parse_keyspace};
 use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// Sleep unless cancelled; false when cancelled.
 async fn nap(cancel: &CancellationToken, d: Duration) -> bool {
@@ -177,7 +175,7 @@ pub async fn poll_offset(
 async fn source_keys(c: &mut Connection, poll: &SourcePoll) -> Result<u64, RespError> {
     let cmds = [Cmd::new("INFO").arg("keyspace"), Cmd::new("EXISTS").arg(&poll.heartbeat_key)];
     let replies = c.pipeline(&cmds).await?;
-    let keyspace = replies.first().and_then(|v| v.as_bytes()).map(crate::probe::parse_keyspace).unwrap_or_default();
+    let keyspace = replies.first().and_then(|v| v.as_bytes()).map(parse_keyspace).unwrap_or_default();
     let copied = |db: &u32| poll.dbs.as_ref().is_none_or(|dbs| dbs.contains(db));
     let keys: u64 = keyspace.iter().filter(|(db, _)| copied(db)).map(|(_, k)| k.keys).sum();
     // The heartbeat key lives in DB 0 while the task runs.
@@ -188,22 +186,4 @@ async fn source_keys(c: &mut Connection, poll: &SourcePoll) -> Result<u64, RespE
 async fn master_repl_offset(c: &mut Connection) -> Result<Option<u64>, RespError> {
     let v = c.query(&Cmd::new("INFO").arg("replication")).await?;
     Ok(v.as_bytes().and_then(|b| info_field(b, "master_repl_offset")).and_then(|s| s.parse().ok()))
-}
-
-/// A field of an `INFO` reply.
-pub fn info_field<'a>(info: &'a [u8], name: &str) -> Option<&'a str> {
-    std::str::from_utf8(info).ok()?.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn info_fields() {
-        let info = b"# Replication\r\nrole:master\r\nmaster_repl_offset:4242\r\nsecond_repl_offset:-1\r\n";
-        assert_eq!(info_field(info, "master_repl_offset"), Some("4242"));
-        assert_eq!(info_field(info, "role"), Some("master"));
-        assert_eq!(info_field(info, "repl"), None);
-    }
 }

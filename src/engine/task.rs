@@ -10,11 +10,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::shard::{self, ShardControl, ShardCtx};
+use super::ctx::{ShardControl, ShardCtx};
+use super::error::EngineError;
+use super::shard;
 use super::snapshot::{DestStats, ShardSnapshot, ShardState, TaskSnapshot};
-use super::source_side::{self, now_ms};
+use super::source_side;
 use super::tracked::Tracked;
-use crate::config::TaskConfig;
+use crate::clock::now_ms;
+use crate::config::{host_of, TaskConfig};
 use crate::resp::ConnectOptions;
 
 /// What a front end can ask of a running task.
@@ -33,19 +36,19 @@ pub struct EngineHandle {
     pub status: watch::Receiver<TaskSnapshot>,
     pub commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
-    done: tokio::task::JoinHandle<Vec<(String, Result<(), String>)>>,
+    done: tokio::task::JoinHandle<Vec<(String, Result<(), EngineError>)>>,
 }
 
 impl EngineHandle {
     /// Stop every shard (checkpoints are written) and wait for them. The
     /// status channel then holds the closing snapshot: how each shard ended.
-    pub async fn stop(self) -> Vec<(String, Result<(), String>)> {
+    pub async fn stop(self) -> Vec<(String, Result<(), EngineError>)> {
         self.cancel.cancel();
         self.done.await.unwrap_or_default()
     }
 
     /// Wait for the task to end on its own (every shard stopped or failed).
-    pub async fn join(self) -> Vec<(String, Result<(), String>)> {
+    pub async fn join(self) -> Vec<(String, Result<(), EngineError>)> {
         self.done.await.unwrap_or_default()
     }
 
@@ -73,7 +76,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     let status_tx = Arc::new(status_tx);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(64);
     let mut slots: Vec<(String, ShardSlot)> = Vec::new();
-    let mut set: JoinSet<(String, Result<(), String>)> = JoinSet::new();
+    let mut set: JoinSet<(String, Result<(), EngineError>)> = JoinSet::new();
     // Which shard each task of `set` runs, to name a shard that panicked.
     let mut shard_ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let side = cancel.child_token();
@@ -84,7 +87,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     for source in &task.sources {
         let full_sync_slots = (task.sync.full_syncs_per_host > 0).then(|| {
             let addr = source.addr.to_string();
-            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_owned();
+            let host = host_of(&addr).to_owned();
             hosts
                 .entry(host)
                 .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(task.sync.full_syncs_per_host as usize)))
@@ -113,7 +116,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             if let Err(e) = &r {
                 if let Ok(mut s) = fail_shared.lock() {
                     s.state = ShardState::Failed;
-                    s.last_error = Some(e.clone());
+                    s.last_error = Some(e.to_string());
                 }
             }
             (name, r)
@@ -134,7 +137,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
         let poll = source_side::SourcePoll {
             addr: source.addr.to_string(),
             opts,
-            dbs: super::applier::db_map(&task).map(|m| m.keys().copied().collect()),
+            dbs: super::settings::db_map(&task).map(|m| m.keys().copied().collect()),
             heartbeat_key: task.sync.heartbeat_key.clone(),
         };
         let offsets = source_side::poll_offset(poll, Duration::from_secs(1), shared.clone(), side.clone());
@@ -251,23 +254,22 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 // A panic ends only its shard, and is reported as its failure.
                 Err(e) => {
                     let name = shard_ids.get(&e.id()).cloned().unwrap_or_else(|| "?".to_owned());
-                    let why = if e.is_panic() {
+                    let message = if e.is_panic() {
                         let p = e.into_panic();
-                        let msg = p
-                            .downcast_ref::<String>()
+                        p.downcast_ref::<String>()
                             .cloned()
                             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                            .unwrap_or_else(|| "no message".to_owned());
-                        format!("the shard's engine panicked: {msg} (a bug: please report it with the log)")
+                            .unwrap_or_else(|| "no message".to_owned())
                     } else {
-                        "the shard's engine was cancelled".to_owned()
+                        "its task was cancelled".to_owned()
                     };
+                    let why = EngineError::Panicked { shard: name.clone(), message };
                     tracing::error!(shard = %name, "{why}");
                     if let Some((_, slot)) = end_slots.iter().find(|(n, _)| *n == name) {
                         slot.cancel.cancel();
                         if let Ok(mut s) = slot.shared.lock() {
                             s.state = ShardState::Failed;
-                            s.last_error = Some(why.clone());
+                            s.last_error = Some(why.to_string());
                         }
                     }
                     results.push((name, Err(why)));

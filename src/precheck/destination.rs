@@ -298,7 +298,7 @@ fn eviction(subject: &str, dest: &ServerFacts) -> CheckResult {
 
 /// `SET key <now> PX 5000` then `DEL key`, in DB 0.
 async fn write_test(conn: &mut Connection, key: &str) -> Result<(), String> {
-    let set = Cmd::new("SET").arg(key).arg(crate::engine::source_side::now_ms().to_string()).arg("PX").arg("5000");
+    let set = Cmd::new("SET").arg(key).arg(crate::clock::now_ms().to_string()).arg("PX").arg("5000");
     match conn.send(&set).await {
         Ok(Value::Error(e)) => return Err(e),
         Err(e) => return Err(e.to_string()),

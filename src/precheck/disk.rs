@@ -1,25 +1,9 @@
-//! Free space where the spool goes: the state dir, or the nearest parent
-//! that exists (the task creates the rest when it starts).
+//! Whether the state dir, where the spool goes, can be written. Its free
+//! space is measured by [`crate::source::spool::free_bytes`], the helper the
+//! engine also waits on when a spool's disk is full.
 
 use std::io;
-use std::path::{Path, PathBuf};
-
-/// Bytes available to this user on the file system holding `path`, and the
-/// directory actually measured.
-pub(crate) fn free_bytes(path: &Path) -> io::Result<(u64, PathBuf)> {
-    let mut dir = path.to_path_buf();
-    while !dir.exists() {
-        match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
-            _ => {
-                dir = PathBuf::from(".");
-                break;
-            }
-        }
-    }
-    let stat = nix::sys::statvfs::statvfs(&dir).map_err(io::Error::from)?;
-    Ok((stat.blocks_available() as u64 * stat.fragment_size() as u64, dir))
-}
+use std::path::Path;
 
 /// Whether this user can create files in the state dir (creating it).
 pub(super) fn writable(path: &Path) -> io::Result<()> {
@@ -32,6 +16,7 @@ pub(super) fn writable(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::spool::free_bytes;
 
     #[test]
     fn measures_the_nearest_existing_parent() {

@@ -12,6 +12,7 @@ use super::{group_digits, reachable, source_subject, CheckResult, Facts, Prechec
 use crate::config::{SourceConfig, TaskConfig};
 use crate::dest::RedisVersion;
 use crate::probe::{self, config_size, human_bytes, ProbeError, Role, ServerFacts, ServerMode};
+use crate::resp::info::info_field;
 use crate::resp::{Cmd, Value};
 
 /// The copy rate the estimates assume, in bytes of the sources' dataset per
@@ -152,8 +153,8 @@ async fn write_rate(source: &SourceConfig, sample: Duration) -> Option<WriteRate
     let mut read = async || -> Option<(u64, u64, u64, bool)> {
         let info = conn.query(&Cmd::new("INFO")).await.ok()?;
         let info = info.as_bytes()?;
-        let num = |name: &str| crate::engine::source_side::info_field(info, name)?.parse::<u64>().ok();
-        let active = crate::engine::source_side::info_field(info, "repl_backlog_active") == Some("1");
+        let num = |name: &str| info_field(info, name)?.parse::<u64>().ok();
+        let active = info_field(info, "repl_backlog_active") == Some("1");
         Some((num("master_repl_offset")?, num("total_net_input_bytes")?, num("rdb_changes_since_last_save")?, active))
     };
     let started = Instant::now();
@@ -254,7 +255,7 @@ fn backlog(subject: &str, f: &ServerFacts, rate: Option<WriteRate>, copy_secs: u
 async fn heartbeat(task: &TaskConfig, source: &SourceConfig) -> Result<(), String> {
     let addr = source.addr.to_string();
     let mut conn = probe::connect(&addr, &probe::probe_options(&source.password)).await.map_err(|e| e.to_string())?;
-    let now = crate::engine::source_side::now_ms().to_string();
+    let now = crate::clock::now_ms().to_string();
     let set = Cmd::new("SET").arg(&task.sync.heartbeat_key).arg(now).arg("PX").arg("60000");
     match conn.send(&set).await {
         Ok(Value::Error(e)) => Err(e),

@@ -99,7 +99,7 @@ fn spool_disk(task: &TaskConfig, facts: &Facts) -> CheckResult {
             "choose a writable state_dir in the task file, or fix its permissions".to_owned(),
         );
     }
-    let (free, measured) = match super::disk::free_bytes(&state) {
+    let (free, measured) = match crate::source::spool::free_bytes(&state) {
         Ok(r) => r,
         Err(e) => {
             return CheckResult::warn(

@@ -26,6 +26,7 @@ use super::encodings::{self, Item};
 use super::error::RdbError;
 use super::event::*;
 use super::lzf::LzfStream;
+use crate::display::quoted_key;
 
 /// Redis's CRC64 (Jones polynomial, `CRC-64/REDIS`) of a DUMP payload.
 pub(crate) fn crc64(data: &[u8]) -> u64 {
@@ -535,7 +536,7 @@ impl Parser {
                     at,
                     format!(
                         "key {} holds a value of module {:?} in the Redis 4.0 release-candidate format, which cannot be read or skipped without that module",
-                        show_key(&key),
+                        quoted_key(&key),
                         module_name(id)
                     ),
                 );
@@ -593,7 +594,7 @@ impl Parser {
                 offset: self.offset,
                 message: format!(
                     "key {} in db {} is an empty {} and was skipped (Redis also drops empty collections when loading)",
-                    show_key(&k.key),
+                    quoted_key(&k.key),
                     k.db,
                     k.kind.as_str()
                 ),
@@ -1249,27 +1250,12 @@ impl KeyName {
     }
 
     fn show(&self) -> String {
-        let mut s = show_key(&self.head[..self.len]);
+        let mut s = quoted_key(&self.head[..self.len]);
         if self.full_len > self.len {
             s.push_str(&format!(" (first {} of {} bytes)", self.len, self.full_len));
         }
         s
     }
-}
-
-/// A key name for messages: text when printable, else escaped.
-pub fn show_key(k: &[u8]) -> String {
-    let s = String::from_utf8_lossy(k);
-    let mut out = format!("{s:?}");
-    if out.len() > 200 {
-        let mut cut = 200;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push_str("…\"");
-    }
-    out
 }
 
 #[cfg(test)]

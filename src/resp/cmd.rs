@@ -104,7 +104,7 @@ impl fmt::Debug for Cmd {
         }
         let mut list = f.debug_list();
         for arg in &self.args {
-            list.entry(&crate::resp::value::escape_preview(arg, 64));
+            list.entry(&crate::display::escape_preview(arg, 64));
         }
         list.finish()
     }

@@ -22,8 +22,9 @@ use super::{
     cmd::Cmd,
     error::RespError,
     scan::{FrameScan, ScanError},
-    value::{escape_preview, Value},
+    value::Value,
 };
+use crate::display::escape_preview;
 
 /// Free space ensured before each read: big enough that a bulk reply does
 /// not arrive in tiny pieces, small enough to keep idle connections cheap.

@@ -13,12 +13,16 @@
 //!
 //! Parts: `cmd` (what is sent), `value` (what comes back), `auth`
 //! ([`Credentials`] and the meaning of AUTH rejections), `scan` (frame
-//! boundaries, no I/O), `connection` (sockets and timeouts), `error`.
+//! boundaries, no I/O), `connection` (sockets and timeouts), `error`, and
+//! [`info`], the one reader of `INFO` replies (fields, keyspace lines,
+//! command stats) that the probe, the engine's pollers and the destination's
+//! version check all use.
 
 mod auth;
 mod cmd;
 mod connection;
 mod error;
+pub mod info;
 mod scan;
 mod value;
 
@@ -27,8 +31,6 @@ pub use cmd::Cmd;
 pub use connection::{ConnectOptions, Connection};
 pub use error::RespError;
 pub use value::Value;
-
-pub(crate) use value::escape_preview;
 
 /// Arbitrary RESP2 frames as the reference codec models them, for the
 /// property tests of the scanner and the decoder.

@@ -11,6 +11,8 @@ use bytes::Bytes;
 #[cfg(test)]
 use redis_protocol::resp2::types::BytesFrame;
 
+use crate::display::escape_preview;
+
 /// One RESP2 reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -229,16 +231,6 @@ fn parse_at(frame: &Bytes, pos: &mut usize, top: bool) -> Option<Value> {
 
 const DISPLAY_BYTES: usize = 64;
 const DISPLAY_ITEMS: usize = 8;
-
-/// Escapes up to `max` bytes for a message, marking a cut with `…`.
-pub(crate) fn escape_preview(bytes: &[u8], max: usize) -> String {
-    let shown = &bytes[..bytes.len().min(max)];
-    let mut text = shown.escape_ascii().to_string();
-    if bytes.len() > max {
-        text.push('…');
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

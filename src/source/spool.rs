@@ -14,6 +14,8 @@
 //! being written is never deleted. A small JSON header (`spool.json`) lets
 //! the producer record what the bytes are, atomically, so that a restarted
 //! process knows what it has; the spool itself does not interpret it.
+//! [`free_bytes`] measures the room where a spool goes (the precheck's disk
+//! check, and a shard waiting for room after a full disk).
 //!
 //! Durability: the spool is a buffer, not the system of record (the source's
 //! backlog and the checkpoints are), so a write is not fsynced; the active
@@ -134,6 +136,24 @@ pub fn remove(dir: &Path) -> Result<(), SpoolError> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SpoolError::io(dir, "remove the directory", e)),
         _ => Ok(()),
     }
+}
+
+/// Bytes available to this user on the file system holding `path` (where a
+/// spool is or would be: the nearest parent that exists, the task creating
+/// the rest when it starts), and the directory actually measured.
+pub fn free_bytes(path: &Path) -> io::Result<(u64, PathBuf)> {
+    let mut dir = path.to_path_buf();
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => {
+                dir = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    let stat = nix::sys::statvfs::statvfs(&dir).map_err(io::Error::from)?;
+    Ok((stat.blocks_available() as u64 * stat.fragment_size() as u64, dir))
 }
 
 /// Appends to a spool; see the module docs. One writer per directory.

@@ -311,7 +311,7 @@ fn log_new_events(app: &App, logged: &mut u64) {
 mod tests {
     use super::*;
     use crate::engine::snapshot::ShardState;
-    use crate::ui::dashboard::TaskInfo;
+    use crate::ui::common::TaskInfo;
     use crate::ui::testing::{ch, shard, task_snapshot, T0};
 
     fn info() -> TaskInfo {

@@ -15,11 +15,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::dashboard::TaskInfo;
+use super::common::TaskInfo;
 use super::msg::{Effect, Msg, ProbeRequest};
+use crate::clock::now_ms;
 use crate::config::{nutcracker, save, TaskConfig};
 use crate::engine::state_lock::{self, StateLock};
-use crate::engine::{self, source_side::now_ms, EngineHandle};
+use crate::engine::{self, EngineHandle};
 use crate::verify::{VerifyMode, VerifyOptions, VerifyProgress};
 
 /// What the loop does after an effect.
@@ -159,7 +160,9 @@ impl EffectRunner {
                             Err(e) => tracing::error!(shard = %shard, "failed: {e}"),
                         }
                     }
-                    let _ = tx.send(Msg::EngineStopped(results)).await;
+                    // The UI only shows how each shard ended: the text, decided upon already.
+                    let ended = results.into_iter().map(|(shard, r)| (shard, r.map_err(|e| e.to_string()))).collect();
+                    let _ = tx.send(Msg::EngineStopped(ended)).await;
                 });
                 Step::Continue
             }
@@ -198,18 +201,6 @@ impl EffectRunner {
         self.engine = Some(handle);
         self.task = Some(task);
         Msg::Started(Box::new(info))
-    }
-}
-
-impl TaskInfo {
-    pub fn of(task: &TaskConfig, started_ms: i64) -> TaskInfo {
-        TaskInfo {
-            name: task.name.clone(),
-            destination: task.destination.addr.to_string(),
-            sources: task.sources.iter().map(|s| (s.name.clone(), s.addr.to_string())).collect(),
-            state_path: task.state_path(),
-            started_ms,
-        }
     }
 }
 

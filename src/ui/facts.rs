@@ -1,8 +1,9 @@
 //! What the UI keeps of a "test" button: its state around a probe's
-//! `ServerFacts`. `effects` produces the answers, in one place; the
-//! screens never see a socket or a library future.
+//! `ServerFacts`, and how every screen words what it found ([`role_text`]).
+//! `effects` produces the answers, in one place; the screens never see a
+//! socket or a library future.
 
-use crate::probe::ServerFacts;
+use crate::probe::{Role, ServerFacts};
 
 /// The outcome of a "test" button.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -21,5 +22,13 @@ impl Probe {
             Probe::Ok(i) => Some(i),
             _ => None,
         }
+    }
+}
+
+/// `master`, `replica of HOST:PORT`, with `(link down)` when it is.
+pub fn role_text(role: &Role) -> String {
+    match role {
+        Role::Replica { link_up: false, .. } => format!("{role} (link down)"),
+        _ => role.to_string(),
     }
 }

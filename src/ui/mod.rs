@@ -10,12 +10,18 @@
 //! socket, and the engine never knows a terminal exists.
 //!
 //! Parts: `wizard/` (one module per step), `dashboard/` (the live view,
-//! its help and report), `field` (text input), `facts` (what the screens
-//! show of library answers), `theme` (colour or `NO_COLOR`), `format`
-//! (numbers that fit), `terminal` (raw mode in, always back out), `log`
-//! (the log file), `app` (the loop) and `effects`.
+//! its help and report), `common` (what several screens and `msg` share:
+//! `TaskInfo`, `Notice`, `is_ctrl`), `field` (text input), `facts` (what
+//! the screens show of library answers), `theme` (colour or `NO_COLOR`),
+//! `format` (numbers that fit), `terminal` (raw mode in, always back out),
+//! `log` (the log file), `app` (the loop) and `effects`.
+//!
+//! Dependencies point one way: `app` → `effects` → `dashboard`, `wizard` →
+//! `msg` → `common`, `facts`, `field`, `format`, `theme`, `widgets`; the
+//! two screens never use each other.
 
 pub mod app;
+pub mod common;
 pub mod dashboard;
 pub mod effects;
 pub mod facts;

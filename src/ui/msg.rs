@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crossterm::event::KeyEvent;
 
-use super::dashboard::TaskInfo;
+use super::common::TaskInfo;
 use crate::config::nutcracker::Pool;
 use crate::config::{SavePasswords, Secret, TaskConfig};
 use crate::engine::snapshot::TaskSnapshot;

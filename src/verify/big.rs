@@ -27,14 +27,14 @@ use super::content::{
     digest_of, list_difference, parse_score, preview, score_bits, string_difference, KeyType, OrderedDigest,
     UnorderedDigest,
 };
-use super::read::{
-    into_bulks, key_cmd, key_cmd_args, missing_reading, odd_items, pairs, parse_pttl, parse_type, scan_reply,
-    type_reading, value_digest, Endpoint, Outcome,
+use super::endpoint::{
+    into_bulks, key_cmd, key_cmd_args, odd_items, pairs, parse_pttl, parse_type, scan_reply, Endpoint,
 };
+use super::outcome::{missing_reading, type_reading, value_digest, Outcome};
 use super::suspects::Seen;
 use super::ttl::{ttl_difference, PttlReading};
 use super::{DiffKind, VerifyError, VerifyOptions};
-use crate::engine::source_side::now_ms;
+use crate::clock::now_ms;
 use crate::resp::{Cmd, Value};
 
 /// What comparing the values found: the first difference (without the
@@ -63,7 +63,7 @@ pub(crate) async fn compare_key(
     opts: &VerifyOptions,
 ) -> Result<Outcome, VerifyError> {
     let cmds = [key_cmd(b"TYPE", key), key_cmd(b"PTTL", key)];
-    let during = || format!("reading the type of key {}", super::content::shown(key));
+    let during = || format!("reading the type of key {}", crate::display::quoted_key(key));
     let (s, d) = tokio::join!(src.pipeline(&cmds, during), dst.pipeline(&cmds, during));
     let now = now_ms();
     let (s, d) = (s?, d?);
@@ -114,7 +114,7 @@ pub(crate) async fn compare_key(
 async fn both(src: &mut Endpoint, dst: &mut Endpoint, cmd: Cmd, key: &Bytes) -> Result<(Value, Value), VerifyError> {
     let cmds = [cmd];
     let name = cmds[0].name();
-    let during = || format!("comparing key {} ({name})", super::content::shown(key));
+    let during = || format!("comparing key {} ({name})", crate::display::quoted_key(key));
     let (s, d) = tokio::join!(src.pipeline(&cmds, during), dst.pipeline(&cmds, during));
     let (mut s, mut d) = (s?, d?);
     match (s.pop(), d.pop()) {
@@ -127,7 +127,7 @@ async fn both(src: &mut Endpoint, dst: &mut Endpoint, cmd: Cmd, key: &Bytes) -> 
 async fn one(ep: &mut Endpoint, cmd: Cmd, key: &Bytes) -> Result<Value, VerifyError> {
     let cmds = [cmd];
     let name = cmds[0].name();
-    let mut r = ep.pipeline(&cmds, || format!("comparing key {} ({name})", super::content::shown(key))).await?;
+    let mut r = ep.pipeline(&cmds, || format!("comparing key {} ({name})", crate::display::quoted_key(key))).await?;
     r.pop().ok_or_else(|| ep.unexpected(&name, key, &Value::Array(None)))
 }
 
@@ -288,7 +288,7 @@ async fn sets(
 
 /// Whether each of `members` is in the destination's set.
 async fn membership(dst: &mut Endpoint, key: &Bytes, members: &[Bytes]) -> Result<Vec<bool>, VerifyError> {
-    let during = || format!("looking up members of key {} on the destination", super::content::shown(key));
+    let during = || format!("looking up members of key {} on the destination", crate::display::quoted_key(key));
     if dst.has_multi_member() {
         let mut args = Vec::with_capacity(members.len() + 2);
         args.push(Bytes::from_static(b"SMISMEMBER"));
@@ -384,7 +384,7 @@ async fn zsets(
 
 /// The destination's score of each member (`None`: not a member).
 async fn scores(dst: &mut Endpoint, key: &Bytes, members: &[(Bytes, f64)]) -> Result<Vec<Option<f64>>, VerifyError> {
-    let during = || format!("looking up members of key {} on the destination", super::content::shown(key));
+    let during = || format!("looking up members of key {} on the destination", crate::display::quoted_key(key));
     let replies = if dst.has_multi_member() {
         let mut args = Vec::with_capacity(members.len() + 2);
         args.push(Bytes::from_static(b"ZMSCORE"));

@@ -13,8 +13,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
 
-use crate::rdb::parser::show_key;
-
 /// Bytes of a value shown in a difference's detail.
 const PREVIEW_BYTES: usize = 40;
 
@@ -174,7 +172,7 @@ impl Content {
 
 /// An element or a piece of a value for a message: escaped, quoted, cut.
 pub(crate) fn preview(bytes: &[u8]) -> String {
-    format!("\"{}\"", crate::resp::escape_preview(bytes, PREVIEW_BYTES))
+    format!("\"{}\"", crate::display::escape_preview(bytes, PREVIEW_BYTES))
 }
 
 /// `a` and `b` are the bytes from `offset` of two strings (a whole string,
@@ -321,11 +319,6 @@ pub(crate) fn digest_of(item: &impl Hash) -> u64 {
     let mut h = DefaultHasher::new();
     item.hash(&mut h);
     h.finish()
-}
-
-/// A key for messages, as the RDB code shows them: quoted, escaped, cut.
-pub(crate) fn shown(key: &[u8]) -> String {
-    show_key(key)
 }
 
 #[cfg(test)]

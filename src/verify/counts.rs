@@ -46,7 +46,7 @@ pub(crate) async fn connect(side: &str, addr: &str, secret: &Secret) -> Result<C
 
 /// Keys per DB from an `INFO keyspace` reply (`db0:keys=12,expires=0,...`).
 pub(crate) fn parse_keyspace(info: &str) -> BTreeMap<u32, u64> {
-    crate::probe::parse_keyspace(info.as_bytes()).into_iter().map(|(db, k)| (db, k.keys)).collect()
+    crate::resp::info::parse_keyspace(info.as_bytes()).into_iter().map(|(db, k)| (db, k.keys)).collect()
 }
 
 /// Keys per DB of one server, less the `own` keys that exist in DB `own_db`.

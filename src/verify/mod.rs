@@ -16,10 +16,12 @@
 //! `SCAN` cursor, each comparing its batch on both sides at once, deeply
 //! pipelined (`read`: `TYPE` and `PTTL` on the source, then the whole
 //! value of small keys on both sides and `PTTL` on the destination; `big`:
-//! keys too big to hold, compared chunk by chunk). Keys that differ become suspects
-//! (`suspects`) and are read again in later rounds, so a key caught
-//! mid-write while the sync runs is not reported: only differences stable
-//! on both sides are, and keys written during every round are *unsettled*.
+//! keys too big to hold, compared chunk by chunk; both read through
+//! `endpoint`, one side's connection and its reply shapes, and judge into an
+//! `outcome`). Keys that differ become suspects (`suspects`) and are read
+//! again in later rounds, so a key caught mid-write while the sync runs is
+//! not reported: only differences stable on both sides are, and keys
+//! written during every round are *unsettled*.
 //! `content` and `ttl` hold the pure comparisons; `error` the failures.
 //!
 //! Memory is bounded whatever the dataset: a batch of keys per worker, at
@@ -31,7 +33,9 @@
 mod big;
 mod content;
 mod counts;
+mod endpoint;
 mod error;
+mod outcome;
 mod pass;
 mod read;
 mod suspects;
@@ -254,9 +258,22 @@ pub struct Difference {
 }
 
 impl Difference {
-    /// The key quoted and escaped for a terminal.
+    /// The key quoted and escaped for a terminal, as a person reads it:
+    /// UTF-8 text as text (bytes that are not UTF-8 as `�`), control
+    /// characters escaped, cut at 200 characters. Messages and logs show
+    /// keys byte-exact instead ([`crate::display`]), and so does the JSON
+    /// report ([`key_text`]).
     pub fn key_shown(&self) -> String {
-        content::shown(&self.key)
+        let mut out = format!("{:?}", String::from_utf8_lossy(&self.key));
+        if out.len() > 200 {
+            let mut cut = 200;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("…\"");
+        }
+        out
     }
 }
 

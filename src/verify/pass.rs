@@ -21,7 +21,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::counts::{dest_side, source_side, Plan};
-use super::read::{compare_batch, Endpoint, Outcome};
+use super::endpoint::Endpoint;
+use super::outcome::Outcome;
+use super::read::compare_batch;
 use super::suspects::{KeyAt, SuspectSet, Verdict};
 use super::{Difference, Tracker, VerifyError, VerifyOptions, VerifyReport};
 use crate::config::TaskConfig;
@@ -183,7 +185,7 @@ async fn next_batch(
         let cmd = Cmd::from_bytes(vec![Bytes::from_static(b"SCAN"), at, Bytes::from_static(b"COUNT"), count.clone()]);
         let mut replies = src.pipeline(std::slice::from_ref(&cmd), || "scanning the keys".to_owned()).await?;
         let reply = replies.pop().unwrap_or(crate::resp::Value::Array(None));
-        let (after, mut keys) = super::read::scan_reply(reply).map_err(|v| src.unexpected("SCAN", b"", &v))?;
+        let (after, mut keys) = super::endpoint::scan_reply(reply).map_err(|v| src.unexpected("SCAN", b"", &v))?;
         if &after[..] != b"0" {
             *next = Some(after);
         }

@@ -1,7 +1,8 @@
 //! Reading a batch of keys from both sides and judging each: the hot path.
 //!
-//! An [`Endpoint`] is one connection with its DB selected and the server's
-//! version known. [`compare_batch`] takes the keys of one `SCAN` reply:
+//! An [`Endpoint`] (`endpoint`) is one connection with its DB selected and
+//! the server's version known. [`compare_batch`] takes the keys of one
+//! `SCAN` reply:
 //!
 //! * keys mode: one round, `TYPE` of every key on both sides at once;
 //! * full mode: a round of `TYPE` and `PTTL` on the source, then, per
@@ -22,167 +23,15 @@
 use bytes::Bytes;
 
 use super::big;
-use super::content::{digest_of, parse_score, value_difference, Content, KeyType};
+use super::content::{parse_score, value_difference, Content, KeyType};
+use super::endpoint::{into_bulks, key_cmd, odd_items, pairs, parse_pttl, parse_type, scan_reply, Endpoint};
+use super::outcome::{missing_reading, type_reading, value_digest, Outcome};
 use super::suspects::Seen;
-use super::ttl::{from_pttl, ttl_difference, Expiry, PttlReading};
+use super::ttl::{ttl_difference, Expiry, PttlReading};
 use super::{DiffKind, VerifyError, VerifyMode, VerifyOptions};
+use crate::clock::now_ms;
 use crate::dest::RedisVersion;
-use crate::engine::source_side::now_ms;
-use crate::resp::{Cmd, Connection, Value};
-
-/// One side of a comparison: a connection with its DB selected.
-pub(crate) struct Endpoint {
-    conn: Connection,
-    /// `source server1 (127.0.0.1:7001) db 0`, for messages.
-    pub side: String,
-    pub version: RedisVersion,
-}
-
-/// `SMISMEMBER`, `ZMSCORE`: Redis 6.2.
-const V6_2: RedisVersion = RedisVersion::new(6, 2, 0);
-/// `CLIENT NO-TOUCH`: Redis 7.2.
-const NO_TOUCH: RedisVersion = RedisVersion::new(7, 2, 0);
-
-impl Endpoint {
-    /// Connects, learns the version, selects `db`.
-    pub(crate) async fn open(
-        side: &str,
-        addr: &str,
-        secret: &crate::config::Secret,
-        db: u32,
-    ) -> Result<Endpoint, VerifyError> {
-        let mut conn = super::counts::connect(side, addr, secret).await?;
-        let side = format!("{side} db {db}");
-        let caps = crate::dest::dest_info(&mut conn).await.map_err(|source| VerifyError::Query {
-            side: side.clone(),
-            during: "reading the server version (INFO server)".into(),
-            source: Box::new(source),
-        })?;
-        // Reading every value would make every key look recently used to
-        // an LRU/LFU eviction policy; Redis 7.2 lets a client read without
-        // that. Best effort: an ACL may forbid CLIENT, which changes nothing
-        // else.
-        if caps.version >= NO_TOUCH {
-            let _ = conn.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
-        }
-        if db != 0 {
-            conn.query(&Cmd::new("SELECT").arg(db.to_string())).await.map_err(|source| VerifyError::Query {
-                side: side.clone(),
-                during: format!("selecting db {db}"),
-                source: Box::new(source),
-            })?;
-        }
-        Ok(Endpoint { conn, side, version: caps.version })
-    }
-
-    /// Whether `SMISMEMBER` and `ZMSCORE` exist.
-    pub(crate) fn has_multi_member(&self) -> bool {
-        self.version >= V6_2
-    }
-
-    pub(crate) async fn pipeline(
-        &mut self,
-        cmds: &[Cmd],
-        during: impl FnOnce() -> String,
-    ) -> Result<Vec<Value>, VerifyError> {
-        if cmds.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.conn.pipeline(cmds).await.map_err(|source| VerifyError::Query {
-            side: self.side.clone(),
-            during: during(),
-            source: Box::new(source),
-        })
-    }
-
-    /// A reply no Redis sends for `command`.
-    pub(crate) fn unexpected(&self, command: &str, key: &[u8], got: &Value) -> VerifyError {
-        VerifyError::Reply {
-            side: self.side.clone(),
-            command: command.to_owned(),
-            during: format!("comparing key {}", super::content::shown(key)),
-            got: match got {
-                Value::Error(e) => format!("the error \"{e}\""),
-                other => format!("{} {other}", other.kind()),
-            },
-        }
-    }
-}
-
-/// A command of a name and one key, without copying the key.
-pub(crate) fn key_cmd(name: &'static [u8], key: &Bytes) -> Cmd {
-    Cmd::from_bytes(vec![Bytes::from_static(name), key.clone()])
-}
-
-/// A key command with more arguments after the key.
-pub(crate) fn key_cmd_args(name: &'static [u8], key: &Bytes, args: &[&[u8]]) -> Cmd {
-    let mut v = Vec::with_capacity(args.len() + 2);
-    v.push(Bytes::from_static(name));
-    v.push(key.clone());
-    v.extend(args.iter().map(|a| Bytes::copy_from_slice(a)));
-    Cmd::from_bytes(v)
-}
-
-/// How a key compared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Equal,
-    /// Gone from the source between the `SCAN` and the read (expired or
-    /// deleted): nothing to compare.
-    Vanished,
-    Differs(Seen),
-}
-
-/// Digest standing for "no such key" on the destination.
-pub(crate) fn missing_digest() -> u64 {
-    digest_of(&"(missing)")
-}
-
-/// A type difference, or the key missing on the destination, as a
-/// reading; `None` when both have type `src`.
-pub(crate) fn type_reading(src: &KeyType, dst: Option<&KeyType>) -> Option<Seen> {
-    match dst {
-        None => Some(missing_reading(src)),
-        Some(d) if d != src => Some(Seen {
-            kind: DiffKind::Type,
-            detail: format!("type: source {}, destination {}", src.name(), d.name()),
-            source_digest: digest_of(src),
-            dest_digest: digest_of(d),
-        }),
-        Some(_) => None,
-    }
-}
-
-/// The key is on the source (with type `src`), not on the destination.
-pub(crate) fn missing_reading(src: &KeyType) -> Seen {
-    Seen {
-        kind: DiffKind::Missing,
-        detail: format!("missing: source has a {}, destination has no such key", src.name()),
-        source_digest: digest_of(src),
-        dest_digest: missing_digest(),
-    }
-}
-
-/// Reads a `TYPE` reply.
-pub(crate) fn parse_type(ep: &Endpoint, key: &[u8], reply: &Value) -> Result<Option<KeyType>, VerifyError> {
-    match reply.as_str() {
-        Some(name) => Ok(KeyType::parse(name)),
-        None => Err(ep.unexpected("TYPE", key, reply)),
-    }
-}
-
-/// Reads a `PTTL` reply taken at `now`.
-pub(crate) fn parse_pttl(ep: &Endpoint, key: &[u8], reply: &Value, now: i64) -> Result<PttlReading, VerifyError> {
-    match reply {
-        Value::Integer(p) => Ok(from_pttl(*p, now)),
-        other => Err(ep.unexpected("PTTL", key, other)),
-    }
-}
-
-/// The digest of a value and its expiry, for a reading.
-pub(crate) fn value_digest(value: u64, expiry: Expiry, tolerance_ms: i64) -> u64 {
-    digest_of(&(value, expiry.bucket(tolerance_ms)))
-}
+use crate::resp::{Cmd, Value};
 
 /// Compares `keys` of one source DB with the destination.
 pub(crate) async fn compare_batch(
@@ -405,49 +254,6 @@ fn parse_fetch(
     }))
 }
 
-/// What to show for a reply of pairs with an odd number of items.
-pub(crate) fn odd_items(n: usize) -> Value {
-    Value::Simple(format!("an array of {n} items where pairs were expected"))
-}
-
-/// The bulk strings of an array reply; on anything else, the offending value.
-pub(crate) fn into_bulks(reply: Value) -> Result<Vec<Bytes>, Value> {
-    let Value::Array(Some(items)) = reply else { return Err(reply) };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Value::Bulk(Some(b)) => out.push(b),
-            other => return Err(other),
-        }
-    }
-    Ok(out)
-}
-
-/// A `SCAN`-family reply: the next cursor and the items.
-pub(crate) fn scan_reply(reply: Value) -> Result<(Bytes, Vec<Bytes>), Value> {
-    let Value::Array(Some(mut parts)) = reply else { return Err(reply) };
-    if parts.len() != 2 {
-        return Err(Value::Array(Some(parts)));
-    }
-    let items = parts.pop().unwrap_or(Value::Array(None));
-    let cursor = parts.pop().unwrap_or(Value::Array(None));
-    let Value::Bulk(Some(cursor)) = cursor else { return Err(cursor) };
-    Ok((cursor, into_bulks(items)?))
-}
-
-/// `[a, 1, b, 2]` → `[(a, 1), (b, 2)]`; `None` for an odd count.
-pub(crate) fn pairs(items: Vec<Bytes>) -> Option<Vec<(Bytes, Bytes)>> {
-    if items.len() % 2 != 0 {
-        return None;
-    }
-    let mut it = items.into_iter();
-    let mut out = Vec::with_capacity(it.len() / 2);
-    while let (Some(a), Some(b)) = (it.next(), it.next()) {
-        out.push((a, b));
-    }
-    Some(out)
-}
-
 /// `PTTL` and the bounded value read of one slice of keys, both sides at
 /// once; appends one outcome per key (a placeholder for big keys, whose
 /// index goes to `big_keys`).
@@ -611,32 +417,5 @@ mod tests {
         let Outcome::Differs(v2) = judge(&s("z"), at(50_000), &s("b"), Expiry::Persistent, 2000) else { panic!() };
         assert_ne!(v.source_digest, v2.source_digest);
         assert_eq!(v.dest_digest, v2.dest_digest);
-    }
-
-    #[test]
-    fn missing_and_type_readings() {
-        let m = type_reading(&KeyType::Hash, None).unwrap();
-        assert_eq!(
-            (m.kind, m.detail.as_str()),
-            (DiffKind::Missing, "missing: source has a hash, destination has no such key")
-        );
-        let t = type_reading(&KeyType::Hash, Some(&KeyType::String)).unwrap();
-        assert_eq!((t.kind, t.detail.as_str()), (DiffKind::Type, "type: source hash, destination string"));
-        assert_eq!(type_reading(&KeyType::Set, Some(&KeyType::Set)), None);
-        assert_ne!(m.dest_digest, t.dest_digest);
-    }
-
-    #[test]
-    fn scan_replies_and_pairs() {
-        let b = |s: &str| Value::Bulk(Some(Bytes::copy_from_slice(s.as_bytes())));
-        let reply = Value::Array(Some(vec![b("0"), Value::Array(Some(vec![b("f"), b("1"), b("g"), b("2")]))]));
-        let (cursor, items) = scan_reply(reply).unwrap();
-        assert_eq!(&cursor[..], b"0");
-        let p = pairs(items).unwrap();
-        assert_eq!(p.len(), 2);
-        assert_eq!(&p[1].1[..], b"2");
-        assert!(pairs(vec![Bytes::new()]).is_none());
-        assert_eq!(scan_reply(b("x")), Err(b("x")));
-        assert_eq!(into_bulks(Value::Array(Some(vec![b("a"), Value::Integer(1)]))), Err(Value::Integer(1)));
     }
 }

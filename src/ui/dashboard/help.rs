@@ -6,7 +6,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use super::render::{LAG_MS_BAD, LAG_MS_WARN};
+use super::{LAG_MS_BAD, LAG_MS_WARN};
 use crate::ui::theme::Theme;
 use crate::ui::widgets::popup;
 

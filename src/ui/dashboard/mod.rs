@@ -16,10 +16,10 @@ use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent};
 
+use super::common::{is_ctrl, Notice, TaskInfo};
 use super::field::TextField;
 use super::msg::{Effect, Msg, Signal};
 use super::theme::{Theme, Tone};
-use super::wizard::{is_ctrl, Notice};
 use crate::engine::snapshot::{ShardSnapshot, ShardState, TaskSnapshot};
 use crate::engine::Command;
 use crate::verify::{VerifyMode, VerifyProgress, VerifyReport};
@@ -30,18 +30,14 @@ pub const HISTORY_SECS: usize = 600;
 const EVENTS_KEPT: usize = 1000;
 /// Copy progress samples per shard for the ETA: the last 30 seconds.
 const RATE_WINDOW_MS: i64 = 30_000;
-
-/// What the dashboard knows of the task besides its snapshots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskInfo {
-    pub name: String,
-    pub destination: String,
-    /// (name, address) per source.
-    pub sources: Vec<(String, String)>,
-    /// `<state_dir>/<name>`: checkpoints, spools, logs, reports.
-    pub state_path: PathBuf,
-    pub started_ms: i64,
-}
+/// Lag in milliseconds: up to the first is fine, up to the second is
+/// worth a look, beyond is trouble (the table's colours, and the help
+/// screen that explains them).
+pub const LAG_MS_WARN: u64 = 1_000;
+pub const LAG_MS_BAD: u64 = 10_000;
+/// Lag in bytes, the same way.
+pub const LAG_BYTES_WARN: u64 = 1 << 20;
+pub const LAG_BYTES_BAD: u64 = 64 << 20;
 
 /// A line of the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,10 @@ use ratatui::widgets::{
 };
 
 use super::help::render_help;
-use super::{verdict, Dashboard, Focus, Overlay, Phase, VerifyState, View};
+use super::{
+    verdict, Dashboard, Focus, Overlay, Phase, VerifyState, View, LAG_BYTES_BAD, LAG_BYTES_WARN, LAG_MS_BAD,
+    LAG_MS_WARN,
+};
 use crate::engine::snapshot::{ShardSnapshot, ShardState};
 use crate::ui::format::{clock, count, duration_ms, fit, human_bytes, short_bytes, short_count, time_of_day};
 use crate::ui::theme::{Theme, Tone};
@@ -30,13 +33,6 @@ use crate::verify::{Difference, VerifyMode};
 
 /// From this width the table shows offsets, byte counts and the ETA.
 pub const WIDE: u16 = 145;
-/// Lag in milliseconds: up to the first is fine, up to the second is
-/// worth a look, beyond is trouble.
-pub const LAG_MS_WARN: u64 = 1_000;
-pub const LAG_MS_BAD: u64 = 10_000;
-/// Lag in bytes, the same way.
-pub const LAG_BYTES_WARN: u64 = 1 << 20;
-pub const LAG_BYTES_BAD: u64 = 64 << 20;
 
 impl Widget for &Dashboard {
     fn render(self, area: Rect, buf: &mut Buffer) {

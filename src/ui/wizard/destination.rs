@@ -8,10 +8,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
-use super::{dest_config, is_ctrl};
+use super::dest_config;
 use crate::config::{DestConfig, Secret};
 use crate::probe::ServerMode;
-use crate::ui::facts::Probe;
+use crate::ui::common::is_ctrl;
+use crate::ui::facts::{role_text, Probe};
 use crate::ui::field::TextField;
 use crate::ui::format::{count, human_bytes};
 use crate::ui::msg::{Effect, ProbeRequest, ProbeTarget};
@@ -201,10 +202,7 @@ pub(super) fn render(step: &DestinationStep, theme: Theme, area: Rect, buf: &mut
             };
             let mode_tone = if i.mode == ServerMode::Standalone { Tone::Good } else { Tone::Warn };
             vec![
-                Line::styled(
-                    format!("ok: {}, {}", i.server, super::sources::role_text(&i.role)),
-                    theme.tone(Tone::Good),
-                ),
+                Line::styled(format!("ok: {}, {}", i.server, role_text(&i.role)), theme.tone(Tone::Good)),
                 Line::from(vec![
                     Span::raw("mode              "),
                     Span::styled(i.mode.to_string(), theme.tone(mode_tone)),

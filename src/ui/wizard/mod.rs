@@ -23,7 +23,7 @@ mod sources;
 
 use std::path::{Path, PathBuf};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 
 pub use conflict::ConflictStep;
 pub use databases::{DatabasesStep, DbRow};
@@ -32,6 +32,7 @@ pub use precheck::{PrecheckState, PrecheckStep};
 pub use review::{ReviewField, ReviewPhase, ReviewStep};
 pub use sources::{EditorField, ImportDialog, ImportPhase, SourceEditor, SourceRow, SourcesDialog, SourcesStep};
 
+use super::common::{is_ctrl, Notice};
 use super::facts::Probe;
 use super::msg::{Effect, Msg, ProbeRequest, ProbeTarget};
 use super::theme::{Theme, Tone};
@@ -101,13 +102,6 @@ impl Step {
     fn prev(self) -> Option<Step> {
         self.number().checked_sub(2).and_then(|i| Step::ALL.get(i).copied())
     }
-}
-
-/// A line under the step's pane: a validation error, or what just happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub tone: Tone,
-    pub text: String,
 }
 
 /// What a prefilled task file brings beyond the fields the steps edit.
@@ -300,11 +294,6 @@ impl Wizard {
             Step::Review => Ok(()),
         }
     }
-}
-
-/// Ctrl + `c`.
-pub(crate) fn is_ctrl(key: &KeyEvent, c: char) -> bool {
-    key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
 }
 
 /// The wizard's `update`.

@@ -15,7 +15,7 @@ use super::{probe_requests, source_config};
 use crate::config::nutcracker::Pool;
 use crate::config::{is_valid_source_name, Addr, Secret, SourceConfig};
 use crate::probe::Role;
-use crate::ui::facts::Probe;
+use crate::ui::facts::{role_text, Probe};
 use crate::ui::field::TextField;
 use crate::ui::format::{count, fit, short_bytes, short_count};
 use crate::ui::msg::{Effect, ProbeRequest, ProbeTarget};
@@ -352,14 +352,6 @@ pub(super) fn password_cell(p: &Secret) -> String {
         (true, _) => "none".into(),
         (false, Some(var)) => format!("${var}"),
         (false, None) => "******".into(),
-    }
-}
-
-/// `master`, `replica of HOST:PORT`, with `(link down)` when it is.
-pub(super) fn role_text(role: &Role) -> String {
-    match role {
-        Role::Replica { link_up: false, .. } => format!("{role} (link down)"),
-        _ => role.to_string(),
     }
 }
 
