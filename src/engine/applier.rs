@@ -637,7 +637,8 @@ impl Applier {
                     }
                 }
             }
-            _ => match crate::dest::translate(args, &self.caps, now_ms()) {
+            // The clock is read only for the rare form that needs it: this runs per command.
+            _ => match crate::dest::translate(args, &self.caps, now_ms) {
                 Translation::AsIs => return None,
                 Translation::Commands(list) if list.len() == 1 => {
                     list.into_iter().map(|a| ApplyCmd::new(Cmd::from_bytes(a), origin.clone())).collect()
