@@ -484,7 +484,11 @@ impl Applier {
                     if let Some(permit) = slot.take() {
                         let opts = connect_options(&ctx.source.password);
                         let addr = ctx.source.addr.to_string();
-                        tokio::spawn(super::source_side::release_after_fork(permit, addr, opts, ctx.cancel.clone()));
+                        let release = super::source_side::release_after_fork(permit, addr, opts, ctx.cancel.clone());
+                        ctx.helpers.spawn(format!("full-copy slot of {shard}"), async move {
+                            release.await;
+                            None
+                        });
                     }
                     work.offset = work.rdb_start;
                     rewriter.forget_db();
@@ -542,15 +546,22 @@ impl Applier {
             // Bounded when stopping: a destination that stays down must not
             // hold the stop.
             let give_up = CancellationToken::new();
-            if ctx.cancel.is_cancelled() {
-                let timer = give_up.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                    timer.cancel();
-                });
-            }
-            let cancel = if ctx.cancel.is_cancelled() { &give_up } else { &ctx.cancel };
-            if let Err(e) = self.flush(ctx, &mut work, marks, cancel).await {
+            let stopping = ctx.cancel.is_cancelled();
+            let cancel = if stopping { &give_up } else { &ctx.cancel };
+            let flushed = {
+                let flush = self.flush(ctx, &mut work, marks, cancel);
+                tokio::pin!(flush);
+                // The timer runs beside the flush in this task: after 10 s
+                // the flush is told to stop at its next safe point.
+                tokio::select! {
+                    r = &mut flush => r,
+                    _ = tokio::time::sleep(Duration::from_secs(10)), if stopping => {
+                        give_up.cancel();
+                        flush.await
+                    }
+                }
+            };
+            if let Err(e) = flushed {
                 if !matches!(e, ApplyEnd::Stopped) {
                     return e;
                 }

@@ -11,6 +11,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::ShardSnapshot;
+use super::tracked::Tracked;
 use crate::config::{SourceConfig, TaskConfig};
 
 /// Commands a shard takes from the front end.
@@ -32,4 +33,7 @@ pub struct ShardCtx {
     /// Full copies at a time on this source's host (`full_syncs_per_host`);
     /// `None`: no limit.
     pub full_sync_slots: Option<Arc<Semaphore>>,
+    /// Where a shard spawns what may outlive one of its links (the task
+    /// waits for them when it stops).
+    pub(super) helpers: Tracked,
 }

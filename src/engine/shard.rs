@@ -240,10 +240,16 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
         Ok(r) => r,
         Err(source) => return LinkEnd::Failed(EngineError::Source { shard: shard.clone(), source: Box::new(source) }),
     };
-    tokio::spawn(mirror_progress(reader.progress(), ctx.shared.clone(), cancel.clone()));
+    // Ends with the link's token; awaited below on every way out.
+    let progress = tokio::spawn(mirror_progress(reader.progress(), ctx.shared.clone(), cancel.clone()));
     let mut stream = match reader.stream(cancel.clone()) {
         Ok(s) => s,
-        Err(source) => return LinkEnd::Failed(EngineError::Source { shard: shard.clone(), source: Box::new(source) }),
+        Err(source) => {
+            cancel.cancel();
+            let _ = progress.await;
+            let _ = reader.join().await;
+            return LinkEnd::Failed(EngineError::Source { shard: shard.clone(), source: Box::new(source) });
+        }
     };
     // Items travel in small batches: one channel message (and one wake-up of
     // the applier) per RDB event cost more than parsing the event.
@@ -263,6 +269,7 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
 
     cancel.cancel();
     let _ = consumer.await;
+    let _ = progress.await;
     let source = reader.join().await;
     match end {
         ApplyEnd::Stopped => LinkEnd::Stopped,

@@ -105,6 +105,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             control: control_rx,
             cancel: shard_cancel.clone(),
             full_sync_slots,
+            helpers: helpers.clone(),
         };
         let name = source.name.clone();
         let (fail_shared, stop) = (shared.clone(), shard_cancel.clone());
