@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::compare;
+use common::harness::Report;
 use common::task::task_file;
 use common::RedisServer;
 use rand::{RngCore, SeedableRng};
@@ -122,23 +123,17 @@ async fn a_full_spool_disk_pauses_the_shard_until_there_is_room(fs: &Tmpfs) -> R
 
 fn main() {
     let name = "a full spool disk pauses the shard until there is room";
+    let mut report = Report::new();
     let base = tempfile::tempdir().expect("tmp");
-    let fs = match Tmpfs::mount(&base.path().join("fs"), "8m") {
-        Ok(fs) => fs,
-        Err(e) => {
-            println!("test {name} ... skipped: cannot mount a small tmpfs here ({e})");
-            println!("\ntest result: ok. 0 passed; 0 failed; 1 skipped");
-            return;
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let result = rt.block_on(a_full_spool_disk_pauses_the_shard_until_there_is_room(&fs));
-    drop(fs);
-    match result {
-        Ok(()) => println!("test {name} ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 skipped"),
-        Err(e) => {
-            println!("test {name} ... FAILED\n  {e}\n\ntest result: FAILED. 0 passed; 1 failed; 0 skipped");
-            std::process::exit(1);
+    match Tmpfs::mount(&base.path().join("fs"), "8m") {
+        Err(e) => report.skipped(name, &format!("cannot mount a small tmpfs here ({e})")),
+        Ok(fs) => {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let result = rt.block_on(a_full_spool_disk_pauses_the_shard_until_there_is_room(&fs));
+            drop(fs);
+            report.outcome(name, result.map(|()| String::new()));
         }
     }
+    report.finish();
 }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::compare;
+use common::harness::Report;
 use common::task::task_file;
 use common::{RedisOptions, RedisServer};
 use shardsync::config::TaskConfig;
@@ -146,7 +147,7 @@ async fn restore_copies_them_where_the_module_is(b: &Bins) -> Result<(), String>
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let bins = bins();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut report = Report::new();
     type Case = fn(&Bins) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + '_>>;
     let cases: [(&str, Case); 3] = [
         ("modules = fail stops naming key and module", |b| Box::pin(fail_stops_naming_key_and_module(b))),
@@ -154,28 +155,13 @@ fn main() {
         ("modules = restore copies them where the module is", |b| Box::pin(restore_copies_them_where_the_module_is(b))),
     ];
     for (name, case) in cases {
+        if !report.wants(name) {
+            continue;
+        }
         match &bins {
-            Err(e) => {
-                println!("test {name} ... skipped: {e}");
-                skipped += 1;
-            }
-            Ok(b) => match rt.block_on(case(b)) {
-                Ok(()) => {
-                    println!("test {name} ... ok");
-                    passed += 1;
-                }
-                Err(e) => {
-                    println!("test {name} ... FAILED\n  {e}");
-                    failed += 1;
-                }
-            },
+            Err(e) => report.skipped(name, e),
+            Ok(b) => report.outcome(name, rt.block_on(case(b)).map(|()| String::new())),
         }
     }
-    println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; {skipped} skipped",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    report.finish();
 }

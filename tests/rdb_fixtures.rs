@@ -10,10 +10,13 @@
 //!
 //! Its own harness (`harness = false`), so an absent corpus shows as skipped.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use common::harness::Report;
 use serde_json::Value;
 use shardsync::rdb::json::JsonWriter;
 use shardsync::rdb::{Event, RdbError, RdbReader};
@@ -381,52 +384,27 @@ fn catch(f: impl FnOnce() + std::panic::UnwindSafe) -> Result<String, String> {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    type Check = Box<dyn FnOnce() -> Result<String, String>>;
-    let shared = shared_dir();
-    let with_shared = |f: fn(&Path)| -> Result<Check, String> {
-        let dir = shared.clone()?;
-        Ok(Box::new(move || catch(move || f(&dir))))
-    };
-    let checks: Vec<(&str, Result<Check, String>)> = vec![
-        ("project_corpus_matches_what_its_servers_held", Ok(Box::new(project_corpus_matches_what_its_servers_held))),
-        ("shared_corpus_matches_its_ground_truth", with_shared(every_fixture_matches_its_ground_truth)),
+    let mut report = Report::new();
+    let name = "project_corpus_matches_what_its_servers_held";
+    if report.wants(name) {
+        report.outcome(name, project_corpus_matches_what_its_servers_held());
+    }
+    type Check = fn(&Path);
+    let shared: [(&str, Check); 2] = [
+        ("shared_corpus_matches_its_ground_truth", every_fixture_matches_its_ground_truth),
         (
             "shared_files_without_ground_truth_parse_or_fail_cleanly",
-            with_shared(fixtures_without_ground_truth_parse_or_fail_cleanly),
+            fixtures_without_ground_truth_parse_or_fail_cleanly,
         ),
     ];
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (name, check) in checks {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+    for (name, check) in shared {
+        if !report.wants(name) {
             continue;
         }
-        match check {
-            Err(why) => {
-                println!("test {name} ... skipped: {why}");
-                skipped += 1;
-            }
-            Ok(run) => match run() {
-                Ok(what) if what.is_empty() => {
-                    println!("test {name} ... ok");
-                    passed += 1;
-                }
-                Ok(what) => {
-                    println!("test {name} ... ok ({what})");
-                    passed += 1;
-                }
-                Err(e) => {
-                    println!("test {name} ... FAILED\n{e}");
-                    failed += 1;
-                }
-            },
+        match shared_dir() {
+            Err(why) => report.skipped(name, &why),
+            Ok(dir) => report.outcome(name, catch(move || check(&dir))),
         }
     }
-    println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; {skipped} skipped",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    report.finish();
 }

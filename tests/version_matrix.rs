@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::compare;
+use common::harness::Report;
 use common::task::task_file;
 use common::{RedisOptions, RedisServer};
 use shardsync::config::TaskConfig;
@@ -425,30 +426,14 @@ async fn valkey_file(bin: &Path) -> Result<String, String> {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let servers = servers();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    let started = Instant::now();
+    let mut report = Report::new();
     if let Some(vk) = servers.iter().find(|s| s.name == "valkey-9.1") {
         let name = "valkey-9.1 RDB file";
         match &vk.bin {
-            Err(e) => {
-                println!("test {name} ... skipped: {e}");
-                skipped += 1;
-            }
-            Ok(bin) if filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())) => {
-                match rt.block_on(valkey_file(bin)) {
-                    Ok(what) => {
-                        println!("test {name} ... ok ({what})");
-                        passed += 1;
-                    }
-                    Err(e) => {
-                        println!("test {name} ... FAILED\n  {e}");
-                        failed += 1;
-                    }
-                }
-            }
+            Err(e) => report.skipped(name, e),
+            Ok(bin) if report.wants(name) => report.outcome(name, rt.block_on(valkey_file(bin))),
             Ok(_) => {}
         }
     }
@@ -458,36 +443,18 @@ fn main() {
                 continue;
             }
             let name = format!("{} -> {}", src.name, dst.name);
-            if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            if !report.wants(&name) {
                 continue;
             }
-            let (src_bin, dst_bin) = match (&src.bin, &dst.bin) {
-                (Ok(a), Ok(b)) => (a.clone(), b.clone()),
-                (Err(e), _) | (_, Err(e)) => {
-                    println!("test {name} ... skipped: {e}");
-                    skipped += 1;
-                    continue;
+            match (&src.bin, &dst.bin) {
+                (Ok(a), Ok(b)) => {
+                    let t = Instant::now();
+                    let r = rt.block_on(pairing(src, dst, a, b));
+                    report.outcome(&name, r.map(|what| format!("{what}, {:.1} s", t.elapsed().as_secs_f64())));
                 }
-            };
-            let t = Instant::now();
-            match rt.block_on(pairing(src, dst, &src_bin, &dst_bin)) {
-                Ok(what) => {
-                    println!("test {name} ... ok ({what}, {:.1} s)", t.elapsed().as_secs_f64());
-                    passed += 1;
-                }
-                Err(e) => {
-                    println!("test {name} ... FAILED\n  {e}");
-                    failed += 1;
-                }
+                (Err(e), _) | (_, Err(e)) => report.skipped(&name, e),
             }
         }
     }
-    println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; {skipped} skipped; finished in {:.1}s",
-        if failed == 0 { "ok" } else { "FAILED" },
-        started.elapsed().as_secs_f64()
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    report.finish();
 }

@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod harness;
 pub mod task;
 
 use std::{
