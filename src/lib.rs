@@ -52,7 +52,7 @@
 //!   `Notice`, `is_ctrl`): [`ui::common`];
 //! * inside the engine, what a shard's loop and its destination side both
 //!   use: [`engine::settings`] (the DB map, the conflict mode) and
-//!   `engine::status` (`set`, `alert`); inside verify, `endpoint` and
+//!   `engine::status` (the shard's status owner: typed events, one fold); inside verify, `endpoint` and
 //!   `outcome` for the batch and the big-key readers.
 
 pub mod clock;

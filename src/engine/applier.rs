@@ -36,8 +36,7 @@ use super::error::EngineError;
 use super::filter::Action;
 use super::rate::RateLimit;
 use super::settings::{conflict_of, db_map};
-use super::snapshot::ShardState;
-use super::status::{alert, set};
+use super::status::ShardEvent;
 use super::stream_batch::{lay_out, CheckpointMove};
 use crate::clock::now_ms;
 use crate::config::CheckpointStore;
@@ -148,15 +147,16 @@ impl Applier {
         let mut store = ctx.task.sync.checkpoint;
         if store == CheckpointStore::Destination && !supports_multi(&mut conn).await {
             store = CheckpointStore::Local;
-            alert(
-                &ctx.shared,
-                None,
-                format!(
+            ctx.status
+                .alert(
+                    None,
+                    format!(
                     "destination {dest_addr} refuses MULTI/EXEC: this shard's checkpoint is kept only in the local \
                      state file, so a crash of the tool can repeat up to a second of writes (set sync.checkpoint = \
                      \"local\" to silence this)"
                 ),
-            );
+                )
+                .await;
         }
         let on_dest = match store {
             CheckpointStore::Destination => {
@@ -183,35 +183,35 @@ impl Applier {
         };
         let local = checkpoint::load(&state_dir, &shard)
             .map_err(|source| EngineError::Checkpoint { shard: shard.clone(), source: Box::new(source) })?;
-        let (replid, applied, stream_db, ours_on_dest) = match (store, on_dest, local) {
-            (CheckpointStore::Destination, Some(r), _) => {
-                if r.offset.is_none() {
-                    alert(
-                        &ctx.shared,
-                        None,
+        let (replid, applied, stream_db, ours_on_dest) =
+            match (store, on_dest, local) {
+                (CheckpointStore::Destination, Some(r), _) => {
+                    if r.offset.is_none() {
+                        ctx.status.alert(None,
                         "the destination holds an interrupted full copy of this shard: copying again, replacing \
                          those keys whole"
                             .to_owned(),
-                    );
+                    ).await;
+                    }
+                    (Some(r.replid), r.offset, r.db.unwrap_or(0), true)
                 }
-                (Some(r.replid), r.offset, r.db.unwrap_or(0), true)
-            }
-            (CheckpointStore::Destination, None, Some(l)) => {
-                alert(
-                    &ctx.shared,
-                    None,
-                    format!(
+                (CheckpointStore::Destination, None, Some(l)) => {
+                    ctx.status
+                        .alert(
+                            None,
+                            format!(
                         "the local checkpoint says offset {} was applied, but the destination holds no checkpoint \
                          for this shard (flushed, restarted without persistence, or another destination?): \
                          copying it again in full",
                         l.offset
                     ),
-                );
-                (None, None, 0, true)
-            }
-            (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), l.db.unwrap_or(0), true),
-            (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, 0, false),
-        };
+                        )
+                        .await;
+                    (None, None, 0, true)
+                }
+                (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), l.db.unwrap_or(0), true),
+                (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, 0, false),
+            };
         // The writer starts in DB 0, where the checkpoint was read.
         let conflict = conflict_of(ctx.task.sync.conflict);
         let mut wopts = WriterOptions::new(conflict);
@@ -338,15 +338,14 @@ impl Applier {
         let end = loop {
             // Paused: stop applying (the reader keeps spooling) until resumed.
             if *control.borrow() == ShardControl::Pause {
-                let before = ctx.shared.lock().map(|s| s.state).unwrap_or(ShardState::Incremental);
-                set(&ctx.shared, |s| s.state = ShardState::Stopped);
+                ctx.status.send(ShardEvent::Paused { on_error: false, why: None }).await;
                 while *control.borrow() == ShardControl::Pause {
                     tokio::select! {
                         _ = ctx.cancel.cancelled() => break,
                         r = control.changed() => if r.is_err() { break },
                     }
                 }
-                set(&ctx.shared, |s| s.state = before);
+                ctx.status.send(ShardEvent::Resumed { to: None }).await;
             }
             let item = match inbox.next() {
                 Some(item) => item,
@@ -378,10 +377,10 @@ impl Applier {
             match item {
                 Item::FullResync { replid, offset } => {
                     if let Some(from) = self.resume_position() {
-                        alert(
-                            &ctx.shared,
-                            None,
-                            format!(
+                        ctx.status
+                            .alert(
+                                None,
+                                format!(
                                 "the source could not continue from offset {} of {} (its backlog no longer holds it, \
                                  or it restarted with another history): full copy again{}",
                                 from.offset,
@@ -393,7 +392,8 @@ impl Applier {
                                     _ => "; keys already on the destination are replaced whole",
                                 }
                             ),
-                        );
+                            )
+                            .await;
                     }
                     // A new snapshot replaces whatever the old checkpoint
                     // described: resuming from it after a stop mid-snapshot
@@ -412,18 +412,7 @@ impl Applier {
                     work.stream_db = 0;
                     self.account = KeyAccount::default();
                     work.rdb_start = Some(offset);
-                    set(&ctx.shared, |s| {
-                        s.full_syncs += 1;
-                        s.keys_applied = 0;
-                        s.keys_skipped = Default::default();
-                        s.rdb_applied = 0;
-                        // A new history (a restarted master) may count from
-                        // lower offsets than the old one.
-                        s.source_offset = Some(offset);
-                        s.received_offset = Some(offset);
-                        s.applied_offset = None;
-                        s.lag_bytes = None;
-                    });
+                    ctx.status.send(ShardEvent::FullSyncStarted { offset }).await;
                     if self.store == CheckpointStore::Destination {
                         let record = CheckpointRecord { replid, offset: None, db: None, updated_ms: now_ms() };
                         work.pending.push(self.checkpoint_set(&record));
@@ -457,7 +446,7 @@ impl Applier {
                     }
                     for w in rewriter.take_warnings() {
                         let key = crate::display::quoted_key(&w.key);
-                        alert(&ctx.shared, Some(rdb_offset), format!("key {key} in db {}: {}", w.db, w.message));
+                        ctx.status.alert(Some(rdb_offset), format!("key {key} in db {}: {}", w.db, w.message)).await;
                     }
                     if ends_key {
                         work.keys += 1;
@@ -477,7 +466,7 @@ impl Applier {
                     if let Err(end) = self.flush(ctx, &mut work, marks, &ctx.cancel).await {
                         break end;
                     }
-                    if let Err(e) = self.close_account(ctx, &tally, rewriter.stats()) {
+                    if let Err(e) = self.close_account(ctx, &tally, rewriter.stats()).await {
                         break ApplyEnd::Failed(e);
                     }
                     flush_now = true;
@@ -505,13 +494,13 @@ impl Applier {
                     }
                 }
                 Item::Stream { action, offset, position, source_db } => {
-                    self.stream_item(ctx, &mut work, action, offset, position);
+                    self.stream_item(ctx, &mut work, action, offset, position).await;
                     work.stream_db = source_db;
                     if !work.in_multi {
                         work.safe_db = source_db;
                     }
                 }
-                Item::Warning(w) => alert(&ctx.shared, None, w),
+                Item::Warning(w) => ctx.status.alert(None, w).await,
                 Item::Failed(f) => break ApplyEnd::Drained { consumer_error: Some(f.into_error(&shard)) },
             }
             work.bytes +=
@@ -573,7 +562,7 @@ impl Applier {
         end
     }
 
-    fn stream_item(&mut self, ctx: &ShardCtx, work: &mut Work, action: Action, offset: u64, position: u64) {
+    async fn stream_item(&mut self, ctx: &ShardCtx, work: &mut Work, action: Action, offset: u64, position: u64) {
         let shard = &self.shard;
         match action {
             Action::Apply { db, args } => {
@@ -607,11 +596,12 @@ impl Applier {
             Action::Skip(_) => {}
             Action::Refused { command, db, why } => {
                 let where_ = db.map(|d| format!(" on db {d}")).unwrap_or_default();
-                alert(
-                    &ctx.shared,
-                    Some(offset),
-                    format!("{command}{where_} from source {shard} at offset {offset} was NOT applied: {why}"),
-                );
+                ctx.status
+                    .alert(
+                        Some(offset),
+                        format!("{command}{where_} from source {shard} at offset {offset} was NOT applied: {why}"),
+                    )
+                    .await;
             }
             Action::Halt { command, reason } => {
                 work.halts
@@ -750,7 +740,7 @@ impl Applier {
             self.apply_with_retry(ctx, &mut work.batch, cancel).await?;
         }
         if let Some(rdb) = work.rdb_applied.take() {
-            set(&ctx.shared, |s| s.rdb_applied = rdb);
+            ctx.status.send(ShardEvent::RdbApplied(rdb)).await;
         }
         work.keys = 0;
         work.units = 0;
@@ -766,24 +756,13 @@ impl Applier {
                 // batch shows what a restarted destination kept.
                 self.writer.guard_restarts(false);
             }
-            set(&ctx.shared, |s| {
-                s.applied_offset = Some(off);
-                let source = s.source_offset.max(s.received_offset);
-                s.lag_bytes = source.map(|so| so.saturating_sub(off));
-                // The snapshot is applied: incremental from here on.
-                if s.state == ShardState::Rdb {
-                    s.state = ShardState::Incremental;
-                    // The last key ends a few bytes before the RDB does
-                    // (EOF opcode, checksum): the copy is whole now.
-                    s.rdb_applied = s.rdb_applied.max(s.rdb_bytes);
-                }
-            });
+            ctx.status.send(ShardEvent::Applied { offset: off }).await;
         }
         if let Some(p) = work.position.take() {
             marks.release.store(p, Ordering::Relaxed);
         }
         if let Some(h) = work.heartbeat.take() {
-            set(&ctx.shared, |s| s.heartbeat_applied_ms = Some(s.heartbeat_applied_ms.map_or(h, |old| old.max(h))));
+            ctx.status.send(ShardEvent::HeartbeatApplied(h)).await;
         }
         // What the destination's checkpoint says now: a destination that
         // comes back on a new connection saying anything else lost writes
@@ -799,11 +778,9 @@ impl Applier {
         if self.last_local.elapsed() >= Duration::from_secs(1) {
             self.save_local_checkpoint().map_err(ApplyEnd::Failed)?;
             if let Some(why) = self.take_local_failure() {
-                alert(
-                    &ctx.shared,
-                    None,
-                    format!("{why}; the destination keeps this shard's checkpoint, so the shard goes on"),
-                );
+                ctx.status
+                    .alert(None, format!("{why}; the destination keeps this shard's checkpoint, so the shard goes on"))
+                    .await;
             }
         }
         Ok(())
@@ -811,7 +788,7 @@ impl Applier {
 
     /// Checks that every key of the snapshot just applied was written or
     /// skipped for a counted reason (see [`super::accounting`]), and says so.
-    fn close_account(
+    async fn close_account(
         &mut self,
         ctx: &ShardCtx,
         tally: &SnapshotTally,
@@ -819,11 +796,13 @@ impl Applier {
     ) -> Result<(), EngineError> {
         let result = self.account.close(tally, stats.filtered, stats.module_skipped);
         let account = self.account.clone();
-        set(&ctx.shared, |s| {
-            s.keys_applied = account.written;
-            s.keys_skipped = account.skipped;
-            s.rdb_version = Some(tally.version);
-        });
+        ctx.status
+            .send(ShardEvent::Keys {
+                applied: account.written,
+                skipped: account.skipped,
+                rdb_version: Some(tally.version),
+            })
+            .await;
         if let Err(e) = result {
             let shard = self.shard.clone();
             return Err(EngineError::Accounting { message: format!("shard {shard}: {e}"), shard });
@@ -843,7 +822,7 @@ impl Applier {
                 RewriteOptions::new(self.caps, self.conflict).ttl_grace_ms / 1000
             ));
         }
-        alert(&ctx.shared, None, note);
+        ctx.status.alert(None, note).await;
         Ok(())
     }
 
@@ -872,7 +851,7 @@ impl Applier {
                          confirmed since its last save: check with shardsync verify"
                     }
                 };
-                alert(&ctx.shared, None, format!("the destination restarted (run_id {old} is now {new}); {what}"));
+                ctx.status.alert(None, format!("the destination restarted (run_id {old} is now {new}); {what}")).await;
             }
             let own = self.report(ctx, &report).await;
             if report.keys_written > 0 || !report.collisions.is_empty() || report.kept > 0 {
@@ -880,34 +859,26 @@ impl Applier {
                 self.account.written += own;
                 self.account.skipped.collision -= own;
                 let account = self.account.clone();
-                set(&ctx.shared, |s| {
-                    s.keys_applied = account.written;
-                    s.keys_skipped = account.skipped;
-                });
+                ctx.status
+                    .send(ShardEvent::Keys { applied: account.written, skipped: account.skipped, rdb_version: None })
+                    .await;
             }
             let e = match r {
                 Ok(()) => {
                     // Applied: whatever retried or paused before is over.
                     let copying = self.applied.is_none();
-                    set(&ctx.shared, |s| {
-                        if s.state == ShardState::Reconnecting {
-                            s.state = if copying { ShardState::Rdb } else { ShardState::Incremental };
-                        }
-                    });
+                    ctx.status.send(ShardEvent::ApplyingAgain { copying }).await;
                     return Ok(());
                 }
                 Err(e) => e,
             };
             let message = describe(&shard, &e);
-            set(&ctx.shared, |s| {
-                s.errors += 1;
-                s.last_error = Some(message.clone());
-            });
+            ctx.status.send(ShardEvent::WriteFailed { message: message.clone() }).await;
             if e.code == ROLLBACK {
                 return Err(self.rolled_back(ctx, &message).await);
             }
             if e.class == ErrorClass::Retry {
-                set(&ctx.shared, |s| s.state = ShardState::Reconnecting);
+                ctx.status.send(ShardEvent::Reconnecting { why: None }).await;
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),
                     _ = tokio::time::sleep(backoff) => {}
@@ -916,12 +887,8 @@ impl Applier {
                 continue;
             }
             // Needs the operator: pause until resumed.
-            alert(&ctx.shared, e.origin.as_ref().map(|o| o.offset), format!("paused: {message}"));
-            let before = ctx.shared.lock().map(|s| s.state).unwrap_or(ShardState::Incremental);
-            set(&ctx.shared, |s| {
-                s.state = ShardState::Stopped;
-                s.paused_on_error = true;
-            });
+            ctx.status.alert(e.origin.as_ref().map(|o| o.offset), format!("paused: {message}")).await;
+            ctx.status.send(ShardEvent::Paused { on_error: true, why: None }).await;
             control.borrow_and_update();
             loop {
                 tokio::select! {
@@ -934,11 +901,8 @@ impl Applier {
                     break;
                 }
             }
-            alert(&ctx.shared, None, "resumed by the operator: applying the paused batch again".to_owned());
-            set(&ctx.shared, |s| {
-                s.state = before;
-                s.paused_on_error = false;
-            });
+            ctx.status.alert(None, "resumed by the operator: applying the paused batch again".to_owned()).await;
+            ctx.status.send(ShardEvent::Resumed { to: None }).await;
             backoff = Duration::from_millis(100);
         }
     }
@@ -947,13 +911,8 @@ impl Applier {
     /// resumes it (then it goes on without that command) or stops it.
     async fn hold(&mut self, ctx: &ShardCtx, message: &str) -> Result<(), ApplyEnd> {
         let mut control = ctx.control.clone();
-        alert(&ctx.shared, None, format!("paused: {message}"));
-        let before = ctx.shared.lock().map(|s| s.state).unwrap_or(ShardState::Incremental);
-        set(&ctx.shared, |s| {
-            s.state = ShardState::Stopped;
-            s.paused_on_error = true;
-            s.last_error = Some(message.to_owned());
-        });
+        ctx.status.alert(None, format!("paused: {message}")).await;
+        ctx.status.send(ShardEvent::Paused { on_error: true, why: Some(message.to_owned()) }).await;
         control.borrow_and_update();
         loop {
             tokio::select! {
@@ -964,11 +923,8 @@ impl Applier {
                 break;
             }
         }
-        alert(&ctx.shared, None, "resumed by the operator: going on without that command".to_owned());
-        set(&ctx.shared, |s| {
-            s.state = before;
-            s.paused_on_error = false;
-        });
+        ctx.status.alert(None, "resumed by the operator: going on without that command".to_owned()).await;
+        ctx.status.send(ShardEvent::Resumed { to: None }).await;
         Ok(())
     }
 
@@ -1004,7 +960,7 @@ impl Applier {
         self.applied = applied;
         self.stream_db = db;
         self.ours_on_dest = true;
-        set(&ctx.shared, |s| s.applied_offset = applied);
+        ctx.status.send(ShardEvent::AppliedOffset(applied)).await;
         ApplyEnd::Again(EngineError::LostWrites { shard: self.shard.clone(), message: format!("{message}; {what}") })
     }
 
@@ -1026,22 +982,25 @@ impl Applier {
                     continue;
                 }
                 let key = crate::display::quoted_key(&c.key);
-                alert(&ctx.shared, Some(c.offset), survey.message(&key, c.db, &self.shard, c.uncertain));
+                ctx.status.alert(Some(c.offset), survey.message(&key, c.db, &self.shard, c.uncertain)).await;
             }
         }
         if own > 0 {
-            alert(
-                &ctx.shared,
-                None,
-                format!(
-                    "{own} keys sent again after a lost reply were already on the destination, and no other shard \
+            ctx.status
+                .alert(
+                    None,
+                    format!(
+                        "{own} keys sent again after a lost reply were already on the destination, and no other shard \
                      holds them: the first send was applied; counted as written"
-                ),
-            );
+                    ),
+                )
+                .await;
         }
         if report.kept > 0 {
             let k = report.kept;
-            alert(&ctx.shared, None, format!("{k} keys already on the destination were kept (conflict = \"skip\")"));
+            ctx.status
+                .alert(None, format!("{k} keys already on the destination were kept (conflict = \"skip\")"))
+                .await;
         }
         own
     }

@@ -1,16 +1,16 @@
 //! What a shard engine is given: its task and source, where its status
-//! goes, the operator's pause/resume, its cancel token and its host's
+//! goes (its status owner), the operator's pause/resume, its cancel token and its host's
 //! full-copy slots. Plain data shared by `task` (which builds it), `shard`
 //! and `applier` (which read it), so that neither of those imports the other
 //! for it.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::snapshot::ShardSnapshot;
+use super::status::StatusTx;
 use super::tracked::Tracked;
 use crate::config::{SourceConfig, TaskConfig};
 
@@ -25,7 +25,8 @@ pub enum ShardControl {
 pub struct ShardCtx {
     pub task: Arc<TaskConfig>,
     pub source: SourceConfig,
-    pub shared: Arc<Mutex<ShardSnapshot>>,
+    /// Where the shard reports; its status has one owner (see `status`).
+    pub status: StatusTx,
     /// Writes applied, for the ops/s figure.
     pub applied_ops: Arc<AtomicU64>,
     pub control: watch::Receiver<ShardControl>,

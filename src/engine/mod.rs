@@ -11,9 +11,10 @@
 //! snapshot was written or skipped for a counted reason; `tracked` runs the
 //! helper tasks beside the shards, so that a stop waits for every one.
 //! `settings` turns the task's `[sync]` settings into what the parts take
-//! (the DB map, the conflict mode); `status` is how a shard's parts report
-//! into its snapshot (`set`, `alert`), so `shard` and `applier` share them
-//! without using each other for them.
+//! (the DB map, the conflict mode); `status` is a shard's one status owner:
+//! its parts send typed events, one task per shard folds them into the
+//! snapshot (a pure, tested function) and publishes it; `ctx` is what a
+//! shard is given, shared by `task`, `shard` and `applier`.
 //! `error` is the one typed error a shard ends, pauses or reconnects on.
 
 pub mod accounting;

@@ -16,7 +16,7 @@
 //! checkpoint position) lives across links in the [`Applier`], so a link
 //! never starts from anything but what the destination confirmed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
@@ -28,10 +28,10 @@ use super::ctx::{ShardControl, ShardCtx};
 use super::error::EngineError;
 use super::filter::StreamFilter;
 use super::settings::db_map;
-use super::snapshot::{ShardSnapshot, ShardState};
-use super::status::{alert, set};
+use super::snapshot::ShardState;
+use super::status::{ShardEvent, StatusTx};
 use crate::config::{host_of, FlushPolicy};
-use crate::source::{ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState};
+use crate::source::{ReplicationConfig, ReplicationProgress, ReplicationReader};
 
 /// How a link ended, for the shard's loop.
 enum LinkEnd {
@@ -77,7 +77,7 @@ pub async fn run(ctx: ShardCtx) -> Result<(), EngineError> {
             break Ok(());
         }
         if links > 0 {
-            set(&ctx.shared, |s| s.reconnects += 1);
+            ctx.status.send(ShardEvent::Reconnect).await;
         }
         links += 1;
         let received_before = applier.progress_mark();
@@ -101,11 +101,8 @@ pub async fn run(ctx: ShardCtx) -> Result<(), EngineError> {
                 if applier.progress_mark() != received_before {
                     backoff = BACKOFF_MIN;
                 }
-                alert(&ctx.shared, None, format!("{why}; connecting again in {} s", backoff.as_secs()));
-                set(&ctx.shared, |s| {
-                    s.state = ShardState::Reconnecting;
-                    s.last_error = Some(why.to_string());
-                });
+                ctx.status.alert(None, format!("{why}; connecting again in {} s", backoff.as_secs())).await;
+                ctx.status.send(ShardEvent::Reconnecting { why: Some(why.to_string()) }).await;
                 tokio::select! {
                     _ = ctx.cancel.cancelled() => break Ok(()),
                     _ = tokio::time::sleep(backoff) => {}
@@ -115,24 +112,15 @@ pub async fn run(ctx: ShardCtx) -> Result<(), EngineError> {
         }
     };
     applier.save_local_checkpoint()?;
-    set(&ctx.shared, |s| {
-        s.state = if result.is_ok() { ShardState::Stopped } else { ShardState::Failed };
-        if let Err(e) = &result {
-            s.last_error = Some(e.to_string());
-        }
-    });
+    ctx.status.send(ShardEvent::Ended { error: result.as_ref().err().map(|e| e.to_string()) }).await;
     result
 }
 
 /// Pauses the shard with `why` until the operator resumes it (true) or the
 /// shard is stopped (false).
 async fn hold(ctx: &ShardCtx, why: &str) -> bool {
-    alert(&ctx.shared, None, format!("paused: {why}; fix it, then resume the shard"));
-    set(&ctx.shared, |s| {
-        s.state = ShardState::Stopped;
-        s.paused_on_error = true;
-        s.last_error = Some(why.to_owned());
-    });
+    ctx.status.alert(None, format!("paused: {why}; fix it, then resume the shard")).await;
+    ctx.status.send(ShardEvent::Paused { on_error: true, why: Some(why.to_owned()) }).await;
     let mut control = ctx.control.clone();
     // A resume sent before this pause does not count.
     control.borrow_and_update();
@@ -145,11 +133,8 @@ async fn hold(ctx: &ShardCtx, why: &str) -> bool {
             break;
         }
     }
-    alert(&ctx.shared, None, "resumed by the operator: connecting to the source again".to_owned());
-    set(&ctx.shared, |s| {
-        s.state = ShardState::Connecting;
-        s.paused_on_error = false;
-    });
+    ctx.status.alert(None, "resumed by the operator: connecting to the source again".to_owned()).await;
+    ctx.status.send(ShardEvent::Resumed { to: Some(ShardState::Connecting) }).await;
     true
 }
 
@@ -172,12 +157,8 @@ async fn wait_for_room(ctx: &ShardCtx, dir: &std::path::Path) -> bool {
         crate::human::human_bytes(SPOOL_ROOM),
         crate::human::human_bytes(free(dir))
     );
-    alert(&ctx.shared, None, format!("paused: {why}"));
-    set(&ctx.shared, |s| {
-        s.state = ShardState::Stopped;
-        s.paused_on_error = true;
-        s.last_error = Some(why.clone());
-    });
+    ctx.status.alert(None, format!("paused: {why}")).await;
+    ctx.status.send(ShardEvent::Paused { on_error: true, why: Some(why.clone()) }).await;
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return false,
@@ -187,11 +168,8 @@ async fn wait_for_room(ctx: &ShardCtx, dir: &std::path::Path) -> bool {
             break;
         }
     }
-    alert(&ctx.shared, None, format!("room again under {}: connecting to the source", dir.display()));
-    set(&ctx.shared, |s| {
-        s.state = ShardState::Connecting;
-        s.paused_on_error = false;
-    });
+    ctx.status.alert(None, format!("room again under {}: connecting to the source", dir.display())).await;
+    ctx.status.send(ShardEvent::Resumed { to: Some(ShardState::Connecting) }).await;
     true
 }
 
@@ -209,15 +187,12 @@ async fn full_sync_slot(ctx: &ShardCtx, full_copy_expected: bool) -> Option<Opti
         host_of(&addr),
         ctx.task.sync.full_syncs_per_host
     );
-    set(&ctx.shared, |s| {
-        s.state = ShardState::Connecting;
-        s.waiting = Some(note);
-    });
+    ctx.status.send(ShardEvent::Waiting(Some(note))).await;
     let permit = tokio::select! {
         _ = ctx.cancel.cancelled() => return None,
         p = slots.acquire_owned() => p.ok(),
     };
-    set(&ctx.shared, |s| s.waiting = None);
+    ctx.status.send(ShardEvent::Waiting(None)).await;
     Some(permit)
 }
 
@@ -228,7 +203,7 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
     let Some(mut slot) = full_sync_slot(ctx, resume.is_none()).await else {
         return LinkEnd::Stopped;
     };
-    set(&ctx.shared, |s| s.state = ShardState::Connecting);
+    ctx.status.send(ShardEvent::LinkStarting).await;
     let state_dir = ctx.task.state_path();
     let spool_dir = state_dir.join("spool").join(super::checkpoint::file_name(&shard));
     let mut rcfg = ReplicationConfig::new(shard.clone(), ctx.source.addr.to_string(), spool_dir);
@@ -241,7 +216,7 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
         Err(source) => return LinkEnd::Failed(EngineError::Source { shard: shard.clone(), source: Box::new(source) }),
     };
     // Ends with the link's token; awaited below on every way out.
-    let progress = tokio::spawn(mirror_progress(reader.progress(), ctx.shared.clone(), cancel.clone()));
+    let progress = tokio::spawn(mirror_progress(reader.progress(), ctx.status.clone(), cancel.clone()));
     let mut stream = match reader.stream(cancel.clone()) {
         Ok(s) => s,
         Err(source) => {
@@ -288,43 +263,12 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
 
 async fn mirror_progress(
     mut progress: watch::Receiver<ReplicationProgress>,
-    shared: Arc<Mutex<ShardSnapshot>>,
+    status: StatusTx,
     cancel: CancellationToken,
 ) {
     loop {
-        {
-            let p = progress.borrow_and_update().clone();
-            set(&shared, |s| {
-                s.rdb_bytes = p.rdb_received;
-                s.rdb_total = p.rdb_total;
-                s.received_offset = p.received_offset;
-                // What the master has sent is a lower bound of its offset
-                // that is never stale, unlike the once-a-second poll.
-                if let Some(r) = p.received_offset {
-                    s.source_offset = Some(s.source_offset.map_or(r, |o| o.max(r)));
-                    s.lag_bytes = s.applied_offset.map(|a| s.source_offset.unwrap_or(r).saturating_sub(a));
-                }
-                let state = match p.state {
-                    ReplicationState::Connecting => Some(ShardState::Connecting),
-                    ReplicationState::Handshake => Some(ShardState::Handshake),
-                    ReplicationState::Rdb => Some(ShardState::Rdb),
-                    ReplicationState::Incremental => Some(ShardState::Incremental),
-                    // How a link ended is the shard's call (a new link, or
-                    // a failure), not the reader's.
-                    ReplicationState::Stopped | ReplicationState::Failed => None,
-                };
-                // The applier owns Reconnecting (destination retries) and
-                // Stopped (paused); and a shard is incremental only once the
-                // snapshot is applied, not merely received.
-                let applier_owned =
-                    matches!(s.state, ShardState::Reconnecting | ShardState::Stopped | ShardState::Failed);
-                if let Some(state) = state {
-                    if !(applier_owned || (state == ShardState::Incremental && s.applied_offset.is_none())) {
-                        s.state = state;
-                    }
-                }
-            });
-        }
+        let p = progress.borrow_and_update().clone();
+        status.send(ShardEvent::Progress(p)).await;
         tokio::select! {
             _ = cancel.cancelled() => break,
             r = progress.changed() => if r.is_err() { break },

@@ -5,12 +5,11 @@
 //! written (an ACL without write rights, a read-only replica) still syncs,
 //! with `lag_ms` unavailable; a failed poll only leaves the last offset shown.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::snapshot::{Alert, ShardSnapshot};
+use super::status::{ShardEvent, StatusTx};
 use crate::clock::now_ms;
 use crate::resp::info::{info_field, parse_keyspace};
 use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
@@ -44,7 +43,7 @@ pub async fn heartbeat(
     opts: ConnectOptions,
     key: String,
     every: Duration,
-    shared: Arc<Mutex<ShardSnapshot>>,
+    status: StatusTx,
     cancel: CancellationToken,
 ) -> Option<String> {
     let mut conn: Option<Connection> = None;
@@ -59,12 +58,7 @@ pub async fn heartbeat(
                         let message = format!(
                             "heartbeat key {key} cannot be written on {addr} ({e}); the shard syncs, but lag in ms is unavailable (grant SET on that key to measure it)"
                         );
-                        if let Ok(mut s) = shared.lock() {
-                            s.alerts_total += 1;
-                            s.alerts.push(Alert { ts_ms: now_ms(), offset: None, message });
-                            s.lag_ms = None;
-                            s.heartbeat_applied_ms = None;
-                        }
+                        status.send(ShardEvent::HeartbeatRefused { message }).await;
                     }
                 }
                 Ok(_) => refused = false,
@@ -133,23 +127,13 @@ pub struct SourcePoll {
 /// Polls the master's `master_repl_offset` (`INFO replication`) and its
 /// live key count in the copied DBs (`INFO keyspace`, the heartbeat key
 /// left out), every `every`.
-pub async fn poll_offset(
-    poll: SourcePoll,
-    every: Duration,
-    shared: Arc<Mutex<ShardSnapshot>>,
-    cancel: CancellationToken,
-) {
+pub async fn poll_offset(poll: SourcePoll, every: Duration, status: StatusTx, cancel: CancellationToken) {
     let mut conn: Option<Connection> = None;
     loop {
         if let Some(c) = connected(&mut conn, &poll.addr, &poll.opts).await {
             match master_repl_offset(c).await {
                 Ok(Some(off)) => {
-                    if let Ok(mut s) = shared.lock() {
-                        // Never below what the master has already sent us.
-                        let off = s.received_offset.map_or(off, |r| r.max(off));
-                        s.source_offset = Some(off);
-                        s.lag_bytes = s.applied_offset.map(|a| off.saturating_sub(a));
-                    }
+                    status.send(ShardEvent::SourceOffset(off)).await;
                 }
                 Ok(None) => {}
                 Err(_) => conn = None,
@@ -158,9 +142,7 @@ pub async fn poll_offset(
         if let Some(c) = conn.as_mut() {
             match source_keys(c, &poll).await {
                 Ok(keys) => {
-                    if let Ok(mut s) = shared.lock() {
-                        s.source_keys = Some(keys);
-                    }
+                    status.send(ShardEvent::SourceKeys(keys)).await;
                 }
                 Err(_) => conn = None,
             }

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::ctx::{ShardControl, ShardCtx};
 use super::error::EngineError;
 use super::shard;
-use super::snapshot::{DestStats, ShardSnapshot, ShardState, TaskSnapshot};
+use super::snapshot::{DestStats, ShardSnapshot, TaskSnapshot};
 use super::source_side;
+use super::status::{self, ShardEvent, StatusTx};
 use super::tracked::Tracked;
 use crate::clock::now_ms;
 use crate::config::{host_of, TaskConfig};
@@ -62,7 +63,10 @@ impl EngineHandle {
 const HELPERS_DEADLINE: Duration = Duration::from_secs(5);
 
 struct ShardSlot {
-    shared: Arc<Mutex<ShardSnapshot>>,
+    /// The shard's status as its owner publishes it.
+    view: watch::Receiver<ShardSnapshot>,
+    /// To report what only the task sees (a panic).
+    status: StatusTx,
     ops: Arc<AtomicU64>,
     control: watch::Sender<ShardControl>,
     cancel: CancellationToken,
@@ -81,6 +85,9 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     let mut shard_ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let side = cancel.child_token();
     let helpers = Tracked::default();
+    // Each shard's status owner, ended (after what is queued) by `close_status`.
+    let close_status = CancellationToken::new();
+    let mut owners: Vec<tokio::task::JoinHandle<ShardSnapshot>> = Vec::new();
     // One semaphore per source host: masters sharing a machine must not
     // fork for a snapshot at the same time.
     let mut hosts: HashMap<String, Arc<tokio::sync::Semaphore>> = HashMap::new();
@@ -93,14 +100,16 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(task.sync.full_syncs_per_host as usize)))
                 .clone()
         });
-        let shared = Arc::new(Mutex::new(ShardSnapshot::new(&source.name)));
+        let (status, events, publish) = status::channel(&source.name);
+        let view = publish.subscribe();
+        owners.push(tokio::spawn(status::own(source.name.clone(), events, publish, close_status.clone())));
         let ops = Arc::new(AtomicU64::new(0));
         let (control, control_rx) = watch::channel(ShardControl::Run);
         let shard_cancel = cancel.child_token();
         let ctx = ShardCtx {
             task: task.clone(),
             source: source.clone(),
-            shared: shared.clone(),
+            status: status.clone(),
             applied_ops: ops.clone(),
             control: control_rx,
             cancel: shard_cancel.clone(),
@@ -108,17 +117,14 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             helpers: helpers.clone(),
         };
         let name = source.name.clone();
-        let (fail_shared, stop) = (shared.clone(), shard_cancel.clone());
+        let (fail_status, stop) = (status.clone(), shard_cancel.clone());
         let id = set.spawn(async move {
             let r = shard::run(ctx).await;
             // Whatever way the shard ended, its reader and helpers stop, and
             // a failure is what its snapshot shows.
             stop.cancel();
             if let Err(e) = &r {
-                if let Ok(mut s) = fail_shared.lock() {
-                    s.state = ShardState::Failed;
-                    s.last_error = Some(e.to_string());
-                }
+                fail_status.send(ShardEvent::Ended { error: Some(e.to_string()) }).await;
             }
             (name, r)
         });
@@ -131,7 +137,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                 opts.clone(),
                 task.sync.heartbeat_key.clone(),
                 Duration::from_millis(task.sync.heartbeat_ms),
-                shared.clone(),
+                status.clone(),
                 side.clone(),
             ),
         );
@@ -141,7 +147,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             dbs: super::settings::db_map(&task).map(|m| m.keys().copied().collect()),
             heartbeat_key: task.sync.heartbeat_key.clone(),
         };
-        let offsets = source_side::poll_offset(poll, Duration::from_secs(1), shared.clone(), side.clone());
+        let offsets = source_side::poll_offset(poll, Duration::from_secs(1), status.clone(), side.clone());
         // A poll may be cut anywhere: it only reads.
         let stop_poll = side.clone();
         helpers.spawn(format!("offset poll of {}", source.name), async move {
@@ -151,7 +157,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             }
             None
         });
-        slots.push((source.name.clone(), ShardSlot { shared, ops, control, cancel: shard_cancel }));
+        slots.push((source.name.clone(), ShardSlot { view, status, ops, control, cancel: shard_cancel }));
     }
     let slots = Arc::new(slots);
     let dest_stats: Arc<Mutex<Option<DestStats>>> = Arc::new(Mutex::new(None));
@@ -183,7 +189,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             let shards = pub_slots
                 .iter()
                 .map(|(name, slot)| {
-                    let mut s = slot.shared.lock().map(|s| s.clone()).unwrap_or_else(|_| ShardSnapshot::new(name));
+                    let mut s = slot.view.borrow().clone();
                     let ops = slot.ops.load(Ordering::Relaxed);
                     let (prev_ops, prev_t) = last.get(name).copied().unwrap_or((ops, t));
                     if t > prev_t {
@@ -268,27 +274,12 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                     tracing::error!(shard = %name, "{why}");
                     if let Some((_, slot)) = end_slots.iter().find(|(n, _)| *n == name) {
                         slot.cancel.cancel();
-                        if let Ok(mut s) = slot.shared.lock() {
-                            s.state = ShardState::Failed;
-                            s.last_error = Some(why.to_string());
-                        }
+                        slot.status.send(ShardEvent::Ended { error: Some(why.to_string()) }).await;
                     }
                     results.push((name, Err(why)));
                 }
             }
         }
-        // The closing snapshot: how every shard ended, for the front ends'
-        // last lines (the publisher may have stopped before the last change).
-        let shards = end_slots
-            .iter()
-            .map(|(name, slot)| {
-                let mut s = slot.shared.lock().map(|s| s.clone()).unwrap_or_else(|_| ShardSnapshot::new(name));
-                s.ts_ms = now_ms();
-                s.refresh_lag(s.ts_ms);
-                s.ops_per_sec = 0;
-                s
-            })
-            .collect();
         // Heartbeats stop (and delete their key) only once every shard has;
         // then every helper is waited for, within a deadline.
         side.cancel();
@@ -296,6 +287,20 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
         let closing_notes = helpers.wait(HELPERS_DEADLINE).await;
         for note in &closing_notes {
             tracing::warn!("{note}");
+        }
+        // The status owners fold what is still queued and end: the closing
+        // snapshot is how every shard ended, for the front ends' last lines.
+        close_status.cancel();
+        let mut shards = Vec::new();
+        for ((_, slot), owner) in end_slots.iter().zip(owners) {
+            let mut s = match owner.await {
+                Ok(s) => s,
+                Err(_) => slot.view.borrow().clone(),
+            };
+            s.ts_ms = now_ms();
+            s.refresh_lag(s.ts_ms);
+            s.ops_per_sec = 0;
+            shards.push(s);
         }
         let destination = dest_stats.lock().ok().and_then(|d| *d);
         status_tx.send_replace(TaskSnapshot { shards, destination, closing_notes });
