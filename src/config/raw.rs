@@ -141,6 +141,9 @@ pub(super) fn parse(text: &str, file: &std::path::Path) -> Result<RawTask, Confi
             Some((section, "source")) if section == TOP => {
                 "`source` is written [[source]] (two brackets), one table per source".to_owned()
             }
+            Some((section, key @ ("destination" | "sync" | "twemproxy"))) if section == TOP => {
+                format!("`{key}` is written [{key}] (one bracket): a single table")
+            }
             Some((section, key)) => format!("`{key}` in {section}: {}", e.message()),
             None => e.message().to_owned(),
         };
