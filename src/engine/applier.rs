@@ -147,16 +147,12 @@ impl Applier {
         let mut store = ctx.task.sync.checkpoint;
         if store == CheckpointStore::Destination && !supports_multi(&mut conn).await {
             store = CheckpointStore::Local;
-            ctx.status
-                .alert(
-                    None,
-                    format!(
-                    "destination {dest_addr} refuses MULTI/EXEC: this shard's checkpoint is kept only in the local \
-                     state file, so a crash of the tool can repeat up to a second of writes (set sync.checkpoint = \
-                     \"local\" to silence this)"
-                ),
-                )
-                .await;
+            let message = format!(
+                "destination {dest_addr} refuses MULTI/EXEC: this shard's checkpoint is kept only in the local \
+                 state file, so a crash of the tool can repeat up to a second of writes (set sync.checkpoint = \
+                 \"local\" to silence this)"
+            );
+            ctx.status.alert(None, message).await;
         }
         let on_dest = match store {
             CheckpointStore::Destination => {
@@ -183,35 +179,28 @@ impl Applier {
         };
         let local = checkpoint::load(&state_dir, &shard)
             .map_err(|source| EngineError::Checkpoint { shard: shard.clone(), source: Box::new(source) })?;
-        let (replid, applied, stream_db, ours_on_dest) =
-            match (store, on_dest, local) {
-                (CheckpointStore::Destination, Some(r), _) => {
-                    if r.offset.is_none() {
-                        ctx.status.alert(None,
-                        "the destination holds an interrupted full copy of this shard: copying again, replacing \
-                         those keys whole"
-                            .to_owned(),
-                    ).await;
-                    }
-                    (Some(r.replid), r.offset, r.db.unwrap_or(0), true)
+        let (replid, applied, stream_db, ours_on_dest) = match (store, on_dest, local) {
+            (CheckpointStore::Destination, Some(r), _) => {
+                if r.offset.is_none() {
+                    let message = "the destination holds an interrupted full copy of this shard: copying \
+                                       again, replacing those keys whole";
+                    ctx.status.alert(None, message.to_owned()).await;
                 }
-                (CheckpointStore::Destination, None, Some(l)) => {
-                    ctx.status
-                        .alert(
-                            None,
-                            format!(
-                        "the local checkpoint says offset {} was applied, but the destination holds no checkpoint \
+                (Some(r.replid), r.offset, r.db.unwrap_or(0), true)
+            }
+            (CheckpointStore::Destination, None, Some(l)) => {
+                let message = format!(
+                    "the local checkpoint says offset {} was applied, but the destination holds no checkpoint \
                          for this shard (flushed, restarted without persistence, or another destination?): \
                          copying it again in full",
-                        l.offset
-                    ),
-                        )
-                        .await;
-                    (None, None, 0, true)
-                }
-                (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), l.db.unwrap_or(0), true),
-                (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, 0, false),
-            };
+                    l.offset
+                );
+                ctx.status.alert(None, message).await;
+                (None, None, 0, true)
+            }
+            (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), l.db.unwrap_or(0), true),
+            (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, 0, false),
+        };
         // The writer starts in DB 0, where the checkpoint was read.
         let conflict = conflict_of(ctx.task.sync.conflict);
         let mut wopts = WriterOptions::new(conflict);
@@ -377,23 +366,19 @@ impl Applier {
             match item {
                 Item::FullResync { replid, offset } => {
                     if let Some(from) = self.resume_position() {
-                        ctx.status
-                            .alert(
-                                None,
-                                format!(
-                                "the source could not continue from offset {} of {} (its backlog no longer holds it, \
-                                 or it restarted with another history): full copy again{}",
-                                from.offset,
-                                from.replid,
-                                match self.conflict {
-                                    Conflict::Skip =>
-                                        "; keys already on the destination are kept as they are \
-                                                      (conflict = \"skip\"): check them with verify",
-                                    _ => "; keys already on the destination are replaced whole",
-                                }
-                            ),
-                            )
-                            .await;
+                        let kept = match self.conflict {
+                            Conflict::Skip => {
+                                "; keys already on the destination are kept as they are (conflict = \"skip\"): \
+                                 check them with verify"
+                            }
+                            _ => "; keys already on the destination are replaced whole",
+                        };
+                        let message = format!(
+                            "the source could not continue from offset {} of {} (its backlog no longer holds it, or \
+                             it restarted with another history): full copy again{kept}",
+                            from.offset, from.replid,
+                        );
+                        ctx.status.alert(None, message).await;
                     }
                     // A new snapshot replaces whatever the old checkpoint
                     // described: resuming from it after a stop mid-snapshot
@@ -986,15 +971,11 @@ impl Applier {
             }
         }
         if own > 0 {
-            ctx.status
-                .alert(
-                    None,
-                    format!(
-                        "{own} keys sent again after a lost reply were already on the destination, and no other shard \
-                     holds them: the first send was applied; counted as written"
-                    ),
-                )
-                .await;
+            let message = format!(
+                "{own} keys sent again after a lost reply were already on the destination, and no other shard \
+                 holds them: the first send was applied; counted as written"
+            );
+            ctx.status.alert(None, message).await;
         }
         if report.kept > 0 {
             let k = report.kept;
