@@ -12,11 +12,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::compare;
 use common::harness::Report;
 use common::task::task_file;
+use common::wait::until;
 use common::RedisServer;
 use rand::{RngCore, SeedableRng};
 use shardsync::config::TaskConfig;
@@ -60,28 +61,6 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn wait_for(
-    handle: &engine::EngineHandle,
-    limit: Duration,
-    f: impl Fn(&TaskSnapshot) -> bool,
-) -> Result<(), String> {
-    let start = Instant::now();
-    let mut status = handle.status.clone();
-    loop {
-        let snap = status.borrow_and_update().clone();
-        if f(&snap) {
-            return Ok(());
-        }
-        if let Some(s) = snap.failed() {
-            return Err(format!("the shard failed: {:?}", s.last_error));
-        }
-        if start.elapsed() > limit {
-            return Err(format!("not within {limit:?}: {snap:#?}"));
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
-    }
-}
-
 async fn a_full_spool_disk_pauses_the_shard_until_there_is_room(fs: &Tmpfs) -> Result<(), String> {
     let src = RedisServer::with_config(&["repl-diskless-sync-delay 0"]).map_err(|e| e.to_string())?;
     let dest = RedisServer::with_config(&[]).map_err(|e| e.to_string())?;
@@ -101,7 +80,7 @@ async fn a_full_spool_disk_pauses_the_shard_until_there_is_room(fs: &Tmpfs) -> R
     std::fs::write(&path, text).map_err(|e| e.to_string())?;
     let handle = engine::spawn(TaskConfig::load(&path).map_err(|e| e.to_string())?, CancellationToken::new());
     let full = |s: &TaskSnapshot| s.shards.first().is_some_and(|s| s.paused_on_error);
-    wait_for(&handle, Duration::from_secs(30), full).await?;
+    until(&handle, "paused on the full disk", Duration::from_secs(30), full).await?;
     let why = handle.status.borrow().shards[0].last_error.clone().unwrap_or_default();
     let spool = state.join("t/spool/server1");
     if !(why.contains(&spool.display().to_string()) && why.contains("is full") && why.contains("64.0 MB free")) {
@@ -112,7 +91,7 @@ async fn a_full_spool_disk_pauses_the_shard_until_there_is_room(fs: &Tmpfs) -> R
         return Err(format!("{left} spool files left behind in {}", spool.display()));
     }
     fs.grow("256m")?;
-    wait_for(&handle, Duration::from_secs(60), TaskSnapshot::all_synced).await?;
+    until(&handle, "synced", Duration::from_secs(60), TaskSnapshot::all_synced).await?;
     handle.stop().await;
     let diffs = compare::diff(&[src.addr()], &dest.addr(), &[b"SHARDSYNC_HEARTBEAT"]).await;
     if !diffs.is_empty() {

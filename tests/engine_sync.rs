@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::compare;
 use common::task::{cmd, finish, info_stat, run_binary, task_file};
+use common::wait::synced as wait_synced;
 use common::{Nutcracker, RedisOptions, RedisServer};
 use shardsync::config::TaskConfig;
 use shardsync::engine;
@@ -136,22 +137,6 @@ async fn write_round(proxy: &mut Connection, m1: &mut Connection, m2: &mut Conne
     cmd(m, &["SET", &format!("mv:{i}"), "moving"]).await;
     cmd(m, &["MOVE", &format!("mv:{i}"), "4"]).await;
     cmd(m, &["PUBLISH", "chan", &format!("{i}")]).await;
-}
-
-async fn wait_synced(handle: &engine::EngineHandle, limit: Duration) {
-    let start = Instant::now();
-    let mut status = handle.status.clone();
-    loop {
-        let snap = status.borrow_and_update().clone();
-        if let Some(f) = snap.failed() {
-            panic!("shard {} failed: {:?}", f.shard, f.last_error);
-        }
-        if snap.all_synced() {
-            return;
-        }
-        assert!(start.elapsed() < limit, "not synced within {limit:?}: {snap:#?}");
-        let _ = tokio::time::timeout(Duration::from_millis(500), status.changed()).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

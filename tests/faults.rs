@@ -14,19 +14,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::compare;
-use common::task::{finish, run_binary, task_file};
+use common::task::{finish, headless_with_open_stdin, run_binary, task_file};
+use common::wait::wait_for;
 use common::{RedisOptions, RedisServer};
 use shardsync::config::TaskConfig;
 use shardsync::engine::{self, snapshot::ShardState, snapshot::TaskSnapshot, task::Command as EngineCommand};
 use shardsync::resp::Cmd;
 use tokio_util::sync::CancellationToken;
+
+/// `redis-cli` on `server` as it is once its password was changed to
+/// `changed` (the harness's own helper logs in with the old one).
+fn as_changed(server: &RedisServer, args: &[&str]) {
+    let port = server.port().to_string();
+    let _ = Command::new("redis-cli").args(["-p", &port, "-a", "changed", "--no-auth-warning"]).args(args).output();
+}
 
 const HEARTBEAT: &[u8] = b"SHARDSYNC_HEARTBEAT";
 
@@ -35,19 +42,6 @@ async fn fill(addr: &str, prefix: &str, keys: usize) {
     for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
         let cmds: Vec<Cmd> = chunk.iter().map(|i| Cmd::from_args(["SET", &format!("{prefix}:{i}"), "v"])).collect();
         c.pipeline(&cmds).await.expect("fill");
-    }
-}
-
-async fn wait_for(handle: &engine::EngineHandle, what: &str, limit: Duration, f: impl Fn(&TaskSnapshot) -> bool) {
-    let start = Instant::now();
-    let mut status = handle.status.clone();
-    loop {
-        let snap = status.borrow_and_update().clone();
-        if f(&snap) {
-            return;
-        }
-        assert!(start.elapsed() < limit, "not {what} within {limit:?}: {snap:#?}");
-        let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
     }
 }
 
@@ -91,30 +85,6 @@ async fn f1_a_run_killed_in_the_first_full_copy_starts_again() {
     assert_eq!(code, 0, "{out}");
     let diffs = compare::diff(&[m1.addr(), m2.addr()], &dest.addr(), &[HEARTBEAT]).await;
     assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
-}
-
-/// A headless JSON run with standard input kept open (a terminal that
-/// types nothing): its stdout lines arrive on the returned channel.
-fn headless_with_open_stdin(task: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardsync"))
-        .args(["run", "--config"])
-        .arg(task)
-        .args(["--headless", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("shardsync");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
 }
 
 /// Waits for the exit, at most `limit`: how long it took.
@@ -208,70 +178,22 @@ async fn f4_f5_wrong_passwords_pause_the_shard_and_a_resume_goes_on() {
 
     // F5: the source's password changes and its link drops.
     src.redis_cli(&["CONFIG", "SET", "requirepass", "changed"]).expect("config");
-    let _ = Command::new("redis-cli")
-        .args([
-            "-p",
-            &src.port().to_string(),
-            "-a",
-            "changed",
-            "--no-auth-warning",
-            "CLIENT",
-            "KILL",
-            "TYPE",
-            "replica",
-        ])
-        .output();
+    as_changed(&src, &["CLIENT", "KILL", "TYPE", "replica"]);
     wait_for(&handle, "paused on the source's password", Duration::from_secs(20), paused).await;
     let why = handle.status.borrow().shards[0].last_error.clone().unwrap_or_default();
     assert!(why.contains("wrong password"), "{why}");
     assert!(handle.status.borrow().failed().is_none(), "the task goes on");
-    let _ = Command::new("redis-cli")
-        .args([
-            "-p",
-            &src.port().to_string(),
-            "-a",
-            "changed",
-            "--no-auth-warning",
-            "CONFIG",
-            "SET",
-            "requirepass",
-            "src-pw",
-        ])
-        .output();
+    as_changed(&src, &["CONFIG", "SET", "requirepass", "src-pw"]);
     handle.commands.send(EngineCommand::ResumeAll).await.expect("resume");
     wait_for(&handle, "incremental after the resume", Duration::from_secs(20), incremental).await;
 
     // F4: the destination's password changes and its connections drop.
     dest.redis_cli(&["CONFIG", "SET", "requirepass", "changed"]).expect("config");
-    let _ = Command::new("redis-cli")
-        .args([
-            "-p",
-            &dest.port().to_string(),
-            "-a",
-            "changed",
-            "--no-auth-warning",
-            "CLIENT",
-            "KILL",
-            "TYPE",
-            "normal",
-        ])
-        .output();
+    as_changed(&dest, &["CLIENT", "KILL", "TYPE", "normal"]);
     // A write makes the applier reconnect (and meet the new password).
     let _ = src.redis_cli(&["SET", "after", "1"]);
     wait_for(&handle, "paused on the destination's password", Duration::from_secs(30), paused).await;
-    let _ = Command::new("redis-cli")
-        .args([
-            "-p",
-            &dest.port().to_string(),
-            "-a",
-            "changed",
-            "--no-auth-warning",
-            "CONFIG",
-            "SET",
-            "requirepass",
-            "dest-pw",
-        ])
-        .output();
+    as_changed(&dest, &["CONFIG", "SET", "requirepass", "dest-pw"]);
     handle.commands.send(EngineCommand::ResumeAll).await.expect("resume");
     // Its state follows what it does: incremental within seconds.
     wait_for(&handle, "incremental after the resume", Duration::from_secs(10), incremental).await;

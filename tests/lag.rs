@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::compare;
-use common::task::task_file;
+use common::task::{headless_with_open_stdin, task_file};
+use common::wait::wait_for;
 use common::RedisServer;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -38,19 +38,6 @@ fn writer(addr: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
-}
-
-async fn wait_for(handle: &engine::EngineHandle, what: &str, limit: Duration, f: impl Fn(&TaskSnapshot) -> bool) {
-    let start = Instant::now();
-    let mut status = handle.status.clone();
-    loop {
-        let snap = status.borrow_and_update().clone();
-        if f(&snap) {
-            return;
-        }
-        assert!(start.elapsed() < limit, "not {what} within {limit:?}: {snap:#?}");
-        let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
-    }
 }
 
 /// The dashboard as a reader sees it, drawn from `snap`.
@@ -101,20 +88,11 @@ async fn a_paused_shards_lag_keeps_growing_in_the_json_records() {
     let dest = RedisServer::with_config(&[]).expect("dest");
     let dir = tempfile::tempdir().expect("tmp");
     let path = task_file(dir.path(), &[("server1", src.addr())], &dest.addr(), "heartbeat_ms = 200\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardsync"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .args(["--headless", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("shardsync");
+    let (mut child, lines) = headless_with_open_stdin(&path);
     let mut stdin = child.stdin.take().expect("stdin");
-    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
+        for line in lines {
             if let Ok(v) = serde_json::from_str(&line) {
                 if tx.send(v).is_err() {
                     return;

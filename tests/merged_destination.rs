@@ -9,30 +9,15 @@ use std::time::{Duration, Instant};
 
 use common::compare;
 use common::task::task_file;
+use common::wait::wait_for;
 use common::RedisServer;
 use shardsync::config::TaskConfig;
-use shardsync::engine::{self, snapshot::ShardState, snapshot::TaskSnapshot, task::Command};
+use shardsync::engine::{self, snapshot::ShardState, task::Command};
 use shardsync::resp::{Cmd, Connection, Value};
 use tokio_util::sync::CancellationToken;
 
-async fn wait_for(handle: &engine::EngineHandle, what: &str, limit: Duration, f: impl Fn(&TaskSnapshot) -> bool) {
-    let start = Instant::now();
-    let mut status = handle.status.clone();
-    loop {
-        let snap = status.borrow_and_update().clone();
-        if f(&snap) {
-            return;
-        }
-        if let Some(s) = snap.failed() {
-            panic!("shard {} failed while waiting for {what}: {:?}", s.shard, s.last_error);
-        }
-        assert!(start.elapsed() < limit, "not {what} within {limit:?}: {snap:#?}");
-        let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
-    }
-}
-
 async fn synced(handle: &engine::EngineHandle) {
-    wait_for(handle, "synced", Duration::from_secs(60), TaskSnapshot::all_synced).await;
+    common::wait::synced(handle, Duration::from_secs(60)).await;
 }
 
 async fn cmd(c: &mut Connection, args: &[&str]) -> Value {

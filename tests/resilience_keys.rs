@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::compare;
+use common::wait::synced as wait_synced;
 use common::RedisServer;
 use shardsync::config::TaskConfig;
 use shardsync::engine;
@@ -51,22 +52,6 @@ async fn pipeline_ok(c: &mut Connection, cmds: &[Cmd]) {
 fn info_field(server: &RedisServer, section: &str, field: &str) -> u64 {
     let info = server.redis_cli(&["INFO", section]).expect("info");
     info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
-async fn wait_synced(handle: &engine::EngineHandle, limit: Duration) {
-    let start = Instant::now();
-    let mut status = handle.status.clone();
-    loop {
-        let snap = status.borrow_and_update().clone();
-        if let Some(f) = snap.failed() {
-            panic!("shard {} failed: {:?}", f.shard, f.last_error);
-        }
-        if snap.all_synced() {
-            return;
-        }
-        assert!(start.elapsed() < limit, "not synced within {limit:?}: {snap:#?}");
-        let _ = tokio::time::timeout(Duration::from_millis(500), status.changed()).await;
-    }
 }
 
 // ---------------------------------------------------------------- big keys

@@ -21,7 +21,6 @@ use common::{RedisOptions, RedisServer};
 use rand::{Rng, SeedableRng};
 use shardsync::config::TaskConfig;
 use shardsync::engine;
-use shardsync::engine::snapshot::TaskSnapshot;
 use shardsync::resp::{Cmd, ConnectOptions, Connection};
 use shardsync::verify::{self, DiffKind, VerifyMode, VerifyOptions, VerifyProgress, VerifyReport};
 use tokio_util::sync::CancellationToken;
@@ -337,22 +336,6 @@ fn start_writer(
     })
 }
 
-async fn wait_synced(handle: &engine::EngineHandle) {
-    let start = Instant::now();
-    let mut status = handle.status.clone();
-    loop {
-        let snap: TaskSnapshot = status.borrow_and_update().clone();
-        if snap.all_synced() {
-            return;
-        }
-        if let Some(s) = snap.failed() {
-            panic!("shard {} failed: {:?}", s.shard, s.last_error);
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "not synced within 60 s: {snap:#?}");
-        let _ = tokio::time::timeout(Duration::from_millis(200), status.changed()).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_fooled_by_writes_during_the_run() {
     let s1 = RedisServer::start(RedisOptions::new()).expect("s1");
@@ -363,7 +346,7 @@ async fn not_fooled_by_writes_during_the_run() {
     let dir = tempfile::tempdir().expect("tmp");
     let task = task_file(dir.path(), &[("server1", s1.addr())], &dest.addr(), "");
     let handle = engine::spawn(TaskConfig::load(&task).expect("task"), CancellationToken::new());
-    wait_synced(&handle).await;
+    common::wait::synced(&handle, Duration::from_secs(60)).await;
 
     // 4,000 live keys, 2,000 writes a second: each key is written every
     // two seconds on average, while verify reads everything several times.
@@ -411,7 +394,7 @@ async fn not_fooled_by_writes_during_the_run() {
     assert!(report.compared >= DATASET_KEYS + 5000, "{report:#?}");
 
     // Still live, but a real difference: found, and nothing else.
-    wait_synced(&handle).await;
+    common::wait::synced(&handle, Duration::from_secs(60)).await;
     write(&dest.addr(), 0, &[cmd(&["SET", "filler:42", "tampered"])]).await;
     let (report, _) = verify_lib(&task, VerifyMode::Full).await;
     let keys: Vec<_> =

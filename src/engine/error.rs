@@ -63,7 +63,10 @@ pub enum EngineError {
         source: Box<RespError>,
     },
     /// The destination refused to read the checkpoint key.
-    #[error("shard {shard}: destination {addr}: reading the checkpoint: {reply}")]
+    #[error(
+        "shard {shard}: destination {addr}: reading the checkpoint: {reply}; the destination user needs GET and \
+         SET on the tool's checkpoint keys (<heartbeat_key>:ckpt:*)"
+    )]
     CheckpointReadRefused { shard: String, addr: String, reply: String },
     /// The checkpoint key holds a value this tool did not write.
     #[error(
@@ -83,7 +86,7 @@ pub enum EngineError {
         source: Box<CheckpointError>,
     },
     /// The old local checkpoint could not be removed before a new snapshot.
-    #[error("shard {shard}: cannot remove its old checkpoint: {source}")]
+    #[error("shard {shard}: cannot remove its old checkpoint: {source}; check the state directory's permissions")]
     CheckpointRemove {
         shard: String,
         #[source]
@@ -101,26 +104,6 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// The shard the error belongs to.
-    pub fn shard(&self) -> &str {
-        match self {
-            EngineError::Source { shard, .. }
-            | EngineError::MasterRefused { shard, .. }
-            | EngineError::Snapshot { shard, .. }
-            | EngineError::Rewrite { shard, .. }
-            | EngineError::Destination { shard, .. }
-            | EngineError::DestinationConnect { shard, .. }
-            | EngineError::CheckpointReadRefused { shard, .. }
-            | EngineError::ForeignCheckpoint { shard, .. }
-            | EngineError::LostWrites { shard, .. }
-            | EngineError::Checkpoint { shard, .. }
-            | EngineError::CheckpointRemove { shard, .. }
-            | EngineError::Accounting { shard, .. }
-            | EngineError::Panicked { shard, .. }
-            | EngineError::LinkEnded { shard } => shard,
-        }
-    }
-
     /// Whether a new link, after a backoff, can carry on: the network, a
     /// master that was busy or restarting, a destination that lost writes.
     /// Not: credentials, a proxy or a renamed PSYNC, a corrupt stream or a
@@ -220,7 +203,6 @@ mod tests {
         assert!(auth.pauses_shard() && !auth.is_retryable());
         let panic = EngineError::Panicked { shard: "s2".into(), message: "boom".into() };
         assert!(!panic.is_retryable() && !panic.pauses_shard());
-        assert_eq!(panic.shard(), "s2");
         assert!(EngineError::LinkEnded { shard: "s1".into() }.is_retryable());
     }
 

@@ -72,19 +72,24 @@ pub async fn heartbeat(
         }
     }
     // The key must not outlive the task: delete it, or say that it could not be.
+    let not_deleted = |why: String| {
+        Some(format!(
+            "heartbeat key {key} on {addr} was not deleted: {why}; `shardsync finish` removes it after the cut-over"
+        ))
+    };
     let mut c = match conn {
         Some(c) => c,
         None => match tokio::time::timeout(Duration::from_secs(2), Connection::connect(&addr, &opts)).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Some(format!("heartbeat key {key} on {addr} was not deleted: {e}")),
-            Err(_) => return Some(format!("heartbeat key {key} on {addr} was not deleted: no connection within 2 s")),
+            Ok(Err(e)) => return not_deleted(e.to_string()),
+            Err(_) => return not_deleted("no connection within 2 s".to_owned()),
         },
     };
     match tokio::time::timeout(Duration::from_secs(2), c.send(&Cmd::new("DEL").arg(&key))).await {
-        Ok(Ok(Value::Error(e))) => Some(format!("heartbeat key {key} on {addr} was not deleted: {e}")),
+        Ok(Ok(Value::Error(e))) => not_deleted(e.to_string()),
         Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(format!("heartbeat key {key} on {addr} was not deleted: {e}")),
-        Err(_) => Some(format!("heartbeat key {key} on {addr} was not deleted: no answer within 2 s")),
+        Ok(Err(e)) => not_deleted(e.to_string()),
+        Err(_) => not_deleted("no answer within 2 s".to_owned()),
     }
 }
 

@@ -83,13 +83,7 @@ impl Status {
 pub(super) fn fold(st: &mut Status, ev: ShardEvent, now_ms: i64) {
     let s = &mut st.snap;
     match ev {
-        ShardEvent::Alert { offset, message } => {
-            s.alerts_total += 1;
-            s.alerts.push(Alert { ts_ms: now_ms, offset, message });
-            if s.alerts.len() > ALERTS_KEPT {
-                s.alerts.remove(0);
-            }
-        }
+        ShardEvent::Alert { offset, message } => push_alert(s, Alert { ts_ms: now_ms, offset, message }),
         ShardEvent::Reconnect => s.reconnects += 1,
         ShardEvent::LinkStarting => s.state = ShardState::Connecting,
         ShardEvent::Waiting(note) => {
@@ -135,11 +129,7 @@ pub(super) fn fold(st: &mut Status, ev: ShardEvent, now_ms: i64) {
         }
         ShardEvent::SourceKeys(keys) => s.source_keys = Some(keys),
         ShardEvent::HeartbeatRefused { message } => {
-            s.alerts_total += 1;
-            s.alerts.push(Alert { ts_ms: now_ms, offset: None, message });
-            if s.alerts.len() > ALERTS_KEPT {
-                s.alerts.remove(0);
-            }
+            push_alert(s, Alert { ts_ms: now_ms, offset: None, message });
             s.lag_ms = None;
             s.heartbeat_applied_ms = None;
         }
@@ -215,6 +205,15 @@ pub(super) fn fold(st: &mut Status, ev: ShardEvent, now_ms: i64) {
                 s.last_error = error;
             }
         }
+    }
+}
+
+/// Counts the alert and keeps the newest [`ALERTS_KEPT`].
+fn push_alert(s: &mut ShardSnapshot, alert: Alert) {
+    s.alerts_total += 1;
+    s.alerts.push(alert);
+    if s.alerts.len() > ALERTS_KEPT {
+        s.alerts.remove(0);
     }
 }
 

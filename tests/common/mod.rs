@@ -18,6 +18,7 @@
 pub mod compare;
 pub mod harness;
 pub mod task;
+pub mod wait;
 
 use std::{
     env, fs,
