@@ -3,7 +3,7 @@
 //!
 //! **Checkpoints.** With `checkpoint = "destination"` (the default) every
 //! batch of the command stream is one `MULTI`/`EXEC` that also moves the
-//! shard's checkpoint key (see [`super::stream_batch`]); a full copy marks
+//! shard's checkpoint key (see [`crate::dest::layout`]); a full copy marks
 //! the key "copying" at its start and sets the stream's start offset once
 //! every key is confirmed. So at any moment the destination's data and its
 //! checkpoint agree, and a resume — after a crash of the tool, a lost reply,
@@ -17,36 +17,36 @@
 //! (`reconnecting`); the rest pause the shard with the writer's message
 //! until the operator resumes it; a destination that lost confirmed writes
 //! ends the link so the next one resumes from what it still holds.
+//!
+//! **Parts.** The destination is a [`Destination`] (every conversation with
+//! it is `dest/`'s); what goes into each batch, and where it leaves the
+//! checkpoint, is the pure [`Batcher`]'s. What is left here is the loop:
+//! take items, ask the batcher, apply, retry or pause, and tell the shard's
+//! status what happened.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::accounting::KeyAccount;
-use super::checkpoint::{self, Checkpoint};
+use super::batcher::{Batcher, Position};
+use super::checkpoint;
 use super::collision;
 use super::consumer::{Item, Marks, SnapshotTally};
 use super::ctx::{ShardControl, ShardCtx};
 use super::error::EngineError;
-use super::filter::Action;
 use super::rate::RateLimit;
 use super::settings::{conflict_of, db_map};
 use super::status::ShardEvent;
-use super::stream_batch::{lay_out, CheckpointMove};
 use crate::clock::now_ms;
 use crate::config::CheckpointStore;
 use crate::dest::error::ROLLBACK;
-use crate::dest::{
-    dest_info, ApplyBatch, ApplyCmd, ApplyError, ApplyReport, CheckpointRecord, Conflict, DestCaps, DestWriter,
-    ErrorClass, Origin, ReplyRule, RewriteOptions, Rewriter, Translation, WriterOptions, CHECKPOINT_DB,
-};
-use crate::rdb::Event;
-use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
+use crate::dest::{ApplyError, ApplyReport, Conflict, Destination, ErrorClass, OpenError, OpenOptions, RewriteStats};
+use crate::resp::ConnectOptions;
 use crate::source::PsyncPosition;
 
 /// How applying a link's items ended.
@@ -63,50 +63,22 @@ pub(super) enum ApplyEnd {
     },
 }
 
-/// Most commands in one batch of the snapshot (RESTOREs and key builds):
-/// more would only raise memory (a batch and its encoding are held until
-/// confirmed), not speed.
-const SNAPSHOT_BATCH_CMDS: usize = 2048;
-/// Most commands in one batch of the command stream. With checkpoints in
-/// the destination a stream batch is one MULTI/EXEC, which the destination
-/// runs only once it holds all of it, and the next batch waits for its
-/// replies: two hand-offs between this process and the destination per
-/// batch, and on a busy machine each waits for a CPU. When the stream runs
-/// ahead, bigger batches mean fewer hand-offs. Under `redis-benchmark -P
-/// 16` with everything on 2 cores, alternating runs, probe lag p99 with SET
-/// only: 2048: 210–1345 ms, 16384: 64–644, 32768: 93–275; with SET, LPUSH
-/// and HSET: 2048: 107–833 (median 306), 16384: 132–582 (median 250). The
-/// price: the destination holds queued arguments until EXEC (about 5% more
-/// CPU per command than with 2048), and an EXEC of 16384 commands holds it
-/// for about 20 ms.
-const STREAM_BATCH_CMDS: usize = 16384;
-const BATCH_BYTES: usize = 8 << 20;
-
 /// The destination side of one shard, across links.
 pub(super) struct Applier {
     shard: String,
     state_dir: PathBuf,
-    ckpt_key: Bytes,
+    dest: Destination,
+    batcher: Batcher,
+    /// Whether the checkpoint is kept in the destination (else only in
+    /// the local file).
     store: CheckpointStore,
-    writer: DestWriter,
-    caps: DestCaps,
     conflict: Conflict,
-    /// The position the destination holds: `applied` is the offset after
-    /// the last confirmed write of the stream of `replid`; `None` before a
-    /// full copy is applied.
-    replid: Option<String>,
-    applied: Option<u64>,
-    /// The source DB the stream is in at `applied` (where a resume starts).
-    stream_db: u32,
     /// The key accounting of the full copy in progress (or the last one).
     account: KeyAccount,
     /// Why the local checkpoint file could not be written (a full disk),
     /// while it cannot; and whether that was said.
     local_failed: Option<String>,
     local_failed_reported: bool,
-    /// The destination holds keys of an earlier copy of this shard: a new
-    /// full copy must replace them, not report them as collisions.
-    ours_on_dest: bool,
     rate: RateLimit,
     last_local: Instant,
     /// Items received over all links: whether a link got anywhere.
@@ -117,118 +89,96 @@ fn connect_options(secret: &crate::config::Secret) -> ConnectOptions {
     ConnectOptions { credentials: secret.credentials(), ..ConnectOptions::default() }
 }
 
-/// Whether the destination takes `MULTI` (proxies and some managed
-/// services refuse it).
-async fn supports_multi(conn: &mut Connection) -> bool {
-    match conn.query(&Cmd::new("MULTI")).await {
-        Ok(Value::Error(_)) | Err(_) => false,
-        Ok(_) => {
-            let _ = conn.query(&Cmd::new("DISCARD")).await;
-            true
-        }
-    }
-}
-
 impl Applier {
     /// Connects to the destination and finds where this shard stands.
     pub(super) async fn connect(ctx: &ShardCtx) -> Result<Applier, EngineError> {
         let shard = ctx.source.name.clone();
         let state_dir = ctx.task.state_path();
-        let dest_addr = ctx.task.destination.addr.to_string();
-        let at_dest = |source: RespError| EngineError::DestinationConnect {
-            shard: shard.clone(),
-            addr: dest_addr.clone(),
-            source: Box::new(source),
+        let addr = ctx.task.destination.addr.to_string();
+        let conflict = conflict_of(ctx.task.sync.conflict);
+        let opts = OpenOptions {
+            addr: addr.clone(),
+            connect: connect_options(&ctx.task.destination.password),
+            conflict,
+            checkpoint_key: ctx.task.sync.checkpoint_key(&shard).into(),
+            checkpoint_here: ctx.task.sync.checkpoint == CheckpointStore::Destination,
         };
-        let dest_opts = connect_options(&ctx.task.destination.password);
-        let mut conn = Connection::connect(&dest_addr, &dest_opts).await.map_err(at_dest)?;
-        let caps = dest_info(&mut conn).await.map_err(at_dest)?;
-        let ckpt_key = Bytes::from(ctx.task.sync.checkpoint_key(&shard));
-        let mut store = ctx.task.sync.checkpoint;
-        if store == CheckpointStore::Destination && !supports_multi(&mut conn).await {
-            store = CheckpointStore::Local;
+        let opened = Destination::open(opts).await.map_err(|e| {
+            let (shard, addr) = (shard.clone(), addr.clone());
+            match e {
+                OpenError::Connect(source) => EngineError::DestinationConnect { shard, addr, source: Box::new(source) },
+                OpenError::CheckpointReadRefused { reply, .. } => {
+                    EngineError::CheckpointReadRefused { shard, addr, reply }
+                }
+                OpenError::ForeignCheckpoint { key } => EngineError::ForeignCheckpoint { shard, addr, key },
+            }
+        })?;
+        let mut dest = opened.dest;
+        if opened.refuses_multi {
             let message = format!(
-                "destination {dest_addr} refuses MULTI/EXEC: this shard's checkpoint is kept only in the local \
+                "destination {addr} refuses MULTI/EXEC: this shard's checkpoint is kept only in the local \
                  state file, so a crash of the tool can repeat up to a second of writes (set sync.checkpoint = \
                  \"local\" to silence this)"
             );
             ctx.status.alert(None, message).await;
         }
-        let on_dest = match store {
-            CheckpointStore::Destination => {
-                let cmd = Cmd::new("GET").arg(&ckpt_key);
-                match conn.query(&cmd).await.map_err(at_dest)? {
-                    Value::Bulk(Some(raw)) => {
-                        Some(CheckpointRecord::decode(&raw).ok_or_else(|| EngineError::ForeignCheckpoint {
-                            shard: shard.clone(),
-                            addr: dest_addr.clone(),
-                            key: String::from_utf8_lossy(&ckpt_key).into_owned(),
-                        })?)
-                    }
-                    Value::Error(e) => {
-                        return Err(EngineError::CheckpointReadRefused {
-                            shard: shard.clone(),
-                            addr: dest_addr.clone(),
-                            reply: e.to_string(),
-                        })
-                    }
-                    _ => None,
-                }
-            }
-            CheckpointStore::Local => None,
-        };
+        let store = if dest.layout().in_destination() { CheckpointStore::Destination } else { CheckpointStore::Local };
         let local = checkpoint::load(&state_dir, &shard)
             .map_err(|source| EngineError::Checkpoint { shard: shard.clone(), source: Box::new(source) })?;
-        let (replid, applied, stream_db, ours_on_dest) = match (store, on_dest, local) {
+        let pos = match (store, opened.checkpoint, local) {
             (CheckpointStore::Destination, Some(r), _) => {
                 if r.offset.is_none() {
                     let message = "the destination holds an interrupted full copy of this shard: copying \
-                                       again, replacing those keys whole";
+                                   again, replacing those keys whole";
                     ctx.status.alert(None, message.to_owned()).await;
                 }
-                (Some(r.replid), r.offset, r.db.unwrap_or(0), true)
+                Position { replid: Some(r.replid), applied: r.offset, stream_db: r.db.unwrap_or(0), ours_on_dest: true }
             }
             (CheckpointStore::Destination, None, Some(l)) => {
                 let message = format!(
                     "the local checkpoint says offset {} was applied, but the destination holds no checkpoint \
-                         for this shard (flushed, restarted without persistence, or another destination?): \
-                         copying it again in full",
+                     for this shard (flushed, restarted without persistence, or another destination?): \
+                     copying it again in full",
                     l.offset
                 );
                 ctx.status.alert(None, message).await;
-                (None, None, 0, true)
+                Position { ours_on_dest: true, ..Position::default() }
             }
-            (CheckpointStore::Local, _, Some(l)) => (Some(l.replid), Some(l.offset), l.db.unwrap_or(0), true),
-            (_, None, None) | (CheckpointStore::Local, _, None) => (None, None, 0, false),
+            (CheckpointStore::Local, _, Some(l)) => Position {
+                replid: Some(l.replid),
+                applied: Some(l.offset),
+                stream_db: l.db.unwrap_or(0),
+                ours_on_dest: true,
+            },
+            (_, None, None) | (CheckpointStore::Local, _, None) => Position::default(),
         };
-        // The writer starts in DB 0, where the checkpoint was read.
-        let conflict = conflict_of(ctx.task.sync.conflict);
-        let mut wopts = WriterOptions::new(conflict);
-        wopts.connect = dest_opts;
-        let mut writer = DestWriter::with_connection(conn, wopts);
-        writer.identify().await;
         // Until a full copy is whole, only the server's run_id shows that it
         // restarted from a save made part-way through.
-        writer.guard_restarts(applied.is_none());
-        if let (CheckpointStore::Destination, Some(replid), Some(offset)) = (store, &replid, applied) {
-            let mark = CheckpointRecord { replid: replid.clone(), offset: Some(offset), db: None, updated_ms: 0 };
-            writer.expect_after_loss(Some((ckpt_key.clone(), mark)));
+        dest.guard_restarts(pos.applied.is_none());
+        if let (Some(replid), Some(offset)) = (&pos.replid, pos.applied) {
+            let mark =
+                crate::dest::CheckpointRecord { replid: replid.clone(), offset: Some(offset), db: None, updated_ms: 0 };
+            dest.expect_after_loss(Some(mark));
         }
+        let mut ropts = dest.rewrite_options(conflict);
+        ropts.big_key_bytes = ctx.task.sync.big_key_bytes as usize;
+        ropts.db_map = db_map(&ctx.task);
+        ropts.modules = match ctx.task.sync.modules {
+            crate::config::ModulePolicy::Fail => crate::dest::rewrite::ModuleKeys::Fail,
+            crate::config::ModulePolicy::Skip => crate::dest::rewrite::ModuleKeys::Skip,
+            crate::config::ModulePolicy::Restore => crate::dest::rewrite::ModuleKeys::Restore,
+        };
+        let batcher = Batcher::new(shard.clone(), dest.layout().clone(), ropts, pos);
         Ok(Applier {
             shard,
             state_dir,
-            ckpt_key,
+            dest,
+            batcher,
             store,
-            writer,
-            caps,
             conflict,
-            replid,
-            applied,
-            stream_db,
             account: KeyAccount::default(),
             local_failed: None,
             local_failed_reported: false,
-            ours_on_dest,
             rate: RateLimit::new(ctx.task.sync.max_keys_per_sec, ctx.task.sync.max_bytes_per_sec),
             last_local: Instant::now(),
             received: 0,
@@ -237,17 +187,14 @@ impl Applier {
 
     /// Where the next link asks the master to continue from; `None`: a full copy.
     pub(super) fn resume_position(&self) -> Option<PsyncPosition> {
-        match (&self.replid, self.applied) {
-            (Some(replid), Some(offset)) => Some(PsyncPosition { replid: replid.clone(), offset }),
-            _ => None,
-        }
+        self.batcher.resume_position()
     }
 
     /// The source DB a resumed stream starts in (see [`StreamFilter::starting_in`]).
     ///
     /// [`StreamFilter::starting_in`]: super::filter::StreamFilter::starting_in
     pub(super) fn resume_db(&self) -> u32 {
-        self.stream_db
+        self.batcher.position().stream_db
     }
 
     pub(super) fn progress_mark(&self) -> u64 {
@@ -260,8 +207,7 @@ impl Applier {
     /// with `checkpoint = "local"` it is the only resume point, and fails.
     pub(super) fn save_local_checkpoint(&mut self) -> Result<(), EngineError> {
         self.last_local = Instant::now();
-        if let (Some(replid), Some(offset)) = (&self.replid, self.applied) {
-            let c = Checkpoint { replid: replid.clone(), offset, db: Some(self.stream_db), updated_ms: now_ms() };
+        if let Some(c) = self.batcher.local_checkpoint(now_ms()) {
             match checkpoint::save(&self.state_dir, &self.shard, &c) {
                 Ok(()) => self.local_failed = None,
                 Err(e) if self.store == CheckpointStore::Destination => {
@@ -288,29 +234,6 @@ impl Applier {
         Some(failed)
     }
 
-    fn rewriter(&self, ctx: &ShardCtx, replace_ours: bool) -> Rewriter {
-        // A copy over our own earlier copy replaces whole keys; in skip mode
-        // the destination's keys still win (the alert says so).
-        let conflict = match self.conflict {
-            Conflict::Intercept if replace_ours => Conflict::Overwrite,
-            c => c,
-        };
-        let mut ropts = RewriteOptions::new(self.caps, conflict);
-        ropts.big_key_bytes = ctx.task.sync.big_key_bytes as usize;
-        ropts.db_map = db_map(&ctx.task);
-        ropts.modules = match ctx.task.sync.modules {
-            crate::config::ModulePolicy::Fail => crate::dest::rewrite::ModuleKeys::Fail,
-            crate::config::ModulePolicy::Skip => crate::dest::rewrite::ModuleKeys::Skip,
-            crate::config::ModulePolicy::Restore => crate::dest::rewrite::ModuleKeys::Restore,
-        };
-        Rewriter::new(ropts)
-    }
-
-    fn checkpoint_set(&self, record: &CheckpointRecord) -> ApplyCmd {
-        let origin = Origin { db: CHECKPOINT_DB, key: self.ckpt_key.clone(), offset: record.offset.unwrap_or(0) };
-        ApplyCmd::new(Cmd::new("SET").arg(&self.ckpt_key).arg_bytes(record.encode()), origin)
-    }
-
     /// Applies a link's items until the link ends; see [`ApplyEnd`].
     pub(super) async fn apply_link(
         &mut self,
@@ -320,8 +243,7 @@ impl Applier {
         slot: &mut Option<OwnedSemaphorePermit>,
     ) -> ApplyEnd {
         let shard = self.shard.clone();
-        let mut work = Work::default();
-        let mut rewriter = self.rewriter(ctx, self.ours_on_dest);
+        self.batcher.begin_link();
         let mut inbox: std::vec::IntoIter<Item> = Vec::new().into_iter();
         let mut control = ctx.control.clone();
         let end = loop {
@@ -362,10 +284,9 @@ impl Applier {
             };
             marks.took(item.mem_bytes());
             let mut flush_now = false;
-            let pending_before = work.pending.len();
             match item {
                 Item::FullResync { replid, offset } => {
-                    if let Some(from) = self.resume_position() {
+                    if let Some(from) = self.batcher.resume_position() {
                         let kept = match self.conflict {
                             Conflict::Skip => {
                                 "; keys already on the destination are kept as they are (conflict = \"skip\"): \
@@ -386,72 +307,40 @@ impl Applier {
                     if let Err(source) = checkpoint::remove(&self.state_dir, &shard) {
                         break ApplyEnd::Failed(EngineError::CheckpointRemove { shard: shard.clone(), source });
                     }
-                    rewriter = self.rewriter(ctx, self.ours_on_dest);
-                    self.writer.expect_after_loss(None);
-                    self.writer.guard_restarts(true);
-                    self.ours_on_dest = true;
-                    self.replid = Some(replid.clone());
-                    self.applied = None;
-                    // The master starts a new replica's stream with a SELECT.
-                    self.stream_db = 0;
-                    work.stream_db = 0;
+                    self.dest.expect_after_loss(None);
+                    self.dest.guard_restarts(true);
                     self.account = KeyAccount::default();
-                    work.rdb_start = Some(offset);
+                    self.batcher.full_resync(replid, offset, now_ms());
                     ctx.status.send(ShardEvent::FullSyncStarted { offset }).await;
-                    if self.store == CheckpointStore::Destination {
-                        let record = CheckpointRecord { replid, offset: None, db: None, updated_ms: now_ms() };
-                        work.pending.push(self.checkpoint_set(&record));
-                    }
                 }
                 Item::Continue { replid } => {
                     // No snapshot: the host's full-copy slot is free again.
                     slot.take();
-                    if let Some(new) = replid.filter(|r| Some(r) != self.replid.as_ref()) {
-                        // A failover: the new master's history continues ours.
-                        self.replid = Some(new.clone());
-                        if let (CheckpointStore::Destination, Some(offset)) = (self.store, self.applied) {
-                            let record = CheckpointRecord {
-                                replid: new,
-                                offset: Some(offset),
-                                db: Some(self.stream_db),
-                                updated_ms: now_ms(),
-                            };
-                            work.pending.push(self.checkpoint_set(&record));
+                    self.batcher.continued(replid, now_ms());
+                }
+                Item::Rdb { event, rdb_offset } => match self.batcher.rdb(event, rdb_offset, now_ms()) {
+                    Ok(warnings) => {
+                        for w in warnings {
+                            let key = crate::display::quoted_key(&w.key);
+                            let message = format!("key {key} in db {}: {}", w.db, w.message);
+                            ctx.status.alert(Some(rdb_offset), message).await;
                         }
                     }
-                }
-                Item::Rdb { event, rdb_offset } => {
-                    let ends_key = matches!(event, Event::KeyEnd { .. });
-                    work.rdb_applied = Some(rdb_offset);
-                    if let Err(source) = rewriter.feed(event, rdb_offset, now_ms(), &mut work.pending) {
-                        break ApplyEnd::Failed(EngineError::Rewrite {
-                            shard: shard.clone(),
-                            source: Box::new(source),
-                        });
+                    Err(source) => {
+                        break ApplyEnd::Failed(EngineError::Rewrite { shard: shard.clone(), source: Box::new(source) })
                     }
-                    for w in rewriter.take_warnings() {
-                        let key = crate::display::quoted_key(&w.key);
-                        ctx.status.alert(Some(rdb_offset), format!("key {key} in db {}: {}", w.db, w.message)).await;
-                    }
-                    if ends_key {
-                        work.keys += 1;
-                    }
-                }
-                Item::Script(body) => {
-                    work.pending.push(ApplyCmd::new(Cmd::new("SCRIPT").arg("LOAD").arg_bytes(body), Origin::default()))
-                }
-                Item::Function(code) => work.pending.push(ApplyCmd::new(
-                    Cmd::new("FUNCTION").arg("LOAD").arg("REPLACE").arg_bytes(code),
-                    Origin::default(),
-                )),
+                },
+                Item::Script(body) => self.batcher.script(body),
+                Item::Function(code) => self.batcher.function(code),
                 Item::RdbDone(tally) => {
                     // Every key of the snapshot confirmed, then accounted for,
                     // before the checkpoint may say the copy is whole and the
                     // stream's first command counts as the applied offset.
-                    if let Err(end) = self.flush(ctx, &mut work, marks, &ctx.cancel).await {
+                    if let Err(end) = self.flush(ctx, marks, &ctx.cancel).await {
                         break end;
                     }
-                    if let Err(e) = self.close_account(ctx, &tally, rewriter.stats()).await {
+                    let stats = self.batcher.rewrite_stats().clone();
+                    if let Err(e) = self.close_account(ctx, &tally, &stats).await {
                         break ApplyEnd::Failed(e);
                     }
                     flush_now = true;
@@ -464,47 +353,23 @@ impl Applier {
                             None
                         });
                     }
-                    work.offset = work.rdb_start;
-                    rewriter.forget_db();
-                    if let (CheckpointStore::Destination, Some(replid), Some(offset)) =
-                        (self.store, &self.replid, work.rdb_start)
-                    {
-                        let record = CheckpointRecord {
-                            replid: replid.clone(),
-                            offset: Some(offset),
-                            db: None,
-                            updated_ms: now_ms(),
-                        };
-                        work.pending.push(self.checkpoint_set(&record));
-                    }
+                    self.batcher.snapshot_applied(now_ms());
                 }
                 Item::Stream { action, offset, position, source_db } => {
-                    self.stream_item(ctx, &mut work, action, offset, position).await;
-                    work.stream_db = source_db;
-                    if !work.in_multi {
-                        work.safe_db = source_db;
+                    if let Some(alert) = self.batcher.stream(action, offset, position, source_db) {
+                        ctx.status.alert(Some(offset), alert).await;
                     }
                 }
                 Item::Warning(w) => ctx.status.alert(None, w).await,
                 Item::Failed(f) => break ApplyEnd::Drained { consumer_error: Some(f.into_error(&shard)) },
             }
-            work.bytes +=
-                work.pending[pending_before.min(work.pending.len())..].iter().map(ApplyCmd::wire_len).sum::<usize>();
-            // Apply when the batch is big, when the channel is momentarily
-            // empty (low latency in incremental mode), or at the snapshot's end.
             let idle = inbox.len() == 0 && rx.is_empty();
-            let full = work.pending.len() >= SNAPSHOT_BATCH_CMDS
-                || work.pending.len() + work.run.len() >= STREAM_BATCH_CMDS
-                || work.bytes >= BATCH_BYTES
-                || self.rate.batch_keys().is_some_and(|k| (work.units + work.keys) as usize >= k);
-            let halted = !work.halts.is_empty();
-            if !work.in_multi && (flush_now || idle || full || halted) {
-                if let Err(end) = self.flush(ctx, &mut work, marks, &ctx.cancel).await {
+            if self.batcher.due(idle, flush_now, self.rate.batch_keys()) {
+                if let Err(end) = self.flush(ctx, marks, &ctx.cancel).await {
                     break end;
                 }
                 // What came before is applied: now the operator decides.
-                if halted {
-                    let message = std::mem::take(&mut work.halts).join("; ");
+                if let Some(message) = self.batcher.take_halts() {
                     if let Err(end) = self.hold(ctx, &message).await {
                         break end;
                     }
@@ -515,15 +380,14 @@ impl Applier {
         // checkpoint covers it; a source transaction cut by the end is left
         // for the next link, which receives it again whole.
         if !matches!(end, ApplyEnd::Failed(_) | ApplyEnd::Again(_)) {
-            work.drop_open_transaction();
-            rewriter.abandon(&mut work.pending);
+            self.batcher.end_link();
             // Bounded when stopping: a destination that stays down must not
             // hold the stop.
             let give_up = CancellationToken::new();
             let stopping = ctx.cancel.is_cancelled();
             let cancel = if stopping { &give_up } else { &ctx.cancel };
             let flushed = {
-                let flush = self.flush(ctx, &mut work, marks, cancel);
+                let flush = self.flush(ctx, marks, cancel);
                 tokio::pin!(flush);
                 // The timer runs beside the flush in this task: after 10 s
                 // the flush is told to stop at its next safe point.
@@ -547,173 +411,17 @@ impl Applier {
         end
     }
 
-    async fn stream_item(&mut self, ctx: &ShardCtx, work: &mut Work, action: Action, offset: u64, position: u64) {
-        let shard = &self.shard;
-        match action {
-            Action::Apply { db, args } => {
-                let key = args.get(1).cloned().unwrap_or_default();
-                let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
-                if let Some(cmds) = self.translated(&args, db, offset, work) {
-                    for c in cmds {
-                        work.bytes += c.wire_len();
-                        work.run.push(c);
-                    }
-                    work.units += 1;
-                } else {
-                    let rule = if name.eq_ignore_ascii_case(b"MULTI") {
-                        work.in_multi = true;
-                        ReplyRule::Multi
-                    } else if name.eq_ignore_ascii_case(b"EXEC") {
-                        work.in_multi = false;
-                        ReplyRule::Exec
-                    } else {
-                        ReplyRule::Ok
-                    };
-                    let c = ApplyCmd::new(Cmd::from_bytes(args), Origin { db, key, offset }).rule(rule);
-                    work.bytes += c.wire_len();
-                    work.units += 1;
-                    work.run.push(c);
-                }
-            }
-            // Counted once the batch that carries it is confirmed: the lag is
-            // how old the newest heartbeat the destination holds is.
-            Action::Heartbeat { sent_ms } => work.heartbeat = Some(work.heartbeat.map_or(sent_ms, |h| h.max(sent_ms))),
-            Action::Skip(_) => {}
-            Action::Refused { command, db, why } => {
-                let where_ = db.map(|d| format!(" on db {d}")).unwrap_or_default();
-                ctx.status
-                    .alert(
-                        Some(offset),
-                        format!("{command}{where_} from source {shard} at offset {offset} was NOT applied: {why}"),
-                    )
-                    .await;
-            }
-            Action::Halt { command, reason } => {
-                work.halts
-                    .push(format!("shard {shard}: {command} at source offset {offset} was NOT applied: {reason}"));
-            }
-        }
-        work.offset = Some(offset);
-        work.position = Some(position);
-        if !work.in_multi {
-            work.safe = Some((work.run.len(), offset, position));
-        }
-    }
-
-    /// What the destination gets instead of a replicated command it would
-    /// refuse (see [`crate::dest::translate`]): `None` to send it as it
-    /// came; otherwise the commands (none when it cannot be expressed: the
-    /// shard then pauses at it, see `Work::halts`).
-    fn translated(&self, args: &[Bytes], db: u32, offset: u64, work: &mut Work) -> Option<Vec<ApplyCmd>> {
-        let origin = Origin { db, key: args.get(1).cloned().unwrap_or_default(), offset };
-        let is_restore = args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE"));
-        let commands: Vec<ApplyCmd> = match args.get(3) {
-            // A payload of an RDB version the destination does not read.
-            Some(payload) if is_restore && !self.caps.accepts_payload(payload) => {
-                match crate::dest::rewrite::restore_as_commands(args, self.caps, db, offset, now_ms()) {
-                    Ok(cmds) => cmds,
-                    Err(e) => {
-                        let key = crate::display::quoted_key(&origin.key);
-                        work.halts.push(format!(
-                            "shard {}: RESTORE of key {key} (db {db}) at source offset {offset} cannot be \
-                             rewritten for the destination ({}): {e}; resume to go on without it",
-                            self.shard, self.caps.server
-                        ));
-                        return Some(Vec::new());
-                    }
-                }
-            }
-            // The clock is read only for the rare form that needs it: this runs per command.
-            _ => match crate::dest::translate(args, &self.caps, now_ms) {
-                Translation::AsIs => return None,
-                Translation::Commands(list) if list.len() == 1 => {
-                    list.into_iter().map(|a| ApplyCmd::new(Cmd::from_bytes(a), origin.clone())).collect()
-                }
-                Translation::Commands(list) => {
-                    // One unit, as the original was one command.
-                    let mut unit = vec![ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::Multi)];
-                    unit.extend(list.into_iter().map(|a| ApplyCmd::new(Cmd::from_bytes(a), origin.clone())));
-                    unit.push(ApplyCmd::new(Cmd::new("EXEC"), origin.clone()).rule(ReplyRule::Exec));
-                    unit
-                }
-                Translation::Unsupported { form, since } => {
-                    let name = String::from_utf8_lossy(args.first().map(|a| a.as_ref()).unwrap_or_default())
-                        .to_ascii_uppercase();
-                    let key = crate::display::quoted_key(&origin.key);
-                    let engine = match self.caps.server.engine {
-                        crate::dest::Engine::Valkey => "Valkey",
-                        crate::dest::Engine::Redis => "Redis",
-                    };
-                    work.halts.push(format!(
-                        "shard {}: {name} of key {key} (db {db}) at source offset {offset} was NOT applied: the \
-                         destination ({}) has no {form}, which needs {engine} {since} or newer; upgrade the \
-                         destination, or resume to go on without it",
-                        self.shard, self.caps.server
-                    ));
-                    return Some(Vec::new());
-                }
-            },
-        };
-        // Inside a source transaction the markers would nest; the
-        // transaction is a unit already.
-        Some(if work.in_multi {
-            commands.into_iter().filter(|c| !c.rule.is_multi() && c.rule != ReplyRule::Exec).collect()
-        } else {
-            commands
-        })
-    }
-
-    /// Applies what `work` holds (whole units only) and moves the
+    /// Applies what the batcher holds (whole units only) and moves the
     /// checkpoint; see the module docs.
     ///
-    /// What a flush takes in stays in `work.batch` until the destination
+    /// What a flush cuts stays in the batcher's batch until the destination
     /// confirmed all of it: a flush that is stopped (a cancelled rate-limit
     /// wait or retry backoff) or fails leaves the rest there, with the
     /// checkpoint move it carries, for the next flush to apply first. So a
     /// checkpoint can only ever move together with the commands it covers.
-    async fn flush(
-        &mut self,
-        ctx: &ShardCtx,
-        work: &mut Work,
-        marks: &Arc<Marks>,
-        cancel: &CancellationToken,
-    ) -> Result<(), ApplyEnd> {
-        // The stream's commands (and the offsets it moved by without any,
-        // keep-alives and heartbeats) go out as one checkpointed unit.
-        if let (Some(after), true) = (work.offset, work.run_started()) {
-            let run = std::mem::take(&mut work.run);
-            // Where the units already queued leave the checkpoint.
-            let before = work.queued_ckpt.or(self.applied);
-            let ckpt = match (self.store, &self.replid, before) {
-                (CheckpointStore::Destination, Some(replid), Some(before)) if after != before || !run.is_empty() => {
-                    Some(CheckpointMove {
-                        key: self.ckpt_key.clone(),
-                        record: CheckpointRecord {
-                            replid: replid.clone(),
-                            offset: Some(after),
-                            db: Some(work.stream_db),
-                            updated_ms: now_ms(),
-                        },
-                        before,
-                    })
-                }
-                _ => None,
-            };
-            if ckpt.is_some() {
-                work.queued_ckpt = Some(after);
-            }
-            if ckpt.is_some() || !run.is_empty() {
-                lay_out(run, ckpt, &mut work.pending);
-            }
-        }
-        if !work.pending.is_empty() {
-            // Charged once, as commands join the batch: snapshot keys and
-            // stream commands both count as keys.
-            let keys = work.units + work.keys;
-            let bytes: usize = work.pending.iter().map(ApplyCmd::wire_len).sum();
-            let wait = self.rate.charge(keys - work.charged, bytes as u64);
-            work.charged = keys;
-            work.batch.extend(work.pending.drain(..));
+    async fn flush(&mut self, ctx: &ShardCtx, marks: &Arc<Marks>, cancel: &CancellationToken) -> Result<(), ApplyEnd> {
+        if let Some(charge) = self.batcher.cut(now_ms()) {
+            let wait = self.rate.charge(charge.keys, charge.bytes);
             if !wait.is_zero() {
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),
@@ -721,44 +429,32 @@ impl Applier {
                 }
             }
         }
-        if !work.batch.is_empty() {
-            self.apply_with_retry(ctx, &mut work.batch, cancel).await?;
+        if !self.batcher.batch().is_empty() {
+            self.apply_with_retry(ctx, cancel).await?;
         }
-        if let Some(rdb) = work.rdb_applied.take() {
+        let done = self.batcher.confirmed();
+        if let Some(rdb) = done.rdb_applied {
             ctx.status.send(ShardEvent::RdbApplied(rdb)).await;
         }
-        work.keys = 0;
-        work.units = 0;
-        work.charged = 0;
-        work.bytes = 0;
-        work.safe = None;
-        work.queued_ckpt = None;
-        if let Some(off) = work.offset.take() {
-            self.applied = Some(off);
-            self.stream_db = work.stream_db;
-            if work.rdb_start.take().is_some() {
+        if let Some(off) = done.applied {
+            if done.copy_whole {
                 // The copy is whole: from here the checkpoint of each stream
                 // batch shows what a restarted destination kept.
-                self.writer.guard_restarts(false);
+                self.dest.guard_restarts(false);
             }
             ctx.status.send(ShardEvent::Applied { offset: off }).await;
         }
-        if let Some(p) = work.position.take() {
+        if let Some(p) = done.release {
             marks.release.store(p, Ordering::Relaxed);
         }
-        if let Some(h) = work.heartbeat.take() {
+        if let Some(h) = done.heartbeat {
             ctx.status.send(ShardEvent::HeartbeatApplied(h)).await;
         }
         // What the destination's checkpoint says now: a destination that
         // comes back on a new connection saying anything else lost writes
         // it confirmed; the writer checks before sending anything again.
-        if let (CheckpointStore::Destination, Some(replid)) = (self.store, &self.replid) {
-            let copying = work.rdb_start.is_some();
-            let offset = if copying { None } else { self.applied };
-            if copying || offset.is_some() {
-                let mark = CheckpointRecord { replid: replid.clone(), offset, db: None, updated_ms: 0 };
-                self.writer.expect_after_loss(Some((self.ckpt_key.clone(), mark)));
-            }
+        if done.checkpoint.is_some() {
+            self.dest.expect_after_loss(done.checkpoint);
         }
         if self.last_local.elapsed() >= Duration::from_secs(1) {
             self.save_local_checkpoint().map_err(ApplyEnd::Failed)?;
@@ -777,7 +473,7 @@ impl Applier {
         &mut self,
         ctx: &ShardCtx,
         tally: &SnapshotTally,
-        stats: &crate::dest::RewriteStats,
+        stats: &RewriteStats,
     ) -> Result<(), EngineError> {
         let result = self.account.close(tally, stats.filtered, stats.module_skipped);
         let account = self.account.clone();
@@ -804,7 +500,7 @@ impl Applier {
             note.push_str(&format!(
                 "; {} keys expiring within the grace were written with a TTL of now + {} s (the stream deletes them)",
                 n(grace),
-                RewriteOptions::new(self.caps, self.conflict).ttl_grace_ms / 1000
+                self.batcher.rewrite_options().ttl_grace_ms / 1000
             ));
         }
         ctx.status.alert(None, note).await;
@@ -814,21 +510,16 @@ impl Applier {
     /// Applies a batch: transient failures are retried with backoff;
     /// failures that need the operator pause the shard until it is resumed
     /// (then the same batch is applied again).
-    async fn apply_with_retry(
-        &mut self,
-        ctx: &ShardCtx,
-        batch: &mut ApplyBatch,
-        cancel: &CancellationToken,
-    ) -> Result<(), ApplyEnd> {
+    async fn apply_with_retry(&mut self, ctx: &ShardCtx, cancel: &CancellationToken) -> Result<(), ApplyEnd> {
         let shard = self.shard.clone();
         let mut backoff = Duration::from_millis(100);
         let mut control = ctx.control.clone();
         loop {
-            let n = batch.len() as u64;
+            let n = self.batcher.batch().len() as u64;
             let mut report = ApplyReport::default();
-            let r = self.writer.apply(batch, &mut report).await;
+            let r = self.dest.apply(self.batcher.batch(), &mut report).await;
             ctx.applied_ops.fetch_add(report.applied.min(n), Ordering::Relaxed);
-            if let Some((old, new)) = self.writer.take_restart() {
+            if let Some((old, new)) = self.dest.take_restart() {
                 let what = match self.store {
                     CheckpointStore::Destination => "its checkpoint shows it kept every write it had confirmed",
                     CheckpointStore::Local => {
@@ -851,7 +542,7 @@ impl Applier {
             let e = match r {
                 Ok(()) => {
                     // Applied: whatever retried or paused before is over.
-                    let copying = self.applied.is_none();
+                    let copying = self.batcher.copying();
                     ctx.status.send(ShardEvent::ApplyingAgain { copying }).await;
                     return Ok(());
                 }
@@ -917,7 +608,7 @@ impl Applier {
     /// from what its checkpoint says it still holds.
     async fn rolled_back(&mut self, ctx: &ShardCtx, message: &str) -> ApplyEnd {
         let record = loop {
-            match self.writer.read_checkpoint(&self.ckpt_key).await {
+            match self.dest.read_checkpoint().await {
                 Ok(r) => break r,
                 Err(e) if e.class == ErrorClass::Retry => {
                     tokio::select! {
@@ -933,18 +624,12 @@ impl Applier {
                 }
             }
         };
-        let (replid, applied, db) = match record {
-            Some(r) => (Some(r.replid), r.offset, r.db.unwrap_or(0)),
-            None => (None, None, 0),
+        self.batcher.restart_from(record);
+        let applied = self.batcher.position().applied;
+        let what = match self.batcher.resume_position() {
+            Some(p) => format!("resuming from offset {} of {}, which it still holds", p.offset, p.replid),
+            None => "copying this shard again in full".to_owned(),
         };
-        let what = match (&replid, applied) {
-            (Some(r), Some(o)) => format!("resuming from offset {o} of {r}, which it still holds"),
-            _ => "copying this shard again in full".to_owned(),
-        };
-        self.replid = replid;
-        self.applied = applied;
-        self.stream_db = db;
-        self.ours_on_dest = true;
         ctx.status.send(ShardEvent::AppliedOffset(applied)).await;
         ApplyEnd::Again(EngineError::LostWrites { shard: self.shard.clone(), message: format!("{message}; {what}") })
     }
@@ -989,74 +674,4 @@ impl Applier {
 
 fn describe(shard: &str, e: &ApplyError) -> String {
     format!("shard {shard}: {e}")
-}
-
-/// What a link has taken in but not yet applied.
-#[derive(Default)]
-struct Work {
-    /// Destination commands from the snapshot (and checkpoint marks).
-    pending: Vec<ApplyCmd>,
-    /// What a flush took in and the destination has not confirmed yet (see
-    /// [`Applier::flush`]).
-    batch: ApplyBatch,
-    /// The offset the checkpoint units queued in `pending` and `batch`
-    /// move the destination's checkpoint to.
-    queued_ckpt: Option<u64>,
-    /// Of `units + keys`, what the rate limit was already charged for.
-    charged: u64,
-    /// The source clock of the newest heartbeat taken since the last flush.
-    heartbeat: Option<i64>,
-    /// Commands that cannot be mirrored, taken since the last flush: the
-    /// shard pauses once what came before them is applied.
-    halts: Vec<String>,
-    /// The source DB the stream is in after the last item taken, and at
-    /// the last point outside a transaction.
-    stream_db: u32,
-    safe_db: u32,
-    /// Stream commands since the last flush.
-    run: Vec<ApplyCmd>,
-    /// Inside a source transaction: never flush.
-    in_multi: bool,
-    /// The last point outside a transaction: (run length, offset, spool position).
-    safe: Option<(usize, u64, u64)>,
-    /// The offset (and spool position) the pending work brings the destination to.
-    offset: Option<u64>,
-    position: Option<u64>,
-    /// The stream's start offset while a snapshot is being applied.
-    rdb_start: Option<u64>,
-    /// RDB bytes the snapshot items since the last flush cover (the
-    /// offset after the last of them), shown as the copy's applied part.
-    rdb_applied: Option<u64>,
-    /// Snapshot keys, stream commands and their bytes since the last flush.
-    keys: u64,
-    units: u64,
-    bytes: usize,
-}
-
-impl Work {
-    /// Whether stream items (applied or skipped) were taken since the last flush.
-    fn run_started(&self) -> bool {
-        !self.run.is_empty() || (self.offset.is_some() && self.rdb_start.is_none())
-    }
-
-    /// Cuts an unfinished source transaction off the run.
-    fn drop_open_transaction(&mut self) {
-        if !self.in_multi {
-            return;
-        }
-        match self.safe {
-            Some((len, offset, position)) => {
-                self.run.truncate(len);
-                self.offset = Some(offset);
-                self.position = Some(position);
-                self.stream_db = self.safe_db;
-            }
-            None => {
-                self.run.clear();
-                self.offset = None;
-                self.position = None;
-            }
-        }
-        self.in_multi = false;
-    }
 }

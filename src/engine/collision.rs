@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::config::{SourceConfig, SyncConfig, TaskConfig};
-use crate::resp::{Cmd, ConnectOptions, Connection};
+use crate::resp::ConnectOptions;
 
 /// A collision is rare and the applier waits for the answer: a source that
 /// does not answer quickly is reported as not asked rather than holding up
@@ -101,40 +101,13 @@ pub async fn holders(task: &TaskConfig, dest_db: u32, key: &[u8]) -> Vec<String>
 /// Whether `source` holds each of `keys`, in any of its DBs in `dbs` (one
 /// list per key).
 async fn holds(source: &SourceConfig, keys: &[(u32, &[u8])], dbs: &[Vec<u32>]) -> Result<Vec<bool>, String> {
-    if dbs.iter().all(Vec::is_empty) {
-        return Ok(vec![false; keys.len()]);
-    }
     let opts = ConnectOptions {
         credentials: source.password.credentials(),
         connect_timeout: ASK_TIMEOUT,
         read_timeout: Some(ASK_TIMEOUT),
     };
-    let addr = source.addr.to_string();
-    let mut conn = Connection::connect(&addr, &opts).await.map_err(|e| e.to_string())?;
-    let mut cmds = Vec::new();
-    for ((_, key), dbs) in keys.iter().zip(dbs) {
-        for db in dbs {
-            cmds.push(Cmd::new("SELECT").arg(db.to_string()));
-            cmds.push(Cmd::new("EXISTS").arg(key));
-        }
-    }
-    let replies = conn.pipeline(&cmds).await.map_err(|e| e.to_string())?;
-    let mut pairs = replies.chunks(2);
-    // A DB the source does not have (SELECT refused) cannot hold the key,
-    // and the EXISTS after it ran in the previous DB: the pair is skipped.
-    // `count`, not `any`: every pair of a key is consumed, so the next key
-    // reads its own.
-    Ok(dbs
-        .iter()
-        .map(|dbs| {
-            pairs
-                .by_ref()
-                .take(dbs.len())
-                .filter(|pair| matches!(pair, [sel, exists] if !sel.is_error() && exists.as_int() == Some(1)))
-                .count()
-                > 0
-        })
-        .collect())
+    let keys: Vec<&[u8]> = keys.iter().map(|(_, k)| *k).collect();
+    crate::source::side::holds(&source.addr.to_string(), &opts, &keys, dbs).await.map_err(|e| e.to_string())
 }
 
 /// The alert for a key that shard `this_shard` could not write because the

@@ -14,11 +14,14 @@
 //! (the DB map, the conflict mode); `status` is a shard's one status owner:
 //! its parts send typed events, one task per shard folds them into the
 //! snapshot (a pure, tested function) and publishes it; `ctx` is what a
-//! shard is given, shared by `task`, `shard` and `applier`.
+//! shard is given, shared by `task`, `shard` and `applier`. `applier` is a
+//! shard's destination side, a loop over `batcher` (pure: items in,
+//! batches with their checkpoint moves out).
 //! `error` is the one typed error a shard ends, pauses or reconnects on.
 
 pub mod accounting;
 pub mod applier;
+pub mod batcher;
 pub mod checkpoint;
 pub mod collision;
 pub mod consumer;
@@ -33,7 +36,6 @@ pub mod snapshot;
 pub mod source_side;
 pub mod state_lock;
 mod status;
-pub mod stream_batch;
 pub mod task;
 mod tracked;
 

@@ -172,18 +172,7 @@ impl ShardSnapshot {
 
 /// What the destination says of itself (polled once a second with `INFO`),
 /// for the dashboard's header. Not part of the `--json` records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DestStats {
-    /// When it was read.
-    pub ts_ms: i64,
-    /// Keys in every DB (`INFO keyspace`), the tool's checkpoint keys included.
-    pub keys: u64,
-    pub used_memory: u64,
-    /// 0: no limit.
-    pub maxmemory: u64,
-    /// `instantaneous_ops_per_sec`: every client's commands, not only ours.
-    pub ops_per_sec: u64,
-}
+pub use crate::dest::stats::DestStats;
 
 /// The whole task.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -1,9 +1,12 @@
-//! The engine's side connections to a source master: the heartbeat writer
-//! (lag in milliseconds) and the offset poller (lag in bytes).
+//! The engine's side loops on a source master: the heartbeat writer (lag in
+//! milliseconds), the offset poller (lag in bytes) and the full-copy slot's
+//! release. The conversations are [`crate::source::side`]'s; these decide
+//! when to ask and what an answer means for the shard.
 //!
-//! Both are best effort by design: a source where the heartbeat cannot be
-//! written (an ACL without write rights, a read-only replica) still syncs,
-//! with `lag_ms` unavailable; a failed poll only leaves the last offset shown.
+//! Both polls are best effort by design: a source where the heartbeat
+//! cannot be written (an ACL without write rights, a read-only replica)
+//! still syncs, with `lag_ms` unavailable; a failed poll only leaves the
+//! last offset shown.
 
 use std::time::Duration;
 
@@ -11,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::status::{ShardEvent, StatusTx};
 use crate::clock::now_ms;
-use crate::resp::info::{info_field, parse_keyspace};
-use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
+use crate::resp::ConnectOptions;
+use crate::source::side::{Beat, SideConn};
 
 /// Sleep unless cancelled; false when cancelled.
 async fn nap(cancel: &CancellationToken, d: Duration) -> bool {
@@ -20,19 +23,6 @@ async fn nap(cancel: &CancellationToken, d: Duration) -> bool {
         _ = cancel.cancelled() => false,
         _ = tokio::time::sleep(d) => true,
     }
-}
-
-/// The open connection, connecting first when there is none (a failed
-/// attempt is retried on the caller's next round).
-async fn connected<'a>(
-    conn: &'a mut Option<Connection>,
-    addr: &str,
-    opts: &ConnectOptions,
-) -> Option<&'a mut Connection> {
-    if conn.is_none() {
-        *conn = Connection::connect(addr, opts).await.ok();
-    }
-    conn.as_mut()
 }
 
 /// `SET <key> <now-ms>` on the source every `every`, until cancelled; then
@@ -46,24 +36,23 @@ pub async fn heartbeat(
     status: StatusTx,
     cancel: CancellationToken,
 ) -> Option<String> {
-    let mut conn: Option<Connection> = None;
+    let mut side = SideConn::new(addr, opts);
     let mut refused = false;
     loop {
-        if let Some(c) = connected(&mut conn, &addr, &opts).await {
-            let set = Cmd::new("SET").arg(&key).arg(now_ms().to_string());
-            match c.send(&set).await {
-                Ok(Value::Error(e)) => {
-                    if !refused {
-                        refused = true;
-                        let message = format!(
-                            "heartbeat key {key} cannot be written on {addr} ({e}); the shard syncs, but lag in ms is unavailable (grant SET on that key to measure it)"
-                        );
-                        status.send(ShardEvent::HeartbeatRefused { message }).await;
-                    }
+        match side.beat(&key, now_ms()).await {
+            Beat::Refused(e) => {
+                if !refused {
+                    refused = true;
+                    let addr = side.addr();
+                    let message = format!(
+                        "heartbeat key {key} cannot be written on {addr} ({e}); the shard syncs, but lag in ms is \
+                         unavailable (grant SET on that key to measure it)"
+                    );
+                    status.send(ShardEvent::HeartbeatRefused { message }).await;
                 }
-                Ok(_) => refused = false,
-                Err(_) => conn = None,
             }
+            Beat::Written => refused = false,
+            Beat::Unreachable => {}
         }
         // A refused heartbeat is retried rarely: the cause is configuration.
         let wait = if refused { Duration::from_secs(10).max(every) } else { every };
@@ -72,25 +61,12 @@ pub async fn heartbeat(
         }
     }
     // The key must not outlive the task: delete it, or say that it could not be.
-    let not_deleted = |why: String| {
-        Some(format!(
-            "heartbeat key {key} on {addr} was not deleted: {why}; `shardsync finish` removes it after the cut-over"
-        ))
-    };
-    let mut c = match conn {
-        Some(c) => c,
-        None => match tokio::time::timeout(Duration::from_secs(2), Connection::connect(&addr, &opts)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return not_deleted(e.to_string()),
-            Err(_) => return not_deleted("no connection within 2 s".to_owned()),
-        },
-    };
-    match tokio::time::timeout(Duration::from_secs(2), c.send(&Cmd::new("DEL").arg(&key))).await {
-        Ok(Ok(Value::Error(e))) => not_deleted(e.to_string()),
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => not_deleted(e.to_string()),
-        Err(_) => not_deleted("no answer within 2 s".to_owned()),
-    }
+    side.delete_within(&key, Duration::from_secs(2)).await.err().map(|why| {
+        format!(
+            "heartbeat key {key} on {} was not deleted: {why}; `shardsync finish` removes it after the cut-over",
+            side.addr()
+        )
+    })
 }
 
 /// Holds a host's full-copy slot until the source's snapshot child has
@@ -103,14 +79,10 @@ pub async fn release_after_fork(
     opts: ConnectOptions,
     cancel: CancellationToken,
 ) {
-    let mut conn: Option<Connection> = None;
+    let mut side = SideConn::new(addr, opts);
     for _ in 0..600 {
-        if let Some(c) = connected(&mut conn, &addr, &opts).await {
-            match c.query(&Cmd::new("INFO").arg("persistence")).await {
-                Ok(v) if v.as_bytes().and_then(|b| info_field(b, "rdb_bgsave_in_progress")) == Some("0") => break,
-                Ok(_) => {}
-                Err(_) => conn = None,
-            }
+        if side.bgsave_in_progress().await == Some(false) {
+            break;
         }
         if !nap(&cancel, Duration::from_millis(100)).await {
             break;
@@ -133,44 +105,16 @@ pub struct SourcePoll {
 /// live key count in the copied DBs (`INFO keyspace`, the heartbeat key
 /// left out), every `every`.
 pub async fn poll_offset(poll: SourcePoll, every: Duration, status: StatusTx, cancel: CancellationToken) {
-    let mut conn: Option<Connection> = None;
+    let mut side = SideConn::new(poll.addr, poll.opts);
     loop {
-        if let Some(c) = connected(&mut conn, &poll.addr, &poll.opts).await {
-            match master_repl_offset(c).await {
-                Ok(Some(off)) => {
-                    status.send(ShardEvent::SourceOffset(off)).await;
-                }
-                Ok(None) => {}
-                Err(_) => conn = None,
-            }
+        if let Some(off) = side.master_offset().await {
+            status.send(ShardEvent::SourceOffset(off)).await;
         }
-        if let Some(c) = conn.as_mut() {
-            match source_keys(c, &poll).await {
-                Ok(keys) => {
-                    status.send(ShardEvent::SourceKeys(keys)).await;
-                }
-                Err(_) => conn = None,
-            }
+        if let Some(keys) = side.live_keys(poll.dbs.as_deref(), &poll.heartbeat_key).await {
+            status.send(ShardEvent::SourceKeys(keys)).await;
         }
         if !nap(&cancel, every).await {
             break;
         }
     }
-}
-
-/// Keys in the copied DBs, without the heartbeat key.
-async fn source_keys(c: &mut Connection, poll: &SourcePoll) -> Result<u64, RespError> {
-    let cmds = [Cmd::new("INFO").arg("keyspace"), Cmd::new("EXISTS").arg(&poll.heartbeat_key)];
-    let replies = c.pipeline(&cmds).await?;
-    let keyspace = replies.first().and_then(|v| v.as_bytes()).map(parse_keyspace).unwrap_or_default();
-    let copied = |db: &u32| poll.dbs.as_ref().is_none_or(|dbs| dbs.contains(db));
-    let keys: u64 = keyspace.iter().filter(|(db, _)| copied(db)).map(|(_, k)| k.keys).sum();
-    // The heartbeat key lives in DB 0 while the task runs.
-    let heartbeat = u64::from(replies.get(1).and_then(Value::as_int) == Some(1) && copied(&0));
-    Ok(keys.saturating_sub(heartbeat))
-}
-
-async fn master_repl_offset(c: &mut Connection) -> Result<Option<u64>, RespError> {
-    let v = c.query(&Cmd::new("INFO").arg("replication")).await?;
-    Ok(v.as_bytes().and_then(|b| info_field(b, "master_repl_offset")).and_then(|s| s.parse().ok()))
 }

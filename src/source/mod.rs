@@ -10,10 +10,13 @@
 //! with their offsets, and releases spool segments once they are applied.
 //!
 //! Parts: `psync` (the byte layout, no I/O), `spool` (segment files, waiting
-//! readers), `replication` (the socket task and the consumer).
+//! readers), `replication` (the socket task and the consumer), `side`
+//! (every other conversation with a source: heartbeat, polls, collision
+//! surveys).
 
 pub mod psync;
 mod replication;
+pub mod side;
 pub mod spool;
 
 pub use psync::{PsyncDecoder, PsyncError, PsyncEvent, PsyncPosition, ReplCommand};

@@ -1,4 +1,6 @@
-//! How a run of replicated commands becomes destination commands.
+//! How a run of replicated commands, and a checkpoint move, become
+//! destination commands: the one place that knows how a standalone
+//! destination keeps a shard's checkpoint.
 //!
 //! With checkpoints in the destination (the default), the whole run goes
 //! out as one `MULTI` … `EXEC` that also sets the shard's checkpoint key to
@@ -15,8 +17,51 @@
 
 use bytes::Bytes;
 
-use crate::dest::{ApplyCmd, CheckpointRecord, Guard, Origin, ReplyRule, CHECKPOINT_DB};
+use super::{ApplyCmd, CheckpointRecord, Guard, Origin, ReplyRule, CHECKPOINT_DB};
 use crate::resp::Cmd;
+
+/// Where and how a shard's checkpoint is kept on its destination; given
+/// by [`super::Destination::open`], used by the pure batcher to lay out
+/// what it cuts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    key: Bytes,
+    /// The destination keeps the checkpoint (`checkpoint = "destination"`
+    /// and it takes `MULTI`/`EXEC`); otherwise only the local file does.
+    in_destination: bool,
+}
+
+impl Layout {
+    pub fn new(key: Bytes, in_destination: bool) -> Self {
+        Layout { key, in_destination }
+    }
+
+    pub fn in_destination(&self) -> bool {
+        self.in_destination
+    }
+
+    pub fn key(&self) -> &Bytes {
+        &self.key
+    }
+
+    /// Sets the checkpoint to `record` outside a stream run (a full copy's
+    /// "copying" mark, its end, a failover's new replication ID).
+    pub fn checkpoint_set(&self, record: &CheckpointRecord) -> ApplyCmd {
+        let origin = Origin { db: CHECKPOINT_DB, key: self.key.clone(), offset: record.offset.unwrap_or(0) };
+        ApplyCmd::new(Cmd::new("SET").arg(&self.key).arg_bytes(record.encode()), origin)
+    }
+
+    /// Lays out a run that moves the checkpoint from offset `before` to
+    /// `record` (when the destination keeps it), else as it came.
+    pub fn run(&self, run: Vec<ApplyCmd>, moves: Option<(CheckpointRecord, u64)>, out: &mut Vec<ApplyCmd>) {
+        let ckpt = moves.filter(|_| self.in_destination).map(|(record, before)| CheckpointMove {
+            key: self.key.clone(),
+            record,
+            before,
+        });
+        lay_out(run, ckpt, out)
+    }
+}
 
 /// The checkpoint a run moves: key, the record after the run, and the
 /// offset the destination's checkpoint is at before it.
