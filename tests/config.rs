@@ -102,7 +102,11 @@ fn full_file_loads_every_key() {
             SourceConfig { name: "server1".into(), addr: addr("127.0.0.1:7001"), password: Secret::none() },
             SourceConfig { name: "server2".into(), addr: addr("127.0.0.1:7002"), password: Secret::new("s2-secret") },
         ],
-        destination: DestConfig { addr: addr("127.0.0.1:6379"), password: Secret::new("admin:Rp829dlwa") },
+        destination: DestConfig {
+            addr: addr("127.0.0.1:6379"),
+            password: Secret::new("admin:Rp829dlwa"),
+            kind: Default::default(),
+        },
         sync: SyncConfig {
             conflict: ConflictMode::Overwrite,
             databases: Some(vec![0, 1, 2]),

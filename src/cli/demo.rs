@@ -99,6 +99,7 @@ fn demo_wizard(sb: &Sandbox) -> Result<Wizard> {
         destination: DestConfig {
             addr: addr(&sb.destination)?,
             password: Secret::new(format!("{DEST_USER}:{DEST_PASSWORD}")),
+            kind: Default::default(),
         },
         sync: SyncConfig::default(),
     };

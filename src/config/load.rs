@@ -12,7 +12,8 @@ use toml::Spanned;
 use super::{
     is_valid_source_name, is_valid_task_name, nutcracker,
     raw::{self, Lines, RawServer, RawSource, RawSync, RawTask, RawTwemproxy},
-    Addr, ConfigError, DestConfig, ErrorKind, Secret, SourceConfig, SyncConfig, TaskConfig, DEFAULT_STATE_DIR,
+    Addr, ConfigError, DestConfig, DestKind, ErrorKind, Secret, SourceConfig, SyncConfig, TaskConfig,
+    DEFAULT_STATE_DIR,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -263,7 +264,7 @@ impl Loader<'_> {
             self.incomplete("missing the [destination] table; add [destination] with addr = \"host:port\"")
         })?;
         let header = self.line(&raw);
-        let RawServer { addr, password, password_env } = raw.into_inner();
+        let RawServer { addr, password, password_env, kind } = raw.into_inner();
         let addr_value = addr.ok_or_else(|| {
             self.invalid_at(header, "missing key `addr` in [destination]; write addr = \"host:port\"")
         })?;
@@ -278,7 +279,11 @@ impl Loader<'_> {
             ));
         }
         let password = self.secret("destination", password, password_env)?.unwrap_or_default();
-        Ok(DestConfig { addr, password })
+        let kind = match &kind {
+            Some(k) => k.get_ref().parse().map_err(|e| self.invalid(k, format!("`kind` in [destination]: {e}")))?,
+            None => DestKind::Auto,
+        };
+        Ok(DestConfig { addr, password, kind })
     }
 
     fn sync(&self, raw: Option<Spanned<RawSync>>) -> Result<SyncConfig, ConfigError> {

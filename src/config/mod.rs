@@ -83,6 +83,19 @@ pub struct SourceConfig {
 pub struct DestConfig {
     pub addr: Addr,
     pub password: Secret,
+    /// Standalone or Redis Cluster (`kind`); `Auto`: the server's
+    /// `cluster_enabled` decides.
+    pub kind: DestKind,
+}
+
+/// What the destination is (`[destination] kind`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DestKind {
+    /// `cluster_enabled:1` in the server's `INFO` means a Redis Cluster.
+    #[default]
+    Auto,
+    Standalone,
+    Cluster,
 }
 
 /// How the copy behaves (`[sync]`).
@@ -224,6 +237,11 @@ impl Words for ModulePolicy {
         &[("fail", Self::Fail), ("skip", Self::Skip), ("restore", Self::Restore)];
 }
 
+impl Words for DestKind {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("auto", Self::Auto), ("standalone", Self::Standalone), ("cluster", Self::Cluster)];
+}
+
 impl Words for FlushPolicy {
     const ALL: &'static [(&'static str, Self)] = &[("refuse", Self::Refuse), ("forward", Self::Forward)];
 }
@@ -260,7 +278,7 @@ macro_rules! words_traits {
     )*};
 }
 
-words_traits!(ConflictMode, FlushPolicy, CheckpointStore, ModulePolicy);
+words_traits!(ConflictMode, FlushPolicy, CheckpointStore, ModulePolicy, DestKind);
 
 impl TaskConfig {
     /// Reads and validates a task file; `password_env` variables come from

@@ -55,6 +55,7 @@ pub(super) struct RawServer {
     pub addr: Option<Spanned<String>>,
     pub password: Option<Spanned<toml::Value>>,
     pub password_env: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,7 +316,7 @@ mod tests {
                 "modules"
             ]
         );
-        assert_eq!(fields_of::<RawServer>(), ["addr", "password", "password_env"]);
+        assert_eq!(fields_of::<RawServer>(), ["addr", "password", "password_env", "kind"]);
     }
 
     #[test]

@@ -124,6 +124,9 @@ fn render_with_vars(config: &TaskConfig, path: &Path, passwords: SavePasswords) 
     line(w, format_args!("[destination]"));
     line(w, format_args!("addr = {}", quote(&config.destination.addr.to_string())));
     password_line(w, &config.destination.password, vars.last().and_then(Option::as_deref));
+    if config.destination.kind != crate::config::DestKind::Auto {
+        line(w, format_args!("kind = \"{}\"", config.destination.kind));
+    }
 
     let sync = &config.sync;
     line(w, format_args!(""));
@@ -319,7 +322,11 @@ mod tests {
             name: "t".into(),
             state_dir: PathBuf::from("/var/lib/shardsync"),
             sources: vec![source("a-b", 1, passwords[0]), source("a.b", 2, passwords[1])],
-            destination: DestConfig { addr: Addr::new("127.0.0.1", 3).unwrap(), password: Secret::new(passwords[2]) },
+            destination: DestConfig {
+                addr: Addr::new("127.0.0.1", 3).unwrap(),
+                password: Secret::new(passwords[2]),
+                kind: Default::default(),
+            },
             sync: SyncConfig::default(),
         }
     }

@@ -119,9 +119,10 @@ pub enum Guard {
     /// A [`ReplyRule::MultiOnce`] unit that moves the shard's checkpoint
     /// `key` (in [`CHECKPOINT_DB`](super::checkpoint::CHECKPOINT_DB)) from
     /// `before` to `after` on `replid`: applied if the checkpoint is at
-    /// `after`, not applied if at `before`; anything else means the
+    /// `after`, not applied if at `before` (`None`: the key did not exist,
+    /// a cluster slot's first checkpoint); anything else means the
     /// destination lost writes it had confirmed (`ROLLBACK`).
-    Checkpoint { key: Bytes, replid: String, before: u64, after: u64 },
+    Checkpoint { key: Bytes, replid: String, before: Option<u64>, after: u64 },
 }
 
 /// One destination command with its tags.
@@ -274,5 +275,63 @@ impl ApplyBatch {
         let (c, m): (Vec<Cmd>, Vec<Meta>) = cmds.into_iter().unzip();
         self.cmds.splice(0..0, c);
         self.meta.splice(0..0, m);
+    }
+}
+
+/// Where one command (or unit) of a batch goes in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The part of this index.
+    Part(usize),
+    /// Every part.
+    All,
+}
+
+impl ApplyBatch {
+    /// Splits the batch into `parts` batches: each unit (`MULTI` … `EXEC`)
+    /// whole, routed by its first command with a key, each other command by
+    /// its own key (`target` gets the routing key; an empty key means the
+    /// command has none). Order is kept within every part.
+    pub(crate) fn split(self, parts: usize, target: impl Fn(&[u8]) -> Target) -> Vec<ApplyBatch> {
+        let mut out: Vec<ApplyBatch> = (0..parts).map(|_| ApplyBatch::new()).collect();
+        let mut commands = self.cmds.into_iter().zip(self.meta);
+        while let Some(first) = commands.next() {
+            let multi = first.1.rule.is_multi();
+            let mut unit = vec![first];
+            if multi {
+                for (c, m) in commands.by_ref() {
+                    let exec = m.rule == ReplyRule::Exec;
+                    unit.push((c, m));
+                    if exec {
+                        break;
+                    }
+                }
+            }
+            let key = unit.iter().map(|(_, m)| m.origin.key.as_ref()).find(|k| !k.is_empty()).unwrap_or_default();
+            match target(key) {
+                Target::Part(i) => out[i.min(parts - 1)].push_meta(unit),
+                Target::All => {
+                    for part in &mut out {
+                        part.push_meta(unit.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Moves every command of `other` to the end of this batch.
+    pub(crate) fn append(&mut self, other: ApplyBatch) {
+        self.bytes += other.bytes;
+        self.cmds.extend(other.cmds);
+        self.meta.extend(other.meta);
+    }
+
+    fn push_meta(&mut self, unit: Vec<(Cmd, Meta)>) {
+        for (c, m) in unit {
+            self.bytes += m.len;
+            self.cmds.push(c);
+            self.meta.push(m);
+        }
     }
 }

@@ -10,11 +10,15 @@
 //! batch and its checkpoint move are laid out is the [`Layout`]'s, a pure
 //! value the engine's batcher uses without a server.
 //!
-//! This is the standalone destination; a Redis Cluster destination is the
-//! same interface over one writer per master.
+//! A standalone destination has one writer; a Redis Cluster destination
+//! (the server says `cluster_enabled:1`, or the task says `kind =
+//! "cluster"`) has one per master ([`ClusterWriter`]) and keeps, besides
+//! the shard's checkpoint key (the offset every slot has reached), one
+//! checkpoint key per slot that the stream wrote (see [`Layout::slot_units`]).
 
 use bytes::Bytes;
 
+use super::cluster::ClusterWriter;
 use super::layout::Layout;
 use super::{dest_info, ApplyBatch, ApplyError, ApplyReport, CheckpointRecord, Conflict, DestCaps, DestWriter};
 use super::{writer::WriterOptions, RewriteOptions};
@@ -31,6 +35,9 @@ pub struct OpenOptions {
     /// The task asks for the checkpoint in the destination
     /// (`checkpoint = "destination"`).
     pub checkpoint_here: bool,
+    /// `Some(true)`: a cluster, `Some(false)`: standalone, `None`: the
+    /// server's `cluster_enabled` decides.
+    pub cluster: Option<bool>,
 }
 
 /// Why a destination could not be opened.
@@ -44,13 +51,25 @@ pub enum OpenError {
     /// The checkpoint key holds a value this tool did not write.
     #[error("the key {key} holds a value shardsync did not write")]
     ForeignCheckpoint { key: String },
+    /// The task says `kind = "cluster"` but the server is not one.
+    #[error("the task says kind = \"cluster\", but the destination has cluster_enabled:0; set kind = \"standalone\" or \"auto\"")]
+    NotACluster,
+    /// The cluster's masters could not be reached or its map read.
+    #[error(transparent)]
+    Cluster(ApplyError),
 }
 
 /// An open destination; see the module docs.
 pub struct Destination {
-    writer: DestWriter,
+    writer: Writer,
     caps: DestCaps,
     layout: Layout,
+}
+
+enum Writer {
+    // Boxed: one of these per shard, so the indirection costs nothing.
+    Standalone(Box<DestWriter>),
+    Cluster(Box<ClusterWriter>),
 }
 
 /// What [`Destination::open`] found.
@@ -63,6 +82,15 @@ pub struct Opened {
     /// The shard's checkpoint as the destination holds it (`None`: none, or
     /// not kept there).
     pub checkpoint: Option<CheckpointRecord>,
+    /// A cluster: the per-slot checkpoints of the same stream as
+    /// `checkpoint` (slot, offset); others were removed.
+    pub slot_checkpoints: Vec<(u16, u64)>,
+}
+
+/// Whether the server runs in cluster mode (`INFO cluster`).
+async fn cluster_enabled(conn: &mut Connection) -> Result<bool, RespError> {
+    let reply = conn.query(&Cmd::new("INFO").arg("cluster")).await?;
+    Ok(reply.as_bytes().and_then(|b| crate::resp::info::info_field(b, "cluster_enabled")) == Some("1"))
 }
 
 /// Whether the destination takes `MULTI`.
@@ -81,6 +109,13 @@ impl Destination {
     pub async fn open(opts: OpenOptions) -> Result<Opened, OpenError> {
         let mut conn = Connection::connect(&opts.addr, &opts.connect).await?;
         let caps = dest_info(&mut conn).await?;
+        let enabled = cluster_enabled(&mut conn).await?;
+        match opts.cluster {
+            Some(true) if !enabled => return Err(OpenError::NotACluster),
+            Some(true) => return Self::open_cluster(conn, caps, opts).await,
+            None if enabled => return Self::open_cluster(conn, caps, opts).await,
+            _ => {}
+        }
         let refuses_multi = opts.checkpoint_here && !takes_multi(&mut conn).await;
         let in_destination = opts.checkpoint_here && !refuses_multi;
         let key_shown = || String::from_utf8_lossy(&opts.checkpoint_key).into_owned();
@@ -103,15 +138,68 @@ impl Destination {
         let mut writer = DestWriter::with_connection(conn, wopts);
         writer.identify().await;
         let layout = Layout::new(opts.checkpoint_key, in_destination);
-        Ok(Opened { dest: Destination { writer, caps, layout }, refuses_multi, checkpoint })
+        let dest = Destination { writer: Writer::Standalone(Box::new(writer)), caps, layout };
+        Ok(Opened { dest, refuses_multi, checkpoint, slot_checkpoints: Vec::new() })
+    }
+
+    /// A cluster: the slot map, a writer per master, the shard's checkpoint
+    /// and its slots' checkpoints (those of another stream are removed).
+    async fn open_cluster(mut conn: Connection, caps: DestCaps, opts: OpenOptions) -> Result<Opened, OpenError> {
+        let mut wopts = WriterOptions::new(opts.conflict);
+        wopts.connect = opts.connect.clone();
+        let mut writer = ClusterWriter::open(&mut conn, &opts.addr, wopts).await.map_err(OpenError::Cluster)?;
+        let in_destination = opts.checkpoint_here;
+        let layout = Layout::cluster(opts.checkpoint_key.clone(), in_destination);
+        let key_shown = || String::from_utf8_lossy(&opts.checkpoint_key).into_owned();
+        let mut checkpoint = None;
+        let mut slot_checkpoints = Vec::new();
+        if in_destination {
+            checkpoint = match writer.read_checkpoint(&opts.checkpoint_key).await {
+                Ok(c) => c,
+                Err(e) if e.code == "CHECKPOINT" => return Err(OpenError::ForeignCheckpoint { key: key_shown() }),
+                Err(e) => return Err(OpenError::Cluster(e)),
+            };
+            let keys: Vec<Bytes> = (0..super::cluster::slot::SLOTS as u16).map(|s| layout.slot_key(s)).collect();
+            let found = writer.get_all(&keys).await.map_err(OpenError::Cluster)?;
+            let mut stale = ApplyBatch::new();
+            for (slot, value) in found.iter().enumerate() {
+                let Value::Bulk(Some(raw)) = value else { continue };
+                let record = CheckpointRecord::decode(raw);
+                match (&record, &checkpoint) {
+                    (Some(r), Some(c)) if r.replid == c.replid && r.offset.is_some() => {
+                        slot_checkpoints.push((slot as u16, r.offset.unwrap_or(0)));
+                    }
+                    _ => {
+                        let key = keys[slot].clone();
+                        let origin = super::Origin { db: 0, key: key.clone(), offset: 0 };
+                        stale.push(super::ApplyCmd::new(Cmd::new("DEL").arg(&key), origin));
+                    }
+                }
+            }
+            if !stale.is_empty() {
+                let mut report = ApplyReport::default();
+                writer.apply(&mut stale, &mut report).await.map_err(OpenError::Cluster)?;
+            }
+        }
+        Ok(Opened {
+            dest: Destination { writer: Writer::Cluster(Box::new(writer)), caps, layout },
+            refuses_multi: false,
+            checkpoint,
+            slot_checkpoints,
+        })
+    }
+
+    /// The cluster's masters and how many slots each serves; empty for a
+    /// standalone destination.
+    pub fn masters(&self) -> Vec<(String, usize)> {
+        match &self.writer {
+            Writer::Standalone(_) => Vec::new(),
+            Writer::Cluster(c) => c.map().masters.iter().cloned().zip(c.map().slot_counts()).collect(),
+        }
     }
 
     pub fn caps(&self) -> DestCaps {
         self.caps
-    }
-
-    pub fn addr(&self) -> &str {
-        self.writer.addr()
     }
 
     pub fn layout(&self) -> &Layout {
@@ -127,29 +215,44 @@ impl Destination {
     /// holds exactly what is still to apply, and `report` what was
     /// confirmed (keys written, collisions, kept keys).
     pub async fn apply(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport) -> Result<(), ApplyError> {
-        self.writer.apply(batch, report).await
+        match &mut self.writer {
+            Writer::Standalone(w) => w.apply(batch, report).await,
+            Writer::Cluster(c) => c.apply(batch, report).await,
+        }
     }
 
     /// The shard's checkpoint as the destination holds it now.
     pub async fn read_checkpoint(&mut self) -> Result<Option<CheckpointRecord>, ApplyError> {
         let key = self.layout.key().clone();
-        self.writer.read_checkpoint(&key).await
+        match &mut self.writer {
+            Writer::Standalone(w) => w.read_checkpoint(&key).await,
+            Writer::Cluster(c) => c.read_checkpoint(&key).await,
+        }
     }
 
     /// See [`DestWriter::guard_restarts`].
     pub fn guard_restarts(&mut self, on: bool) {
-        self.writer.guard_restarts(on);
+        match &mut self.writer {
+            Writer::Standalone(w) => w.guard_restarts(on),
+            Writer::Cluster(c) => c.guard_restarts(on),
+        }
     }
 
     /// A restart of the server noticed while not guarding: old and new `run_id`.
     pub fn take_restart(&mut self) -> Option<(String, String)> {
-        self.writer.take_restart()
+        match &mut self.writer {
+            Writer::Standalone(w) => w.take_restart(),
+            Writer::Cluster(c) => c.take_restart(),
+        }
     }
 
     /// What the checkpoint must still say on a new connection (see
-    /// [`DestWriter::expect_after_loss`]); only when the destination keeps it.
+    /// [`DestWriter::expect_after_loss`]); only when the destination keeps
+    /// it. In a cluster each slot's unit carries its own guard instead.
     pub fn expect_after_loss(&mut self, record: Option<CheckpointRecord>) {
         let expect = record.filter(|_| self.layout.in_destination()).map(|r| (self.layout.key().clone(), r));
-        self.writer.expect_after_loss(expect);
+        if let Writer::Standalone(w) = &mut self.writer {
+            w.expect_after_loss(expect);
+        }
     }
 }

@@ -42,6 +42,12 @@ const RETRY_CODES: &[(&str, &str)] = &[
     ("LOADING", "the destination is loading its dataset into memory (it just restarted)"),
     ("BUSY", "the destination is running a slow script or function"),
     ("TRYAGAIN", "the destination is moving the key's slot (cluster resharding)"),
+    (
+        "MOVED",
+        "the key's slot is served by another cluster master now (resharding or a failover): the slot map is read again",
+    ),
+    ("ASK", "the key's slot is being moved to another cluster master: applied once the move is done"),
+    ("CLUSTERDOWN", "the destination cluster cannot serve this slot now (a master is down or failing over)"),
 ];
 
 /// Error reply codes that pause the shard, with what the operator can do.

@@ -29,11 +29,96 @@ pub struct Layout {
     /// The destination keeps the checkpoint (`checkpoint = "destination"`
     /// and it takes `MULTI`/`EXEC`); otherwise only the local file does.
     in_destination: bool,
+    /// A Redis Cluster: a transaction stays within one slot, so a run is
+    /// laid out per slot (see [`Layout::slot_units`]).
+    cluster: bool,
 }
 
 impl Layout {
     pub fn new(key: Bytes, in_destination: bool) -> Self {
-        Layout { key, in_destination }
+        Layout { key, in_destination, cluster: false }
+    }
+
+    /// The layout for a Redis Cluster destination.
+    pub fn cluster(key: Bytes, in_destination: bool) -> Self {
+        Layout { key, in_destination, cluster: true }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The checkpoint key of one cluster slot: the shard's key with a hash
+    /// tag that puts it in `slot`, so it can move in the same transaction
+    /// as that slot's writes.
+    pub fn slot_key(&self, slot: u16) -> Bytes {
+        let tag = &super::cluster::slot::slot_tags()[usize::from(slot)];
+        let mut key = Vec::with_capacity(self.key.len() + tag.len() + 3);
+        key.extend_from_slice(&self.key);
+        key.extend_from_slice(b":{");
+        key.extend_from_slice(tag.as_bytes());
+        key.push(b'}');
+        Bytes::from(key)
+    }
+
+    /// Cluster: lays out a run as one unit per slot, each moving that
+    /// slot's checkpoint key from `before(slot)` to `record` in the same
+    /// `MULTI`/`EXEC` as the slot's commands (in their order). A command
+    /// without a key (routing key empty: sent to every master) ends the
+    /// units before it and goes alone, so nothing crosses it. Returns the
+    /// slots whose checkpoint the run moves.
+    pub fn slot_units(
+        &self,
+        run: Vec<ApplyCmd>,
+        record: &CheckpointRecord,
+        before: impl Fn(u16) -> Option<u64>,
+        out: &mut Vec<ApplyCmd>,
+    ) -> Vec<u16> {
+        let after = record.offset.unwrap_or(0);
+        let mut touched = Vec::new();
+        let mut segment: Vec<(u16, Vec<ApplyCmd>)> = Vec::new();
+        let mut index: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
+        let mut close = |segment: &mut Vec<(u16, Vec<ApplyCmd>)>,
+                         index: &mut std::collections::HashMap<u16, usize>,
+                         out: &mut Vec<ApplyCmd>| {
+            for (slot, cmds) in segment.drain(..) {
+                let key = self.slot_key(slot);
+                let origin = Origin { db: CHECKPOINT_DB, key: key.clone(), offset: after };
+                let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
+                multi.guard = Some(Guard::Checkpoint {
+                    key: key.clone(),
+                    replid: record.replid.clone(),
+                    before: before(slot),
+                    after,
+                });
+                out.push(multi);
+                out.push(ApplyCmd::new(Cmd::new("SET").arg(&key).arg_bytes(record.encode()), origin.clone()));
+                out.extend(cmds);
+                out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
+                touched.push(slot);
+            }
+            index.clear();
+        };
+        for c in run {
+            if matches!(c.rule, ReplyRule::Multi | ReplyRule::MultiOnce | ReplyRule::Exec) {
+                continue;
+            }
+            if c.origin.key.is_empty() {
+                close(&mut segment, &mut index, out);
+                out.push(c);
+                continue;
+            }
+            let slot = super::cluster::slot::slot_of(&c.origin.key);
+            match index.get(&slot) {
+                Some(&i) => segment[i].1.push(c),
+                None => {
+                    index.insert(slot, segment.len());
+                    segment.push((slot, vec![c]));
+                }
+            }
+        }
+        close(&mut segment, &mut index, out);
+        touched
     }
 
     pub fn in_destination(&self) -> bool {
@@ -91,7 +176,7 @@ fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut Vec<ApplyCmd>) {
     multi.guard = Some(Guard::Checkpoint {
         key: ckpt.key.clone(),
         replid: ckpt.record.replid.clone(),
-        before: ckpt.before,
+        before: Some(ckpt.before),
         after,
     });
     out.push(multi);
@@ -180,11 +265,49 @@ mod tests {
             Some(Guard::Checkpoint {
                 key: Bytes::from_static(b"HB:ckpt:s1"),
                 replid: "r".repeat(40),
-                before: 5,
+                before: Some(5),
                 after: 50
             })
         );
         assert_eq!(out.last().unwrap().rule, ReplyRule::Exec);
+    }
+
+    #[test]
+    fn a_cluster_run_is_one_unit_per_slot_each_moving_its_own_checkpoint() {
+        let layout = Layout::cluster(Bytes::from_static(b"HB:ckpt:s1"), true);
+        let keyed = |args: &str, key: &'static [u8], offset| {
+            let mut c = cmd(args, 0, offset);
+            c.origin.key = Bytes::from_static(key);
+            c
+        };
+        let run = vec![
+            keyed("INCR foo", b"foo", 10),
+            keyed("LPUSH bar x", b"bar", 20),
+            keyed("INCR {foo}2", b"{foo}2", 30),
+            keyed("SCRIPT LOAD s", b"", 40),
+            keyed("INCR foo", b"foo", 50),
+        ];
+        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(50), db: Some(0), updated_ms: 1 };
+        let mut out = Vec::new();
+        let touched = layout.slot_units(run, &record, |s| (s == 12182).then_some(7), &mut out);
+        assert_eq!(touched, [12182, 5061, 12182]);
+        let foo_key = layout.slot_key(12182);
+        assert_eq!(crate::dest::cluster::slot::slot_of(&foo_key), 12182);
+        let names: Vec<String> = shown(&out).into_iter().map(|s| s.split(' ').next().unwrap().to_owned()).collect();
+        assert_eq!(
+            names,
+            [
+                "MULTI@0", "SET", "INCR", "INCR", "EXEC@0", // foo's slot: both its commands
+                "MULTI@0", "SET", "LPUSH", "EXEC@0", // bar's slot
+                "SCRIPT", // alone, to every master
+                "MULTI@0", "SET", "INCR", "EXEC@0",
+            ]
+        );
+        assert_eq!(
+            out[0].guard,
+            Some(Guard::Checkpoint { key: foo_key.clone(), replid: "r".repeat(40), before: Some(7), after: 50 })
+        );
+        assert!(matches!(&out[5].guard, Some(Guard::Checkpoint { before: None, .. })));
     }
 
     #[test]

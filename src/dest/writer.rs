@@ -518,15 +518,19 @@ impl DestWriter {
         &mut self,
         key: &[u8],
         replid: &str,
-        before: u64,
+        before: Option<u64>,
         after: u64,
         origin: &Origin,
     ) -> Result<bool, ApplyError> {
         let record = self.read_checkpoint(key).await?;
-        match &record {
-            Some(r) if r.is_at(replid, after) => Ok(true),
-            Some(r) if r.is_at(replid, before) => Ok(false),
-            _ => Err(self.rollback(record.as_ref(), &format!("it had confirmed offset {before} of {replid}"), origin)),
+        match (&record, before) {
+            (Some(r), _) if r.is_at(replid, after) => Ok(true),
+            (Some(r), Some(before)) if r.is_at(replid, before) => Ok(false),
+            (None, None) => Ok(false),
+            (_, Some(before)) => {
+                Err(self.rollback(record.as_ref(), &format!("it had confirmed offset {before} of {replid}"), origin))
+            }
+            (_, None) => Err(self.rollback(record.as_ref(), &format!("it had no checkpoint for {replid}"), origin)),
         }
     }
 

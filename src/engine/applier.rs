@@ -102,6 +102,11 @@ impl Applier {
             conflict,
             checkpoint_key: ctx.task.sync.checkpoint_key(&shard).into(),
             checkpoint_here: ctx.task.sync.checkpoint == CheckpointStore::Destination,
+            cluster: match ctx.task.destination.kind {
+                crate::config::DestKind::Auto => None,
+                crate::config::DestKind::Standalone => Some(false),
+                crate::config::DestKind::Cluster => Some(true),
+            },
         };
         let opened = Destination::open(opts).await.map_err(|e| {
             let (shard, addr) = (shard.clone(), addr.clone());
@@ -111,9 +116,17 @@ impl Applier {
                     EngineError::CheckpointReadRefused { shard, addr, reply }
                 }
                 OpenError::ForeignCheckpoint { key } => EngineError::ForeignCheckpoint { shard, addr, key },
+                OpenError::NotACluster => EngineError::NotACluster { shard, addr },
+                OpenError::Cluster(source) => EngineError::Destination { shard, source: Box::new(source) },
             }
         })?;
         let mut dest = opened.dest;
+        if dest.layout().is_cluster() {
+            let masters: Vec<String> =
+                dest.masters().iter().map(|(addr, slots)| format!("{addr} ({slots} slots)")).collect();
+            let message = format!("destination {addr} is a Redis Cluster: writing to {}", masters.join(", "));
+            ctx.status.alert(None, message).await;
+        }
         if opened.refuses_multi {
             let message = format!(
                 "destination {addr} refuses MULTI/EXEC: this shard's checkpoint is kept only in the local \
@@ -132,7 +145,13 @@ impl Applier {
                                    again, replacing those keys whole";
                     ctx.status.alert(None, message.to_owned()).await;
                 }
-                Position { replid: Some(r.replid), applied: r.offset, stream_db: r.db.unwrap_or(0), ours_on_dest: true }
+                Position {
+                    replid: Some(r.replid),
+                    applied: r.offset,
+                    stream_db: r.db.unwrap_or(0),
+                    ours_on_dest: true,
+                    slots: opened.slot_checkpoints.iter().copied().collect(),
+                }
             }
             (CheckpointStore::Destination, None, Some(l)) => {
                 let message = format!(
@@ -149,6 +168,7 @@ impl Applier {
                 applied: Some(l.offset),
                 stream_db: l.db.unwrap_or(0),
                 ours_on_dest: true,
+                slots: Default::default(),
             },
             (_, None, None) | (CheckpointStore::Local, _, None) => Position::default(),
         };
@@ -245,6 +265,10 @@ impl Applier {
         let shard = self.shard.clone();
         self.batcher.begin_link();
         let mut inbox: std::vec::IntoIter<Item> = Vec::new().into_iter();
+        // The clock as of the items in hand: read once per delivery, not per
+        // snapshot event (a system call's worth of CPU per key otherwise);
+        // it only sets the TTL floor of keys about to expire.
+        let mut now = now_ms();
         let mut control = ctx.control.clone();
         let end = loop {
             // Paused: stop applying (the reader keeps spooling) until resumed.
@@ -275,6 +299,7 @@ impl Applier {
                     };
                     let Some(items) = items else { break ApplyEnd::Drained { consumer_error: None } };
                     self.received += items.len() as u64;
+                    now = now_ms();
                     inbox = items.into_iter();
                     match inbox.next() {
                         Some(item) => item,
@@ -318,7 +343,7 @@ impl Applier {
                     slot.take();
                     self.batcher.continued(replid, now_ms());
                 }
-                Item::Rdb { event, rdb_offset } => match self.batcher.rdb(event, rdb_offset, now_ms()) {
+                Item::Rdb { event, rdb_offset } => match self.batcher.rdb(event, rdb_offset, now) {
                     Ok(warnings) => {
                         for w in warnings {
                             let key = crate::display::quoted_key(&w.key);

@@ -20,6 +20,8 @@
 //! Commands that cannot be mirrored are collected as *halts*: the shard
 //! pauses once what came before them is applied.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use crate::dest::{
@@ -64,6 +66,11 @@ pub struct Position {
     /// The destination holds keys of an earlier copy of this shard: a new
     /// full copy replaces them rather than reporting them as collisions.
     pub ours_on_dest: bool,
+    /// A cluster: the offset each slot's own checkpoint is at (slots the
+    /// stream wrote since `applied`'s copy). A slot is past `applied` when
+    /// its batch was confirmed on its master while another master's part
+    /// was not: on resume, what it holds already is not applied again.
+    pub slots: HashMap<u16, u64>,
 }
 
 /// What a cut asks of the rate limit: the keys (snapshot keys and stream
@@ -100,6 +107,10 @@ pub struct Batcher {
     ropts: RewriteOptions,
     rewriter: Rewriter,
     pos: Position,
+    /// A cluster: the offset the shard's own checkpoint key says every
+    /// slot has reached (written after the batches that reach it are
+    /// confirmed on every master).
+    floor: Option<u64>,
     work: Work,
 }
 
@@ -109,7 +120,8 @@ impl Batcher {
     /// stands.
     pub fn new(shard: String, layout: Layout, ropts: RewriteOptions, pos: Position) -> Self {
         let rewriter = rewriter_for(&ropts, pos.ours_on_dest);
-        Batcher { shard, layout, ropts, rewriter, pos, work: Work::default() }
+        let floor = pos.applied;
+        Batcher { shard, layout, ropts, rewriter, pos, floor, work: Work::default() }
     }
 
     pub fn caps(&self) -> DestCaps {
@@ -164,14 +176,31 @@ impl Batcher {
             Some(r) => (Some(r.replid), r.offset, r.db.unwrap_or(0)),
             None => (None, None, 0),
         };
-        self.pos = Position { replid, applied, stream_db: db, ours_on_dest: true };
+        // A cluster's slot checkpoints are not read again here: their units
+        // are guarded from the shard's checkpoint on.
+        self.pos = Position { replid, applied, stream_db: db, ours_on_dest: true, slots: HashMap::new() };
+        self.floor = self.pos.applied;
     }
 
     /// A full copy begins; the stream after it starts at `offset`.
     pub fn full_resync(&mut self, replid: String, offset: u64, now_ms: i64) {
         // A copy over our own earlier copy replaces whole keys.
         self.rewriter = rewriter_for(&self.ropts, self.pos.ours_on_dest);
-        self.pos = Position { replid: Some(replid.clone()), applied: None, stream_db: 0, ours_on_dest: true };
+        // The slots' checkpoints of the old stream go: the new one starts
+        // with none, and its first unit per slot expects none.
+        for slot in std::mem::take(&mut self.pos.slots).into_keys() {
+            let key = self.layout.slot_key(slot);
+            let origin = Origin { db: 0, key: key.clone(), offset };
+            self.push(ApplyCmd::new(crate::resp::Cmd::new("DEL").arg(&key), origin));
+        }
+        self.pos = Position {
+            replid: Some(replid.clone()),
+            applied: None,
+            stream_db: 0,
+            ours_on_dest: true,
+            slots: HashMap::new(),
+        };
+        self.floor = None;
         // The master starts a new replica's stream with a SELECT.
         self.work.stream_db = 0;
         self.work.rdb_start = Some(offset);
@@ -234,6 +263,7 @@ impl Batcher {
                 CheckpointRecord { replid: replid.clone(), offset: Some(offset), db: None, updated_ms: now_ms };
             let set = self.layout.checkpoint_set(&record);
             self.push(set);
+            self.work.floor_queued = Some(offset);
         }
     }
 
@@ -277,6 +307,9 @@ impl Batcher {
     }
 
     fn apply_command(&mut self, args: Vec<Bytes>, db: u32, offset: u64) {
+        if self.layout.is_cluster() {
+            return self.apply_in_cluster(args, db, offset);
+        }
         if let Some(cmds) = self.translated(&args, db, offset) {
             for c in cmds {
                 self.work.bytes += c.wire_len();
@@ -297,6 +330,85 @@ impl Batcher {
             ReplyRule::Ok
         };
         let c = ApplyCmd::new(crate::resp::Cmd::from_bytes(args), Origin { db, key, offset }).rule(rule);
+        self.work.bytes += c.wire_len();
+        self.work.units += 1;
+        self.work.run.push(c);
+    }
+
+    /// A cluster: the command goes to its slot (split per slot when that
+    /// does the same, see [`crate::dest::cluster::keys`]); the source's
+    /// transaction markers are dropped (each slot's part of a batch is a
+    /// transaction of its own); what a slot already holds after a resume is
+    /// not applied again; what a cluster cannot apply pauses the shard.
+    fn apply_in_cluster(&mut self, args: Vec<Bytes>, db: u32, offset: u64) {
+        use crate::dest::cluster::keys::{route, Route};
+        let name = args.first().map(|a| a.to_ascii_uppercase()).unwrap_or_default();
+        match name.as_slice() {
+            b"MULTI" => return self.work.in_multi = true,
+            b"EXEC" => return self.work.in_multi = false,
+            _ => {}
+        }
+        let shard = &self.shard;
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        if db != 0 {
+            self.work.halts.push(format!(
+                "shard {shard}: {shown} at source offset {offset} was NOT applied: it writes to destination DB {db}, \
+                 and a Redis Cluster has DB 0 only; map every copied source DB to 0 in [sync.db_map], or resume to go \
+                 on without it"
+            ));
+            return;
+        }
+        match route(&args) {
+            Route::Slot { slot, key } => {
+                if self.held_by_slot(slot, offset) {
+                    return;
+                }
+                let cmds = self.translated(&args, db, offset).unwrap_or_else(|| {
+                    vec![ApplyCmd::new(crate::resp::Cmd::from_bytes(args), Origin { db, key: key.clone(), offset })]
+                });
+                for mut c in cmds {
+                    c.origin.key = key.clone();
+                    self.push_run(c);
+                }
+            }
+            Route::Split(parts) => {
+                for (slot, part) in parts {
+                    if !self.held_by_slot(slot, offset) {
+                        let key = part[1].clone();
+                        self.push_run(ApplyCmd::new(crate::resp::Cmd::from_bytes(part), Origin { db, key, offset }));
+                    }
+                }
+            }
+            Route::Broadcast => {
+                let origin = Origin { db, key: Bytes::new(), offset };
+                self.push_run(ApplyCmd::new(crate::resp::Cmd::from_bytes(args), origin));
+            }
+            Route::Drop => {}
+            Route::CrossSlot { keys } => {
+                let keys: Vec<String> =
+                    keys.iter().map(|(k, s)| format!("{} in slot {s}", crate::display::quoted_key(k))).collect();
+                self.work.halts.push(format!(
+                    "shard {shard}: {shown} at source offset {offset} was NOT applied: its keys are in different slots \
+                     of the destination cluster ({}), and a cluster applies it only within one slot; resume to go on \
+                     without it",
+                    keys.join(", ")
+                ));
+            }
+            Route::Unsafe => self.work.halts.push(format!(
+                "shard {shard}: {shown} at source offset {offset} was NOT applied: in a Redis Cluster it would have \
+                 to run on every master, and a resumed stream could not tell where it already ran; apply it by hand \
+                 if it is wanted, then resume to go on without it"
+            )),
+        }
+    }
+
+    /// After a resume into a cluster: whether `slot` already holds the
+    /// command at `offset` (its own checkpoint is at or past it).
+    fn held_by_slot(&self, slot: u16, offset: u64) -> bool {
+        self.pos.slots.get(&slot).is_some_and(|&at| offset <= at)
+    }
+
+    fn push_run(&mut self, c: ApplyCmd) {
         self.work.bytes += c.wire_len();
         self.work.units += 1;
         self.work.run.push(c);
@@ -400,7 +512,38 @@ impl Batcher {
     /// Returns what it adds for the rate limit, `None` when nothing.
     pub fn cut(&mut self, now_ms: i64) -> Option<Charge> {
         let work = &mut self.work;
-        if let (Some(after), true) = (work.offset, work.run_started()) {
+        if let (Some(after), true, true) = (work.offset, work.run_started(), self.layout.is_cluster()) {
+            let run = std::mem::take(&mut work.run);
+            match (&self.pos.replid, self.layout.in_destination()) {
+                (Some(replid), true) => {
+                    let record = CheckpointRecord {
+                        replid: replid.clone(),
+                        offset: Some(after),
+                        db: Some(work.stream_db),
+                        updated_ms: now_ms,
+                    };
+                    let (queued, confirmed) = (&work.slots_queued, &self.pos.slots);
+                    let before = |s: u16| queued.get(&s).or(confirmed.get(&s)).copied();
+                    let touched = self.layout.slot_units(run, &record, before, &mut work.pending);
+                    for slot in touched {
+                        work.slots_queued.insert(slot, after);
+                    }
+                    // Every slot has what came before this batch: the
+                    // shard's checkpoint may say so now.
+                    if let Some(applied) = self.pos.applied.filter(|a| Some(*a) != self.floor) {
+                        let floor = CheckpointRecord {
+                            replid: replid.clone(),
+                            offset: Some(applied),
+                            db: Some(self.pos.stream_db),
+                            updated_ms: now_ms,
+                        };
+                        work.pending.push(self.layout.checkpoint_set(&floor));
+                        work.floor_queued = Some(applied);
+                    }
+                }
+                _ => self.layout.run(run, None, &mut work.pending),
+            }
+        } else if let (Some(after), true) = (work.offset, work.run_started()) {
             let run = std::mem::take(&mut work.run);
             // Where the units already queued leave the checkpoint.
             let before = work.queued_ckpt.or(self.pos.applied);
@@ -461,7 +604,12 @@ impl Batcher {
         }
         done.release = work.position.take();
         done.heartbeat = work.heartbeat.take();
-        if let (true, Some(replid)) = (self.layout.in_destination(), &self.pos.replid) {
+        self.pos.slots.extend(work.slots_queued.drain());
+        if let Some(floor) = work.floor_queued.take() {
+            self.floor = Some(floor);
+        }
+        if let (true, false, Some(replid)) = (self.layout.in_destination(), self.layout.is_cluster(), &self.pos.replid)
+        {
             let copying = work.rdb_start.is_some();
             let offset = if copying { None } else { self.pos.applied };
             if copying || offset.is_some() {
@@ -532,6 +680,10 @@ struct Work {
     keys: u64,
     units: u64,
     bytes: usize,
+    /// A cluster: the slot checkpoints and the shard's checkpoint the
+    /// batch moves, once it is confirmed.
+    slots_queued: HashMap<u16, u64>,
+    floor_queued: Option<u64>,
 }
 
 impl Work {
@@ -579,7 +731,13 @@ mod tests {
     }
 
     fn streaming(at: u64) -> Position {
-        Position { replid: Some("r".repeat(40)), applied: Some(at), stream_db: 0, ours_on_dest: true }
+        Position {
+            replid: Some("r".repeat(40)),
+            applied: Some(at),
+            stream_db: 0,
+            ours_on_dest: true,
+            ..Position::default()
+        }
     }
 
     fn apply(args: &str) -> Action {
@@ -664,7 +822,7 @@ mod tests {
             .meta
             .iter()
             .filter_map(|m| match &m.guard {
-                Some(crate::dest::Guard::Checkpoint { before, after, .. }) => Some((*before, *after)),
+                Some(crate::dest::Guard::Checkpoint { before: Some(before), after, .. }) => Some((*before, *after)),
                 _ => None,
             })
             .collect();

@@ -74,6 +74,12 @@ pub enum EngineError {
          uses this name; change sync.heartbeat_key or remove the key"
     )]
     ForeignCheckpoint { shard: String, addr: String, key: String },
+    /// The task says `kind = "cluster"`, the server is not a cluster.
+    #[error(
+        "shard {shard}: destination {addr} has cluster_enabled:0, but the task says kind = \"cluster\"; set kind = \
+         \"standalone\" (or \"auto\") in [destination], or point addr at a cluster node"
+    )]
+    NotACluster { shard: String, addr: String },
     /// The destination lost writes the tool had confirmed (it restarted
     /// from an older save): the link is replaced to copy again.
     #[error("{message}")]
@@ -116,6 +122,7 @@ impl EngineError {
             EngineError::DestinationConnect { .. }
             | EngineError::CheckpointReadRefused { .. }
             | EngineError::ForeignCheckpoint { .. }
+            | EngineError::NotACluster { .. }
             | EngineError::MasterRefused { .. }
             | EngineError::Snapshot { .. }
             | EngineError::Rewrite { .. }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{destination_subject, group_digits, reachable, CheckResult, Facts};
-use crate::config::{ConflictMode, TaskConfig};
+use crate::config::{ConflictMode, DestKind, TaskConfig};
 use crate::dest::CheckpointRecord;
 use crate::engine::checkpoint;
 use crate::probe::{self, config_size, human_bytes, Role, ServerFacts, ServerMode};
@@ -41,14 +41,24 @@ pub(super) async fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult>
         return out;
     }
     let Ok(dest) = &facts.destination else { return out };
-    if dest.mode != ServerMode::Standalone {
-        out.push(CheckResult::fail(
-            "destination.mode",
-            &subject,
-            "a standalone Redis",
-            format!("the destination runs in {} mode", dest.mode),
-            "give a standalone Redis (Redis Cluster destinations are not supported yet)".to_owned(),
-        ));
+    let cluster = match (dest.mode, task.destination.kind) {
+        (ServerMode::Cluster, DestKind::Auto | DestKind::Cluster) => true,
+        (ServerMode::Standalone, DestKind::Auto | DestKind::Standalone) => false,
+        (mode, kind) => {
+            out.push(CheckResult::fail(
+                "destination.mode",
+                &subject,
+                "a standalone Redis or a Redis Cluster",
+                format!("the destination runs in {mode} mode, and the task says kind = \"{kind}\""),
+                "give a Redis master or a cluster node, with kind = \"auto\" (or the kind it is)".to_owned(),
+            ));
+            return out;
+        }
+    };
+    if cluster {
+        out.push(version(task, &subject, dest, facts));
+        out.push(forms(task, &subject, dest, facts));
+        out.extend(super::cluster::checks(task, &subject, dest, facts).await);
         return out;
     }
     let addr = task.destination.addr.to_string();

@@ -14,6 +14,7 @@
 //! `shardsync check` prints the report; `shardsync run` refuses to start
 //! when a check fails; the TUI's precheck step shows it.
 
+mod cluster;
 mod destination;
 pub(crate) mod disk;
 mod source;

@@ -166,7 +166,11 @@ mod tests {
             name: "t".into(),
             state_dir: "/tmp".into(),
             sources: vec![source("s1", 7001), source("s2", 7002)],
-            destination: DestConfig { addr: "127.0.0.1:6379".parse().unwrap(), password: Secret::none() },
+            destination: DestConfig {
+                addr: "127.0.0.1:6379".parse().unwrap(),
+                password: Secret::none(),
+                kind: Default::default(),
+            },
             sync: SyncConfig { databases, db_map: db_map.iter().copied().collect(), ..SyncConfig::default() },
         }
     }

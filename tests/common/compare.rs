@@ -155,7 +155,7 @@ pub async fn diff(sources: &[String], dest: &str, own_keys: &[&[u8]]) -> Vec<Str
 /// Two HyperLogLogs whose bytes differ but whose counts agree: Redis 3.2's
 /// `PFMERGE` writes the dense encoding where later versions keep the sparse
 /// one, so the same command stream gives other bytes on other versions.
-async fn same_hyperloglog(s: &mut Connection, d: &mut Connection, key: &[u8], sv: &Content, dv: &Content) -> bool {
+pub async fn same_hyperloglog(s: &mut Connection, d: &mut Connection, key: &[u8], sv: &Content, dv: &Content) -> bool {
     let hll = |c: &Content| matches!(c, Content::String(v) if v.starts_with(b"HYLL"));
     if !(hll(sv) && hll(dv)) {
         return false;
@@ -165,7 +165,7 @@ async fn same_hyperloglog(s: &mut Connection, d: &mut Connection, key: &[u8], sv
 }
 
 /// A value for a difference report: readable text, bounded.
-fn shorten(c: &Content) -> String {
+pub fn shorten(c: &Content) -> String {
     let text = match c {
         Content::String(v) => String::from_utf8_lossy(v).into_owned(),
         other => format!("{other:?}"),

@@ -15,6 +15,7 @@
 // Each integration test binary compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod compare;
 pub mod harness;
 pub mod task;

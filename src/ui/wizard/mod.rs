@@ -461,7 +461,7 @@ fn dest_config(addr: &str, password: &Secret) -> Result<DestConfig, String> {
         return Err("give the destination's address as host:port".into());
     }
     let addr = addr.parse::<Addr>().map_err(|e| format!("destination address: {e}"))?;
-    Ok(DestConfig { addr, password: password.clone() })
+    Ok(DestConfig { addr, password: password.clone(), kind: Default::default() })
 }
 
 fn source_config(row: &SourceRow) -> Result<SourceConfig, String> {

@@ -1,0 +1,208 @@
+//! One writer per cluster master, all writing at once.
+//!
+//! A batch is split by slot (each unit whole, see [`ApplyBatch::split`]);
+//! every master applies its part in parallel on its own pipelined
+//! [`DestWriter`]; what any master did not confirm is put back together,
+//! in order within every slot, and the batch holds exactly that.
+//!
+//! Redirections: a `MOVED` or `ASK` reply means the slot map changed (a
+//! resharding, a failover), so it is read again at once and what is left
+//! is routed by the new one; after a few rounds in a row that still meet
+//! redirections (a slot in the middle of a migration answers `ASK` until
+//! the move is done) the error goes to the caller, which retries with
+//! backoff. `TRYAGAIN` and `CLUSTERDOWN` are retried the same way. A
+//! unit that got a redirection was not applied (the transaction was
+//! discarded), so re-sending it elsewhere never applies it twice.
+
+use super::slot::slot_of;
+use super::topology::SlotMap;
+use crate::dest::batch::Target;
+use crate::dest::error::ErrorClass;
+use crate::dest::{ApplyBatch, ApplyError, ApplyReport, CheckpointRecord, DestWriter, WriterOptions};
+use crate::resp::{Cmd, Connection, Value};
+
+/// Rounds of re-routing after redirections within one `apply`.
+const REDIRECT_ROUNDS: usize = 4;
+
+/// See the module docs.
+pub struct ClusterWriter {
+    /// The address the task names (any node), asked for the map first.
+    seed: String,
+    opts: WriterOptions,
+    map: SlotMap,
+    /// One per master of `map`, in its order.
+    nodes: Vec<DestWriter>,
+    guard_restarts: bool,
+    restart: Option<(String, String)>,
+}
+
+impl ClusterWriter {
+    /// Reads the slot map from `conn` (the seed node) and connects to
+    /// every master.
+    pub async fn open(conn: &mut Connection, seed: &str, opts: WriterOptions) -> Result<ClusterWriter, ApplyError> {
+        let map = SlotMap::read(conn, seed).await.map_err(|e| topology_error(seed, &e.to_string()))?;
+        let mut w =
+            ClusterWriter { seed: seed.to_owned(), opts, map, nodes: Vec::new(), guard_restarts: false, restart: None };
+        w.connect_nodes().await?;
+        Ok(w)
+    }
+
+    pub fn map(&self) -> &SlotMap {
+        &self.map
+    }
+
+    /// Connects a writer for every master of the map (keeping those it has).
+    async fn connect_nodes(&mut self) -> Result<(), ApplyError> {
+        let mut old: Vec<DestWriter> = std::mem::take(&mut self.nodes);
+        for addr in &self.map.masters {
+            let w = match old.iter().position(|w| w.addr() == addr) {
+                Some(i) => old.swap_remove(i),
+                None => {
+                    let mut w = DestWriter::connect(addr, self.opts.clone()).await?;
+                    w.identify().await;
+                    w.guard_restarts(self.guard_restarts);
+                    w
+                }
+            };
+            self.nodes.push(w);
+        }
+        Ok(())
+    }
+
+    /// Reads the slot map again, from any master that answers.
+    pub async fn refresh(&mut self) -> Result<(), ApplyError> {
+        let mut asked: Vec<String> = self.map.masters.clone();
+        asked.push(self.seed.clone());
+        let mut last = None;
+        for addr in asked {
+            let mut conn = match Connection::connect(&addr, &self.opts.connect).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(ApplyError::from_resp(&addr, &e, None, None));
+                    continue;
+                }
+            };
+            match SlotMap::read(&mut conn, &addr).await {
+                Ok(map) => {
+                    self.map = map;
+                    return self.connect_nodes().await;
+                }
+                Err(e) => last = Some(topology_error(&addr, &e.to_string())),
+            }
+        }
+        Err(last.unwrap_or_else(|| topology_error(&self.seed, "no node answered")))
+    }
+
+    /// Applies the batch across the masters; see the module docs.
+    pub async fn apply(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport) -> Result<(), ApplyError> {
+        let mut round = 0;
+        loop {
+            let parts = std::mem::take(batch).split(self.nodes.len(), |key| {
+                if key.is_empty() {
+                    return Target::All;
+                }
+                // An uncovered slot goes to the first master, whose
+                // `CLUSTERDOWN` or `MOVED` then says what to do.
+                Target::Part(self.map.owner(slot_of(key)).unwrap_or(0))
+            });
+            let runs = self.nodes.iter_mut().zip(parts).map(|(w, mut part)| async move {
+                let mut rep = ApplyReport::default();
+                let r = if part.is_empty() { Ok(()) } else { w.apply(&mut part, &mut rep).await };
+                (part, rep, r)
+            });
+            let results = futures::future::join_all(runs).await;
+            let mut failure: Option<ApplyError> = None;
+            let mut redirected = false;
+            for (i, (left, rep, r)) in results.into_iter().enumerate() {
+                merge(report, rep);
+                batch.append(left);
+                if let Some(restart) = self.nodes[i].take_restart() {
+                    self.restart = Some(restart);
+                }
+                if let Err(e) = r {
+                    redirected |= matches!(e.code.as_str(), "MOVED" | "ASK");
+                    // The first failure that needs the operator wins over retries.
+                    if failure.as_ref().is_none_or(|f| f.class == ErrorClass::Retry && e.class != ErrorClass::Retry) {
+                        failure = Some(e);
+                    }
+                }
+            }
+            let Some(e) = failure else { return Ok(()) };
+            if redirected && e.class == ErrorClass::Retry && round < REDIRECT_ROUNDS {
+                round += 1;
+                self.refresh().await?;
+                continue;
+            }
+            if redirected {
+                // Read the map again before the caller's next attempt.
+                let _ = self.refresh().await;
+            }
+            return Err(e);
+        }
+    }
+
+    /// Reads a checkpoint record from the master serving its key.
+    pub async fn read_checkpoint(&mut self, key: &[u8]) -> Result<Option<CheckpointRecord>, ApplyError> {
+        let i = self.map.owner(slot_of(key)).unwrap_or(0);
+        match self.nodes.get_mut(i) {
+            Some(w) => w.read_checkpoint(key).await,
+            None => Err(topology_error(&self.seed, "the cluster has no master")),
+        }
+    }
+
+    /// `GET`s every key in `keys` from the master serving it: one pipeline
+    /// per master. Replies in the order of `keys`.
+    pub async fn get_all(&mut self, keys: &[bytes::Bytes]) -> Result<Vec<Value>, ApplyError> {
+        let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        for (i, k) in keys.iter().enumerate() {
+            per_node[self.map.owner(slot_of(k)).unwrap_or(0).min(self.nodes.len().saturating_sub(1))].push(i);
+        }
+        let mut out = vec![Value::Bulk(None); keys.len()];
+        for (node, idx) in per_node.into_iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let w = &mut self.nodes[node];
+            let addr = w.addr().to_owned();
+            let cmds: Vec<Cmd> = idx.iter().map(|&i| Cmd::new("GET").arg(&keys[i])).collect();
+            let Some(conn) = w.connection() else {
+                return Err(topology_error(&addr, "no connection to this master"));
+            };
+            let replies = conn.pipeline(&cmds).await.map_err(|e| ApplyError::from_resp(&addr, &e, None, None))?;
+            for (i, v) in idx.into_iter().zip(replies) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn guard_restarts(&mut self, on: bool) {
+        self.guard_restarts = on;
+        for w in &mut self.nodes {
+            w.guard_restarts(on);
+        }
+    }
+
+    pub fn take_restart(&mut self) -> Option<(String, String)> {
+        self.restart.take()
+    }
+}
+
+fn topology_error(addr: &str, detail: &str) -> ApplyError {
+    ApplyError {
+        class: ErrorClass::Retry,
+        code: "CLUSTER".to_owned(),
+        addr: addr.to_owned(),
+        command: Some("CLUSTER SLOTS".to_owned()),
+        origin: None,
+        detail: format!("the cluster's slot map could not be read: {detail}"),
+    }
+}
+
+fn merge(into: &mut ApplyReport, from: ApplyReport) {
+    into.applied += from.applied;
+    into.keys_written += from.keys_written;
+    into.collisions.extend(from.collisions);
+    into.kept += from.kept;
+    into.kept_uncertain += from.kept_uncertain;
+}

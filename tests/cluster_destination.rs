@@ -1,0 +1,172 @@
+//! A Redis Cluster as the destination (real servers: `redis-server
+//! --cluster-enabled yes`, joined by `redis-cli --cluster create`): two
+//! sources copied and streamed into three masters, multi-key commands split
+//! per slot or pausing the shard, and a SIGKILL in the middle of the stream
+//! that neither loses nor repeats an `INCR` or an `LPUSH`.
+
+mod common;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::cluster::{self, Cluster};
+use common::task::{finish, info_stat, run_binary, task_file};
+use common::RedisServer;
+
+const OWN: &[u8] = b"SHARDSYNC_HEARTBEAT";
+
+fn sigterm(child: &Child) {
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+}
+
+/// Waits until the sources and the cluster compare equal; panics with the
+/// differences after `limit`.
+fn wait_equal(sources: &[String], seed: &str, limit: Duration) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let start = Instant::now();
+    loop {
+        let diff = rt.block_on(cluster::diff(sources, seed, OWN));
+        if diff.is_empty() {
+            return;
+        }
+        if start.elapsed() > limit {
+            let shown: Vec<&String> = diff.iter().take(10).collect();
+            panic!("{} differences after {limit:?}, first: {shown:#?}", diff.len());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn load(source: &RedisServer, prefix: &str, n: usize) {
+    let mut pipe = String::new();
+    for i in 0..n {
+        pipe.push_str(&format!("SET {prefix}:s:{i} v{i}\n"));
+        pipe.push_str(&format!("RPUSH {prefix}:l:{i} a b c\n"));
+        pipe.push_str(&format!("HSET {prefix}:h:{i} f1 1 f2 2\n"));
+        pipe.push_str(&format!("SADD {{{prefix}-tag{}}}:set:{i} x y\n", i % 7));
+        pipe.push_str(&format!("ZADD {prefix}:z:{i} 1 a 2 b\n"));
+    }
+    pipe.push_str(&format!("SET {prefix}:ttl v EX 3000\n"));
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-p", &source.port().to_string(), "--pipe"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli --pipe");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(pipe.as_bytes()).expect("pipe");
+    assert!(child.wait().expect("wait").success());
+    // A list far above the big-key limit: built under a temporary name in
+    // the key's own slot, then renamed into place.
+    let elements: Vec<String> = (0..3000).map(|i| format!("element-{i}")).collect();
+    let mut args = vec!["RPUSH".to_owned(), format!("{prefix}:big")];
+    args.extend(elements);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    source.redis_cli(&args).expect("big list");
+}
+
+#[test]
+fn two_sources_into_a_three_master_cluster_with_splits_and_a_cross_slot_pause() {
+    let cluster = Cluster::start(3, 1).expect("cluster");
+    let s1 = RedisServer::with_config(&[]).expect("s1");
+    let s2 = RedisServer::with_config(&[]).expect("s2");
+    load(&s1, "a", 500);
+    load(&s2, "b", 500);
+    let dir = tempfile::tempdir().expect("tmp");
+    let sources = [("server1", s1.addr()), ("server2", s2.addr())];
+    let task = task_file(dir.path(), &sources, &cluster.seed(), "big_key_bytes = 4096\nflush = \"refuse\"\n");
+    let addrs = vec![s1.addr(), s2.addr()];
+
+    let child = run_binary(&task, false);
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(90));
+
+    // The stream: counters and lists, a cross-slot MSET and DEL (split per
+    // slot), a RENAME inside one hash tag, a transaction.
+    for i in 0..50 {
+        s1.redis_cli(&["INCR", &format!("a:counter:{}", i % 10)]).expect("incr");
+        s2.redis_cli(&["LPUSH", &format!("b:list:{}", i % 10), &i.to_string()]).expect("lpush");
+    }
+    s1.redis_cli(&["MSET", "foo", "1", "bar", "2", "a:s:1", "changed"]).expect("mset");
+    s1.redis_cli(&["DEL", "a:s:2", "a:s:3", "a:l:4"]).expect("del");
+    s2.redis_cli(&["RENAME", "{b-tag1}:set:1", "{b-tag1}:renamed"]).expect("rename");
+    s2.redis_cli(&["SET", "b:ttl2", "x", "PX", "600000"]).expect("set px");
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+
+    // A RENAME across slots pauses its shard before it, naming keys and slots.
+    s1.redis_cli(&["RENAME", "foo", "bar"]).expect("rename across slots");
+    s1.redis_cli(&["SET", "a:after-the-pause", "1"]).expect("set");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cluster.cli(&["EXISTS", "a:after-the-pause"]).expect("exists"), "0", "the shard went on past it");
+    // The other shard goes on.
+    s2.redis_cli(&["SET", "b:still-flowing", "1"]).expect("set");
+    let start = Instant::now();
+    while cluster.cli(&["EXISTS", "b:still-flowing"]).expect("exists") != "1" {
+        assert!(start.elapsed() < Duration::from_secs(20), "server2 stopped too");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&child);
+    let (_, out) = finish(child, Duration::from_secs(30));
+    assert!(
+        out.contains("RENAME at source offset")
+            && out.contains("its keys are in different slots of the destination cluster")
+            && out.contains("\"foo\" in slot 12182, \"bar\" in slot 5061"),
+        "{out}"
+    );
+    assert!(out.contains("is a Redis Cluster: writing to"), "{out}");
+}
+
+#[test]
+fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() {
+    let cluster = Cluster::start(3, 0).expect("cluster");
+    // A backlog that holds the whole test's writes: every restart continues.
+    let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
+    load(&source, "k", 200);
+    let dir = tempfile::tempdir().expect("tmp");
+    let task = task_file(dir.path(), &[("server1", source.addr())], &cluster.seed(), "");
+    let addrs = vec![source.addr()];
+
+    let child = run_binary(&task, false);
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+    let full_syncs = info_stat(&source, "sync_full");
+
+    // A writer of counters and lists spread over every master, while the
+    // tool is killed and started again, three times.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let port = source.port().to_string();
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut pipe = String::new();
+                for i in 0..200 {
+                    pipe.push_str(&format!("INCR c:{i}\nLPUSH l:{} {rounds}\n", i % 20));
+                }
+                let mut child = std::process::Command::new("redis-cli")
+                    .args(["-p", &port, "--pipe"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("redis-cli");
+                use std::io::Write;
+                child.stdin.take().expect("stdin").write_all(pipe.as_bytes()).expect("pipe");
+                child.wait().expect("wait");
+                rounds += 1;
+            }
+        })
+    };
+    let mut child = child;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1500));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        child = run_binary(&task, false);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+    sigterm(&child);
+    let (_, out) = finish(child, Duration::from_secs(30));
+    assert_eq!(info_stat(&source, "sync_full"), full_syncs, "a restart copied again in full:\n{out}");
+}

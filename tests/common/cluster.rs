@@ -1,0 +1,144 @@
+//! A real Redis Cluster on loopback for the tests: `redis-server
+//! --cluster-enabled yes` nodes in temporary directories, joined with
+//! `redis-cli --cluster create … --cluster-yes`, stopped with their guards.
+//! And the logical comparison of sources with a cluster (each key read
+//! from the master serving its slot).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shardsync::dest::cluster::slot::slot_of;
+use shardsync::dest::cluster::topology::SlotMap;
+use shardsync::resp::{Cmd, Connection, Value};
+
+use super::compare::{connect, content, same_hyperloglog, shorten};
+use super::RedisServer;
+
+pub struct Cluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    /// `masters` masters with `replicas` replicas each, every slot served.
+    pub fn start(masters: usize, replicas: usize) -> io::Result<Cluster> {
+        let config = ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 3000"];
+        let nodes =
+            (0..masters * (1 + replicas)).map(|_| RedisServer::with_config(&config)).collect::<io::Result<Vec<_>>>()?;
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for n in &nodes {
+            create.arg(n.addr());
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let cluster = Cluster { nodes };
+        let start = Instant::now();
+        while !cluster.is_ok() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(io::Error::other("the cluster did not reach cluster_state:ok in 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(cluster)
+    }
+
+    /// Every node says `cluster_state:ok`.
+    pub fn is_ok(&self) -> bool {
+        self.nodes.iter().all(|n| n.redis_cli(&["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok")))
+    }
+
+    /// The address the task names.
+    pub fn seed(&self) -> String {
+        self.nodes[0].addr()
+    }
+
+    /// The node at `addr`.
+    pub fn node(&self, addr: &str) -> &RedisServer {
+        self.nodes.iter().find(|n| n.addr() == addr).expect("a node of this cluster")
+    }
+
+    /// `redis-cli -c` (follows redirections) against the seed.
+    pub fn cli(&self, args: &[&str]) -> io::Result<String> {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-h", "127.0.0.1", "-p", &self.nodes[0].port().to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    }
+}
+
+async fn slot_map(seed: &str) -> SlotMap {
+    let mut c = connect(seed).await;
+    SlotMap::read(&mut c, seed).await.expect("CLUSTER SLOTS")
+}
+
+async fn scan_all(c: &mut Connection) -> Vec<Vec<u8>> {
+    let mut cursor = b"0".to_vec();
+    let mut keys = Vec::new();
+    loop {
+        let cmd = Cmd::from_args([b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"]);
+        let v = c.query(&cmd).await.expect("SCAN").into_array().unwrap_or_default();
+        let mut it = v.into_iter();
+        cursor = it.next().and_then(|x| x.into_bytes()).map(|b| b.to_vec()).unwrap_or_default();
+        if let Some(Value::Array(Some(list))) = it.next() {
+            keys.extend(list.into_iter().filter_map(|x| x.into_bytes().map(|b| b.to_vec())));
+        }
+        if cursor == b"0" {
+            return keys;
+        }
+    }
+}
+
+/// Compares every key of the sources' DB 0 with the cluster (type, value,
+/// TTL ±1.5 s), and the cluster's key count with the sources' (keys
+/// starting with `own` — the tool's — aside). Returns the differences.
+pub async fn diff(sources: &[String], seed: &str, own: &[u8]) -> Vec<String> {
+    let map = slot_map(seed).await;
+    let mut masters: BTreeMap<String, Connection> = BTreeMap::new();
+    for m in &map.masters {
+        masters.insert(m.clone(), connect(m).await);
+    }
+    let mut out = Vec::new();
+    let mut expected = 0u64;
+    for src in sources {
+        let mut s = connect(src).await;
+        for key in scan_all(&mut s).await {
+            if key.starts_with(own) {
+                continue;
+            }
+            expected += 1;
+            let addr = map.addr_of(slot_of(&key)).expect("slot served").to_owned();
+            let d = masters.get_mut(&addr).expect("master");
+            let (st, sv, sttl) = content(&mut s, &key).await;
+            let (dt, dv, dttl) = content(d, &key).await;
+            let k = String::from_utf8_lossy(&key);
+            if st != dt {
+                out.push(format!("{src} {k}: type {st} vs {dt} (on {addr})"));
+            } else if sv != dv && !same_hyperloglog(&mut s, d, &key, &sv, &dv).await {
+                out.push(format!("{src} {k}: value {} vs {}", shorten(&sv), shorten(&dv)));
+            } else if (sttl < 0) != (dttl < 0) || (sttl - dttl).abs() > 1500 {
+                out.push(format!("{src} {k}: pttl {sttl} vs {dttl}"));
+            }
+        }
+    }
+    let mut got = 0u64;
+    for c in masters.values_mut() {
+        got += scan_all(c).await.into_iter().filter(|k| !k.starts_with(own)).count() as u64;
+    }
+    if got != expected {
+        out.push(format!("the cluster holds {got} keys, the sources {expected}"));
+    }
+    out
+}
