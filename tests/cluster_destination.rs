@@ -115,26 +115,13 @@ fn two_sources_into_a_three_master_cluster_with_splits_and_a_cross_slot_pause() 
     assert!(out.contains("is a Redis Cluster: writing to"), "{out}");
 }
 
-#[test]
-fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() {
-    let cluster = Cluster::start(3, 0).expect("cluster");
-    // A backlog that holds the whole test's writes: every restart continues.
-    let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
-    load(&source, "k", 200);
-    let dir = tempfile::tempdir().expect("tmp");
-    let task = task_file(dir.path(), &[("server1", source.addr())], &cluster.seed(), "");
-    let addrs = vec![source.addr()];
-
-    let child = run_binary(&task, false);
-    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
-    let full_syncs = info_stat(&source, "sync_full");
-
-    // A writer of counters and lists spread over every master, while the
-    // tool is killed and started again, three times.
+/// Writes `INCR c:<i>` and `LPUSH l:<i%20>` (200 of each a round) to the
+/// source until stopped: keys in every slot range, so every master.
+fn start_writer(port: u16) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
+    let handle = {
         let stop = stop.clone();
-        let port = source.port().to_string();
+        let port = port.to_string();
         std::thread::spawn(move || {
             let mut rounds = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -152,9 +139,74 @@ fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() 
                 child.stdin.take().expect("stdin").write_all(pipe.as_bytes()).expect("pipe");
                 child.wait().expect("wait");
                 rounds += 1;
+                std::thread::sleep(Duration::from_millis(20));
             }
         })
     };
+    (stop, handle)
+}
+
+#[test]
+fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
+    let cluster = Cluster::start(3, 1).expect("cluster");
+    let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
+    load(&source, "k", 300);
+    let dir = tempfile::tempdir().expect("tmp");
+    let task = task_file(dir.path(), &[("server1", source.addr())], &cluster.seed(), "");
+    let addrs = vec![source.addr()];
+    let child = run_binary(&task, false);
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+    let full_syncs = info_stat(&source, "sync_full");
+    let (stop, writer) = start_writer(source.port());
+    std::thread::sleep(Duration::from_millis(500));
+
+    // 1,000 slots move from one master to another (MIGRATE of their keys,
+    // the tool's slot checkpoints among them: MOVED and ASK replies).
+    let masters = cluster.masters();
+    let (from, to) = (cluster.node(&masters[0]), cluster.node(&masters[1]));
+    let id = |n: &RedisServer| n.redis_cli(&["CLUSTER", "MYID"]).expect("myid");
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &from.addr(), "--cluster-from", &id(from), "--cluster-to", &id(to)])
+        .args(["--cluster-slots", "1000", "--cluster-yes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("reshard");
+    assert!(out.status.success(), "reshard: {}", String::from_utf8_lossy(&out.stderr));
+
+    // A master fails over to its replica (a manual, coordinated failover).
+    let replica = cluster.replica_of(&masters[2]);
+    replica.redis_cli(&["CLUSTER", "FAILOVER"]).expect("failover");
+    let start = Instant::now();
+    while !replica.redis_cli(&["ROLE"]).is_ok_and(|r| r.starts_with("master")) || !cluster.is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the failover did not complete");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(90));
+    sigterm(&child);
+    let (_, out) = finish(child, Duration::from_secs(30));
+    assert_eq!(info_stat(&source, "sync_full"), full_syncs, "copied again in full:\n{out}");
+}
+
+#[test]
+fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() {
+    let cluster = Cluster::start(3, 0).expect("cluster");
+    // A backlog that holds the whole test's writes: every restart continues.
+    let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
+    load(&source, "k", 200);
+    let dir = tempfile::tempdir().expect("tmp");
+    let task = task_file(dir.path(), &[("server1", source.addr())], &cluster.seed(), "");
+    let addrs = vec![source.addr()];
+
+    let child = run_binary(&task, false);
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+    let full_syncs = info_stat(&source, "sync_full");
+
+    // A writer of counters and lists spread over every master, while the
+    // tool is killed and started again, three times.
+    let (stop, writer) = start_writer(source.port());
     let mut child = child;
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(1500));
@@ -169,4 +221,24 @@ fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() 
     sigterm(&child);
     let (_, out) = finish(child, Duration::from_secs(30));
     assert_eq!(info_stat(&source, "sync_full"), full_syncs, "a restart copied again in full:\n{out}");
+
+    // finish removes the shard's checkpoint and every slot's, from every master.
+    let tool_keys = || {
+        cluster
+            .masters()
+            .iter()
+            .map(|m| cluster.node(m).redis_cli(&["--scan", "--pattern", "SHARDSYNC_HEARTBEAT*"]).expect("scan"))
+            .filter(|out| !out.is_empty())
+            .count()
+    };
+    assert!(tool_keys() > 0, "no checkpoint keys on the cluster before finish");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardsync"))
+        .args(["finish", "--config"])
+        .arg(&task)
+        .output()
+        .expect("finish");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("and their slots' keys, from 3 cluster masters"), "{text}");
+    assert_eq!(tool_keys(), 0, "checkpoint keys left after finish");
 }

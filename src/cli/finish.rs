@@ -28,8 +28,16 @@ pub fn run(config: &Path) -> i32 {
     let mut failed = false;
     let dest = task.destination.addr.to_string();
     let ckpt_keys: Vec<String> = task.sources.iter().map(|s| task.checkpoint_key(&s.name)).collect();
-    match rt.block_on(delete(&dest, &task.destination.password, &ckpt_keys)) {
-        Ok(n) => println!("destination {dest}: removed {n} checkpoint keys ({})", ckpt_keys.join(", ")),
+    let opts = probe::probe_options(&task.destination.password);
+    match rt.block_on(shardsync::dest::cleanup::remove_checkpoints(&dest, &opts, &ckpt_keys)) {
+        Ok(removed) => {
+            let n = removed.keys;
+            let on = match removed.masters {
+                Some(m) => format!(" and their slots' keys, from {m} cluster masters"),
+                None => String::new(),
+            };
+            println!("destination {dest}: removed {n} checkpoint keys ({}{on})", ckpt_keys.join(", "));
+        }
         Err(e) => {
             failed = true;
             eprintln!("error: destination {dest}: checkpoint keys not removed: {e}");

@@ -25,6 +25,7 @@
 pub mod batch;
 pub mod caps;
 pub mod checkpoint;
+pub mod cleanup;
 pub mod cluster;
 pub mod destination;
 pub mod error;

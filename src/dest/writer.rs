@@ -219,6 +219,13 @@ impl DestWriter {
         self.expect = expect;
     }
 
+    /// Runs the guards before the next send, as after a connection loss:
+    /// for a batch whose uncertain commands were sent on another
+    /// connection (a cluster slot that moved to another master).
+    pub(crate) fn check_guards_next(&mut self) {
+        self.check_guards = true;
+    }
+
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }

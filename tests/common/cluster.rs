@@ -68,6 +68,24 @@ impl Cluster {
         self.nodes.iter().find(|n| n.addr() == addr).expect("a node of this cluster")
     }
 
+    /// The masters' addresses (`CLUSTER SLOTS`), in the map's order.
+    pub fn masters(&self) -> Vec<String> {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(slot_map(&self.seed())).masters
+    }
+
+    /// A replica of the master at `addr`.
+    pub fn replica_of(&self, addr: &str) -> &RedisServer {
+        let port = addr.rsplit(':').next().unwrap_or_default();
+        self.nodes
+            .iter()
+            .find(|n| {
+                n.redis_cli(&["INFO", "replication"])
+                    .is_ok_and(|i| i.contains("role:slave") && i.contains(&format!("master_port:{port}")))
+            })
+            .expect("a replica of that master")
+    }
+
     /// `redis-cli -c` (follows redirections) against the seed.
     pub fn cli(&self, args: &[&str]) -> io::Result<String> {
         let out = Command::new("redis-cli")

@@ -12,7 +12,9 @@
 //! the move is done) the error goes to the caller, which retries with
 //! backoff. `TRYAGAIN` and `CLUSTERDOWN` are retried the same way. A
 //! unit that got a redirection was not applied (the transaction was
-//! discarded), so re-sending it elsewhere never applies it twice.
+//! discarded), so re-sending it elsewhere never applies it twice; a unit
+//! whose reply was lost is judged by its guard (its slot's checkpoint key,
+//! which moves with the slot) on whichever master serves it next.
 
 use super::slot::slot_of;
 use super::topology::SlotMap;
@@ -106,6 +108,11 @@ impl ClusterWriter {
                 Target::Part(self.map.owner(slot_of(key)).unwrap_or(0))
             });
             let runs = self.nodes.iter_mut().zip(parts).map(|(w, mut part)| async move {
+                // Commands sent to another master whose reply was lost (the
+                // slot moved since): their guards tell whether they ran.
+                if part.meta.iter().any(|m| m.uncertain) {
+                    w.check_guards_next();
+                }
                 let mut rep = ApplyReport::default();
                 let r = if part.is_empty() { Ok(()) } else { w.apply(&mut part, &mut rep).await };
                 (part, rep, r)
