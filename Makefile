@@ -62,7 +62,8 @@ rdb-fixtures: deps
 # Settings: see the heads of scripts/bench-rdb.sh (MIXED_KEYS, LIST_LEN, RUNS, BENCH_DIR…)
 # scripts/bench-sync.sh (SYNC_KEYS, SMALL_KEYS, RUNS, INCR_RUNS, INCR_REQUESTS…),
 # scripts/bench-resilience.sh (RUNS, BACKLOG_REQUESTS, LOAD_REQUESTS) and
-# scripts/bench-verify.sh (VERIFY_KEYS, RUNS) and scripts/bench-heavy-lag.sh (ROUNDS, KEYS, REQUESTS).
+# scripts/bench-verify.sh (VERIFY_KEYS, RUNS), scripts/bench-heavy-lag.sh (ROUNDS, KEYS, REQUESTS)
+# and scripts/bench-cluster.sh (ROUNDS, SYNC_KEYS).
 bench: deps build
 	SHARDSYNC_BIN=$(BIN) scripts/bench-rdb.sh
 	scripts/bench-parse.sh
@@ -71,6 +72,7 @@ bench: deps build
 	SHARDSYNC_BIN=$(BIN) scripts/bench-resilience.sh
 	SHARDSYNC_BIN=$(BIN) scripts/bench-verify.sh
 	SHARDSYNC_BIN=$(BIN) scripts/bench-heavy-lag.sh
+	SHARDSYNC_BIN=$(BIN) scripts/bench-cluster.sh
 
 # The production-size soak (examples/soak/): fresh servers per run, about a
 # million keys of every type, a writer of every seed command during the full

@@ -10,7 +10,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::cluster::{self, Cluster};
-use common::task::{finish, info_stat, run_binary, task_file};
+use common::task::{finish, info_stat, run_binary, task_file, verify_binary};
 use common::RedisServer;
 
 const OWN: &[u8] = b"SHARDSYNC_HEARTBEAT";
@@ -91,6 +91,21 @@ fn two_sources_into_a_three_master_cluster_with_splits_and_a_cross_slot_pause() 
     s2.redis_cli(&["RENAME", "{b-tag1}:set:1", "{b-tag1}:renamed"]).expect("rename");
     s2.redis_cli(&["SET", "b:ttl2", "x", "PX", "600000"]).expect("set px");
     wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+    // verify reads every key from the master serving its slot, and leaves
+    // the tool's checkpoint keys (one per shard and per slot written) out
+    // of the counts.
+    for mode in ["counts", "full"] {
+        let (code, out, err) = verify_binary(&task, &["--mode", mode]);
+        assert_eq!(code, 0, "--mode {mode}:\n{out}\n{err}");
+        assert!(out.contains("result: EQUAL"), "{out}");
+    }
+    // And it sees a difference on the cluster.
+    cluster.cli(&["SET", "a:s:7", "tampered"]).expect("set");
+    let (code, out, err) = verify_binary(&task, &["--mode", "full"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("\"a:s:7\""), "{out}");
+    s1.redis_cli(&["SET", "a:s:7", "v7"]).expect("set");
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(30));
 
     // A RENAME across slots pauses its shard before it, naming keys and slots.
     s1.redis_cli(&["RENAME", "foo", "bar"]).expect("rename across slots");

@@ -524,8 +524,16 @@ async fn cluster_nodes_and_a_psync_that_cannot_be_confirmed() {
     assert_eq!(status(&report, "source.psync", "nocommand"), CheckStatus::Warn, "{report:#?}");
     assert!(fix(&report, "source.psync", "nocommand").contains("rename-command PSYNC"), "{report:#?}");
     assert!(report.passed(), "warnings only: {report:#?}");
-    // A cluster node as the destination is refused (not supported yet).
+    // A cluster node as the destination: a cluster with no slots assigned
+    // is not whole, and the precheck says which slots nobody serves.
     let path = task_text(dir.path(), &[Src("nocommand", no_command.addr(), "")], &cluster.addr(), "", "");
+    let report = precheck_of(&path).await;
+    assert_eq!(status(&report, "destination.cluster", "destination"), CheckStatus::Fail, "{report:#?}");
+    assert!(reason(&report, "destination.cluster", "").contains("no master serves slots 0-16383"), "{report:#?}");
+    assert!(fix(&report, "destination.cluster", "").contains("redis-cli --cluster fix"), "{report:#?}");
+    // A task that says the destination is standalone is refused on a cluster node.
+    let text = std::fs::read_to_string(&path).expect("task");
+    std::fs::write(&path, text.replace("[sync]", "kind = \"standalone\"\n\n[sync]")).expect("task");
     let report = precheck_of(&path).await;
     assert_eq!(status(&report, "destination.mode", "destination"), CheckStatus::Fail, "{report:#?}");
     assert!(reason(&report, "destination.mode", "").contains("cluster mode"), "{report:#?}");

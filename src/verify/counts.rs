@@ -62,6 +62,9 @@ async fn keyspace(
         let (side, during) = (side.to_owned(), during.to_owned());
         move |source| VerifyError::Query { side, during, source: Box::new(source) }
     };
+    if let Some(map) = super::endpoint::cluster_map(side, addr, &mut conn).await? {
+        return cluster_keyspace(side, secret, &map, own).await;
+    }
     let info = conn.query(&Cmd::new("INFO").arg("keyspace")).await.map_err(query("reading INFO keyspace"))?;
     let Some(text) = info.as_str() else {
         return Err(VerifyError::Reply {
@@ -87,6 +90,47 @@ async fn keyspace(
         }
     }
     Ok(dbs)
+}
+
+/// A Redis Cluster's keys (DB 0 only), summed over its masters, less the
+/// tool's checkpoint keys `own` and every slot's checkpoint key of each.
+async fn cluster_keyspace(
+    side: &str,
+    secret: &Secret,
+    map: &crate::dest::cluster::topology::SlotMap,
+    own: &[String],
+) -> Result<BTreeMap<u32, u64>, VerifyError> {
+    use crate::dest::cluster::slot::{slot_of, SLOTS};
+    let mut own_keys: Vec<Vec<bytes::Bytes>> = vec![Vec::new(); map.masters.len()];
+    for key in own {
+        let layout = crate::dest::Layout::cluster(bytes::Bytes::from(key.clone()), true);
+        let all = std::iter::once(layout.key().clone()).chain((0..SLOTS as u16).map(|s| layout.slot_key(s)));
+        for k in all {
+            if let Some(i) = map.owner(slot_of(&k)) {
+                own_keys[i].push(k);
+            }
+        }
+    }
+    let mut total = 0u64;
+    for (master, own) in map.masters.iter().zip(own_keys) {
+        let side = format!("{side} master {master}");
+        let mut conn = connect(&side, master, secret).await?;
+        let query = |during: &'static str| {
+            let side = side.clone();
+            move |source| VerifyError::Query { side, during: during.to_owned(), source: Box::new(source) }
+        };
+        let info = conn.query(&Cmd::new("INFO").arg("keyspace")).await.map_err(query("reading INFO keyspace"))?;
+        let keys = info.as_str().map(parse_keyspace).unwrap_or_default().get(&0).copied().unwrap_or(0);
+        let exists: Vec<Cmd> = own.iter().map(|k| Cmd::new("EXISTS").arg(k)).collect();
+        let found: u64 = if keys == 0 || exists.is_empty() {
+            0
+        } else {
+            let replies = conn.pipeline(&exists).await.map_err(query("looking for the tool's own keys"))?;
+            replies.iter().filter(|v| v.as_int() == Some(1)).count() as u64
+        };
+        total += keys.saturating_sub(found);
+    }
+    Ok(BTreeMap::from([(0, total)]))
 }
 
 /// Reads the counts and plans the comparison.

@@ -3,7 +3,8 @@
 //! the other for them.
 //!
 //! An [`Endpoint`] is one connection with its DB selected and the server's
-//! version known; `key_cmd` builds a command without copying the key; the
+//! version known (on a Redis Cluster: one connection per master, each
+//! command sent to the master serving its key's slot); `key_cmd` builds a command without copying the key; the
 //! `parse_*` functions read a `TYPE` or `PTTL` reply, and `into_bulks`,
 //! `scan_reply`, `pairs` the array shapes the readers expect, returning the
 //! offending value when a reply has another shape.
@@ -13,15 +14,26 @@ use bytes::Bytes;
 use super::content::KeyType;
 use super::ttl::{from_pttl, PttlReading};
 use super::VerifyError;
+use crate::dest::cluster::slot::slot_of;
+use crate::dest::cluster::topology::SlotMap;
 use crate::dest::RedisVersion;
 use crate::resp::{Cmd, Connection, Value};
 
 /// One side of a comparison: a connection with its DB selected.
 pub(crate) struct Endpoint {
-    conn: Connection,
+    conns: Conns,
     /// `source server1 (127.0.0.1:7001) db 0`, for messages.
     pub side: String,
     pub version: RedisVersion,
+}
+
+enum Conns {
+    One(Connection),
+    /// A Redis Cluster: a connection per master of `map`, in its order.
+    Cluster {
+        map: SlotMap,
+        conns: Vec<Connection>,
+    },
 }
 
 /// `SMISMEMBER`, `ZMSCORE`: Redis 6.2.
@@ -51,6 +63,17 @@ impl Endpoint {
         if caps.version >= NO_TOUCH {
             let _ = conn.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
         }
+        if let Some(map) = cluster_map(&side, addr, &mut conn).await? {
+            let mut conns = Vec::with_capacity(map.masters.len());
+            for master in &map.masters {
+                let mut c = super::counts::connect(&format!("{side} master {master}"), master, secret).await?;
+                if caps.version >= NO_TOUCH {
+                    let _ = c.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
+                }
+                conns.push(c);
+            }
+            return Ok(Endpoint { conns: Conns::Cluster { map, conns }, side, version: caps.version });
+        }
         if db != 0 {
             conn.query(&Cmd::new("SELECT").arg(db.to_string())).await.map_err(|source| VerifyError::Query {
                 side: side.clone(),
@@ -58,7 +81,7 @@ impl Endpoint {
                 source: Box::new(source),
             })?;
         }
-        Ok(Endpoint { conn, side, version: caps.version })
+        Ok(Endpoint { conns: Conns::One(conn), side, version: caps.version })
     }
 
     /// Whether `SMISMEMBER` and `ZMSCORE` exist.
@@ -74,11 +97,33 @@ impl Endpoint {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        self.conn.pipeline(cmds).await.map_err(|source| VerifyError::Query {
-            side: self.side.clone(),
-            during: during(),
-            source: Box::new(source),
-        })
+        let side = &self.side;
+        let failed =
+            |during: String| move |source| VerifyError::Query { side: side.clone(), during, source: Box::new(source) };
+        match &mut self.conns {
+            Conns::One(conn) => conn.pipeline(cmds).await.map_err(failed(during())),
+            Conns::Cluster { map, conns } => {
+                // Every command here names one key (its first argument).
+                let mut per_master: Vec<Vec<usize>> = vec![Vec::new(); conns.len()];
+                for (i, c) in cmds.iter().enumerate() {
+                    let key = c.args().get(1).map(|k| k.as_ref()).unwrap_or_default();
+                    per_master[map.owner(slot_of(key)).unwrap_or(0).min(conns.len() - 1)].push(i);
+                }
+                let mut out = vec![Value::Bulk(None); cmds.len()];
+                let during = during();
+                for (conn, idx) in conns.iter_mut().zip(per_master) {
+                    if idx.is_empty() {
+                        continue;
+                    }
+                    let part: Vec<Cmd> = idx.iter().map(|&i| cmds[i].clone()).collect();
+                    let replies = conn.pipeline(&part).await.map_err(failed(during.clone()))?;
+                    for (i, v) in idx.into_iter().zip(replies) {
+                        out[i] = v;
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// A reply no Redis sends for `command`.
@@ -92,6 +137,27 @@ impl Endpoint {
                 other => format!("{} {other}", other.kind()),
             },
         }
+    }
+}
+
+/// The slot map when the server behind `conn` is a Redis Cluster node.
+pub(crate) async fn cluster_map(side: &str, addr: &str, conn: &mut Connection) -> Result<Option<SlotMap>, VerifyError> {
+    let query = |during: &str| {
+        let (side, during) = (side.to_owned(), during.to_owned());
+        move |source| VerifyError::Query { side, during, source: Box::new(source) }
+    };
+    let info = conn.query(&Cmd::new("INFO").arg("cluster")).await.map_err(query("reading INFO cluster"))?;
+    if info.as_bytes().and_then(|b| crate::resp::info::info_field(b, "cluster_enabled")) != Some("1") {
+        return Ok(None);
+    }
+    match SlotMap::read(conn, addr).await {
+        Ok(map) => Ok(Some(map)),
+        Err(e) => Err(VerifyError::Reply {
+            side: side.to_owned(),
+            command: "CLUSTER SLOTS".into(),
+            during: "reading the cluster's slot map".into(),
+            got: e.to_string(),
+        }),
     }
 }
 
