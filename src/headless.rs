@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::engine::snapshot::{ShardSnapshot, TaskSnapshot};
+use crate::engine::snapshot::{NodeStats, ShardSnapshot, TaskSnapshot};
 pub use crate::human::{group_digits, human_bytes};
 
 /// A human progress line for one shard.
@@ -54,9 +54,39 @@ pub fn failed_json(shard: &str, error: &str) -> String {
     json!({ "event": "failed", "shard": shard, "error": error }).to_string()
 }
 
-/// Every line for one tick.
+/// Every line for one tick: one per shard, then one per master of a
+/// cluster destination.
 pub fn render_tick(t: &TaskSnapshot, as_json: bool) -> Vec<String> {
-    t.shards.iter().map(|s| if as_json { progress_json(s) } else { progress_line(s) }).collect()
+    let shards = t.shards.iter().map(|s| if as_json { progress_json(s) } else { progress_line(s) });
+    let nodes = t.destination_nodes.iter().map(|n| if as_json { node_json(n) } else { node_line(n) });
+    shards.chain(nodes).collect()
+}
+
+/// The `--json` record of one master of a cluster destination.
+pub fn node_json(n: &NodeStats) -> String {
+    json!({
+        "ts_ms": n.stats.ts_ms,
+        "destination_node": n.addr,
+        "slots": n.slots,
+        "keys": n.stats.keys,
+        "used_memory": n.stats.used_memory,
+        "maxmemory": n.stats.maxmemory,
+        "ops_per_sec": n.stats.ops_per_sec,
+    })
+    .to_string()
+}
+
+/// The progress line of one master of a cluster destination.
+pub fn node_line(n: &NodeStats) -> String {
+    format!(
+        "{:<12} {}  {} slots  keys {}  mem {}  {} ops/s",
+        "dest master",
+        n.addr,
+        group_digits(n.slots as u64),
+        group_digits(n.stats.keys),
+        crate::human::human_bytes(n.stats.used_memory),
+        group_digits(n.stats.ops_per_sec)
+    )
 }
 
 #[cfg(test)]
@@ -107,5 +137,31 @@ mod tests {
         let f: serde_json::Value = serde_json::from_str(&failed_json("server2", "boom")).unwrap();
         assert_eq!(f["event"], "failed");
         assert_eq!(f["shard"], "server2");
+    }
+
+    #[test]
+    fn a_cluster_destination_adds_one_record_per_master() {
+        let node = NodeStats {
+            addr: "10.0.1.21:6379".into(),
+            slots: 5461,
+            stats: crate::engine::snapshot::DestStats {
+                ts_ms: 7,
+                keys: 1_890_000,
+                used_memory: 520 << 20,
+                maxmemory: 0,
+                ops_per_sec: 17_000,
+            },
+        };
+        let t = TaskSnapshot { shards: vec![snap()], destination_nodes: vec![node.clone()], ..TaskSnapshot::default() };
+        let json = render_tick(&t, true);
+        assert_eq!(json.len(), 2);
+        assert_eq!(
+            json[1],
+            r#"{"destination_node":"10.0.1.21:6379","keys":1890000,"maxmemory":0,"ops_per_sec":17000,"slots":5461,"ts_ms":7,"used_memory":545259520}"#
+        );
+        assert_eq!(
+            render_tick(&t, false)[1],
+            "dest master  10.0.1.21:6379  5,461 slots  keys 1,890,000  mem 520.0 MB  17,000 ops/s"
+        );
     }
 }

@@ -128,6 +128,9 @@ fn two_sources_into_a_three_master_cluster_with_splits_and_a_cross_slot_pause() 
         "{out}"
     );
     assert!(out.contains("is a Redis Cluster: writing to"), "{out}");
+    // One record a second per master of the cluster.
+    let node_records = out.lines().filter(|l| l.contains("\"destination_node\"")).count();
+    assert!(node_records >= 3, "no per-master records:\n{out}");
 }
 
 /// Writes `INCR c:<i>` and `LPUSH l:<i%20>` (200 of each a round) to the

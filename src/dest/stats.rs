@@ -2,9 +2,14 @@
 //! `INFO` a second on a connection of its own, so that a slow `INFO` never
 //! delays a batch.
 //!
+//! On a Redis Cluster every master is read (one connection each, the slot
+//! map read again every minute or after a failed read), and the figures
+//! are the sums, with one [`NodeStats`] per master.
+//!
 //! Best effort: a failed read gives `None` (the caller keeps the last
 //! figures, whose `ts_ms` tells their age) and reconnects on the next one.
 
+use super::cluster::topology::SlotMap;
 use crate::resp::info::{info_field, parse_keyspace};
 use crate::resp::{Cmd, ConnectOptions, Connection};
 
@@ -22,33 +27,98 @@ pub struct DestStats {
     pub ops_per_sec: u64,
 }
 
+/// One master of a cluster destination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeStats {
+    pub addr: String,
+    /// Slots it serves.
+    pub slots: usize,
+    pub stats: DestStats,
+}
+
+/// What one read found: the figures (summed over a cluster's masters) and,
+/// for a cluster, each master's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DestReading {
+    pub total: DestStats,
+    pub nodes: Vec<NodeStats>,
+}
+
 /// Reads [`DestStats`] from one destination, connecting when needed.
 pub struct StatsReader {
     addr: String,
     opts: ConnectOptions,
     conn: Option<Connection>,
+    /// A cluster: its map, one connection per master, and reads left
+    /// before the map is read again.
+    cluster: Option<(SlotMap, Vec<Option<Connection>>, u32)>,
 }
+
+/// Reads between two readings of a cluster's slot map (one a second).
+const MAP_EVERY: u32 = 60;
 
 impl StatsReader {
     pub fn new(addr: String, opts: ConnectOptions) -> Self {
-        StatsReader { addr, opts, conn: None }
+        StatsReader { addr, opts, conn: None, cluster: None }
     }
 
     /// The figures now; `None` when the destination did not answer.
-    pub async fn read(&mut self, now_ms: i64) -> Option<DestStats> {
+    pub async fn read(&mut self, now_ms: i64) -> Option<DestReading> {
         if self.conn.is_none() {
             self.conn = Connection::connect(&self.addr, &self.opts).await.ok();
         }
         let conn = self.conn.as_mut()?;
         // Plain `INFO` (no section list): Redis before 7 takes one section
-        // only, and the default set holds all three we read.
-        match conn.query(&Cmd::new("INFO")).await {
-            Ok(v) => v.as_bytes().map(|b| parse_info(b, now_ms)),
+        // only, and the default set holds all we read.
+        let info = match conn.query(&Cmd::new("INFO")).await {
+            Ok(v) => v,
             Err(_) => {
                 self.conn = None;
-                None
+                return None;
             }
+        };
+        let info = info.as_bytes()?;
+        if info_field(info, "cluster_enabled") != Some("1") {
+            return Some(DestReading { total: parse_info(info, now_ms), nodes: Vec::new() });
         }
+        self.read_cluster(now_ms).await
+    }
+
+    async fn read_cluster(&mut self, now_ms: i64) -> Option<DestReading> {
+        let stale = self.cluster.as_ref().is_none_or(|(_, _, left)| *left == 0);
+        if stale {
+            let map = SlotMap::read(self.conn.as_mut()?, &self.addr).await.ok()?;
+            let conns = map.masters.iter().map(|_| None).collect();
+            self.cluster = Some((map, conns, MAP_EVERY));
+        }
+        let (map, conns, left) = self.cluster.as_mut()?;
+        *left = left.saturating_sub(1);
+        let mut reading = DestReading { total: DestStats { ts_ms: now_ms, ..DestStats::default() }, nodes: Vec::new() };
+        let counts = map.slot_counts();
+        for ((addr, conn), slots) in map.masters.iter().zip(conns.iter_mut()).zip(counts) {
+            if conn.is_none() {
+                *conn = Connection::connect(addr, &self.opts).await.ok();
+            }
+            let stats = match conn.as_mut() {
+                Some(c) => match c.query(&Cmd::new("INFO")).await {
+                    Ok(v) => v.as_bytes().map(|b| parse_info(b, now_ms)),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            let Some(stats) = stats else {
+                // Read the map again next time: the master may have failed over.
+                *conn = None;
+                *left = 0;
+                continue;
+            };
+            reading.total.keys += stats.keys;
+            reading.total.used_memory += stats.used_memory;
+            reading.total.maxmemory += stats.maxmemory;
+            reading.total.ops_per_sec += stats.ops_per_sec;
+            reading.nodes.push(NodeStats { addr: addr.clone(), slots, stats });
+        }
+        Some(reading)
     }
 }
 

@@ -172,7 +172,7 @@ impl ShardSnapshot {
 
 /// What the destination says of itself (polled once a second with `INFO`),
 /// for the dashboard's header. Not part of the `--json` records.
-pub use crate::dest::stats::DestStats;
+pub use crate::dest::stats::{DestStats, NodeStats};
 
 /// The whole task.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -180,6 +180,8 @@ pub struct TaskSnapshot {
     pub shards: Vec<ShardSnapshot>,
     /// `None` until the first poll answers (and while it cannot).
     pub destination: Option<DestStats>,
+    /// A cluster destination: each master's figures (empty otherwise).
+    pub destination_nodes: Vec<NodeStats>,
     /// Only in the closing snapshot: what the shutdown could not finish
     /// (a helper still running at the deadline, a heartbeat key not deleted).
     pub closing_notes: Vec<String>,

@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 use super::ctx::{ShardControl, ShardCtx};
 use super::error::EngineError;
 use super::shard;
-use super::snapshot::{DestStats, ShardSnapshot, TaskSnapshot};
+use super::snapshot::{ShardSnapshot, TaskSnapshot};
 use super::source_side;
 use super::status::{self, ShardEvent, StatusTx};
 use super::tracked::Tracked;
 use crate::clock::now_ms;
 use crate::config::{host_of, TaskConfig};
+use crate::dest::stats::DestReading;
 use crate::resp::ConnectOptions;
 
 /// What a front end can ask of a running task.
@@ -160,7 +161,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
         slots.push((source.name.clone(), ShardSlot { view, status, ops, control, cancel: shard_cancel }));
     }
     let slots = Arc::new(slots);
-    let dest_stats: Arc<Mutex<Option<DestStats>>> = Arc::new(Mutex::new(None));
+    let dest_stats: Arc<Mutex<Option<DestReading>>> = Arc::new(Mutex::new(None));
     let dest_poll = super::dest_side::poll_stats(
         task.destination.addr.to_string(),
         ConnectOptions { credentials: task.destination.password.credentials(), ..ConnectOptions::default() },
@@ -203,8 +204,12 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                     s
                 })
                 .collect();
-            let destination = pub_dest.lock().ok().and_then(|d| *d);
-            let _ = pub_tx.send(TaskSnapshot { shards, destination, closing_notes: Vec::new() });
+            let reading = pub_dest.lock().ok().and_then(|d| d.clone());
+            let (destination, destination_nodes) = match reading {
+                Some(r) => (Some(r.total), r.nodes),
+                None => (None, Vec::new()),
+            };
+            let _ = pub_tx.send(TaskSnapshot { shards, destination, destination_nodes, closing_notes: Vec::new() });
             tokio::select! {
                 _ = pub_cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -302,8 +307,12 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             s.ops_per_sec = 0;
             shards.push(s);
         }
-        let destination = dest_stats.lock().ok().and_then(|d| *d);
-        status_tx.send_replace(TaskSnapshot { shards, destination, closing_notes });
+        let reading = dest_stats.lock().ok().and_then(|d| d.clone());
+        let (destination, destination_nodes) = match reading {
+            Some(r) => (Some(r.total), r.nodes),
+            None => (None, Vec::new()),
+        };
+        status_tx.send_replace(TaskSnapshot { shards, destination, destination_nodes, closing_notes });
         results
     });
     EngineHandle { status: status_rx, commands: cmd_tx, cancel, done }

@@ -148,5 +148,10 @@ pub fn dest_stats(ts_ms: i64) -> DestStats {
 }
 
 pub fn task_snapshot(shards: Vec<ShardSnapshot>, ts_ms: i64) -> TaskSnapshot {
-    TaskSnapshot { shards, destination: Some(dest_stats(ts_ms)), closing_notes: Vec::new() }
+    TaskSnapshot {
+        shards,
+        destination: Some(dest_stats(ts_ms)),
+        destination_nodes: Vec::new(),
+        closing_notes: Vec::new(),
+    }
 }

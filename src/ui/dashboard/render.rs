@@ -3,6 +3,7 @@
 //! ```text
 //! header   task · elapsed · overall state       destination keys · memory · ops/s
 //! shards   one row per Redis-Server, then the total
+//! masters  a cluster destination: one line per master (slots, keys, memory, ops/s)
 //! chart    applied ops/s over the last minutes
 //! events   engine alerts and state changes, newest last
 //! status   a notice, or the verify in progress
@@ -51,9 +52,22 @@ pub fn render_dashboard(d: &Dashboard, area: Rect, buf: &mut Buffer) {
     render_header(d, theme, header, buf);
     match d.view {
         View::Main => {
-            let [table, chart, events] =
-                Layout::vertical([Constraint::Length(table_h), Constraint::Length(4), Constraint::Min(3)]).areas(body);
+            // A cluster destination's masters, as many as fit above the
+            // chart and three event lines.
+            let nodes = d.snapshot.destination_nodes.len() as u16;
+            let masters_h =
+                if nodes == 0 { 0 } else { (nodes + 1).min(body.height.saturating_sub(table_h + 4 + 3)).max(2) };
+            let [table, masters, chart, events] = Layout::vertical([
+                Constraint::Length(table_h),
+                Constraint::Length(masters_h),
+                Constraint::Length(4),
+                Constraint::Min(3),
+            ])
+            .areas(body);
             render_table(d, theme, table, buf);
+            if masters_h > 0 {
+                render_masters(d, theme, masters, buf);
+            }
             render_chart(d, theme, chart, buf);
             render_events(d, theme, events, buf);
         }
@@ -337,6 +351,38 @@ fn render_table(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
         .highlight_symbol("  ");
     // Always draw the highlight column so the total lines up with the rows.
     StatefulWidget::render(total, total_area, buf, &mut TableState::default());
+}
+
+/// One line per master of a cluster destination.
+fn render_masters(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let nodes = &d.snapshot.destination_nodes;
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border())
+        .title(format!(" destination: a Redis Cluster of {} masters ", nodes.len()))
+        .title_style(theme.tone(Tone::Normal));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let width = inner.width as usize;
+    let shown = inner.height as usize;
+    for (i, n) in nodes.iter().take(shown).enumerate() {
+        let more = nodes.len() - shown;
+        let text = if i + 1 == shown && more > 0 {
+            format!("… and {} more masters (see the --json records)", more + 1)
+        } else {
+            let max = if n.stats.maxmemory == 0 { "no limit".to_owned() } else { short_bytes(n.stats.maxmemory) };
+            format!(
+                "{:<21} {:>5} slots {:>10} keys  mem {}/{max}  {} ops/s",
+                n.addr,
+                n.slots,
+                count(n.stats.keys),
+                short_bytes(n.stats.used_memory),
+                short_count(n.stats.ops_per_sec)
+            )
+        };
+        let row = Rect { y: inner.y + i as u16, height: 1, ..inner };
+        Line::styled(fit(&text, width), theme.tone(Tone::Normal)).render(row, buf);
+    }
 }
 
 fn render_chart(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {

@@ -270,6 +270,27 @@ mod snapshots {
     }
 
     #[test]
+    fn a_cluster_destination_shows_its_masters() {
+        let mut d = after_a_minute(super::incremental);
+        let mut snap = d.snapshot.clone();
+        snap.destination_nodes = (0..3u64)
+            .map(|i| crate::engine::snapshot::NodeStats {
+                addr: format!("10.0.1.{}:6379", 21 + i),
+                slots: [5461, 5462, 5461][i as usize],
+                stats: crate::engine::snapshot::DestStats {
+                    ts_ms: snap.shards[0].ts_ms,
+                    keys: 1_890_000 + i * 1_234,
+                    used_memory: (520 + i * 7) << 20,
+                    maxmemory: 4 << 30,
+                    ops_per_sec: 17_000 + i * 100,
+                },
+            })
+            .collect();
+        d.apply_snapshot(snap);
+        both("dashboard_cluster_destination", &d);
+    }
+
+    #[test]
     fn reconnecting_and_failed() {
         both("dashboard_reconnecting_failed", &after_a_minute(states));
     }
