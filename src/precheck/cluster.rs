@@ -12,6 +12,8 @@ use super::{group_digits, CheckResult, Facts};
 use crate::config::TaskConfig;
 use crate::dest::cluster::topology::SlotMap;
 use crate::probe::{self, human_bytes, ServerFacts};
+use crate::resp::info::info_field;
+use crate::resp::Cmd;
 
 /// Commands a cluster applies only when their keys share a slot (`INFO
 /// commandstats` names, lower case). `MSET`, `DEL`, `UNLINK` and `TOUCH`
@@ -41,12 +43,18 @@ const CROSS_SLOT_COMMANDS: &[&str] = &[
     "fcall",
 ];
 
-pub(super) async fn checks(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) -> Vec<CheckResult> {
+pub(super) async fn checks(task: &TaskConfig, subject: &str, facts: &Facts) -> Vec<CheckResult> {
     let mut out = Vec::new();
     let addr = task.destination.addr.to_string();
     let opts = probe::probe_options(&task.destination.password);
+    let mut state = None;
     let map = match probe::connect(&addr, &opts).await {
-        Ok(mut conn) => SlotMap::read(&mut conn, &addr).await.map_err(|e| e.to_string()),
+        Ok(mut conn) => {
+            if let Ok(info) = conn.query(&Cmd::new("CLUSTER").arg("INFO")).await {
+                state = info.as_bytes().and_then(|b| info_field(b, "cluster_state")).map(str::to_owned);
+            }
+            SlotMap::read(&mut conn, &addr).await.map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     let map = match map {
@@ -62,7 +70,7 @@ pub(super) async fn checks(task: &TaskConfig, subject: &str, dest: &ServerFacts,
             return out;
         }
     };
-    out.push(coverage(subject, &map));
+    out.push(coverage(subject, &map, state.as_deref()));
     // Every master, with the task's credentials.
     let mut masters: Vec<(String, Result<ServerFacts, String>)> = Vec::new();
     for m in &map.masters {
@@ -74,13 +82,21 @@ pub(super) async fn checks(task: &TaskConfig, subject: &str, dest: &ServerFacts,
     out.push(memory(subject, &masters, facts));
     out.push(databases(task, subject, facts));
     out.push(cross_slot(task, subject, facts));
-    let _ = dest;
     out
 }
 
-fn coverage(subject: &str, map: &SlotMap) -> CheckResult {
+fn coverage(subject: &str, map: &SlotMap, state: Option<&str>) -> CheckResult {
     const TITLE: &str = "every slot served";
     let uncovered = map.uncovered();
+    if uncovered.is_empty() && state.is_some_and(|s| s != "ok") {
+        return CheckResult::fail(
+            "destination.cluster",
+            subject,
+            TITLE,
+            format!("every slot is assigned, but the node says cluster_state:{}", state.unwrap_or_default()),
+            "bring the failed masters back (CLUSTER INFO, CLUSTER NODES), then run the precheck again".to_owned(),
+        );
+    }
     if uncovered.is_empty() {
         let masters: Vec<String> =
             map.masters.iter().zip(map.slot_counts()).map(|(m, n)| format!("{m} ({n} slots)")).collect();

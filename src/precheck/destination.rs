@@ -58,7 +58,7 @@ pub(super) async fn checks(task: &TaskConfig, facts: &Facts) -> Vec<CheckResult>
     if cluster {
         out.push(version(task, &subject, dest, facts));
         out.push(forms(task, &subject, dest, facts));
-        out.extend(super::cluster::checks(task, &subject, dest, facts).await);
+        out.extend(super::cluster::checks(task, &subject, facts).await);
         return out;
     }
     let addr = task.destination.addr.to_string();

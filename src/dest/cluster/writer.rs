@@ -97,6 +97,12 @@ impl ClusterWriter {
 
     /// Applies the batch across the masters; see the module docs.
     pub async fn apply(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport) -> Result<(), ApplyError> {
+        if self.nodes.is_empty() {
+            self.refresh().await?;
+            if self.nodes.is_empty() {
+                return Err(topology_error(&self.seed, "no master serves any slot"));
+            }
+        }
         let mut round = 0;
         loop {
             let parts = std::mem::take(batch).split(self.nodes.len(), |key| {
@@ -160,6 +166,9 @@ impl ClusterWriter {
     /// `GET`s every key in `keys` from the master serving it: one pipeline
     /// per master. Replies in the order of `keys`.
     pub async fn get_all(&mut self, keys: &[bytes::Bytes]) -> Result<Vec<Value>, ApplyError> {
+        if self.nodes.is_empty() {
+            return Err(topology_error(&self.seed, "no master serves any slot"));
+        }
         let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
         for (i, k) in keys.iter().enumerate() {
             per_node[self.map.owner(slot_of(k)).unwrap_or(0).min(self.nodes.len().saturating_sub(1))].push(i);
