@@ -52,6 +52,20 @@ pub fn free_port() -> io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// A free loopback port `p` at most 55535 with `p + 10000` free too (a
+/// cluster node's bus port).
+pub fn free_cluster_port() -> io::Result<u16> {
+    for _ in 0..1000 {
+        let port = free_port()?;
+        let candidate = if port <= 55535 { port } else { port - 20000 };
+        let bind = |p: u16| TcpListener::bind((Ipv4Addr::LOCALHOST, p));
+        if let (Ok(_a), Ok(_b)) = (bind(candidate), bind(candidate + 10000)) {
+            return Ok(candidate);
+        }
+    }
+    Err(io::Error::other("no free port pair for a cluster node"))
+}
+
 /// How to start a `redis-server`.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
@@ -119,8 +133,11 @@ impl RedisServer {
     pub fn start(opts: RedisOptions) -> io::Result<RedisServer> {
         let dir = tempfile::Builder::new().prefix("shardsync-redis-").tempdir()?;
         let mut last_error = None;
+        // A cluster node also listens on its port + 10000 (the cluster bus),
+        // so its port must be at most 55535 and that one free too.
+        let cluster = opts.config.iter().any(|l| l.trim() == "cluster-enabled yes");
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
+            let port = if cluster { free_cluster_port()? } else { free_port()? };
             let mut conf = vec![
                 "bind 127.0.0.1".to_owned(),
                 format!("port {port}"),
