@@ -87,6 +87,37 @@ pub struct Opened {
     pub slot_checkpoints: Vec<(u16, u64)>,
 }
 
+/// Every slot's checkpoint key, read from the master serving it: the
+/// offsets of those of `main`'s stream; the others (an older stream's) are
+/// removed, so a slot's first unit of this stream finds none.
+async fn slot_checkpoints_of(
+    writer: &mut ClusterWriter,
+    layout: &Layout,
+    main: Option<&CheckpointRecord>,
+) -> Result<Vec<(u16, u64)>, ApplyError> {
+    let keys: Vec<Bytes> = (0..super::cluster::slot::SLOTS as u16).map(|s| layout.slot_key(s)).collect();
+    let found = writer.get_all(&keys).await?;
+    let mut held = Vec::new();
+    let mut stale = ApplyBatch::new();
+    for (slot, value) in found.iter().enumerate() {
+        let Value::Bulk(Some(raw)) = value else { continue };
+        match (CheckpointRecord::decode(raw), main) {
+            (Some(r), Some(m)) if r.replid == m.replid && r.offset.is_some() => {
+                held.push((slot as u16, r.offset.unwrap_or(0)));
+            }
+            _ => {
+                let key = keys[slot].clone();
+                let origin = super::Origin { db: 0, key: key.clone(), offset: 0 };
+                stale.push(super::ApplyCmd::new(Cmd::new("DEL").arg(&key), origin));
+            }
+        }
+    }
+    if !stale.is_empty() {
+        writer.apply(&mut stale, &mut ApplyReport::default()).await?;
+    }
+    Ok(held)
+}
+
 /// Whether the server runs in cluster mode (`INFO cluster`).
 async fn cluster_enabled(conn: &mut Connection) -> Result<bool, RespError> {
     let reply = conn.query(&Cmd::new("INFO").arg("cluster")).await?;
@@ -159,27 +190,8 @@ impl Destination {
                 Err(e) if e.code == "CHECKPOINT" => return Err(OpenError::ForeignCheckpoint { key: key_shown() }),
                 Err(e) => return Err(OpenError::Cluster(e)),
             };
-            let keys: Vec<Bytes> = (0..super::cluster::slot::SLOTS as u16).map(|s| layout.slot_key(s)).collect();
-            let found = writer.get_all(&keys).await.map_err(OpenError::Cluster)?;
-            let mut stale = ApplyBatch::new();
-            for (slot, value) in found.iter().enumerate() {
-                let Value::Bulk(Some(raw)) = value else { continue };
-                let record = CheckpointRecord::decode(raw);
-                match (&record, &checkpoint) {
-                    (Some(r), Some(c)) if r.replid == c.replid && r.offset.is_some() => {
-                        slot_checkpoints.push((slot as u16, r.offset.unwrap_or(0)));
-                    }
-                    _ => {
-                        let key = keys[slot].clone();
-                        let origin = super::Origin { db: 0, key: key.clone(), offset: 0 };
-                        stale.push(super::ApplyCmd::new(Cmd::new("DEL").arg(&key), origin));
-                    }
-                }
-            }
-            if !stale.is_empty() {
-                let mut report = ApplyReport::default();
-                writer.apply(&mut stale, &mut report).await.map_err(OpenError::Cluster)?;
-            }
+            slot_checkpoints =
+                slot_checkpoints_of(&mut writer, &layout, checkpoint.as_ref()).await.map_err(OpenError::Cluster)?;
         }
         Ok(Opened {
             dest: Destination { writer: Writer::Cluster(Box::new(writer)), caps, layout },
@@ -187,6 +199,18 @@ impl Destination {
             checkpoint,
             slot_checkpoints,
         })
+    }
+
+    /// Where the shard stands now (after the destination lost writes): its
+    /// checkpoint and, on a cluster, each slot's own checkpoint in that
+    /// stream (empty for a standalone destination).
+    pub async fn read_position(&mut self) -> Result<(Option<CheckpointRecord>, Vec<(u16, u64)>), ApplyError> {
+        let main = self.read_checkpoint().await?;
+        let slots = match &mut self.writer {
+            Writer::Standalone(_) => Vec::new(),
+            Writer::Cluster(c) => slot_checkpoints_of(c, &self.layout, main.as_ref()).await?,
+        };
+        Ok((main, slots))
     }
 
     /// The cluster's masters and how many slots each serves; empty for a

@@ -632,8 +632,11 @@ impl Applier {
     /// The destination lost writes it had confirmed: the next link resumes
     /// from what its checkpoint says it still holds.
     async fn rolled_back(&mut self, ctx: &ShardCtx, message: &str) -> ApplyEnd {
-        let record = loop {
-            match self.dest.read_checkpoint().await {
+        // On a cluster also each slot's own checkpoint: the slots that got
+        // further than the shard's (their masters kept what they confirmed)
+        // must not apply it again.
+        let (record, slots) = loop {
+            match self.dest.read_position().await {
                 Ok(r) => break r,
                 Err(e) if e.class == ErrorClass::Retry => {
                     tokio::select! {
@@ -649,7 +652,7 @@ impl Applier {
                 }
             }
         };
-        self.batcher.restart_from(record);
+        self.batcher.restart_from(record, slots);
         let applied = self.batcher.position().applied;
         let what = match self.batcher.resume_position() {
             Some(p) => format!("resuming from offset {} of {}, which it still holds", p.offset, p.replid),

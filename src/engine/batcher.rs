@@ -170,15 +170,15 @@ impl Batcher {
     }
 
     /// The destination lost confirmed writes: continue from what its
-    /// checkpoint says it holds (`None`: copy again).
-    pub fn restart_from(&mut self, record: Option<CheckpointRecord>) {
+    /// checkpoint says it holds (`None`: copy again), and, on a cluster,
+    /// from what each slot's own checkpoint says it holds beyond that.
+    pub fn restart_from(&mut self, record: Option<CheckpointRecord>, slots: Vec<(u16, u64)>) {
         let (replid, applied, db) = match record {
             Some(r) => (Some(r.replid), r.offset, r.db.unwrap_or(0)),
             None => (None, None, 0),
         };
-        // A cluster's slot checkpoints are not read again here: their units
-        // are guarded from the shard's checkpoint on.
-        self.pos = Position { replid, applied, stream_db: db, ours_on_dest: true, slots: HashMap::new() };
+        let slots = if replid.is_some() { slots.into_iter().collect() } else { HashMap::new() };
+        self.pos = Position { replid, applied, stream_db: db, ours_on_dest: true, slots };
         self.floor = self.pos.applied;
     }
 
@@ -933,9 +933,11 @@ mod tests {
     fn a_lost_destination_restarts_from_its_checkpoint() {
         let mut b = batcher("7.0.15", true, streaming(100));
         let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(60), db: Some(3), updated_ms: 0 };
-        b.restart_from(Some(record));
+        b.restart_from(Some(record), vec![(7, 90)]);
         assert_eq!((b.resume_position().unwrap().offset, b.position().stream_db), (60, 3));
-        b.restart_from(None);
+        assert_eq!(b.position().slots.get(&7), Some(&90));
+        b.restart_from(None, vec![(7, 90)]);
+        assert!(b.position().slots.is_empty(), "a full copy again starts with no slot checkpoints");
         assert!(b.resume_position().is_none() && b.position().ours_on_dest);
     }
 }
