@@ -148,9 +148,9 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$results" "$BENCHMARKS_MD" "$(commit_id)" "$load_before" "$load_after" "$ROUNDS" "$SYNC_KEYS" <<'PY'
-import re, statistics, sys, datetime
-res, md, commit, lb, la, rounds, nkeys = sys.argv[1:]
+python3 - "$results" "$work/section.md" "$(commit_id)" "$load_before" "$load_after" "$ROUNDS" "$SYNC_KEYS" <<'PY'
+import statistics, sys, datetime
+res, out, commit, lb, la, rounds, nkeys = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(res) if l.strip()]
 def col(kind, i):
     return [float(r[i]) for r in rows if r[0] == kind]
@@ -182,12 +182,7 @@ lines += [
     "pipeline (reader, parser, writer) runs on about two threads, so a process tops out near twice that on a "
     "larger machine; the 1M keys/s per process target is not reached." % (c, "{:,}".format(int(1e6 / c))),
 ]
-text = open(md).read()
-section = "<!-- bench:cluster-copy -->\n" + "\n".join(lines) + "\n<!-- /bench:cluster-copy -->"
-if "<!-- bench:cluster-copy -->" in text:
-    text = re.sub(r"<!-- bench:cluster-copy -->.*?<!-- /bench:cluster-copy -->", lambda _: section, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-open(md, "w").write(text)
-print("\n".join(lines))
+open(out, "w").write("\n".join(lines) + "\n")
 PY
+write_section cluster-copy "$work/section.md"
+cat "$work/section.md"

@@ -164,17 +164,34 @@ fn start_writer(port: u16) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, st
     (stop, handle)
 }
 
-#[test]
-fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
-    let cluster = Cluster::start(3, 1).expect("cluster");
+/// One source copied into a cluster, the task running and the data equal.
+struct Streaming {
+    source: RedisServer,
+    task: std::path::PathBuf,
+    addrs: Vec<String>,
+    child: Child,
+    /// The source's `sync_full` once the copy is done.
+    full_syncs: u64,
+    _dir: tempfile::TempDir,
+}
+
+fn streaming_into(cluster: &Cluster, keys: usize) -> Streaming {
+    // A backlog that holds the whole test's writes: every restart continues.
     let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
-    load(&source, "k", 300);
+    load(&source, "k", keys);
     let dir = tempfile::tempdir().expect("tmp");
     let task = task_file(dir.path(), &[("server1", source.addr())], &cluster.seed(), "");
     let addrs = vec![source.addr()];
     let child = run_binary(&task, false);
     wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
     let full_syncs = info_stat(&source, "sync_full");
+    Streaming { source, task, addrs, child, full_syncs, _dir: dir }
+}
+
+#[test]
+fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
+    let cluster = Cluster::start(3, 1).expect("cluster");
+    let Streaming { source, addrs, child, full_syncs, _dir, .. } = streaming_into(&cluster, 300);
     let (stop, writer) = start_writer(source.port());
     std::thread::sleep(Duration::from_millis(500));
 
@@ -211,16 +228,7 @@ fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
 #[test]
 fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() {
     let cluster = Cluster::start(3, 0).expect("cluster");
-    // A backlog that holds the whole test's writes: every restart continues.
-    let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
-    load(&source, "k", 200);
-    let dir = tempfile::tempdir().expect("tmp");
-    let task = task_file(dir.path(), &[("server1", source.addr())], &cluster.seed(), "");
-    let addrs = vec![source.addr()];
-
-    let child = run_binary(&task, false);
-    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
-    let full_syncs = info_stat(&source, "sync_full");
+    let Streaming { source, task, addrs, child, full_syncs, _dir } = streaming_into(&cluster, 200);
 
     // A writer of counters and lists spread over every master, while the
     // tool is killed and started again, three times.
