@@ -15,6 +15,18 @@ use common::RedisServer;
 
 const OWN: &[u8] = b"SHARDSYNC_HEARTBEAT";
 
+/// `shardsync check --config F`: exit code and output.
+fn check(task: &std::path::Path) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardsync"))
+        .args(["check", "--config"])
+        .arg(task)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("shardsync check");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
 fn sigterm(child: &Child) {
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
 }
@@ -76,6 +88,11 @@ fn two_sources_into_a_three_master_cluster_with_splits_and_a_cross_slot_pause() 
     let sources = [("server1", s1.addr()), ("server2", s2.addr())];
     let task = task_file(dir.path(), &sources, &cluster.seed(), "big_key_bytes = 4096\nflush = \"refuse\"\n");
     let addrs = vec![s1.addr(), s2.addr()];
+    let (code, out) = check(&task);
+    assert_eq!(code, 0, "{out}");
+    for line in ["every slot served: a Redis Cluster of 3 masters", "the cluster is empty: nothing to overwrite"] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
 
     let child = run_binary(&task, false);
     wait_equal(&addrs, &cluster.seed(), Duration::from_secs(90));
@@ -128,9 +145,21 @@ fn two_sources_into_a_three_master_cluster_with_splits_and_a_cross_slot_pause() 
         "{out}"
     );
     assert!(out.contains("is a Redis Cluster: writing to"), "{out}");
+
     // One record a second per master of the cluster.
     let node_records = out.lines().filter(|l| l.contains("\"destination_node\"")).count();
     assert!(node_records >= 3, "no per-master records:\n{out}");
+
+    // Stopped: the same task resumes over its own copy; another task into
+    // the same cluster is refused under intercept.
+    let (code, checked) = check(&task);
+    assert_eq!(code, 0, "{checked}");
+    assert!(checked.contains("this task's own earlier copy (server1, server2 continue"), "{checked}");
+    let other = tempfile::tempdir().expect("tmp");
+    let other_task = task_file(other.path(), &[("other", s1.addr())], &cluster.seed(), "");
+    let (code, checked) = check(&other_task);
+    assert_eq!(code, 1, "{checked}");
+    assert!(checked.contains("and intercept requires an empty destination"), "{checked}");
 }
 
 /// Writes `INCR c:<i>` and `LPUSH l:<i%20>` (200 of each a round) to the

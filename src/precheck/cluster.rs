@@ -2,14 +2,15 @@
 //! coverage, every master reachable with the task's credentials and set to
 //! `noeviction`, room for the sources' data (in total and per master,
 //! keys spread evenly), DB 0 only (other source DBs need a `db_map` to 0),
-//! and how often the sources ran commands that a cluster applies only
-//! within one slot.
+//! how often the sources ran commands that a cluster applies only within
+//! one slot, and the conflict mode's expectation (intercept: an empty
+//! cluster, unless it holds this task's own earlier copy).
 
 use std::collections::BTreeMap;
 
 use super::destination::target_dbs;
 use super::{group_digits, CheckResult, Facts};
-use crate::config::TaskConfig;
+use crate::config::{ConflictMode, TaskConfig};
 use crate::dest::cluster::topology::SlotMap;
 use crate::probe::{self, human_bytes, ServerFacts};
 use crate::resp::info::info_field;
@@ -81,6 +82,8 @@ pub(super) async fn checks(task: &TaskConfig, subject: &str, facts: &Facts) -> V
     out.push(eviction(subject, &masters));
     out.push(memory(subject, &masters, facts));
     out.push(databases(task, subject, facts));
+    let resuming = resuming(task, &opts, &map).await;
+    out.push(conflict(task, subject, &masters, &resuming));
     out.push(cross_slot(task, subject, facts));
     out
 }
@@ -226,6 +229,77 @@ fn databases(task: &TaskConfig, subject: &str, facts: &Facts) -> CheckResult {
             map.join(", ")
         ),
     )
+}
+
+/// The shards whose checkpoint key is on the cluster (read from the master
+/// serving its slot): the cluster holds their earlier copy.
+async fn resuming(task: &TaskConfig, opts: &crate::resp::ConnectOptions, map: &SlotMap) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &task.sources {
+        let key = task.checkpoint_key(&s.name);
+        let Some(addr) = map.addr_of(crate::dest::cluster::slot::slot_of(key.as_bytes())) else { continue };
+        let Ok(mut conn) = probe::connect(addr, opts).await else { continue };
+        if conn.query(&Cmd::new("EXISTS").arg(&key)).await.ok().and_then(|v| v.as_int()) == Some(1) {
+            out.push(s.name.clone());
+        }
+    }
+    out
+}
+
+fn conflict(
+    task: &TaskConfig,
+    subject: &str,
+    masters: &[(String, Result<ServerFacts, String>)],
+    resuming: &[String],
+) -> CheckResult {
+    let mode = task.sync.conflict;
+    let title = format!("conflict = \"{mode}\"");
+    let keys: u64 =
+        masters.iter().filter_map(|(_, f)| f.as_ref().ok()).filter_map(|f| f.keyspace.get(&0)).map(|k| k.keys).sum();
+    if keys == 0 {
+        return CheckResult::pass(
+            "destination.conflict",
+            subject,
+            &title,
+            "the cluster is empty: nothing to overwrite".to_owned(),
+        );
+    }
+    let held = format!("the cluster holds {} keys", group_digits(keys));
+    match mode {
+        ConflictMode::Intercept if !resuming.is_empty() => CheckResult::pass(
+            "destination.conflict",
+            subject,
+            &title,
+            format!(
+                "{held}: this task's own earlier copy ({} continue from their checkpoints; a shard starting a fresh \
+                 copy reports a key found already there as a collision, never overwrites it)",
+                resuming.join(", ")
+            ),
+        ),
+        ConflictMode::Intercept => CheckResult::fail(
+            "destination.conflict",
+            subject,
+            &title,
+            format!("{held}, and intercept requires an empty destination"),
+            "empty it (FLUSHALL on every master), or choose conflict = \"overwrite\" (source wins) or \"skip\" \
+             (destination wins)"
+                .to_owned(),
+        ),
+        ConflictMode::Overwrite => CheckResult::warn(
+            "destination.conflict",
+            subject,
+            &title,
+            format!("{held}: a key the sources also hold is replaced by the source's"),
+            "check that the cluster is the intended destination".to_owned(),
+        ),
+        ConflictMode::Skip => CheckResult::warn(
+            "destination.conflict",
+            subject,
+            &title,
+            format!("{held}: a key the sources also hold keeps the cluster's value"),
+            "check that the cluster is the intended destination".to_owned(),
+        ),
+    }
 }
 
 fn cross_slot(task: &TaskConfig, subject: &str, facts: &Facts) -> CheckResult {
