@@ -200,12 +200,15 @@ pub(super) fn render(step: &DestinationStep, theme: Theme, area: Rect, buf: &mut
             } else {
                 i.keyspace.iter().map(|(db, k)| format!("db{db} {}", count(k.keys))).collect::<Vec<_>>().join(", ")
             };
-            let mode_tone = if i.mode == ServerMode::Standalone { Tone::Good } else { Tone::Warn };
+            // A standalone master or any node of a Redis Cluster (written
+            // through its masters); a Sentinel is not a data store.
+            let mode_tone = if i.mode == ServerMode::Sentinel { Tone::Warn } else { Tone::Good };
             vec![
                 Line::styled(format!("ok: {}, {}", i.server, role_text(&i.role)), theme.tone(Tone::Good)),
                 Line::from(vec![
                     Span::raw("mode              "),
                     Span::styled(i.mode.to_string(), theme.tone(mode_tone)),
+                    Span::raw(if i.mode == ServerMode::Cluster { " (writes go to every master)" } else { "" }),
                 ]),
                 Line::from(format!("used memory       {} (maxmemory {maxmemory})", human_bytes(i.used_memory))),
                 policy_line,

@@ -429,6 +429,15 @@ mod snapshots {
     }
 
     #[test]
+    fn step2_destination_a_cluster_node() {
+        let mut w = filled(Step::Destination);
+        let mut facts = facts("10.0.0.20:6379", "7.2.4", None, &[]);
+        facts.mode = crate::probe::ServerMode::Cluster;
+        w.destination.probe = Probe::Ok(Box::new(facts));
+        both("wizard_2_destination_cluster", &w);
+    }
+
+    #[test]
     fn step3_conflict() {
         both("wizard_3_conflict", &filled(Step::Conflict));
     }
