@@ -43,9 +43,16 @@ impl ClusterWriter {
     /// every master.
     pub async fn open(conn: &mut Connection, seed: &str, opts: WriterOptions) -> Result<ClusterWriter, ApplyError> {
         let map = SlotMap::read(conn, seed).await.map_err(|e| topology_error(seed, &e.to_string()))?;
-        let mut w =
-            ClusterWriter { seed: seed.to_owned(), opts, map, nodes: Vec::new(), guard_restarts: false, restart: None };
-        w.connect_nodes().await?;
+        let none = SlotMap::parse(&Value::Array(Some(Vec::new())), seed).map_err(|e| topology_error(seed, &e))?;
+        let mut w = ClusterWriter {
+            seed: seed.to_owned(),
+            opts,
+            map: none,
+            nodes: Vec::new(),
+            guard_restarts: false,
+            restart: None,
+        };
+        w.adopt(map).await?;
         Ok(w)
     }
 
@@ -53,21 +60,27 @@ impl ClusterWriter {
         &self.map
     }
 
-    /// Connects a writer for every master of the map (keeping those it has).
-    async fn connect_nodes(&mut self) -> Result<(), ApplyError> {
-        let mut old: Vec<DestWriter> = std::mem::take(&mut self.nodes);
-        for addr in &self.map.masters {
-            let w = match old.iter().position(|w| w.addr() == addr) {
-                Some(i) => old.swap_remove(i),
-                None => {
-                    let mut w = DestWriter::connect(addr, self.opts.clone()).await?;
-                    w.identify().await;
-                    w.guard_restarts(self.guard_restarts);
-                    w
-                }
-            };
-            self.nodes.push(w);
+    /// Makes `map` the slot map, with a writer for each of its masters
+    /// (keeping those it has). When a new master cannot be reached, the
+    /// old map and writers stay, so writers and map always agree.
+    async fn adopt(&mut self, map: SlotMap) -> Result<(), ApplyError> {
+        let mut fresh = Vec::new();
+        for addr in &map.masters {
+            if !self.nodes.iter().any(|w| w.addr() == addr) {
+                let mut w = DestWriter::connect(addr, self.opts.clone()).await?;
+                w.identify().await;
+                w.guard_restarts(self.guard_restarts);
+                fresh.push(w);
+            }
         }
+        let mut pool = std::mem::take(&mut self.nodes);
+        pool.extend(fresh);
+        for addr in &map.masters {
+            if let Some(i) = pool.iter().position(|w| w.addr() == addr) {
+                self.nodes.push(pool.swap_remove(i));
+            }
+        }
+        self.map = map;
         Ok(())
     }
 
@@ -85,10 +98,7 @@ impl ClusterWriter {
                 }
             };
             match SlotMap::read(&mut conn, &addr).await {
-                Ok(map) => {
-                    self.map = map;
-                    return self.connect_nodes().await;
-                }
+                Ok(map) => return self.adopt(map).await,
                 Err(e) => last = Some(topology_error(&addr, &e.to_string())),
             }
         }
@@ -146,8 +156,9 @@ impl ClusterWriter {
                 self.refresh().await?;
                 continue;
             }
-            if redirected {
-                // Read the map again before the caller's next attempt.
+            if redirected || e.class == ErrorClass::Retry {
+                // Read the map again before the caller's next attempt: a
+                // master that does not answer may have failed over.
                 let _ = self.refresh().await;
             }
             return Err(e);
