@@ -20,7 +20,9 @@
 //! command tags and the batch), `rewrite`, `writer`, `error`
 //! (classification), `checkpoint` (the record), `layout`, `destination`,
 //! `translate` (newer stream commands for older destinations), `stats`
-//! (the dashboard's `INFO` figures).
+//! (the dashboard's `INFO` figures), `cluster` (a Redis Cluster: slots, the
+//! slot map, a command's route, one writer per master), `cleanup` (the
+//! checkpoint keys removed after the cut-over).
 
 pub mod batch;
 pub mod caps;
