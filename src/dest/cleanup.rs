@@ -4,8 +4,7 @@
 
 use bytes::Bytes;
 
-use super::cluster::slot::{slot_of, SLOTS};
-use super::cluster::topology::SlotMap;
+use super::cluster::topology::{cluster_enabled, SlotMap};
 use super::Layout;
 use crate::resp::{Cmd, ConnectOptions, Connection, Value};
 
@@ -22,25 +21,19 @@ pub struct Removed {
 /// their per-slot keys.
 pub async fn remove_checkpoints(addr: &str, opts: &ConnectOptions, keys: &[String]) -> Result<Removed, String> {
     let mut conn = Connection::connect(addr, opts).await.map_err(|e| e.to_string())?;
-    let info = conn.query(&Cmd::new("INFO").arg("cluster")).await.map_err(|e| e.to_string())?;
-    let cluster = info.as_bytes().and_then(|b| crate::resp::info::info_field(b, "cluster_enabled")) == Some("1");
-    if !cluster {
+    if !cluster_enabled(&mut conn).await.map_err(|e| e.to_string())? {
         let removed = delete(&mut conn, keys.iter().map(|k| Bytes::from(k.clone())).collect()).await?;
         return Ok(Removed { keys: removed, masters: None });
     }
     let map = SlotMap::read(&mut conn, addr).await.map_err(|e| e.to_string())?;
-    let mut per_master: Vec<Vec<Bytes>> = vec![Vec::new(); map.masters.len()];
-    for key in keys {
-        let layout = Layout::cluster(Bytes::from(key.clone()), true);
-        let all = std::iter::once(layout.key().clone()).chain((0..SLOTS as u16).map(|s| layout.slot_key(s)));
-        for k in all {
-            let owner = map.owner(slot_of(&k)).ok_or_else(|| format!("no master serves the slot of {key}"))?;
-            per_master[owner].push(k);
-        }
-    }
+    let all: Vec<Bytes> = keys
+        .iter()
+        .flat_map(|k| Layout::cluster(Bytes::from(k.clone()), true).all_keys().collect::<Vec<_>>())
+        .collect();
     let mut removed = 0;
-    for (master, keys) in map.masters.iter().zip(per_master) {
+    for (master, idx) in map.masters.iter().zip(map.by_master(all.iter().map(|k| k.as_ref()))) {
         let mut c = Connection::connect(master, opts).await.map_err(|e| format!("{master}: {e}"))?;
+        let keys = idx.into_iter().map(|i| all[i].clone()).collect();
         removed += delete(&mut c, keys).await.map_err(|e| format!("{master}: {e}"))?;
     }
     Ok(Removed { keys: removed, masters: Some(map.masters.len()) })

@@ -118,12 +118,6 @@ async fn slot_checkpoints_of(
     Ok(held)
 }
 
-/// Whether the server runs in cluster mode (`INFO cluster`).
-async fn cluster_enabled(conn: &mut Connection) -> Result<bool, RespError> {
-    let reply = conn.query(&Cmd::new("INFO").arg("cluster")).await?;
-    Ok(reply.as_bytes().and_then(|b| crate::resp::info::info_field(b, "cluster_enabled")) == Some("1"))
-}
-
 /// Whether the destination takes `MULTI`.
 async fn takes_multi(conn: &mut Connection) -> bool {
     match conn.query(&Cmd::new("MULTI")).await {
@@ -140,7 +134,7 @@ impl Destination {
     pub async fn open(opts: OpenOptions) -> Result<Opened, OpenError> {
         let mut conn = Connection::connect(&opts.addr, &opts.connect).await?;
         let caps = dest_info(&mut conn).await?;
-        let enabled = cluster_enabled(&mut conn).await?;
+        let enabled = super::cluster::topology::cluster_enabled(&mut conn).await?;
         match opts.cluster {
             Some(true) if !enabled => return Err(OpenError::NotACluster),
             Some(true) => return Self::open_cluster(conn, caps, opts).await,

@@ -48,6 +48,7 @@ const RETRY_CODES: &[(&str, &str)] = &[
     ),
     ("ASK", "the key's slot is being moved to another cluster master: applied once the move is done"),
     ("CLUSTERDOWN", "the destination cluster cannot serve this slot now (a master is down or failing over)"),
+    ("CLUSTER", "check that the cluster's nodes are up and answer CLUSTER SLOTS with the task's credentials; retried"),
 ];
 
 /// Error reply codes that pause the shard, with what the operator can do.

@@ -61,6 +61,13 @@ impl Layout {
         Bytes::from(key)
     }
 
+    /// Cluster: the shard's checkpoint key and every slot's (what `finish`
+    /// removes and `verify` leaves out of the counts).
+    pub fn all_keys(&self) -> impl Iterator<Item = Bytes> + '_ {
+        let slots = super::cluster::slot::SLOTS as u16;
+        std::iter::once(self.key.clone()).chain((0..slots).map(|s| self.slot_key(s)))
+    }
+
     /// Cluster: lays out a run as one unit per slot, each moving that
     /// slot's checkpoint key from `before(slot)` to `record` in the same
     /// `MULTI`/`EXEC` as the slot's commands (in their order). A command

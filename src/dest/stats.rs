@@ -114,7 +114,12 @@ impl StatsReader {
             };
             reading.total.keys += stats.keys;
             reading.total.used_memory += stats.used_memory;
-            reading.total.maxmemory += stats.maxmemory;
+            // A master without a limit makes the whole cluster's unlimited (0).
+            reading.total.maxmemory = match (reading.nodes.is_empty(), reading.total.maxmemory, stats.maxmemory) {
+                (true, _, m) => m,
+                (false, 0, _) | (false, _, 0) => 0,
+                (false, total, m) => total + m,
+            };
             reading.total.ops_per_sec += stats.ops_per_sec;
             reading.nodes.push(NodeStats { addr: addr.clone(), slots, stats });
         }

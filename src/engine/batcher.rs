@@ -342,19 +342,22 @@ impl Batcher {
     /// not applied again; what a cluster cannot apply pauses the shard.
     fn apply_in_cluster(&mut self, args: Vec<Bytes>, db: u32, offset: u64) {
         use crate::dest::cluster::keys::{route, Route};
-        let name = args.first().map(|a| a.to_ascii_uppercase()).unwrap_or_default();
-        match name.as_slice() {
-            b"MULTI" => return self.work.in_multi = true,
-            b"EXEC" => return self.work.in_multi = false,
-            _ => {}
+        let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
+        if name.eq_ignore_ascii_case(b"MULTI") {
+            return self.work.in_multi = true;
+        }
+        if name.eq_ignore_ascii_case(b"EXEC") {
+            return self.work.in_multi = false;
         }
         let shard = &self.shard;
-        let shown = String::from_utf8_lossy(&name).into_owned();
+        // For messages only: not built for the commands that go through.
+        let shown = || String::from_utf8_lossy(name).to_ascii_uppercase();
         if db != 0 {
             self.work.halts.push(format!(
-                "shard {shard}: {shown} at source offset {offset} was NOT applied: it writes to destination DB {db}, \
+                "shard {shard}: {} at source offset {offset} was NOT applied: it writes to destination DB {db}, \
                  and a Redis Cluster has DB 0 only; map every copied source DB to 0 in [sync.db_map], or resume to go \
-                 on without it"
+                 on without it",
+                shown()
             ));
             return;
         }
@@ -388,16 +391,18 @@ impl Batcher {
                 let keys: Vec<String> =
                     keys.iter().map(|(k, s)| format!("{} in slot {s}", crate::display::quoted_key(k))).collect();
                 self.work.halts.push(format!(
-                    "shard {shard}: {shown} at source offset {offset} was NOT applied: its keys are in different slots \
+                    "shard {shard}: {} at source offset {offset} was NOT applied: its keys are in different slots \
                      of the destination cluster ({}), and a cluster applies it only within one slot; resume to go on \
                      without it",
+                    shown(),
                     keys.join(", ")
                 ));
             }
             Route::Unsafe => self.work.halts.push(format!(
-                "shard {shard}: {shown} at source offset {offset} was NOT applied: in a Redis Cluster it would have \
+                "shard {shard}: {} at source offset {offset} was NOT applied: in a Redis Cluster it would have \
                  to run on every master, and a resumed stream could not tell where it already ran; apply it by hand \
-                 if it is wanted, then resume to go on without it"
+                 if it is wanted, then resume to go on without it",
+                shown()
             )),
         }
     }

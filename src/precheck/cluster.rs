@@ -84,7 +84,7 @@ pub(super) async fn checks(task: &TaskConfig, subject: &str, facts: &Facts) -> V
     out.push(databases(task, subject, facts));
     let resuming = resuming(task, &opts, &map).await;
     out.push(conflict(task, subject, &masters, &resuming));
-    out.push(cross_slot(task, subject, facts));
+    out.push(cross_slot(subject, facts));
     out
 }
 
@@ -302,7 +302,7 @@ fn conflict(
     }
 }
 
-fn cross_slot(task: &TaskConfig, subject: &str, facts: &Facts) -> CheckResult {
+fn cross_slot(subject: &str, facts: &Facts) -> CheckResult {
     const TITLE: &str = "commands a cluster applies within one slot";
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for f in facts.sources.iter().flatten() {
@@ -312,7 +312,6 @@ fn cross_slot(task: &TaskConfig, subject: &str, facts: &Facts) -> CheckResult {
             }
         }
     }
-    let _ = task;
     if counts.is_empty() {
         return CheckResult::pass(
             "destination.cross_slot",

@@ -100,19 +100,13 @@ async fn cluster_keyspace(
     map: &crate::dest::cluster::topology::SlotMap,
     own: &[String],
 ) -> Result<BTreeMap<u32, u64>, VerifyError> {
-    use crate::dest::cluster::slot::{slot_of, SLOTS};
-    let mut own_keys: Vec<Vec<bytes::Bytes>> = vec![Vec::new(); map.masters.len()];
-    for key in own {
-        let layout = crate::dest::Layout::cluster(bytes::Bytes::from(key.clone()), true);
-        let all = std::iter::once(layout.key().clone()).chain((0..SLOTS as u16).map(|s| layout.slot_key(s)));
-        for k in all {
-            if let Some(i) = map.owner(slot_of(&k)) {
-                own_keys[i].push(k);
-            }
-        }
-    }
+    let all: Vec<bytes::Bytes> = own
+        .iter()
+        .flat_map(|k| crate::dest::Layout::cluster(bytes::Bytes::from(k.clone()), true).all_keys().collect::<Vec<_>>())
+        .collect();
     let mut total = 0u64;
-    for (master, own) in map.masters.iter().zip(own_keys) {
+    for (master, idx) in map.masters.iter().zip(map.by_master(all.iter().map(|k| k.as_ref()))) {
+        let own: Vec<&bytes::Bytes> = idx.into_iter().map(|i| &all[i]).collect();
         let side = format!("{side} master {master}");
         let mut conn = connect(&side, master, secret).await?;
         let query = |during: &'static str| {

@@ -14,8 +14,7 @@ use bytes::Bytes;
 use super::content::KeyType;
 use super::ttl::{from_pttl, PttlReading};
 use super::VerifyError;
-use crate::dest::cluster::slot::slot_of;
-use crate::dest::cluster::topology::SlotMap;
+use crate::dest::cluster::topology::{cluster_enabled, SlotMap};
 use crate::dest::RedisVersion;
 use crate::resp::{Cmd, Connection, Value};
 
@@ -104,11 +103,8 @@ impl Endpoint {
             Conns::One(conn) => conn.pipeline(cmds).await.map_err(failed(during())),
             Conns::Cluster { map, conns } => {
                 // Every command here names one key (its first argument).
-                let mut per_master: Vec<Vec<usize>> = vec![Vec::new(); conns.len()];
-                for (i, c) in cmds.iter().enumerate() {
-                    let key = c.args().get(1).map(|k| k.as_ref()).unwrap_or_default();
-                    per_master[map.owner(slot_of(key)).unwrap_or(0).min(conns.len() - 1)].push(i);
-                }
+                let keys = cmds.iter().map(|c| c.args().get(1).map(|k| k.as_ref()).unwrap_or_default());
+                let per_master = map.by_master(keys);
                 let mut out = vec![Value::Bulk(None); cmds.len()];
                 let during = during();
                 for (conn, idx) in conns.iter_mut().zip(per_master) {
@@ -146,8 +142,7 @@ pub(crate) async fn cluster_map(side: &str, addr: &str, conn: &mut Connection) -
         let (side, during) = (side.to_owned(), during.to_owned());
         move |source| VerifyError::Query { side, during, source: Box::new(source) }
     };
-    let info = conn.query(&Cmd::new("INFO").arg("cluster")).await.map_err(query("reading INFO cluster"))?;
-    if info.as_bytes().and_then(|b| crate::resp::info::info_field(b, "cluster_enabled")) != Some("1") {
+    if !cluster_enabled(conn).await.map_err(query("reading INFO cluster"))? {
         return Ok(None);
     }
     match SlotMap::read(conn, addr).await {

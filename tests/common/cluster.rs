@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use shardsync::dest::cluster::slot::slot_of;
 use shardsync::dest::cluster::topology::SlotMap;
-use shardsync::resp::{Cmd, Connection, Value};
+use shardsync::resp::Connection;
 
-use super::compare::{connect, content, same_hyperloglog, shorten};
+use super::compare::{connect, content, same_hyperloglog, scan_all, shorten};
 use super::RedisServer;
 
 pub struct Cluster {
@@ -100,23 +100,6 @@ impl Cluster {
 async fn slot_map(seed: &str) -> SlotMap {
     let mut c = connect(seed).await;
     SlotMap::read(&mut c, seed).await.expect("CLUSTER SLOTS")
-}
-
-async fn scan_all(c: &mut Connection) -> Vec<Vec<u8>> {
-    let mut cursor = b"0".to_vec();
-    let mut keys = Vec::new();
-    loop {
-        let cmd = Cmd::from_args([b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"]);
-        let v = c.query(&cmd).await.expect("SCAN").into_array().unwrap_or_default();
-        let mut it = v.into_iter();
-        cursor = it.next().and_then(|x| x.into_bytes()).map(|b| b.to_vec()).unwrap_or_default();
-        if let Some(Value::Array(Some(list))) = it.next() {
-            keys.extend(list.into_iter().filter_map(|x| x.into_bytes().map(|b| b.to_vec())));
-        }
-        if cursor == b"0" {
-            return keys;
-        }
-    }
 }
 
 /// Compares every key of the sources' DB 0 with the cluster (type, value,

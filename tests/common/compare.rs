@@ -76,7 +76,8 @@ pub async fn keyspace(c: &mut Connection) -> BTreeMap<u32, u64> {
         .collect()
 }
 
-async fn scan_all(c: &mut Connection) -> Vec<Vec<u8>> {
+/// Every key of the connection's DB (`SCAN`).
+pub async fn scan_all(c: &mut Connection) -> Vec<Vec<u8>> {
     let mut cursor = b"0".to_vec();
     let mut keys = Vec::new();
     loop {

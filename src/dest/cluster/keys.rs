@@ -36,8 +36,18 @@ pub enum Route {
 /// Where `args` (a replicated command) goes.
 pub fn route(args: &[Bytes]) -> Route {
     let Some(name) = args.first() else { return Route::Drop };
-    let name = name.to_ascii_uppercase();
-    let keys: Vec<usize> = match name.as_slice() {
+    // Upper-cased on the stack: this runs for every streamed command. A
+    // name longer than any listed below is none of them.
+    let mut buf = [0u8; 16];
+    let name: &[u8] = match buf.get_mut(..name.len()) {
+        Some(upper) => {
+            upper.copy_from_slice(name);
+            upper.make_ascii_uppercase();
+            upper
+        }
+        None => b"",
+    };
+    let keys: Vec<usize> = match name {
         b"PING" | b"PUBLISH" | b"SPUBLISH" | b"SELECT" | b"MULTI" | b"EXEC" | b"REPLCONF" => return Route::Drop,
         b"FLUSHALL" | b"FLUSHDB" | b"SWAPDB" | b"MOVE" => return Route::Unsafe,
         b"SCRIPT" | b"FUNCTION" => {
@@ -76,7 +86,7 @@ pub fn route(args: &[Bytes]) -> Route {
     if keys.iter().all(|k| slot_of(k) == slot) {
         return Route::Slot { slot, key: (*first).clone() };
     }
-    if matches!(name.as_slice(), b"DEL" | b"UNLINK" | b"TOUCH") {
+    if matches!(name, b"DEL" | b"UNLINK" | b"TOUCH") {
         let mut parts: Vec<(u16, Vec<Bytes>)> = Vec::new();
         for k in keys {
             let s = slot_of(k);

@@ -26,7 +26,27 @@ pub enum TopologyError {
     Malformed(String),
 }
 
+/// Whether the server behind `conn` runs in cluster mode (`INFO cluster`,
+/// `cluster_enabled:1`).
+pub async fn cluster_enabled(conn: &mut Connection) -> Result<bool, RespError> {
+    let reply = conn.query(&Cmd::new("INFO").arg("cluster")).await?;
+    Ok(reply.as_bytes().and_then(|b| crate::resp::info::info_field(b, "cluster_enabled")) == Some("1"))
+}
+
 impl SlotMap {
+    /// The indexes of `keys` grouped by the master serving each (one list
+    /// per master, in the map's order), for one pipeline per master. A key
+    /// in a slot nobody serves goes to the first master, whose reply
+    /// (`CLUSTERDOWN`, `MOVED`) then says what is wrong.
+    pub fn by_master<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.masters.len().max(1)];
+        for (i, key) in keys.into_iter().enumerate() {
+            let master = self.owner(super::slot::slot_of(key)).unwrap_or(0);
+            out[master.min(self.masters.len().saturating_sub(1))].push(i);
+        }
+        out
+    }
+
     /// The master index of `slot`.
     pub fn owner(&self, slot: u16) -> Option<usize> {
         self.owner.get(usize::from(slot)).copied().flatten().map(usize::from)
@@ -138,6 +158,9 @@ mod tests {
         assert_eq!(map.addr_of(5461), Some("10.0.0.9:7002"));
         assert_eq!(map.addr_of(16383), Some("127.0.0.1:7001"));
         assert_eq!(map.slot_counts(), [5461 + 5461, 5462]);
+        let keys: [&[u8]; 3] = [b"foo", b"c", b"{c}2"];
+        // foo: slot 12182 (first master), c: 7365 (second).
+        assert_eq!(map.by_master(keys), [vec![0], vec![1, 2]]);
         assert!(map.uncovered().is_empty());
     }
 

@@ -180,10 +180,7 @@ impl ClusterWriter {
         if self.nodes.is_empty() {
             return Err(topology_error(&self.seed, "no master serves any slot"));
         }
-        let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
-        for (i, k) in keys.iter().enumerate() {
-            per_node[self.map.owner(slot_of(k)).unwrap_or(0).min(self.nodes.len().saturating_sub(1))].push(i);
-        }
+        let per_node = self.map.by_master(keys.iter().map(|k| k.as_ref()));
         let mut out = vec![Value::Bulk(None); keys.len()];
         for (node, idx) in per_node.into_iter().enumerate() {
             if idx.is_empty() {
