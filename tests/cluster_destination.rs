@@ -49,6 +49,19 @@ fn wait_equal(sources: &[String], seed: &str, limit: Duration) {
     }
 }
 
+/// `redis-cli --pipe` of `commands` (one per line); true on success.
+fn redis_pipe(port: u16, commands: &str) -> bool {
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli --pipe");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(commands.as_bytes()).expect("pipe");
+    child.wait().expect("wait").success()
+}
+
 fn load(source: &RedisServer, prefix: &str, n: usize) {
     let mut pipe = String::new();
     for i in 0..n {
@@ -59,15 +72,7 @@ fn load(source: &RedisServer, prefix: &str, n: usize) {
         pipe.push_str(&format!("ZADD {prefix}:z:{i} 1 a 2 b\n"));
     }
     pipe.push_str(&format!("SET {prefix}:ttl v EX 3000\n"));
-    let mut child = std::process::Command::new("redis-cli")
-        .args(["-p", &source.port().to_string(), "--pipe"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-cli --pipe");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(pipe.as_bytes()).expect("pipe");
-    assert!(child.wait().expect("wait").success());
+    assert!(redis_pipe(source.port(), &pipe));
     // A list far above the big-key limit: built under a temporary name in
     // the key's own slot, then renamed into place.
     let elements: Vec<String> = (0..3000).map(|i| format!("element-{i}")).collect();
@@ -168,7 +173,6 @@ fn start_writer(port: u16) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, st
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = {
         let stop = stop.clone();
-        let port = port.to_string();
         std::thread::spawn(move || {
             let mut rounds = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -176,15 +180,7 @@ fn start_writer(port: u16) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, st
                 for i in 0..200 {
                     pipe.push_str(&format!("INCR c:{i}\nLPUSH l:{} {rounds}\n", i % 20));
                 }
-                let mut child = std::process::Command::new("redis-cli")
-                    .args(["-p", &port, "--pipe"])
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .expect("redis-cli");
-                use std::io::Write;
-                child.stdin.take().expect("stdin").write_all(pipe.as_bytes()).expect("pipe");
-                child.wait().expect("wait");
+                redis_pipe(port, &pipe);
                 rounds += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -296,4 +292,57 @@ fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() 
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("and their slots' keys, from 3 cluster masters"), "{text}");
     assert_eq!(tool_keys(), 0, "checkpoint keys left after finish");
+}
+
+#[test]
+fn a_slot_in_the_middle_of_a_move_is_written_with_asking() {
+    let cluster = Cluster::start(3, 0).expect("cluster");
+    let id = |n: &RedisServer| n.redis_cli(&["CLUSTER", "MYID"]).expect("myid");
+    let slot = cluster.nodes[0].redis_cli(&["CLUSTER", "KEYSLOT", "{mv}"]).expect("keyslot");
+    let masters = cluster.masters();
+    let owner = cluster.owner_of("{mv}");
+    let from = cluster.node(&owner);
+    let to = cluster.node(masters.iter().find(|m| **m != owner).expect("another master"));
+    // The slot is half-way through a move and stays so: every key of it is
+    // missing on its owner, which answers ASK, and only ASKING writes it
+    // on the importing master.
+    to.redis_cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(from)]).expect("importing");
+    from.redis_cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(to)]).expect("migrating");
+
+    let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
+    load(&source, "k", 100);
+    let mut pipe = String::new();
+    for i in 0..500 {
+        pipe.push_str(&format!("SET {{mv}}:k:{i} v{i}\n"));
+    }
+    assert!(redis_pipe(source.port(), &pipe));
+    let dir = tempfile::tempdir().expect("tmp");
+    let task = task_file(dir.path(), &[("server1", source.addr())], &cluster.seed(), "");
+    let child = run_binary(&task, false);
+    let in_slot = |n: &RedisServer| n.redis_cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]).expect("count");
+    let start = Instant::now();
+    while in_slot(to) != "500" {
+        assert!(start.elapsed() < Duration::from_secs(60), "the slot's keys did not reach the importing master");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(in_slot(from), "0");
+
+    // The stream: the slot's writes wait (a transaction with the slot's
+    // checkpoint finds its keys on neither side yet: TRYAGAIN), retried.
+    source.redis_cli(&["INCR", "{mv}:counter"]).expect("incr");
+    source.redis_cli(&["SET", "{mv}:k:1", "changed"]).expect("set");
+    source.redis_cli(&["SET", "elsewhere", "1"]).expect("set");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(in_slot(from), "0", "a write of the moving slot went to its old owner");
+    // The move ends (importing side first, as redis-cli does).
+    for n in [to, from] {
+        n.redis_cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &id(to)]).expect("setslot node");
+    }
+    let addrs = vec![source.addr()];
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+    assert_eq!(cluster.cli(&["GET", "{mv}:counter"]).expect("get"), "1");
+    sigterm(&child);
+    let (_, out) = finish(child, Duration::from_secs(30));
+    assert_eq!(info_stat(&source, "sync_full"), 1, "copied again in full:\n{out}");
+    assert!(out.contains("TRYAGAIN"), "the wait was not shown:\n{out}");
 }

@@ -278,41 +278,57 @@ impl ApplyBatch {
     }
 }
 
+/// A unit (`MULTI` … `EXEC`) or one command outside a unit, as
+/// [`ApplyBatch::split`] shows it to its router.
+pub(crate) struct Unit(Vec<(Cmd, Meta)>);
+
+impl Unit {
+    /// The key that routes the unit: its first command with a key (empty
+    /// when none has one).
+    pub fn key(&self) -> &[u8] {
+        self.keys().find(|k| !k.is_empty()).unwrap_or_default()
+    }
+
+    /// The key of every command (empty for commands without one).
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(|(_, m)| m.origin.key.as_ref())
+    }
+}
+
 /// Where one command (or unit) of a batch goes in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     /// The part of this index.
     Part(usize),
-    /// Every part.
+    /// Every one of the first `broadcast` parts (see [`ApplyBatch::split`]).
     All,
 }
 
 impl ApplyBatch {
     /// Splits the batch into `parts` batches: each unit (`MULTI` … `EXEC`)
-    /// whole, routed by its first command with a key, each other command by
-    /// its own key (`target` gets the routing key; an empty key means the
-    /// command has none). Order is kept within every part.
-    pub(crate) fn split(self, parts: usize, target: impl Fn(&[u8]) -> Target) -> Vec<ApplyBatch> {
+    /// whole, each other command alone; `target` says where each goes.
+    /// [`Target::All`] goes to each of the first `broadcast` parts. Order is
+    /// kept within every part.
+    pub(crate) fn split(self, parts: usize, broadcast: usize, target: impl Fn(&Unit) -> Target) -> Vec<ApplyBatch> {
         let mut out: Vec<ApplyBatch> = (0..parts).map(|_| ApplyBatch::new()).collect();
         let mut commands = self.cmds.into_iter().zip(self.meta);
         while let Some(first) = commands.next() {
             let multi = first.1.rule.is_multi();
-            let mut unit = vec![first];
+            let mut unit = Unit(vec![first]);
             if multi {
                 for (c, m) in commands.by_ref() {
                     let exec = m.rule == ReplyRule::Exec;
-                    unit.push((c, m));
+                    unit.0.push((c, m));
                     if exec {
                         break;
                     }
                 }
             }
-            let key = unit.iter().map(|(_, m)| m.origin.key.as_ref()).find(|k| !k.is_empty()).unwrap_or_default();
-            match target(key) {
-                Target::Part(i) => out[i.min(parts - 1)].push_meta(unit),
+            match target(&unit) {
+                Target::Part(i) => out[i.min(parts - 1)].push_meta(unit.0),
                 Target::All => {
-                    for part in &mut out {
-                        part.push_meta(unit.clone());
+                    for part in out.iter_mut().take(broadcast) {
+                        part.push_meta(unit.0.clone());
                     }
                 }
             }
@@ -333,5 +349,51 @@ impl ApplyBatch {
             self.cmds.push(c);
             self.meta.push(m);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(cmds: &[&str]) -> ApplyBatch {
+        let mut b = ApplyBatch::new();
+        for args in cmds {
+            let cmd = Cmd::from_args(args.split(' '));
+            let words: Vec<&str> = args.split(' ').collect();
+            let key = words.get(1).copied().filter(|_| !matches!(words[0], "MULTI" | "EXEC" | "SCRIPT"));
+            let origin = Origin { db: 0, key: Bytes::copy_from_slice(key.unwrap_or_default().as_bytes()), offset: 0 };
+            let rule = match words[0] {
+                "MULTI" => ReplyRule::Multi,
+                "EXEC" => ReplyRule::Exec,
+                _ => ReplyRule::Ok,
+            };
+            b.push(ApplyCmd::new(cmd, origin).rule(rule));
+        }
+        b
+    }
+
+    fn shown(b: &ApplyBatch) -> Vec<String> {
+        b.cmds
+            .iter()
+            .map(|c| c.args().iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    #[test]
+    fn a_split_keeps_units_whole_and_in_order_and_broadcasts_to_the_first_parts_only() {
+        let b = batch(&["SET a 1", "MULTI", "SET b 1", "SET a 2", "EXEC", "SCRIPT LOAD x", "SET b 3", "SET a 4"]);
+        // Keys starting with `a` to part 0, `b` to part 1; part 2 only by name.
+        let parts = b.split(3, 2, |unit| match unit.key() {
+            [] => Target::All,
+            [b'a', ..] => Target::Part(0),
+            _ => Target::Part(1),
+        });
+        assert_eq!(shown(&parts[0]), ["SET a 1", "SCRIPT LOAD x", "SET a 4"]);
+        // The unit goes whole where its first key does.
+        assert_eq!(shown(&parts[1]), ["MULTI", "SET b 1", "SET a 2", "EXEC", "SCRIPT LOAD x", "SET b 3"]);
+        assert!(parts[2].is_empty());
+        let bytes: usize = parts.iter().map(|p| p.bytes()).sum();
+        assert_eq!(bytes, parts.iter().flat_map(|p| &p.meta).map(|m| m.len).sum::<usize>());
     }
 }

@@ -113,6 +113,16 @@ fn hint_for(code: &str) -> Option<&'static str> {
     RETRY_CODES.iter().chain(PAUSE_CODES).find(|(c, _)| *c == code).map(|(_, hint)| *hint)
 }
 
+/// An `-ASK` reply: `slot` is being moved to the master at `to`, which
+/// serves the keys already moved (`key` is one: the source master no longer
+/// has it) when a command comes after `ASKING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ask {
+    pub slot: u16,
+    pub to: String,
+    pub key: bytes::Bytes,
+}
+
 /// A failure applying a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyError {
@@ -172,6 +182,18 @@ impl ApplyError {
         self.origin.as_ref().filter(|o| !o.key.is_empty()).map(|o| show_key(&o.key))
     }
 
+    /// The slot and importing master of an `-ASK <slot> <host:port>` reply.
+    pub(crate) fn ask(&self) -> Option<Ask> {
+        if self.code != "ASK" {
+            return None;
+        }
+        let mut words = self.detail.split_ascii_whitespace().skip(1);
+        let slot = words.next()?.parse().ok()?;
+        let to = words.next()?.to_owned();
+        let key = self.origin.as_ref().map(|o| o.key.clone()).unwrap_or_default();
+        Some(Ask { slot, to, key })
+    }
+
     pub fn is_retryable(&self) -> bool {
         self.class == ErrorClass::Retry
     }
@@ -210,6 +232,15 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+
+    #[test]
+    fn an_ask_reply_names_the_slot_the_importing_master_and_the_key() {
+        let origin = Origin { db: 0, key: Bytes::from_static(b"{mv}:k"), offset: 9 };
+        let e = ApplyError::from_reply("a:1", "SET".into(), origin.clone(), "ASK 7220 127.0.0.1:7002");
+        assert_eq!(e.ask(), Some(Ask { slot: 7220, to: "127.0.0.1:7002".into(), key: origin.key.clone() }));
+        let moved = ApplyError::from_reply("a:1", "SET".into(), origin, "MOVED 7220 127.0.0.1:7002");
+        assert_eq!(moved.ask(), None);
+    }
 
     #[test]
     fn replies_are_classified_by_their_code() {

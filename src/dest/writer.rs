@@ -51,7 +51,7 @@ use bytes::Bytes;
 
 use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
 use super::checkpoint::{CheckpointRecord, CHECKPOINT_DB};
-use super::error::{error_code, ApplyError, ErrorClass, ROLLBACK};
+use super::error::{error_code, ApplyError, Ask, ErrorClass, ROLLBACK};
 use crate::resp::{Cmd, ConnectOptions, Connection, Value};
 
 /// How the writer connects and pipelines.
@@ -140,6 +140,8 @@ pub struct DestWriter {
     guard_restarts: bool,
     /// A restart seen on a new connection while not guarding: (old, new).
     restart: Option<(String, String)>,
+    /// `ASK` redirections met since the last [`DestWriter::take_asks`].
+    asks: Vec<Ask>,
     stats: WriterStats,
 }
 
@@ -176,6 +178,7 @@ impl DestWriter {
             run_id: None,
             guard_restarts: false,
             restart: None,
+            asks: Vec::new(),
             stats: WriterStats::default(),
         }
     }
@@ -226,6 +229,11 @@ impl DestWriter {
         self.check_guards = true;
     }
 
+    /// The `ASK` redirections replied since the last call.
+    pub(crate) fn take_asks(&mut self) -> Vec<Ask> {
+        std::mem::take(&mut self.asks)
+    }
+
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }
@@ -241,6 +249,23 @@ impl DestWriter {
     /// Collisions and kept keys are added to `report` as they are found,
     /// also when a later window fails.
     pub async fn apply(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport) -> Result<(), ApplyError> {
+        self.send(batch, report, false).await
+    }
+
+    /// Like [`DestWriter::apply`], with `ASKING` before every unit and every
+    /// command outside one: for the slots this master is importing (see
+    /// [`Ask`]). A slot's units whose reply was lost must not come here:
+    /// their guards read the slot's checkpoint where the slot's owner
+    /// keeps it.
+    pub(crate) async fn apply_asking(
+        &mut self,
+        batch: &mut ApplyBatch,
+        report: &mut ApplyReport,
+    ) -> Result<(), ApplyError> {
+        self.send(batch, report, true).await
+    }
+
+    async fn send(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport, asking: bool) -> Result<(), ApplyError> {
         check_units(batch).map_err(|detail| self.internal("PROTOCOL", detail))?;
         while !batch.is_empty() {
             self.ensure_connected().await?;
@@ -261,7 +286,17 @@ impl DestWriter {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(self.internal("CONNECTION", "no connection after connecting".to_owned()));
             };
-            match conn.pipeline(&batch.cmds[..end]).await {
+            let sent = if asking {
+                let (cmds, flagged) = with_asking(&batch.cmds[..end], &batch.meta[..end]);
+                // `ASKING` only answers `+OK`; what follows it tells whether
+                // it took (a `MOVED` if this master does not import the slot).
+                conn.pipeline(&cmds)
+                    .await
+                    .map(|replies| replies.into_iter().zip(flagged).filter(|(_, a)| !a).map(|(v, _)| v).collect())
+            } else {
+                conn.pipeline(&batch.cmds[..end]).await
+            };
+            match sent {
                 Err(e) => {
                     for m in &mut batch.meta[..end] {
                         m.uncertain = true;
@@ -594,6 +629,7 @@ impl DestWriter {
             i = last + 1;
         }
         report.applied += done.iter().filter(|d| **d).count() as u64;
+        self.asks.extend(failures.iter().filter_map(|(_, e)| e.ask()));
         if let Some(e) = order_broken(batch, &done, &failures, &self.addr) {
             failures.insert(0, (0, e));
         }
@@ -811,6 +847,28 @@ fn window_end(batch: &ApplyBatch, max_cmds: usize, max_bytes: usize) -> usize {
     i
 }
 
+/// `cmds` with `ASKING` before each unit and each command outside one, and
+/// which of the result are those `ASKING`s.
+fn with_asking(cmds: &[Cmd], meta: &[Meta]) -> (Vec<Cmd>, Vec<bool>) {
+    let mut out = Vec::with_capacity(cmds.len() * 2);
+    let mut flagged = Vec::with_capacity(cmds.len() * 2);
+    let mut in_unit = false;
+    for (cmd, m) in cmds.iter().zip(meta) {
+        if !in_unit {
+            out.push(Cmd::new("ASKING"));
+            flagged.push(true);
+        }
+        match m.rule {
+            ReplyRule::Multi | ReplyRule::MultiOnce => in_unit = true,
+            ReplyRule::Exec => in_unit = false,
+            _ => {}
+        }
+        out.push(cmd.clone());
+        flagged.push(false);
+    }
+    (out, flagged)
+}
+
 /// Every `MULTI` has its `EXEC` in the batch, with no nesting.
 fn check_units(batch: &ApplyBatch) -> Result<(), String> {
     let mut open = false;
@@ -878,6 +936,15 @@ mod tests {
         let mut b = ApplyBatch::new();
         b.extend(cmds.iter().map(|(c, db)| cmd(c, *db)));
         b
+    }
+
+    #[test]
+    fn asking_goes_before_every_unit_and_every_command_outside_one() {
+        let b = batch(&[("SET a 1", 0), ("MULTI", 0), ("SET b 1", 0), ("INCR c", 0), ("EXEC", 0), ("DEL d", 0)]);
+        let (cmds, flagged) = with_asking(&b.cmds, &b.meta);
+        let shown: Vec<String> = cmds.iter().map(|c| c.name()).collect();
+        assert_eq!(shown, ["ASKING", "SET", "ASKING", "MULTI", "SET", "INCR", "EXEC", "ASKING", "DEL"]);
+        assert_eq!(flagged, [true, false, true, false, false, false, false, true, false]);
     }
 
     #[test]

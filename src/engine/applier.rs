@@ -49,6 +49,10 @@ use crate::dest::{ApplyError, ApplyReport, Conflict, Destination, ErrorClass, Op
 use crate::resp::ConnectOptions;
 use crate::source::PsyncPosition;
 
+/// The first wait before applying again after a retryable failure; it
+/// doubles up to 5 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
 /// How applying a link's items ended.
 pub(super) enum ApplyEnd {
     /// The shard was stopped (what was received is applied first).
@@ -537,7 +541,7 @@ impl Applier {
     /// (then the same batch is applied again).
     async fn apply_with_retry(&mut self, ctx: &ShardCtx, cancel: &CancellationToken) -> Result<(), ApplyEnd> {
         let shard = self.shard.clone();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
         let mut control = ctx.control.clone();
         loop {
             let n = self.batcher.batch().len() as u64;
@@ -579,6 +583,10 @@ impl Applier {
                 return Err(self.rolled_back(ctx, &message).await);
             }
             if e.class == ErrorClass::Retry {
+                if backoff == FIRST_BACKOFF {
+                    // Once per streak, so a headless run says why it waits.
+                    ctx.status.alert(e.origin.as_ref().map(|o| o.offset), message.clone()).await;
+                }
                 ctx.status.send(ShardEvent::Reconnecting { why: None }).await;
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),
@@ -604,7 +612,7 @@ impl Applier {
             }
             ctx.status.alert(None, "resumed by the operator: applying the paused batch again".to_owned()).await;
             ctx.status.send(ShardEvent::Resumed { to: None }).await;
-            backoff = Duration::from_millis(100);
+            backoff = FIRST_BACKOFF;
         }
     }
 

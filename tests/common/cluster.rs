@@ -74,6 +74,13 @@ impl Cluster {
         rt.block_on(slot_map(&self.seed())).masters
     }
 
+    /// The master serving `key`'s slot.
+    pub fn owner_of(&self, key: &str) -> String {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let map = rt.block_on(slot_map(&self.seed()));
+        map.addr_of(slot_of(key.as_bytes())).expect("slot served").to_owned()
+    }
+
     /// A replica of the master at `addr`.
     pub fn replica_of(&self, addr: &str) -> &RedisServer {
         let port = addr.rsplit(':').next().unwrap_or_default();

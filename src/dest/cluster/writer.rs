@@ -5,26 +5,41 @@
 //! [`DestWriter`]; what any master did not confirm is put back together,
 //! in order within every slot, and the batch holds exactly that.
 //!
-//! Redirections: a `MOVED` or `ASK` reply means the slot map changed (a
+//! Redirections: a `MOVED` reply means the slot map changed (a
 //! resharding, a failover), so it is read again at once and what is left
-//! is routed by the new one; after a few rounds in a row that still meet
-//! redirections (a slot in the middle of a migration answers `ASK` until
-//! the move is done) the error goes to the caller, which retries with
-//! backoff. `TRYAGAIN` and `CLUSTERDOWN` are retried the same way. A
-//! unit that got a redirection was not applied (the transaction was
-//! discarded), so re-sending it elsewhere never applies it twice; a unit
-//! whose reply was lost is judged by its guard (its slot's checkpoint key,
-//! which moves with the slot) on whichever master serves it next.
+//! is routed by the new one. An `ASK` reply means the key's slot is being
+//! moved and the key is no longer on its owner: the unit goes to the
+//! importing master with `ASKING` first, and so does every later write of
+//! that key until the map changes (a moved key never moves back during a
+//! migration; keys still on the owner keep going there, as the protocol
+//! requires). A unit whose keys are split between the two masters gets
+//! `TRYAGAIN` from both until the slot's move is done. After a few rounds
+//! in a row that still meet redirections the error goes to the caller,
+//! which retries with backoff; `TRYAGAIN` and `CLUSTERDOWN` are retried
+//! the same way. A unit that got a redirection was not applied (the
+//! transaction was discarded), so re-sending it elsewhere never applies
+//! it twice; a unit whose reply was lost is judged by its guard (its
+//! slot's checkpoint key, which moves with the slot) on whichever master
+//! serves the slot next, and while it waits no unit of its slot is sent
+//! with `ASKING`, so a slot's units keep their order.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
 
 use super::slot::slot_of;
 use super::topology::SlotMap;
-use crate::dest::batch::Target;
-use crate::dest::error::ErrorClass;
+use crate::dest::batch::{Target, Unit};
+use crate::dest::error::{Ask, ErrorClass};
 use crate::dest::{ApplyBatch, ApplyError, ApplyReport, CheckpointRecord, DestWriter, WriterOptions};
 use crate::resp::{Cmd, Connection, Value};
 
 /// Rounds of re-routing after redirections within one `apply`.
 const REDIRECT_ROUNDS: usize = 4;
+
+/// Keys remembered from `ASK` replies; beyond this (a long migration of a
+/// busy slot) the memory starts again, which costs one more `ASK` each.
+const ASKED_KEYS: usize = 100_000;
 
 /// See the module docs.
 pub struct ClusterWriter {
@@ -32,8 +47,12 @@ pub struct ClusterWriter {
     seed: String,
     opts: WriterOptions,
     map: SlotMap,
-    /// One per master of `map`, in its order.
+    /// One per master of `map`, in its order; then one per master that an
+    /// `ASK` named and `map` does not (a new master being filled).
     nodes: Vec<DestWriter>,
+    /// Keys an `ASK` reply showed moved, with the index in `nodes` of the
+    /// master importing them. Forgotten when a new map is adopted.
+    asked: HashMap<Bytes, usize>,
     guard_restarts: bool,
     restart: Option<(String, String)>,
 }
@@ -49,6 +68,7 @@ impl ClusterWriter {
             opts,
             map: none,
             nodes: Vec::new(),
+            asked: HashMap::new(),
             guard_restarts: false,
             restart: None,
         };
@@ -81,7 +101,30 @@ impl ClusterWriter {
             }
         }
         self.map = map;
+        self.asked.clear();
         Ok(())
+    }
+
+    /// The index in `nodes` of the master at `addr`, connecting to it when
+    /// it has no writer yet.
+    async fn writer_for(&mut self, addr: &str) -> Result<usize, ApplyError> {
+        if let Some(i) = self.nodes.iter().position(|w| w.addr() == addr) {
+            return Ok(i);
+        }
+        let mut w = DestWriter::connect(addr, self.opts.clone()).await?;
+        w.identify().await;
+        w.guard_restarts(self.guard_restarts);
+        self.nodes.push(w);
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Remembers where `ask`'s key went; true when that is news.
+    async fn learn(&mut self, ask: Ask) -> Result<bool, ApplyError> {
+        let i = self.writer_for(&ask.to).await?;
+        if self.asked.len() >= ASKED_KEYS {
+            self.asked.clear();
+        }
+        Ok(self.asked.insert(ask.key, i) != Some(i))
     }
 
     /// Reads the slot map again, from any master that answers.
@@ -115,48 +158,96 @@ impl ClusterWriter {
         }
         let mut round = 0;
         loop {
-            let parts = std::mem::take(batch).split(self.nodes.len(), |key| {
+            let n = self.nodes.len();
+            // Slots with a unit whose reply was lost: its guard is read on
+            // the slot's owner, and the slot's later units wait behind it.
+            let held: HashSet<u16> = if self.asked.is_empty() {
+                HashSet::new()
+            } else {
+                batch
+                    .meta
+                    .iter()
+                    .filter(|m| m.uncertain && !m.origin.key.is_empty())
+                    .map(|m| slot_of(&m.origin.key))
+                    .collect()
+            };
+            let (map, asked) = (&self.map, &self.asked);
+            // Parts `0..n` go to each master as they are, parts `n..2n` with
+            // `ASKING`.
+            let mut parts = std::mem::take(batch).split(2 * n, n, |unit: &Unit| {
+                let key = unit.key();
                 if key.is_empty() {
                     return Target::All;
                 }
+                let slot = slot_of(key);
+                if !held.contains(&slot) {
+                    if let Some(&i) = unit.keys().find_map(|k| asked.get(k)) {
+                        return Target::Part(n + i);
+                    }
+                }
                 // An uncovered slot goes to the first master, whose
                 // `CLUSTERDOWN` or `MOVED` then says what to do.
-                Target::Part(self.map.owner(slot_of(key)).unwrap_or(0))
+                Target::Part(map.owner(slot).unwrap_or(0))
             });
-            let runs = self.nodes.iter_mut().zip(parts).map(|(w, mut part)| async move {
-                // Commands sent to another master whose reply was lost (the
-                // slot moved since): their guards tell whether they ran.
-                if part.meta.iter().any(|m| m.uncertain) {
-                    w.check_guards_next();
-                }
-                let mut rep = ApplyReport::default();
-                let r = if part.is_empty() { Ok(()) } else { w.apply(&mut part, &mut rep).await };
-                (part, rep, r)
-            });
+            let asking = parts.split_off(n);
+            let runs =
+                self.nodes.iter_mut().zip(parts.into_iter().zip(asking)).map(|(w, (mut part, mut ask))| async move {
+                    // Commands sent to another master whose reply was lost (the
+                    // slot moved since): their guards tell whether they ran.
+                    if part.meta.iter().any(|m| m.uncertain) {
+                        w.check_guards_next();
+                    }
+                    let mut rep = ApplyReport::default();
+                    let mut failure = None;
+                    if !part.is_empty() {
+                        if let Err(e) = w.apply(&mut part, &mut rep).await {
+                            keep_worst(&mut failure, e);
+                        }
+                    }
+                    if !ask.is_empty() {
+                        if let Err(e) = w.apply_asking(&mut ask, &mut rep).await {
+                            keep_worst(&mut failure, e);
+                        }
+                        part.append(ask);
+                    }
+                    (part, rep, failure, w.take_asks())
+                });
             let results = futures::future::join_all(runs).await;
             let mut failure: Option<ApplyError> = None;
-            let mut redirected = false;
-            for (i, (left, rep, r)) in results.into_iter().enumerate() {
+            let mut moved = false;
+            let mut asks = Vec::new();
+            for (i, (left, rep, e, ask)) in results.into_iter().enumerate() {
                 merge(report, rep);
                 batch.append(left);
+                asks.extend(ask);
                 if let Some(restart) = self.nodes[i].take_restart() {
                     self.restart = Some(restart);
                 }
-                if let Err(e) = r {
-                    redirected |= matches!(e.code.as_str(), "MOVED" | "ASK");
-                    // The first failure that needs the operator wins over retries.
-                    if failure.as_ref().is_none_or(|f| f.class == ErrorClass::Retry && e.class != ErrorClass::Retry) {
-                        failure = Some(e);
-                    }
+                if let Some(e) = e {
+                    moved |= e.code == "MOVED";
+                    keep_worst(&mut failure, e);
+                }
+            }
+            if failure.is_none() {
+                return Ok(());
+            }
+            let mut learned = false;
+            for ask in asks {
+                match self.learn(ask).await {
+                    Ok(news) => learned |= news,
+                    // The importing master does not answer: retried later.
+                    Err(e) => keep_worst(&mut failure, e),
                 }
             }
             let Some(e) = failure else { return Ok(()) };
-            if redirected && e.class == ErrorClass::Retry && round < REDIRECT_ROUNDS {
+            if (moved || learned) && e.class == ErrorClass::Retry && round < REDIRECT_ROUNDS {
                 round += 1;
-                self.refresh().await?;
+                if moved {
+                    self.refresh().await?;
+                }
                 continue;
             }
-            if redirected || e.class == ErrorClass::Retry {
+            if moved || e.class == ErrorClass::Retry {
                 // Read the map again before the caller's next attempt: a
                 // master that does not answer may have failed over.
                 let _ = self.refresh().await;
@@ -220,6 +311,14 @@ fn topology_error(addr: &str, detail: &str) -> ApplyError {
         command: Some("CLUSTER SLOTS".to_owned()),
         origin: None,
         detail: format!("the cluster's slot map could not be read: {detail}"),
+    }
+}
+
+/// Keeps in `failure` the error that needs the operator over one that is
+/// retried, else the first.
+fn keep_worst(failure: &mut Option<ApplyError>, e: ApplyError) {
+    if failure.as_ref().is_none_or(|f| f.class == ErrorClass::Retry && e.class != ErrorClass::Retry) {
+        *failure = Some(e);
     }
 }
 
