@@ -72,13 +72,14 @@ pub fn node_json(n: &NodeStats) -> String {
         "used_memory": n.stats.used_memory,
         "maxmemory": n.stats.maxmemory,
         "ops_per_sec": n.stats.ops_per_sec,
+        "errors": n.errors,
     })
     .to_string()
 }
 
 /// The progress line of one master of a cluster destination.
 pub fn node_line(n: &NodeStats) -> String {
-    format!(
+    let mut line = format!(
         "{:<12} {}  {} slots  keys {}  mem {}  {} ops/s",
         "dest master",
         n.addr,
@@ -86,7 +87,11 @@ pub fn node_line(n: &NodeStats) -> String {
         group_digits(n.stats.keys),
         crate::human::human_bytes(n.stats.used_memory),
         group_digits(n.stats.ops_per_sec)
-    )
+    );
+    if n.errors > 0 {
+        line.push_str(&format!("  errors {}", group_digits(n.errors)));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -151,17 +156,20 @@ mod tests {
                 maxmemory: 0,
                 ops_per_sec: 17_000,
             },
+            errors: 0,
         };
         let t = TaskSnapshot { shards: vec![snap()], destination_nodes: vec![node.clone()], ..TaskSnapshot::default() };
         let json = render_tick(&t, true);
         assert_eq!(json.len(), 2);
         assert_eq!(
             json[1],
-            r#"{"destination_node":"10.0.1.21:6379","keys":1890000,"maxmemory":0,"ops_per_sec":17000,"slots":5461,"ts_ms":7,"used_memory":545259520}"#
+            r#"{"destination_node":"10.0.1.21:6379","errors":0,"keys":1890000,"maxmemory":0,"ops_per_sec":17000,"slots":5461,"ts_ms":7,"used_memory":545259520}"#
         );
         assert_eq!(
             render_tick(&t, false)[1],
             "dest master  10.0.1.21:6379  5,461 slots  keys 1,890,000  mem 520.0 MB  17,000 ops/s"
         );
+        let failing = NodeStats { errors: 1_204, ..node };
+        assert!(node_line(&failing).ends_with("17,000 ops/s  errors 1,204"), "{}", node_line(&failing));
     }
 }

@@ -345,4 +345,6 @@ fn a_slot_in_the_middle_of_a_move_is_written_with_asking() {
     let (_, out) = finish(child, Duration::from_secs(30));
     assert_eq!(info_stat(&source, "sync_full"), 1, "copied again in full:\n{out}");
     assert!(out.contains("TRYAGAIN"), "the wait was not shown:\n{out}");
+    let failing = |l: &&str| l.contains("\"destination_node\"") && !l.contains("\"errors\":0,");
+    assert!(out.lines().any(|l| failing(&l)), "no master shows its errors:\n{out}");
 }

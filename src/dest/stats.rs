@@ -34,6 +34,9 @@ pub struct NodeStats {
     /// Slots it serves.
     pub slots: usize,
     pub stats: DestStats,
+    /// Failed applies the shards met at this master this run (retried or
+    /// paused on); filled by the engine, not read from the server.
+    pub errors: u64,
 }
 
 /// What one read found: the figures (summed over a cluster's masters) and,
@@ -121,7 +124,7 @@ impl StatsReader {
                 (false, total, m) => total + m,
             };
             reading.total.ops_per_sec += stats.ops_per_sec;
-            reading.nodes.push(NodeStats { addr: addr.clone(), slots, stats });
+            reading.nodes.push(NodeStats { addr: addr.clone(), slots, stats, errors: 0 });
         }
         Some(reading)
     }

@@ -578,6 +578,7 @@ impl Applier {
                 Err(e) => e,
             };
             let message = describe(&shard, &e);
+            ctx.node_errors.count(&e.addr);
             ctx.status.send(ShardEvent::WriteFailed { message: message.clone() }).await;
             if e.code == ROLLBACK {
                 return Err(self.rolled_back(ctx, &message).await);

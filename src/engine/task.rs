@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::ctx::{ShardControl, ShardCtx};
+use super::ctx::{NodeErrors, ShardControl, ShardCtx};
 use super::error::EngineError;
 use super::shard;
 use super::snapshot::{ShardSnapshot, TaskSnapshot};
@@ -19,7 +19,7 @@ use super::status::{self, ShardEvent, StatusTx};
 use super::tracked::Tracked;
 use crate::clock::now_ms;
 use crate::config::{host_of, TaskConfig};
-use crate::dest::stats::DestReading;
+use crate::dest::stats::{DestReading, DestStats, NodeStats};
 use crate::resp::ConnectOptions;
 
 /// What a front end can ask of a running task.
@@ -63,6 +63,18 @@ impl EngineHandle {
 /// above the heartbeat's own 2 s connect and 2 s `DEL`.
 const HELPERS_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The destination's figures from the last reading, each master with the
+/// errors met at it.
+fn dest_view(reading: &Mutex<Option<DestReading>>, errors: &NodeErrors) -> (Option<DestStats>, Vec<NodeStats>) {
+    match reading.lock().ok().and_then(|d| d.clone()) {
+        Some(mut r) => {
+            errors.fill(&mut r.nodes);
+            (Some(r.total), r.nodes)
+        }
+        None => (None, Vec::new()),
+    }
+}
+
 struct ShardSlot {
     /// The shard's status as its owner publishes it.
     view: watch::Receiver<ShardSnapshot>,
@@ -86,6 +98,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     let mut shard_ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let side = cancel.child_token();
     let helpers = Tracked::default();
+    let node_errors = NodeErrors::default();
     // Each shard's status owner, ended (after what is queued) by `close_status`.
     let close_status = CancellationToken::new();
     let mut owners: Vec<tokio::task::JoinHandle<ShardSnapshot>> = Vec::new();
@@ -116,6 +129,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             cancel: shard_cancel.clone(),
             full_sync_slots,
             helpers: helpers.clone(),
+            node_errors: node_errors.clone(),
         };
         let name = source.name.clone();
         let (fail_status, stop) = (status.clone(), shard_cancel.clone());
@@ -183,6 +197,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
     let pub_cancel = cancel.clone();
     let pub_tx = status_tx.clone();
     let pub_dest = dest_stats.clone();
+    let pub_errors = node_errors.clone();
     helpers.spawn("snapshot publisher", async move {
         let mut last: HashMap<String, (u64, i64)> = HashMap::new();
         loop {
@@ -204,11 +219,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
                     s
                 })
                 .collect();
-            let reading = pub_dest.lock().ok().and_then(|d| d.clone());
-            let (destination, destination_nodes) = match reading {
-                Some(r) => (Some(r.total), r.nodes),
-                None => (None, Vec::new()),
-            };
+            let (destination, destination_nodes) = dest_view(&pub_dest, &pub_errors);
             let _ = pub_tx.send(TaskSnapshot { shards, destination, destination_nodes, closing_notes: Vec::new() });
             tokio::select! {
                 _ = pub_cancel.cancelled() => break,
@@ -307,11 +318,7 @@ pub fn spawn(task: TaskConfig, cancel: CancellationToken) -> EngineHandle {
             s.ops_per_sec = 0;
             shards.push(s);
         }
-        let reading = dest_stats.lock().ok().and_then(|d| d.clone());
-        let (destination, destination_nodes) = match reading {
-            Some(r) => (Some(r.total), r.nodes),
-            None => (None, Vec::new()),
-        };
+        let (destination, destination_nodes) = dest_view(&dest_stats, &node_errors);
         status_tx.send_replace(TaskSnapshot { shards, destination, destination_nodes, closing_notes });
         results
     });

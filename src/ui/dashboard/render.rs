@@ -365,14 +365,18 @@ fn render_masters(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
     block.render(area, buf);
     let width = inner.width as usize;
     let shown = inner.height as usize;
+    let pad = nodes.iter().map(|n| n.addr.len()).max().unwrap_or(0);
     for (i, n) in nodes.iter().take(shown).enumerate() {
         let more = nodes.len() - shown;
         let text = if i + 1 == shown && more > 0 {
             format!("… and {} more masters (see the --json records)", more + 1)
         } else {
             let max = if n.stats.maxmemory == 0 { "no limit".to_owned() } else { short_bytes(n.stats.maxmemory) };
+            // Before the figures that matter less, so that a narrow screen
+            // cuts those.
+            let errors = if n.errors == 0 { String::new() } else { format!("  {} errors", short_count(n.errors)) };
             format!(
-                "{:<21} {:>5} slots {:>10} keys  mem {}/{max}  {} ops/s",
+                "{:<pad$} {:>5} slots {:>10} keys{errors}  mem {}/{max}  {} ops/s",
                 n.addr,
                 n.slots,
                 count(n.stats.keys),
@@ -380,8 +384,9 @@ fn render_masters(d: &Dashboard, theme: Theme, area: Rect, buf: &mut Buffer) {
                 short_count(n.stats.ops_per_sec)
             )
         };
+        let tone = if n.errors > 0 { Tone::Warn } else { Tone::Normal };
         let row = Rect { y: inner.y + i as u16, height: 1, ..inner };
-        Line::styled(fit(&text, width), theme.tone(Tone::Normal)).render(row, buf);
+        Line::styled(fit(&text, width), theme.tone(tone)).render(row, buf);
     }
 }
 

@@ -284,6 +284,8 @@ mod snapshots {
                     maxmemory: 4 << 30,
                     ops_per_sec: 17_000 + i * 100,
                 },
+                // The last master failed over a minute ago.
+                errors: if i == 2 { 3 } else { 0 },
             })
             .collect();
         d.apply_snapshot(snap);
