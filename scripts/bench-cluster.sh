@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# bench-cluster.sh — full copy of mixed-1m into a 3-master Redis Cluster against the same
-# copy into one standalone destination, measured in the same run, rounds alternating
-# (cluster, standalone) because the machine is shared and noisy.
+# bench-cluster.sh — full copy of mixed-1m into a 3-master Redis Cluster (without and with
+# one replica per master) against the same copy into one standalone destination, measured
+# in the same run, rounds alternating (cluster, cluster with replicas, standalone) because
+# the machine is shared and noisy. With replicas, every batch counts as done only once
+# each master's replica acknowledged it (WAIT): the figures show what that costs.
 #
 # Each round: the source is a redis-server started on mixed-<N>.rdb (built by
 # scripts/bench-rdb.sh, which `make bench` runs first); the destination is a fresh
@@ -89,16 +91,21 @@ one_round() {
   local sport; sport=$(free_port)
   local spid; spid=$(start_server "$dir/src" "$sport" --dbfilename dump.rdb --repl-diskless-sync yes --repl-diskless-sync-delay 0)
   local dpids=() seed
-  if [ "$kind" = cluster ]; then
-    local addrs=() n port
-    for n in 1 2 3; do
+  if [ "$kind" != standalone ]; then
+    local addrs=() n port nodes=3 replicas=0
+    if [ "$kind" = cluster-replicas ]; then nodes=6 replicas=1; fi
+    for n in $(seq 1 $nodes); do
       port=$(free_port)
       dpids+=("$(start_server "$dir/n$n" "$port" --cluster-enabled yes --cluster-config-file "$dir/n$n/nodes.conf")")
       addrs+=("127.0.0.1:$port")
     done
-    redis-cli --cluster create "${addrs[@]}" --cluster-yes >/dev/null
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas $replicas --cluster-yes >/dev/null
     for port in "${addrs[@]##*:}"; do
       until redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok'; do sleep 0.1; done
+    done
+    # Replicas linked before the copy starts, so every batch waits for them.
+    for port in "${addrs[@]##*:}"; do
+      until redis-cli -p "$port" info replication | grep -Eq 'role:master|master_link_status:up'; do sleep 0.1; done
     done
     seed=${addrs[0]}
   else
@@ -127,8 +134,10 @@ T
   s1=$(ticks "$spid")
   for p in "${dpids[@]}"; do d1=$((d1 + $(ticks "$p"))); done
   local keys=0
-  if [ "$kind" = cluster ]; then
-    for port in "${addrs[@]##*:}"; do keys=$((keys + $(redis-cli -p "$port" dbsize))); done
+  if [ "$kind" != standalone ]; then
+    for port in "${addrs[@]##*:}"; do
+      redis-cli -p "$port" role | head -1 | grep -q master && keys=$((keys + $(redis-cli -p "$port" dbsize)))
+    done
   else
     keys=$(redis-cli -p "${seed##*:}" dbsize)
   fi
@@ -144,6 +153,7 @@ T
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq 1 "$ROUNDS"); do
   one_round cluster "$r"
+  one_round cluster-replicas "$r"
   one_round standalone "$r"
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -160,16 +170,18 @@ lines = [
     "## Full copy into a Redis Cluster (3 masters) vs one standalone destination",
     "",
     "`scripts/bench-cluster.sh`: `shardsync run --until-synced` of the mixed dataset, %s keys (a redis-server started on the RDB, "
-    "diskless replication), into a fresh 3-master cluster (`redis-cli --cluster create`, no replicas) or a fresh "
-    "standalone redis-server, rounds alternating. Wall time from start to exit; CPU from /usr/bin/time and /proc." % nkeys,
+    "diskless replication), into a fresh 3-master cluster (`redis-cli --cluster create`), without replicas and with "
+    "one replica per master (every batch then waits for the replicas' acknowledgement, `WAIT`, before it counts as "
+    "done), or a fresh standalone redis-server, rounds alternating. Wall time from start to exit; CPU from "
+    "/usr/bin/time and /proc (the destination's includes the replicas). All processes share the 2 cores." % nkeys,
     "",
     "* date: %s UTC; commit %s; 2 cores; load average %s before, %s after; %s rounds each"
     % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), commit, lb, la, rounds),
     "",
-    "| destination | wall, s | tool CPU, s | tool CPU per 1M keys, s | source CPU, s | destination CPU (all masters), s | keys on the destination |",
+    "| destination | wall, s | tool CPU, s | tool CPU per 1M keys, s | source CPU, s | destination CPU (all nodes), s | keys on the destination |",
     "|---|---|---|---|---|---|---|",
 ]
-for kind, name in (("cluster", "3-master cluster"), ("standalone", "standalone")):
+for kind, name in (("cluster", "3-master cluster"), ("cluster-replicas", "3 masters + 3 replicas (WAIT)"), ("standalone", "standalone")):
     keys = col(kind, 5)
     per = [c / (k / 1e6) for c, k in zip(col(kind, 2), keys)]
     lines.append("| %s | %s | %s | %s | %s | %s | %d |" % (

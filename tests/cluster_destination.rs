@@ -251,6 +251,56 @@ fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
 }
 
 #[test]
+fn a_master_that_crashes_fails_over_to_its_replica_and_no_write_is_lost_or_doubled() {
+    let mut cluster = Cluster::start(3, 1).expect("cluster");
+    let Streaming { source, addrs, child, full_syncs, _dir, .. } = streaming_into(&cluster, 300);
+    let (stop, writer) = start_writer(source.port());
+    std::thread::sleep(Duration::from_millis(1000));
+    // A master dies mid-stream (SIGKILL); the cluster promotes its replica
+    // after cluster-node-timeout. Writes count as done only once the
+    // replica has them, so the promoted one holds every confirmed write.
+    let masters = cluster.masters();
+    let victim = masters.iter().find(|m| **m != cluster.seed()).expect("a master besides the seed").clone();
+    let replica = cluster.replica_of(&victim).addr();
+    cluster.kill(&victim);
+    let start = Instant::now();
+    while !cluster.node(&replica).redis_cli(&["ROLE"]).is_ok_and(|r| r.starts_with("master")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the replica was not promoted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(90));
+    sigterm(&child);
+    let (_, out) = finish(child, Duration::from_secs(30));
+    assert_eq!(info_stat(&source, "sync_full"), full_syncs, "copied again in full:\n{out}");
+}
+
+#[test]
+fn writes_a_replica_has_not_acknowledged_are_checked_and_never_doubled() {
+    let cluster = Cluster::start(3, 1).expect("cluster");
+    let Streaming { source, addrs, child, full_syncs, _dir, .. } = streaming_into(&cluster, 100);
+    let (stop, writer) = start_writer(source.port());
+    std::thread::sleep(Duration::from_millis(500));
+    // A replica stops answering (below cluster-node-timeout: the cluster
+    // still counts it): its master's writes are applied but not replicated,
+    // so they go back and are judged by their slots' checkpoints.
+    let replica = cluster.replica_of(&cluster.masters()[1]);
+    replica.signal("-STOP");
+    std::thread::sleep(Duration::from_millis(2500));
+    replica.signal("-CONT");
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
+    sigterm(&child);
+    let (_, out) = finish(child, Duration::from_secs(30));
+    assert!(out.contains("replicas acknowledged within 2000 ms"), "the wait was not shown:\n{out}");
+    assert_eq!(info_stat(&source, "sync_full"), full_syncs, "copied again in full:\n{out}");
+}
+
+#[test]
 fn sigkill_during_the_stream_into_a_cluster_neither_loses_nor_repeats_a_write() {
     let cluster = Cluster::start(3, 0).expect("cluster");
     let Streaming { source, task, addrs, child, full_syncs, _dir } = streaming_into(&cluster, 200);

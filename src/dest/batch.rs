@@ -191,7 +191,7 @@ pub(crate) struct Meta {
 }
 
 /// Commands waiting to be applied, in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ApplyBatch {
     pub(crate) cmds: Vec<Cmd>,
     pub(crate) meta: Vec<Meta>,
@@ -257,6 +257,14 @@ impl ApplyBatch {
             keep[j - 1]
         });
         self.bytes = self.meta.iter().map(|m| m.len).sum();
+    }
+
+    /// Marks every command as sent without a confirming reply: each is
+    /// judged by its guard, or sent again where that is safe.
+    pub(crate) fn mark_uncertain(&mut self) {
+        for m in &mut self.meta {
+            m.uncertain = true;
+        }
     }
 
     /// Drops the first `n` commands (confirmed).

@@ -48,6 +48,11 @@ const RETRY_CODES: &[(&str, &str)] = &[
     ),
     ("ASK", "the key's slot is being moved to another cluster master: applied once the move is done"),
     ("CLUSTERDOWN", "the destination cluster cannot serve this slot now (a master is down or failing over)"),
+    (
+        "WAIT",
+        "writes to a cluster master count as done only once its replicas have them, so that a failover cannot \
+         lose them; they are checked and sent again. A replica that stays behind: see its INFO replication",
+    ),
     ("CLUSTER", "check that the cluster's nodes are up and answer CLUSTER SLOTS with the task's credentials; retried"),
 ];
 

@@ -229,6 +229,47 @@ impl DestWriter {
         self.check_guards = true;
     }
 
+    /// The replicas connected to this master now (`INFO replication`),
+    /// when it says.
+    pub(crate) async fn connected_replicas(&mut self) -> Option<usize> {
+        let conn = self.conn.as_mut().filter(|c| c.is_usable())?;
+        let reply = conn.query(&Cmd::new("INFO").arg("replication")).await.ok()?;
+        crate::resp::info::info_field(reply.as_bytes()?, "connected_slaves")?.parse().ok()
+    }
+
+    /// Waits until `replicas` replicas of this master acknowledge every
+    /// write made on this connection (`WAIT`, at most `timeout`). Never on
+    /// a new connection: `WAIT` there would vouch for nothing.
+    pub(crate) async fn replicate(&mut self, replicas: usize, timeout: std::time::Duration) -> Result<(), ApplyError> {
+        let wait = Cmd::new("WAIT").arg(replicas.to_string()).arg(timeout.as_millis().to_string());
+        let unconfirmed = |addr: &str, detail: String| ApplyError {
+            class: ErrorClass::Retry,
+            code: "WAIT".to_owned(),
+            addr: addr.to_owned(),
+            command: Some("WAIT".to_owned()),
+            origin: None,
+            detail,
+        };
+        let Some(conn) = self.conn.as_mut().filter(|c| c.is_usable()) else {
+            return Err(unconfirmed(&self.addr, "the connection was lost before its replicas acknowledged".into()));
+        };
+        let reply = match conn.send(&wait).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.lost();
+                return Err(ApplyError::from_resp(&self.addr, &e, Some(wait.name()), None));
+            }
+        };
+        match reply.as_int() {
+            Some(got) if got >= replicas as i64 => Ok(()),
+            Some(got) => Err(unconfirmed(
+                &self.addr,
+                format!("{got} of its {replicas} replicas acknowledged within {} ms", timeout.as_millis()),
+            )),
+            None => Err(unconfirmed(&self.addr, format!("WAIT answered {reply}"))),
+        }
+    }
+
     /// The `ASK` redirections replied since the last call.
     pub(crate) fn take_asks(&mut self) -> Vec<Ask> {
         std::mem::take(&mut self.asks)

@@ -74,6 +74,11 @@ impl Cluster {
         rt.block_on(slot_map(&self.seed())).masters
     }
 
+    /// SIGKILLs the node at `addr` for good (a crash).
+    pub fn kill(&mut self, addr: &str) {
+        self.nodes.iter_mut().find(|n| n.addr() == addr).expect("a node of this cluster").kill();
+    }
+
     /// The master serving `key`'s slot.
     pub fn owner_of(&self, key: &str) -> String {
         let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -222,6 +222,17 @@ impl RedisServer {
         read_logs(self.dir.path(), REDIS_LOGS)
     }
 
+    /// Sends the server `signal` (`-STOP`, `-CONT`…).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill").args([signal, &self.child.0.id().to_string()]).status();
+    }
+
+    /// Kills the server with SIGKILL, for good.
+    pub fn kill(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
     /// Kills the server with SIGKILL (a crash: it keeps only what it had
     /// persisted), stays down for `downtime`, then starts it again on the
     /// same port, directory and configuration.

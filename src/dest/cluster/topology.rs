@@ -10,6 +10,10 @@ use crate::resp::{Cmd, Connection, RespError, Value};
 pub struct SlotMap {
     /// Masters as `host:port`, in the order the reply named them.
     pub masters: Vec<String>,
+    /// Per master (same order), its replicas the cluster counts as healthy
+    /// (`CLUSTER SLOTS` leaves failed ones out): what a write must reach
+    /// before a failover cannot lose it.
+    pub replicas: Vec<usize>,
     /// Per slot, the index of its master in `masters`; `None`: no master
     /// serves it (the cluster is not whole).
     owner: Vec<Option<u16>>,
@@ -96,6 +100,7 @@ impl SlotMap {
         let Value::Array(Some(ranges)) = reply else { return Err(format!("{reply:?}")) };
         let asked_host = crate::config::host_of(asked);
         let mut masters: Vec<String> = Vec::new();
+        let mut replicas: Vec<usize> = Vec::new();
         let mut owner = vec![None; SLOTS];
         for range in ranges {
             let Value::Array(Some(parts)) = range else { return Err(format!("a range {range:?}")) };
@@ -114,9 +119,11 @@ impl SlotMap {
                 Some(i) => i,
                 None => {
                     masters.push(addr);
+                    replicas.push(0);
                     masters.len() - 1
                 }
             };
+            replicas[index] = replicas[index].max(parts.len().saturating_sub(3));
             if !(0..SLOTS as i64).contains(&first) || !(first..SLOTS as i64).contains(&last) {
                 return Err(format!("the range {first}-{last}"));
             }
@@ -124,7 +131,7 @@ impl SlotMap {
                 owner[slot as usize] = Some(index as u16);
             }
         }
-        Ok(SlotMap { masters, owner })
+        Ok(SlotMap { masters, replicas, owner })
     }
 }
 
@@ -158,6 +165,7 @@ mod tests {
         assert_eq!(map.addr_of(5461), Some("10.0.0.9:7002"));
         assert_eq!(map.addr_of(16383), Some("127.0.0.1:7001"));
         assert_eq!(map.slot_counts(), [5461 + 5461, 5462]);
+        assert_eq!(map.replicas, [1, 1]);
         let keys: [&[u8]; 3] = [b"foo", b"c", b"{c}2"];
         // foo: slot 12182 (first master), c: 7365 (second).
         assert_eq!(map.by_master(keys), [vec![0], vec![1, 2]]);

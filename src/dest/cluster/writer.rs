@@ -22,6 +22,14 @@
 //! slot's checkpoint key, which moves with the slot) on whichever master
 //! serves the slot next, and while it waits no unit of its slot is sent
 //! with `ASKING`, so a slot's units keep their order.
+//!
+//! Replicas: Redis Cluster replicates asynchronously, so a master that
+//! crashes may fail over to a replica without its last writes. What a
+//! master with replicas applied counts as done only once `WAIT` shows its
+//! replicas have it; until then a copy of its part is kept, and when the
+//! replicas do not answer in time (or the master dies) that copy goes back
+//! into the batch marked uncertain: its guards, read wherever the slot is
+//! served next, tell what made it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,6 +45,12 @@ use crate::resp::{Cmd, Connection, Value};
 /// Rounds of re-routing after redirections within one `apply`.
 const REDIRECT_ROUNDS: usize = 4;
 
+/// How long a master's replicas have to acknowledge a round's writes.
+const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often the replicas of each master are counted again.
+const REPLICA_RECOUNT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Keys remembered from `ASK` replies; beyond this (a long migration of a
 /// busy slot) the memory starts again, which costs one more `ASK` each.
 const ASKED_KEYS: usize = 100_000;
@@ -50,6 +64,10 @@ pub struct ClusterWriter {
     /// One per master of `map`, in its order; then one per master that an
     /// `ASK` named and `map` does not (a new master being filled).
     nodes: Vec<DestWriter>,
+    /// Per writer in `nodes`, the replicas its writes must reach before
+    /// they count (see the module docs), and when they were counted.
+    replicas: Vec<usize>,
+    replicas_counted: std::time::Instant,
     /// Keys an `ASK` reply showed moved, with the index in `nodes` of the
     /// master importing them. Forgotten when a new map is adopted.
     asked: HashMap<Bytes, usize>,
@@ -68,6 +86,8 @@ impl ClusterWriter {
             opts,
             map: none,
             nodes: Vec::new(),
+            replicas: Vec::new(),
+            replicas_counted: std::time::Instant::now(),
             asked: HashMap::new(),
             guard_restarts: false,
             restart: None,
@@ -102,7 +122,21 @@ impl ClusterWriter {
         }
         self.map = map;
         self.asked.clear();
+        self.count_replicas().await;
         Ok(())
+    }
+
+    /// Counts each master's replicas: those `CLUSTER SLOTS` lists (it
+    /// leaves out failed ones, and ones that never received a write) or
+    /// those the master says are connected, whichever is more.
+    async fn count_replicas(&mut self) {
+        let mut counts = Vec::with_capacity(self.nodes.len());
+        for (i, w) in self.nodes.iter_mut().enumerate() {
+            let listed = self.map.replicas.get(i).copied().unwrap_or(0);
+            counts.push(listed.max(w.connected_replicas().await.unwrap_or(0)));
+        }
+        self.replicas = counts;
+        self.replicas_counted = std::time::Instant::now();
     }
 
     /// The index in `nodes` of the master at `addr`, connecting to it when
@@ -115,6 +149,8 @@ impl ClusterWriter {
         w.identify().await;
         w.guard_restarts(self.guard_restarts);
         self.nodes.push(w);
+        // Not waited on: it serves no slot yet, and only keys on the move.
+        self.replicas.push(0);
         Ok(self.nodes.len() - 1)
     }
 
@@ -156,6 +192,10 @@ impl ClusterWriter {
                 return Err(topology_error(&self.seed, "no master serves any slot"));
             }
         }
+        if self.replicas_counted.elapsed() >= REPLICA_RECOUNT {
+            // Replicas added or gone since.
+            self.count_replicas().await;
+        }
         let mut round = 0;
         loop {
             let n = self.nodes.len();
@@ -190,8 +230,18 @@ impl ClusterWriter {
                 Target::Part(map.owner(slot).unwrap_or(0))
             });
             let asking = parts.split_off(n);
-            let runs =
-                self.nodes.iter_mut().zip(parts.into_iter().zip(asking)).map(|(w, (mut part, mut ask))| async move {
+            let replicas = &self.replicas;
+            let lanes = parts.into_iter().zip(asking).enumerate();
+            let runs = self.nodes.iter_mut().zip(lanes).map(|(w, (i, (mut part, mut ask)))| {
+                let replicas = replicas.get(i).copied().unwrap_or(0);
+                async move {
+                    // Kept until the master's replicas have it: a master that
+                    // crashes before then may fail over to a replica without it.
+                    let sent = (replicas > 0 && !(part.is_empty() && ask.is_empty())).then(|| {
+                        let mut all = part.clone();
+                        all.append(ask.clone());
+                        all
+                    });
                     // Commands sent to another master whose reply was lost (the
                     // slot moved since): their guards tell whether they ran.
                     if part.meta.iter().any(|m| m.uncertain) {
@@ -210,8 +260,20 @@ impl ClusterWriter {
                         }
                         part.append(ask);
                     }
+                    if let Some(mut sent) = sent {
+                        if let Err(e) = w.replicate(replicas, REPLICA_WAIT).await {
+                            // Not confirmed after all: everything goes back, to
+                            // be judged by its guards where its slot is served
+                            // next, and counted when it is.
+                            sent.mark_uncertain();
+                            part = sent;
+                            rep = ApplyReport::default();
+                            keep_worst(&mut failure, e);
+                        }
+                    }
                     (part, rep, failure, w.take_asks())
-                });
+                }
+            });
             let results = futures::future::join_all(runs).await;
             let mut failure: Option<ApplyError> = None;
             let mut moved = false;
