@@ -239,7 +239,11 @@ impl RedisServer {
     pub fn crash_and_restart(&mut self, downtime: Duration) -> io::Result<()> {
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
+        // Held while down, so that no other test's server or client takes
+        // the port meanwhile.
+        let hold = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).ok();
         thread::sleep(downtime);
+        drop(hold);
         let conf_path = self.dir.path().join("redis.conf");
         let mut child = ChildGuard(spawn_logged(Command::new(&self.bin).arg(&conf_path), &self.bin, self.dir.path())?);
         wait_ready(&mut child.0, self.port, true).map_err(|e| {
@@ -430,8 +434,21 @@ fn wait_ready(child: &mut Child, port: u16, ping: bool) -> io::Result<()> {
             return Err(io::Error::other(format!("exited early with {status}")));
         }
         if let Ok(mut stream) = TcpStream::connect_timeout(&addr, POLL_INTERVAL * 10) {
-            if !ping || answers_ping(&mut stream) {
+            if !ping {
                 return Ok(());
+            }
+            if answers_ping(&mut stream) {
+                // Another process may have taken the port (a test server
+                // elsewhere, between a crash and the restart): only ours
+                // counts, and one that answers for us is an error, not a
+                // server to test against.
+                return match process_id(&mut stream) {
+                    Some(pid) if pid != child.id() => Err(io::Error::other(format!(
+                        "port {port} is answered by process {pid}, not by the server started (process {})",
+                        child.id()
+                    ))),
+                    _ => Ok(()),
+                };
             }
         }
         if Instant::now() >= deadline {
@@ -453,6 +470,32 @@ fn answers_ping(stream: &mut TcpStream) -> bool {
             b'-' => stream.read_exact(&mut head[1..]).is_ok() && &head != b"-LOADING",
             _ => false,
         }
+}
+
+/// The `process_id` of `INFO server`; `None` when the server does not say
+/// (it wants a password first).
+fn process_id(stream: &mut TcpStream) -> Option<u32> {
+    stream.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    const FIELD: &[u8] = b"process_id:";
+    loop {
+        if reply.first() == Some(&b'-') {
+            return None;
+        }
+        // Its whole line has arrived.
+        if let Some(at) = reply.windows(FIELD.len()).position(|w| w == FIELD) {
+            if let Some(end) = reply[at..].iter().position(|&b| b == b'\r') {
+                let value = String::from_utf8_lossy(&reply[at + FIELD.len()..at + end]).into_owned();
+                return value.trim().parse().ok();
+            }
+        }
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 || reply.len() > 64 << 10 {
+            return None;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
 }
 
 fn read_logs(dir: &Path, names: &[&str]) -> String {
