@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use common::harness::Report;
 use serde_json::Value;
 use shardsync::rdb::json::JsonWriter;
-use shardsync::rdb::{Event, RdbError, RdbReader};
+use shardsync::rdb::{Event, ParserOptions, RdbError, RdbReader};
 
 fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rdb")
@@ -373,6 +373,69 @@ fn project_corpus_matches_what_its_servers_held() -> Result<String, String> {
     }
 }
 
+/// One parse with payloads captured: per key its DB, name, whether it came
+/// undecoded, its chunk count and payload; and the parser's tally.
+type Keys = Vec<(u64, bytes::Bytes, bool, usize, Option<bytes::Bytes>)>;
+
+fn captured(rdb: &Path, restore_versions: u128) -> Result<(Keys, String), String> {
+    let opts = ParserOptions { capture_payload: Some(64 << 20), restore_versions, ..ParserOptions::default() };
+    let file = File::open(rdb).map_err(|e| e.to_string())?;
+    let mut reader = RdbReader::with_options(file, opts);
+    let mut keys: Keys = Vec::new();
+    loop {
+        match reader.next_event().map_err(|e| e.to_string())? {
+            Some(Event::KeyStart(k)) => keys.push((k.db, k.key.clone(), k.undecoded, 0, None)),
+            Some(Event::Chunk(_)) => keys.last_mut().ok_or("a chunk before any key")?.3 += 1,
+            Some(Event::KeyEnd { payload }) => keys.last_mut().ok_or("a key end before any key")?.4 = payload,
+            Some(_) => {}
+            None => return Ok((keys, format!("{:?}", reader.tally()))),
+        }
+    }
+}
+
+/// A parser told that the destination restores the file's payloads leaves
+/// compact values undecoded: the same keys, the same payloads byte for
+/// byte, the same empty keys skipped, and no chunk for an undecoded key.
+fn undecoded_values_give_the_same_payloads(dir: &Path) -> Result<String, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .collect();
+    files.sort();
+    let (mut undecoded, mut total) = (0, 0);
+    for rdb in &files {
+        let name = rdb.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        // Files the parser rejects are the robustness checks' business.
+        let Ok((decoded, tally)) = captured(rdb, 0) else { continue };
+        let (skipped, tally2) = captured(rdb, u128::MAX).map_err(|e| format!("{name}: {e}"))?;
+        if tally != tally2 {
+            return Err(format!("{name}: tally {tally} decoded, {tally2} undecoded"));
+        }
+        if decoded.len() != skipped.len() {
+            return Err(format!("{name}: {} keys decoded, {} undecoded", decoded.len(), skipped.len()));
+        }
+        for (a, b) in decoded.iter().zip(&skipped) {
+            let key = format!("{name}: db {} key {:?}", a.0, String::from_utf8_lossy(&a.1));
+            if (a.0, &a.1, &a.4) != (b.0, &b.1, &b.4) {
+                return Err(format!("{key}: not the same key or payload"));
+            }
+            if b.2 && b.3 != 0 {
+                return Err(format!("{key}: undecoded, yet {} chunks", b.3));
+            }
+            if !b.2 && a.3 != b.3 {
+                return Err(format!("{key}: {} chunks decoded, {} in the second parse", a.3, b.3));
+            }
+            undecoded += usize::from(b.2);
+            total += 1;
+        }
+    }
+    if undecoded == 0 {
+        return Err(format!("no key of {total} came undecoded"));
+    }
+    Ok(format!("{undecoded} of {total} keys undecoded"))
+}
+
 /// Runs a check that panics on failure, as `#[test]` would.
 fn catch(f: impl FnOnce() + std::panic::UnwindSafe) -> Result<String, String> {
     std::panic::catch_unwind(f).map(|()| String::new()).map_err(|p| {
@@ -389,13 +452,22 @@ fn main() {
     if report.wants(name) {
         report.outcome(name, project_corpus_matches_what_its_servers_held());
     }
+    let name = "undecoded_values_give_the_same_payloads";
+    if report.wants(name) {
+        report.outcome(name, undecoded_values_give_the_same_payloads(&project_dir()));
+    }
     type Check = fn(&Path);
-    let shared: [(&str, Check); 2] = [
+    let shared: [(&str, Check); 3] = [
         ("shared_corpus_matches_its_ground_truth", every_fixture_matches_its_ground_truth),
         (
             "shared_files_without_ground_truth_parse_or_fail_cleanly",
             fixtures_without_ground_truth_parse_or_fail_cleanly,
         ),
+        ("shared_undecoded_values_give_the_same_payloads", |dir| {
+            if let Err(e) = undecoded_values_give_the_same_payloads(dir) {
+                panic!("{e}");
+            }
+        }),
     ];
     for (name, check) in shared {
         if !report.wants(name) {

@@ -88,7 +88,7 @@ fn render<R: Read>(r: R, opts: ParserOptions) -> Result<String, RdbError> {
 }
 
 fn tiny() -> ParserOptions {
-    ParserOptions { chunk_items: 1, chunk_bytes: 1, capture_payload: Some(1 << 20) }
+    ParserOptions { chunk_items: 1, chunk_bytes: 1, capture_payload: Some(1 << 20), restore_versions: 0 }
 }
 
 #[test]
@@ -262,8 +262,10 @@ fn unknown_type_and_bad_magic_name_what_was_found() {
 
 /// Parse a mutated file; anything but a panic or a hang is fine.
 fn survive(data: &[u8]) {
-    let mut reader =
-        RdbReader::with_options(data, ParserOptions { chunk_items: 3, chunk_bytes: 70, capture_payload: Some(4096) });
+    let mut reader = RdbReader::with_options(
+        data,
+        ParserOptions { chunk_items: 3, chunk_bytes: 70, capture_payload: Some(4096), restore_versions: 0 },
+    );
     let mut events = 0u64;
     loop {
         match reader.next_event() {

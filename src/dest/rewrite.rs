@@ -108,6 +108,18 @@ pub enum ModuleKeys {
 }
 
 impl RewriteOptions {
+    /// The RDB versions (bit `v` for version `v`) whose DUMP payloads of at
+    /// most `big_key_bytes` this rewriter restores as they are, whatever
+    /// the value: what the parser may leave undecoded
+    /// (`ParserOptions::restore_versions`). Module values aside, which
+    /// the parser never leaves undecoded.
+    pub fn restore_versions(&self) -> u128 {
+        if self.big_key_bytes == 0 || !self.caps.restore() {
+            return 0;
+        }
+        (0..128u16).filter(|&v| self.caps.server.reads_rdb(v)).fold(0, |mask, v| mask | 1u128 << v)
+    }
+
     /// Defaults: 16 MiB big-key limit and buffer, 512 elements or 1 MiB
     /// per command, 5 s grace.
     pub fn new(caps: DestCaps, conflict: Conflict) -> Self {
@@ -175,6 +187,14 @@ pub enum RewriteError {
     NoStreams { db: u64, key: String, version: String },
     #[error("RDB event out of order at byte {offset}: {what}")]
     Sequence { offset: u64, what: String },
+    /// The parser was told this destination restores the snapshot's
+    /// payloads, and it does not: a fault of the tool, never data to drop.
+    #[error(
+        "key \"{key}\" in db {db} came as a payload only, and the destination does not take it with RESTORE: \
+         the tool's parser and writer disagree about the destination (report this); the shard stops rather \
+         than write the key empty"
+    )]
+    Undecoded { db: u64, key: String },
 }
 
 /// Converts RDB events to destination commands; see the module docs.
@@ -387,6 +407,8 @@ impl Rewriter {
                 if let Some(payload) = restorable {
                     self.restore(origin, payload, expire, now_ms, out);
                     self.stats.restored += 1;
+                } else if state.start.undecoded {
+                    return Err(RewriteError::Undecoded { db: start.db, key: show_key(&start.key) });
                 } else if let Some(module) = state.module {
                     let why = if !caps.restore() {
                         format!("the destination (Redis {}) has no RESTORE", caps.version)

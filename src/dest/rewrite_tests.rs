@@ -32,6 +32,7 @@ fn start(db: u64, key: &str, kind: ValueKind, expire_at_ms: Option<i64>) -> Even
         db,
         key: b(key),
         kind,
+        undecoded: false,
         rdb_type: 0,
         expire_at_ms,
         idle_secs: None,
@@ -615,4 +616,35 @@ fn an_abandoned_build_deletes_its_temporary_key() {
     let mut out = Vec::new();
     rw.abandon(&mut out);
     assert!(out.is_empty());
+}
+
+#[test]
+fn the_versions_left_undecoded_are_those_the_destination_restores() {
+    let o = opts("7.0.15", Conflict::Intercept);
+    assert_eq!(o.restore_versions(), (1u128 << 11) - 1, "RDB 0 to 10");
+    let none = RewriteOptions { big_key_bytes: 0, ..opts("7.0.15", Conflict::Intercept) };
+    assert_eq!(none.restore_versions(), 0, "commands only");
+    assert_eq!(opts("2.4.0", Conflict::Intercept).restore_versions(), 0, "no RESTORE");
+}
+
+#[test]
+fn an_undecoded_key_whose_payload_is_not_restored_stops_rather_than_write_it_empty() {
+    let mut rw = Rewriter::new(opts("6.0.9", Conflict::Intercept));
+    let mut out = Vec::new();
+    let key = KeyStart {
+        db: 0,
+        key: b("h"),
+        kind: ValueKind::Hash,
+        undecoded: true,
+        rdb_type: 16,
+        expire_at_ms: None,
+        idle_secs: None,
+        lfu_freq: None,
+    };
+    rw.feed(Event::KeyStart(Box::new(key)), 1, NOW, &mut out).unwrap();
+    // RDB 10 is newer than what 6.0 reads.
+    let err = rw.feed(end(Some(payload(10))), 2, NOW, &mut out).unwrap_err();
+    assert!(matches!(err, RewriteError::Undecoded { .. }), "{err}");
+    assert!(err.to_string().contains("key \"h\" in db 0 came as a payload only"), "{err}");
+    assert!(render(&out).iter().all(|c| !c.contains("HSET")), "{:?}", render(&out));
 }

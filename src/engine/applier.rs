@@ -217,6 +217,12 @@ impl Applier {
     /// The source DB a resumed stream starts in (see [`StreamFilter::starting_in`]).
     ///
     /// [`StreamFilter::starting_in`]: super::filter::StreamFilter::starting_in
+    /// The RDB versions whose payloads the writer restores as they are
+    /// (see [`RewriteOptions::restore_versions`]).
+    pub(super) fn restore_versions(&self) -> u128 {
+        self.batcher.rewrite_options().restore_versions()
+    }
+
     pub(super) fn resume_db(&self) -> u32 {
         self.batcher.position().stream_db
     }

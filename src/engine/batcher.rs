@@ -769,6 +769,7 @@ mod tests {
                 db: 0,
                 key: Bytes::copy_from_slice(name.as_bytes()),
                 kind: ValueKind::String,
+                undecoded: false,
                 rdb_type: 0,
                 expire_at_ms: None,
                 idle_secs: None,

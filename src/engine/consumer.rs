@@ -247,7 +247,7 @@ pub(super) fn consume(
     stream: &mut ReplicationStream,
     mut filter: StreamFilter,
     own_keys: OwnKeys,
-    big_key_bytes: usize,
+    parse: ParserOptions,
     marks: Arc<Marks>,
     tx: mpsc::Sender<Vec<Item>>,
 ) {
@@ -274,7 +274,7 @@ pub(super) fn consume(
                 return;
             }
             PsyncEvent::RdbBegin { .. } => {
-                let Some(tally) = consume_rdb(stream, &own_keys, big_key_bytes, &mut out) else {
+                let Some(tally) = consume_rdb(stream, &own_keys, parse.clone(), &mut out) else {
                     return;
                 };
                 out.push(Item::RdbDone(Box::new(tally)), false)
@@ -303,10 +303,9 @@ pub(super) fn consume(
 fn consume_rdb(
     stream: &mut ReplicationStream,
     own_keys: &OwnKeys,
-    big_key_bytes: usize,
+    opts: ParserOptions,
     out: &mut Outbox,
 ) -> Option<SnapshotTally> {
-    let opts = ParserOptions { capture_payload: Some(big_key_bytes), ..ParserOptions::default() };
     let mut rdb = RdbReader::with_options(stream.rdb(), opts);
     let mut skipping = false;
     let mut own = 0;

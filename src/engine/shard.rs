@@ -31,6 +31,7 @@ use super::settings::db_map;
 use super::snapshot::ShardState;
 use super::status::{ShardEvent, StatusTx};
 use crate::config::{host_of, FlushPolicy};
+use crate::rdb::ParserOptions;
 use crate::source::{ReplicationConfig, ReplicationProgress, ReplicationReader};
 
 /// How a link ended, for the shard's loop.
@@ -234,11 +235,17 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
         StreamFilter::new(&ctx.task.sync.heartbeat_key, db_map(&ctx.task), ctx.task.sync.flush == FlushPolicy::Forward)
             .starting_in(applier.resume_db())
             .merged(ctx.task.sources.len() > 1);
-    let big = ctx.task.sync.big_key_bytes as usize;
+    // Payloads are captured up to the big-key limit; values the writer will
+    // restore as they are need not be decoded.
+    let parse = ParserOptions {
+        capture_payload: Some(ctx.task.sync.big_key_bytes as usize),
+        restore_versions: applier.restore_versions(),
+        ..ParserOptions::default()
+    };
     let marks_c = marks.clone();
     let own_keys = OwnKeys::new(&ctx.task.sync.heartbeat_key);
     let consumer =
-        tokio::task::spawn_blocking(move || consumer::consume(&mut stream, filter, own_keys, big, marks_c, tx));
+        tokio::task::spawn_blocking(move || consumer::consume(&mut stream, filter, own_keys, parse, marks_c, tx));
 
     let end = applier.apply_link(ctx, rx, &marks, &mut slot).await;
 

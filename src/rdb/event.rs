@@ -56,6 +56,9 @@ pub struct KeyStart {
     pub db: u64,
     pub key: Bytes,
     pub kind: ValueKind,
+    /// The value is not decoded: no chunk follows, and the key's `KeyEnd`
+    /// payload is the whole value (see `ParserOptions::restore_versions`).
+    pub undecoded: bool,
     /// The on-disk type byte (`RDB_TYPE_*`), needed to build a DUMP payload.
     pub rdb_type: u8,
     /// Absolute expiry in unix milliseconds, as stored (seconds are converted).

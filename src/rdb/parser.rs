@@ -10,7 +10,10 @@
 //! collection elements, one ziplist/listpack blob, one piece of a big string)
 //! so a value of any size flows through as `KeyStart`, chunks, `KeyEnd`.
 //! The parser can capture the serialized value bytes of each key as a DUMP
-//! payload for `RESTORE`. The file's CRC64 is the driver's job (it hashes
+//! payload for `RESTORE`; told which RDB versions the caller restores as
+//! they are, it then leaves compact values (listpacks, ziplists, intsets,
+//! one-node quicklists) undecoded, which is most of a copy's parsing work
+//! for such keys (`ParserOptions::restore_versions`). The file's CRC64 is the driver's job (it hashes
 //! large spans at once, which is several times faster than per unit): the
 //! trailer is reported in `Event::Eof`, and `in_trailer` says when every byte
 //! the checksum covers has been consumed.
@@ -42,11 +45,19 @@ pub struct ParserOptions {
     pub chunk_bytes: usize,
     /// Capture each key's DUMP payload when its value is at most this many bytes.
     pub capture_payload: Option<usize>,
+    /// The RDB versions (bit `v` for version `v`) whose DUMP payloads the
+    /// caller restores as they are. In a file of such a version, a
+    /// compact-encoded value (a listpack, ziplist or intset; a list of one
+    /// quicklist node) whose payload is captured is not decoded into
+    /// elements: its `KeyStart` says `undecoded` and no chunk follows, only
+    /// the payload. Its header is still checked (size, element count, end
+    /// marker), and an empty one is still skipped. 0: decode everything.
+    pub restore_versions: u128,
 }
 
 impl Default for ParserOptions {
     fn default() -> Self {
-        ParserOptions { chunk_items: 1024, chunk_bytes: 1 << 20, capture_payload: None }
+        ParserOptions { chunk_items: 1024, chunk_bytes: 1 << 20, capture_payload: None, restore_versions: 0 }
     }
 }
 
@@ -549,6 +560,7 @@ impl Parser {
             db: self.db,
             key,
             kind,
+            undecoded: false,
             rdb_type: t,
             expire_at_ms: self.expire_at_ms.take(),
             idle_secs: self.idle_secs.take(),
@@ -570,6 +582,38 @@ impl Parser {
         } else {
             Ok(Some(Event::KeyStart(Box::new(start))))
         }
+    }
+
+    /// The whole value is `blob` (of `unit` bytes on the wire), in `layout`:
+    /// when its payload is captured for a caller that restores this file's
+    /// version (see [`ParserOptions::restore_versions`]), and its header is
+    /// sound, the key's start (`undecoded`), or nothing for an empty value
+    /// (the key end then reports it); `None` to decode it as usual.
+    fn undecoded(&mut self, layout: Packed, blob: RStr, unit: usize) -> Option<Option<Event>> {
+        let restored = self.version < 128 && self.opts.restore_versions & (1u128 << self.version) != 0;
+        // Captured whole, with its trailer (RDB version, CRC64): the size
+        // the writer compares with its limit.
+        let limit = self.opts.capture_payload.unwrap_or(0);
+        let captured = self.payload.as_ref().is_some_and(|p| p.len() + unit + DUMP_TRAILER <= limit);
+        if !restored || !captured {
+            return None;
+        }
+        let count = match blob {
+            RStr::Raw(b) => layout.count(b)?,
+            // Only the header is needed, but LZF streams have no index:
+            // the whole blob is expanded (and dropped), still far cheaper
+            // than decoding every element.
+            RStr::Lzf { .. } => layout.count(&blob.bytes().ok()?)?,
+            RStr::Int(_) => return None,
+        };
+        let mut start = self.deferred_key.take()?;
+        if count == 0 {
+            // Counted and reported as empty by the key end.
+            self.deferred_key = Some(start);
+            return Some(None);
+        }
+        start.undecoded = true;
+        Some(Some(Event::KeyStart(start)))
     }
 
     /// A chunk of the current value, preceded by the key's start if it was
@@ -687,11 +731,23 @@ impl Parser {
             }
             Val::Seq { kind, left } => self.seq(kind, left, cur),
             Val::Blob => {
+                let unit_start = cur.pos;
                 if self.cur_type == TYPE_HASH_LISTPACK_EX {
                     // The minimum field expiry; the listpack holds every field's own.
                     cur.millis()?;
                 }
                 let blob = cur.string()?;
+                let layout = match self.cur_type {
+                    TYPE_LIST_ZIPLIST | TYPE_ZSET_ZIPLIST | TYPE_HASH_ZIPLIST => Some(Packed::Ziplist),
+                    TYPE_SET_LISTPACK | TYPE_ZSET_LISTPACK | TYPE_HASH_LISTPACK => Some(Packed::Listpack),
+                    TYPE_SET_INTSET => Some(Packed::Intset),
+                    // Hash field TTLs: decoded, their expiries are read.
+                    _ => None,
+                };
+                if let Some(undecoded) = layout.and_then(|l| self.undecoded(l, blob, cur.pos - unit_start)) {
+                    self.state = State::KeyEnd;
+                    return Ok(undecoded);
+                }
                 let blob = cur.to_bytes(blob)?;
                 self.state = State::KeyEnd;
                 let c = self.blob(blob)?;
@@ -1052,6 +1108,19 @@ impl Parser {
         let blob = cur.string()?;
         let left = left - 1;
         self.state = if left == 0 { State::KeyEnd } else { State::Value(Val::Quicklist { left }) };
+        // The last node with nothing before it (a list of one node, the
+        // common small list): the payload can carry it alone.
+        if left == 0 && self.deferred_key.is_some() {
+            let layout = match container {
+                QUICKLIST_NODE_PACKED if v2 => Some(Packed::Listpack),
+                QUICKLIST_NODE_PACKED => Some(Packed::Ziplist),
+                QUICKLIST_NODE_PLAIN => Some(Packed::Plain),
+                _ => None,
+            };
+            if let Some(undecoded) = layout.and_then(|l| self.undecoded(l, blob, cur.pos - at)) {
+                return Ok(undecoded);
+            }
+        }
         let items = match container {
             QUICKLIST_NODE_PLAIN => vec![cur.to_bytes(blob)?],
             QUICKLIST_NODE_PACKED => {
@@ -1070,6 +1139,48 @@ impl Parser {
             c => return bad(at, format!("quicklist node container {c}, expected 1 (plain) or 2 (packed)")),
         };
         Ok(if items.is_empty() { None } else { self.chunk(Chunk::ListItems(items)) })
+    }
+}
+
+/// The bytes a DUMP payload ends with: the RDB version (2) and a CRC64 (8).
+const DUMP_TRAILER: usize = 10;
+
+/// How a compact value is laid out, for [`Parser::undecoded`].
+#[derive(Debug, Clone, Copy)]
+enum Packed {
+    Ziplist,
+    Listpack,
+    Intset,
+    /// A quicklist node holding one element as a plain string.
+    Plain,
+}
+
+impl Packed {
+    /// The element count its header declares, after the checks Redis makes
+    /// on a restored payload before it trusts one (the declared size is the
+    /// real size, the end marker is there); `None`: unknown (a count too
+    /// large for the header field) or unsound, so decode it instead.
+    fn count(self, b: &[u8]) -> Option<u64> {
+        let u32_at = |i: usize| b.get(i..i + 4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize);
+        let u16_at = |i: usize| b.get(i..i + 2).map(|w| u16::from_le_bytes([w[0], w[1]]));
+        match self {
+            Packed::Plain => Some(1),
+            Packed::Ziplist => {
+                // zlbytes, zltail, zllen (0xffff: count it), entries, 0xff.
+                let n = u16_at(8)?;
+                (u32_at(0)? == b.len() && b.len() >= 11 && b.last() == Some(&0xff) && n != u16::MAX).then_some(n.into())
+            }
+            Packed::Listpack => {
+                // total bytes, element count (0xffff: count it), entries, 0xff.
+                let n = u16_at(4)?;
+                (u32_at(0)? == b.len() && b.len() >= 7 && b.last() == Some(&0xff) && n != u16::MAX).then_some(n.into())
+            }
+            Packed::Intset => {
+                // encoding (2, 4 or 8 bytes a member), length, members.
+                let (width, n) = (u32_at(0)?, u32_at(4)?);
+                (matches!(width, 2 | 4 | 8) && b.len() == 8 + width * n).then_some(n as u64)
+            }
+        }
     }
 }
 
