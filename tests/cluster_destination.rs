@@ -169,7 +169,10 @@ fn two_sources_into_a_three_master_cluster_with_splits_and_a_cross_slot_pause() 
 
 /// Writes `INCR c:<i>` and `LPUSH l:<i%20>` (200 of each a round) to the
 /// source until stopped: keys in every slot range, so every master.
-fn start_writer(port: u16) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>) {
+/// A running source writer: its stop flag and its thread.
+type Writer = (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>);
+
+fn start_writer(port: u16) -> Writer {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = {
         let stop = stop.clone();
@@ -200,6 +203,30 @@ struct Streaming {
     _dir: tempfile::TempDir,
 }
 
+impl Streaming {
+    /// Stops `writer`, waits until the data compares equal, stops the tool
+    /// and checks that it never copied again in full. Its output.
+    fn end(self, writer: Writer, cluster: &Cluster, limit: Duration) -> String {
+        let (stop, handle) = writer;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().expect("writer");
+        wait_equal(&self.addrs, &cluster.seed(), limit);
+        sigterm(&self.child);
+        let (_, out) = finish(self.child, Duration::from_secs(30));
+        assert_eq!(info_stat(&self.source, "sync_full"), self.full_syncs, "copied again in full:\n{out}");
+        out
+    }
+}
+
+/// Waits until `node` says it is a master (a failover promoted it).
+fn wait_master(node: &RedisServer, limit: Duration) {
+    let start = Instant::now();
+    while !node.redis_cli(&["ROLE"]).is_ok_and(|r| r.starts_with("master")) {
+        assert!(start.elapsed() < limit, "{} was not promoted within {limit:?}", node.addr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn streaming_into(cluster: &Cluster, keys: usize) -> Streaming {
     // A backlog that holds the whole test's writes: every restart continues.
     let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
@@ -216,8 +243,8 @@ fn streaming_into(cluster: &Cluster, keys: usize) -> Streaming {
 #[test]
 fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
     let cluster = Cluster::start(3, 1).expect("cluster");
-    let Streaming { source, addrs, child, full_syncs, _dir, .. } = streaming_into(&cluster, 300);
-    let (stop, writer) = start_writer(source.port());
+    let stream = streaming_into(&cluster, 300);
+    let writer = start_writer(stream.source.port());
     std::thread::sleep(Duration::from_millis(500));
 
     // 1,000 slots move from one master to another (MIGRATE of their keys,
@@ -236,25 +263,21 @@ fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
     // A master fails over to its replica (a manual, coordinated failover).
     let replica = cluster.replica_of(&masters[2]);
     replica.redis_cli(&["CLUSTER", "FAILOVER"]).expect("failover");
+    wait_master(replica, Duration::from_secs(30));
     let start = Instant::now();
-    while !replica.redis_cli(&["ROLE"]).is_ok_and(|r| r.starts_with("master")) || !cluster.is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the failover did not complete");
+    while !cluster.is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the cluster did not settle after the failover");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().expect("writer");
-    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(90));
-    sigterm(&child);
-    let (_, out) = finish(child, Duration::from_secs(30));
-    assert_eq!(info_stat(&source, "sync_full"), full_syncs, "copied again in full:\n{out}");
+    stream.end(writer, &cluster, Duration::from_secs(90));
 }
 
 #[test]
 fn a_master_that_crashes_fails_over_to_its_replica_and_no_write_is_lost_or_doubled() {
     let mut cluster = Cluster::start(3, 1).expect("cluster");
-    let Streaming { source, addrs, child, full_syncs, _dir, .. } = streaming_into(&cluster, 300);
-    let (stop, writer) = start_writer(source.port());
+    let stream = streaming_into(&cluster, 300);
+    let writer = start_writer(stream.source.port());
     std::thread::sleep(Duration::from_millis(1000));
     // A master dies mid-stream (SIGKILL); the cluster promotes its replica
     // after cluster-node-timeout. Writes count as done only once the
@@ -263,25 +286,16 @@ fn a_master_that_crashes_fails_over_to_its_replica_and_no_write_is_lost_or_doubl
     let victim = masters.iter().find(|m| **m != cluster.seed()).expect("a master besides the seed").clone();
     let replica = cluster.replica_of(&victim).addr();
     cluster.kill(&victim);
-    let start = Instant::now();
-    while !cluster.node(&replica).redis_cli(&["ROLE"]).is_ok_and(|r| r.starts_with("master")) {
-        assert!(start.elapsed() < Duration::from_secs(60), "the replica was not promoted");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_master(cluster.node(&replica), Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().expect("writer");
-    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(90));
-    sigterm(&child);
-    let (_, out) = finish(child, Duration::from_secs(30));
-    assert_eq!(info_stat(&source, "sync_full"), full_syncs, "copied again in full:\n{out}");
+    stream.end(writer, &cluster, Duration::from_secs(90));
 }
 
 #[test]
 fn writes_a_replica_has_not_acknowledged_are_checked_and_never_doubled() {
     let cluster = Cluster::start(3, 1).expect("cluster");
-    let Streaming { source, addrs, child, full_syncs, _dir, .. } = streaming_into(&cluster, 100);
-    let (stop, writer) = start_writer(source.port());
+    let stream = streaming_into(&cluster, 100);
+    let writer = start_writer(stream.source.port());
     std::thread::sleep(Duration::from_millis(500));
     // A replica stops answering (below cluster-node-timeout: the cluster
     // still counts it): its master's writes are applied but not replicated,
@@ -291,13 +305,8 @@ fn writes_a_replica_has_not_acknowledged_are_checked_and_never_doubled() {
     std::thread::sleep(Duration::from_millis(2500));
     replica.signal("-CONT");
     std::thread::sleep(Duration::from_millis(1000));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().expect("writer");
-    wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
-    sigterm(&child);
-    let (_, out) = finish(child, Duration::from_secs(30));
+    let out = stream.end(writer, &cluster, Duration::from_secs(60));
     assert!(out.contains("replicas acknowledged within 2000 ms"), "the wait was not shown:\n{out}");
-    assert_eq!(info_stat(&source, "sync_full"), full_syncs, "copied again in full:\n{out}");
 }
 
 #[test]
