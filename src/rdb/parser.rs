@@ -13,10 +13,10 @@
 //! payload for `RESTORE`; told which RDB versions the caller restores as
 //! they are, it then leaves compact values (listpacks, ziplists, intsets,
 //! one-node quicklists) undecoded, which is most of a copy's parsing work
-//! for such keys (`ParserOptions::restore_versions`). The file's CRC64 is the driver's job (it hashes
-//! large spans at once, which is several times faster than per unit): the
-//! trailer is reported in `Event::Eof`, and `in_trailer` says when every byte
-//! the checksum covers has been consumed.
+//! for such keys (`ParserOptions::restore_versions`). The file's CRC64 is
+//! the driver's job (it hashes large spans at once, which is several times
+//! faster than per unit): the trailer is reported in `Event::Eof`, and
+//! `in_trailer` says when every byte the checksum covers has been consumed.
 
 use std::collections::VecDeque;
 
