@@ -190,11 +190,11 @@ pub enum RewriteError {
     /// The parser was told this destination restores the snapshot's
     /// payloads, and it does not: a fault of the tool, never data to drop.
     #[error(
-        "key \"{key}\" in db {db} came as a payload only, and the destination does not take it with RESTORE: \
-         the tool's parser and writer disagree about the destination (report this); the shard stops rather \
-         than write the key empty"
+        "key \"{key}\" in db {db} (snapshot byte {offset}) came as a payload only, and the destination does not \
+         take it with RESTORE: the tool's parser and writer disagree about the destination (report this); the \
+         shard stops rather than write the key empty"
     )]
-    Undecoded { db: u64, key: String },
+    Undecoded { db: u64, key: String, offset: u64 },
 }
 
 /// Converts RDB events to destination commands; see the module docs.
@@ -408,7 +408,11 @@ impl Rewriter {
                     self.restore(origin, payload, expire, now_ms, out);
                     self.stats.restored += 1;
                 } else if state.start.undecoded {
-                    return Err(RewriteError::Undecoded { db: start.db, key: show_key(&start.key) });
+                    return Err(RewriteError::Undecoded {
+                        db: start.db,
+                        key: show_key(&start.key),
+                        offset: state.offset,
+                    });
                 } else if let Some(module) = state.module {
                     let why = if !caps.restore() {
                         format!("the destination (Redis {}) has no RESTORE", caps.version)

@@ -645,6 +645,6 @@ fn an_undecoded_key_whose_payload_is_not_restored_stops_rather_than_write_it_emp
     // RDB 10 is newer than what 6.0 reads.
     let err = rw.feed(end(Some(payload(10))), 2, NOW, &mut out).unwrap_err();
     assert!(matches!(err, RewriteError::Undecoded { .. }), "{err}");
-    assert!(err.to_string().contains("key \"h\" in db 0 came as a payload only"), "{err}");
+    assert!(err.to_string().contains("key \"h\" in db 0 (snapshot byte 1) came as a payload only"), "{err}");
     assert!(render(&out).iter().all(|c| !c.contains("HSET")), "{:?}", render(&out));
 }

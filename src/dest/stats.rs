@@ -67,6 +67,11 @@ impl StatsReader {
 
     /// The figures now; `None` when the destination did not answer.
     pub async fn read(&mut self, now_ms: i64) -> Option<DestReading> {
+        // A cluster with a fresh map: every master is read below, the
+        // address named in the task among them.
+        if self.cluster.as_ref().is_some_and(|(_, _, left)| *left > 0) {
+            return self.read_cluster(now_ms).await;
+        }
         if self.conn.is_none() {
             self.conn = Connection::connect(&self.addr, &self.opts).await.ok();
         }

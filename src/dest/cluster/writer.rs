@@ -156,7 +156,10 @@ impl ClusterWriter {
 
     /// Remembers where `ask`'s key went; true when that is news.
     async fn learn(&mut self, ask: Ask) -> Result<bool, ApplyError> {
-        let i = self.writer_for(&ask.to).await?;
+        let i = self.writer_for(&ask.to).await.map_err(|mut e| {
+            e.detail = format!("it imports slot {} (an ASK reply sent a key there), and {}", ask.slot, e.detail);
+            e
+        })?;
         if self.asked.len() >= ASKED_KEYS {
             self.asked.clear();
         }
