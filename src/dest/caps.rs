@@ -176,6 +176,9 @@ pub struct DestCaps {
     /// The newest DUMP payload version its `RESTORE` accepts.
     pub rdb_version: u16,
     pub server: ServerVersion,
+    /// Bit `v` set when `RESTORE` accepts a payload of RDB version `v`
+    /// (none without `RESTORE`): computed once, read for every key.
+    payload_versions: u128,
 }
 
 impl DestCaps {
@@ -185,7 +188,12 @@ impl DestCaps {
     }
 
     pub fn of(server: ServerVersion) -> Self {
-        DestCaps { version: server.redis, rdb_version: server.rdb_version(), server }
+        let payload_versions = if server.redis.at_least(V2_6) {
+            (0..128u16).filter(|&v| server.reads_rdb(v)).fold(0, |mask, v| mask | 1u128 << v)
+        } else {
+            0
+        };
+        DestCaps { version: server.redis, rdb_version: server.rdb_version(), server, payload_versions }
     }
 
     /// `RESTORE` exists at all.
@@ -245,7 +253,18 @@ impl DestCaps {
     /// bytes: RDB version as 2 bytes LE, then the CRC64) names a version
     /// this server reads.
     pub fn accepts_payload(&self, payload: &[u8]) -> bool {
-        payload_rdb_version(payload).is_some_and(|v| self.restore() && self.server.reads_rdb(v))
+        payload_rdb_version(payload).is_some_and(|v| self.accepts_version(v))
+    }
+
+    /// Whether `RESTORE` accepts a DUMP payload of RDB version `version`.
+    pub fn accepts_version(&self, version: u16) -> bool {
+        version < 128 && self.payload_versions & (1u128 << version) != 0
+    }
+
+    /// The RDB versions (bit `v` for version `v`) whose payloads
+    /// `RESTORE` accepts; 0 without `RESTORE`.
+    pub fn payload_versions(&self) -> u128 {
+        self.payload_versions
     }
 }
 

@@ -114,10 +114,10 @@ impl RewriteOptions {
     /// (`ParserOptions::restore_versions`). Module values aside, which
     /// the parser never leaves undecoded.
     pub fn restore_versions(&self) -> u128 {
-        if self.big_key_bytes == 0 || !self.caps.restore() {
+        if self.big_key_bytes == 0 {
             return 0;
         }
-        (0..128u16).filter(|&v| self.caps.server.reads_rdb(v)).fold(0, |mask, v| mask | 1u128 << v)
+        self.caps.payload_versions()
     }
 
     /// Defaults: 16 MiB big-key limit and buffer, 512 elements or 1 MiB
@@ -208,6 +208,11 @@ pub struct Rewriter {
     next_build: u64,
     stats: RewriteStats,
     warnings: Vec<RewriteWarning>,
+    /// The snapshot's RDB version, from its header: what every captured
+    /// payload's trailer says, known without reading the trailer (a read
+    /// that misses the cache, the payload having been built on another
+    /// thread). `None` before a header: the trailer is read.
+    rdb_version: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -237,6 +242,7 @@ impl Rewriter {
             next_build: 0,
             stats: RewriteStats::default(),
             warnings: Vec::new(),
+            rdb_version: None,
         }
     }
 
@@ -288,6 +294,10 @@ impl Rewriter {
             Event::KeyStart(start) => self.key_start(*start, offset, out),
             Event::Chunk(chunk) => self.chunk(chunk, offset, now_ms, out),
             Event::KeyEnd { payload } => self.key_end(payload, offset, now_ms, out),
+            Event::Header { version } => {
+                self.rdb_version = u16::try_from(version).ok();
+                Ok(())
+            }
             // Aux fields, functions, DB and resize hints: the engine's
             // business (scripts and functions are loaded separately).
             _ => Ok(()),
@@ -322,10 +332,8 @@ impl Rewriter {
                 }
             }
         }
-        // The key name is a slice of the reader's buffer; it lives as long
-        // as the key's commands, so it gets its own allocation.
-        let mut start = start;
-        start.key = Bytes::copy_from_slice(&start.key);
+        // The key name is the parser's own small copy (its arena), not a
+        // slice of the reader's buffer, so it is kept as it is.
         self.key =
             Some(KeyState { start, db, offset, phase: Phase::Buffer { chunks: Vec::new(), bytes: 0 }, module: None });
         Ok(())
@@ -403,7 +411,10 @@ impl Rewriter {
             Phase::Buffer { chunks, .. } => {
                 let restorable = payload
                     .filter(|p| p.len() <= self.opts.big_key_bytes && self.opts.big_key_bytes > 0)
-                    .filter(|p| caps.accepts_payload(p));
+                    .filter(|p| match self.rdb_version {
+                        Some(version) => caps.accepts_version(version),
+                        None => caps.accepts_payload(p),
+                    });
                 if let Some(payload) = restorable {
                     self.restore(origin, payload, expire, now_ms, out);
                     self.stats.restored += 1;
@@ -464,7 +475,7 @@ impl Rewriter {
             Some(at) => (at - now_ms).max(1),
         };
         let ttl = if ttl == 0 { word("0") } else { num(ttl) };
-        let mut cmd = Cmd::new("RESTORE").arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_bytes(payload);
+        let mut cmd = Cmd::with_capacity("RESTORE", 5).arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_bytes(payload);
         if expire.is_some() && caps.abs_ttl() {
             cmd = cmd.arg_bytes(word("ABSTTL"));
         }
@@ -792,12 +803,12 @@ impl Emitter {
         c
     }
 
-    fn cmd(&self, name: &str) -> Cmd {
+    fn cmd(&self, name: &'static str) -> Cmd {
         Cmd::new(name).arg_bytes(self.target.clone())
     }
 
     /// A command on the target with room for `args` more arguments.
-    fn cmd_for(&self, name: &str, args: usize) -> Cmd {
+    fn cmd_for(&self, name: &'static str, args: usize) -> Cmd {
         Cmd::with_capacity(name, args + 1).arg_bytes(self.target.clone())
     }
 

@@ -280,6 +280,7 @@ impl Applier {
         // it only sets the TTL floor of keys about to expire.
         let mut now = now_ms();
         let mut control = ctx.control.clone();
+        let mut untold = 0u64;
         let end = loop {
             // Paused: stop applying (the reader keeps spooling) until resumed.
             if *control.borrow() == ShardControl::Pause {
@@ -317,7 +318,13 @@ impl Applier {
                     }
                 }
             };
-            marks.took(item.mem_bytes());
+            // Told to the consumer every 64 items and at each delivery's end,
+            // not per item: the counter's cache line is shared with the
+            // consumer's thread.
+            untold += item.mem_bytes();
+            if inbox.len() % 64 == 0 {
+                marks.took(std::mem::take(&mut untold));
+            }
             let mut flush_now = false;
             match item {
                 Item::FullResync { replid, offset } => {

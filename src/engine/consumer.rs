@@ -323,7 +323,7 @@ fn consume_rdb(
                 skipping = false;
                 continue;
             }
-            Ok(Some(event @ (Event::KeyStart(_) | Event::Chunk(_) | Event::KeyEnd { .. }))) => {
+            Ok(Some(event @ (Event::Header { .. } | Event::KeyStart(_) | Event::Chunk(_) | Event::KeyEnd { .. }))) => {
                 Item::Rdb { event, rdb_offset: rdb.offset() }
             }
             Ok(Some(Event::Warning(w))) => Item::Warning(format!("snapshot byte {}: {}", w.offset, w.message)),

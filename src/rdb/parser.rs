@@ -13,14 +13,17 @@
 //! payload for `RESTORE`; told which RDB versions the caller restores as
 //! they are, it then leaves compact values (listpacks, ziplists, intsets,
 //! one-node quicklists) undecoded, which is most of a copy's parsing work
-//! for such keys (`ParserOptions::restore_versions`). The file's CRC64 is
+//! for such keys (`ParserOptions::restore_versions`), and plain strings too.
+//! Key names and payloads are copied into an arena, many to one allocation,
+//! so no event of a key holds the reader's buffer (which it can then reuse)
+//! and a payload costs no allocation of its own. The file's CRC64 is
 //! the driver's job (it hashes large spans at once, which is several times
 //! faster than per unit): the trailer is reported in `Event::Eof`, and
 //! `in_trailer` says when every byte the checksum covers has been consumed.
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crc_fast::CrcAlgorithm;
 
 use super::consts::*;
@@ -172,8 +175,24 @@ pub struct Parser {
     queue: VecDeque<Event>,
     /// The decoder of a streamed LZF string (see `Val::StringLzf`).
     lzf: Option<LzfStream>,
-    payload: Option<Vec<u8>>,
+    /// Whether the current key's DUMP payload is being captured: it is
+    /// then the whole of `arena`'s unsplit part.
+    capturing: bool,
+    /// Key names, then the payload being captured, split off as they end.
+    arena: BytesMut,
     tally: KeyTally,
+}
+
+/// The arena's allocation unit: small keys and payloads share one; a
+/// payload that outgrows it doubles its own.
+const ARENA_CHUNK: usize = 64 * 1024;
+
+/// Appends `bytes` to `arena`, which grows by at least a chunk, or doubles.
+fn arena_put(arena: &mut BytesMut, bytes: &[u8]) {
+    if arena.capacity() - arena.len() < bytes.len() {
+        arena.reserve(bytes.len().max(ARENA_CHUNK).max(arena.len()));
+    }
+    arena.extend_from_slice(bytes);
 }
 
 /// How many keys the parser has read, per DB, next to how many the
@@ -220,7 +239,8 @@ impl Parser {
             deferred_key: None,
             queue: VecDeque::new(),
             lzf: None,
-            payload: None,
+            capturing: false,
+            arena: BytesMut::new(),
             tally: KeyTally::default(),
         }
     }
@@ -288,7 +308,7 @@ impl Parser {
                 Step::More(_) | Step::Done => break,
             };
             if n > 0 {
-                if in_value && self.payload.is_some() {
+                if in_value && self.capturing {
                     self.capture(&input[used..used + n]);
                 }
                 self.offset += n as u64;
@@ -326,12 +346,11 @@ impl Parser {
 
     fn capture(&mut self, bytes: &[u8]) {
         let limit = self.opts.capture_payload.unwrap_or(0);
-        if let Some(p) = self.payload.as_mut() {
-            if p.len() + bytes.len() > limit {
-                self.payload = None;
-            } else {
-                p.extend_from_slice(bytes);
-            }
+        if self.arena.len() + bytes.len() > limit {
+            self.capturing = false;
+            self.arena.clear();
+        } else {
+            arena_put(&mut self.arena, bytes);
         }
     }
 
@@ -556,6 +575,10 @@ impl Parser {
         };
         let key = cur.bytes_string()?;
         self.cur_key = KeyName::new(&key);
+        // Nothing of an earlier key is still being built.
+        self.arena.clear();
+        arena_put(&mut self.arena, &key);
+        let key = self.arena.split().freeze();
         let start = KeyStart {
             db: self.db,
             key,
@@ -567,15 +590,14 @@ impl Parser {
             lfu_freq: self.lfu_freq.take(),
         };
         self.cur_type = t;
-        // Most values are small; a few hundred bytes up front avoids the
-        // doubling steps from one byte.
-        self.payload = self.opts.capture_payload.map(|limit| {
-            let mut p = Vec::with_capacity(limit.clamp(1, 512));
-            p.push(t);
-            p
-        });
+        self.capturing = self.opts.capture_payload.is_some_and(|limit| limit > 0);
+        if self.capturing {
+            arena_put(&mut self.arena, &[t]);
+        }
         self.state = State::Value(val);
-        let deferred = matches!(kind, ValueKind::List | ValueKind::Set | ValueKind::Zset | ValueKind::Hash);
+        // A string's start waits too, to learn whether it is left undecoded.
+        let deferred =
+            matches!(kind, ValueKind::String | ValueKind::List | ValueKind::Set | ValueKind::Zset | ValueKind::Hash);
         if deferred {
             self.deferred_key = Some(Box::new(start));
             Ok(None)
@@ -590,12 +612,7 @@ impl Parser {
     /// sound, the key's start (`undecoded`), or nothing for an empty value
     /// (the key end then reports it); `None` to decode it as usual.
     fn undecoded(&mut self, layout: Packed, blob: RStr, unit: usize) -> Option<Option<Event>> {
-        let restored = self.version < 128 && self.opts.restore_versions & (1u128 << self.version) != 0;
-        // Captured whole, with its trailer (RDB version, CRC64): the size
-        // the writer compares with its limit.
-        let limit = self.opts.capture_payload.unwrap_or(0);
-        let captured = self.payload.as_ref().is_some_and(|p| p.len() + unit + DUMP_TRAILER <= limit);
-        if !restored || !captured {
+        if !self.restores_whole(unit) {
             return None;
         }
         let count = match blob {
@@ -616,6 +633,16 @@ impl Parser {
         Some(Some(Event::KeyStart(start)))
     }
 
+    /// Whether the current value, ending `unit` bytes further on, is
+    /// captured whole, with its trailer (RDB version, CRC64: the size the
+    /// writer compares with its limit), for a caller that restores this
+    /// file's version as it is.
+    fn restores_whole(&self, unit: usize) -> bool {
+        let restored = self.version < 128 && self.opts.restore_versions & (1u128 << self.version) != 0;
+        let limit = self.opts.capture_payload.unwrap_or(0);
+        restored && self.capturing && self.arena.len() + unit + DUMP_TRAILER <= limit
+    }
+
     /// A chunk of the current value, preceded by the key's start if it was
     /// waiting for its first element.
     fn chunk(&mut self, c: Chunk) -> Option<Event> {
@@ -629,7 +656,7 @@ impl Parser {
     }
 
     fn key_end(&mut self) -> Event {
-        let payload = self.payload.take();
+        let capturing = std::mem::take(&mut self.capturing);
         self.tally.keys += 1;
         *self.tally.per_db.entry(self.db).or_default() += 1;
         if let Some(k) = self.deferred_key.take() {
@@ -644,12 +671,12 @@ impl Parser {
                 ),
             }));
         }
-        let payload = payload.map(|mut p| {
+        let payload = capturing.then(|| {
             // DUMP payload trailer: RDB version (2 bytes LE), then CRC64 of all before it.
-            p.extend_from_slice(&(self.version as u16).to_le_bytes());
-            let crc = crc64(&p);
-            p.extend_from_slice(&crc.to_le_bytes());
-            Bytes::from(p)
+            arena_put(&mut self.arena, &(self.version as u16).to_le_bytes());
+            let crc = crc64(&self.arena);
+            arena_put(&mut self.arena, &crc.to_le_bytes());
+            self.arena.split().freeze()
         });
         Event::KeyEnd { payload }
     }
@@ -925,8 +952,16 @@ impl Parser {
                 Ok(None)
             }
             _ => {
-                let s = cur.bytes_string()?;
+                let at = cur.pos;
+                let s = cur.string()?;
                 self.state = State::KeyEnd;
+                if self.restores_whole(cur.pos - at) {
+                    if let Some(mut start) = self.deferred_key.take() {
+                        start.undecoded = true;
+                        return Ok(Some(Event::KeyStart(start)));
+                    }
+                }
+                let s = cur.to_bytes(s)?;
                 Ok(self.chunk(Chunk::String(s)))
             }
         }

@@ -26,6 +26,9 @@ use super::parser::{Parser, ParserOptions, Step};
 /// Bytes asked from the source per read.
 const READ_SIZE: usize = 256 * 1024;
 
+/// Most bytes one read is offered (more when the unit needs more).
+const READ_WINDOW: usize = 64 * 1024;
+
 pub struct RdbReader<R> {
     src: R,
     parser: Parser,
@@ -151,8 +154,12 @@ impl<R: Read> RdbReader<R> {
                 cap = (buf.len() + READ_SIZE).max(need.min(buf.len().saturating_mul(2)));
                 buf.reserve(cap - buf.len());
             }
+            // Zeroed before each read, so a read is offered a window the
+            // size of a typical piece, not the whole free capacity: zeroing
+            // 256 KiB for a read that brings a few KiB was a visible part of
+            // a copy's CPU.
             let filled = buf.len();
-            buf.resize(cap, 0);
+            buf.resize(cap.min(filled + READ_WINDOW.max(need - filled)), 0);
             let n = loop {
                 match self.src.read(&mut buf[filled..]) {
                     Ok(n) => break n,

@@ -26,16 +26,18 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    /// Starts a command with its name.
-    pub fn new(name: impl AsRef<[u8]>) -> Cmd {
-        Cmd { args: vec![Bytes::copy_from_slice(name.as_ref())] }
+    /// Starts a command with its name, which is not copied (a command per
+    /// key of a snapshot must not cost an allocation for its name), with
+    /// room for a few arguments.
+    pub fn new(name: &'static str) -> Cmd {
+        Cmd::with_capacity(name, 3)
     }
 
     /// A command with room for `args` more arguments: a big command built
     /// argument by argument then never holds twice its size.
-    pub fn with_capacity(name: impl AsRef<[u8]>, args: usize) -> Cmd {
+    pub fn with_capacity(name: &'static str, args: usize) -> Cmd {
         let mut v = Vec::with_capacity(args + 1);
-        v.push(Bytes::copy_from_slice(name.as_ref()));
+        v.push(Bytes::from_static(name.as_bytes()));
         Cmd { args: v }
     }
 
@@ -127,7 +129,7 @@ mod tests {
         assert_eq!(Cmd::from_args(["get", "secret-key"]).name(), "GET");
         assert_eq!(Cmd::from_args(["config", "get", "maxmemory"]).name(), "CONFIG GET");
         assert_eq!(Cmd::from_args(Vec::<&str>::new()).name(), "(empty command)");
-        assert_eq!(Cmd::new([b'x'; 100]).name().len(), NAME_MAX);
+        assert_eq!(Cmd::from_args([[b'x'; 100]]).name().len(), NAME_MAX);
     }
 
     #[test]
