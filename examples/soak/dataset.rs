@@ -115,7 +115,7 @@ fn element(rng: &mut StdRng) -> Vec<u8> {
 
 /// The commands that create key `key` of `kind`.
 pub fn build(kind: Kind, key: &str, rng: &mut StdRng) -> Vec<Cmd> {
-    let coll = |name: &str, n: usize, rng: &mut StdRng, per: &mut dyn FnMut(&mut StdRng, Cmd, usize) -> Cmd| {
+    let coll = |name: &'static str, n: usize, rng: &mut StdRng, per: &mut dyn FnMut(&mut StdRng, Cmd, usize) -> Cmd| {
         let mut c = Cmd::with_capacity(name, n * 2 + 1).arg(key);
         for j in 0..n {
             c = per(rng, c, j);
