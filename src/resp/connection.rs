@@ -297,13 +297,19 @@ impl Connection {
                 }
             }
         };
-        let step = match *read_timeout {
-            Some(limit) => timeout(limit, io).await.map_err(|_| RespError::Timeout {
-                addr: addr.clone(),
-                command: waiting_on.name(),
-                timeout: limit,
-            })?,
-            None => io.await,
+        tokio::pin!(io);
+        // Most steps are ready at once (the socket takes the bytes, or the
+        // replies are there): those cost no timer.
+        let step = match futures::FutureExt::now_or_never(&mut io) {
+            Some(step) => step,
+            None => match *read_timeout {
+                Some(limit) => timeout(limit, io).await.map_err(|_| RespError::Timeout {
+                    addr: addr.clone(),
+                    command: waiting_on.name(),
+                    timeout: limit,
+                })?,
+                None => io.await,
+            },
         };
         let closed = || RespError::Closed { addr: addr.clone(), command: waiting_on.name() };
         match step {

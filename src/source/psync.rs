@@ -238,6 +238,11 @@ impl PsyncDecoder {
         self.buf.len()
     }
 
+    /// Inside the RDB snapshot's bytes.
+    pub fn in_rdb(&self) -> bool {
+        matches!(self.phase, Phase::RdbSized { .. } | Phase::RdbMarked { .. })
+    }
+
     /// Whether the command stream has started.
     pub fn in_command_stream(&self) -> bool {
         matches!(self.phase, Phase::Commands)

@@ -49,13 +49,22 @@ use crate::resp::{Cmd, ConnectOptions, Connection, Credentials, RespError};
 /// Free space ensured before each socket read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Frames queued for the spool writer thread. With ~64 KiB reads this is a
-/// few MiB: enough to ride out an fsync, small enough that a disk slower
-/// than the network pushes back on the socket instead of filling memory.
+/// Frames queued for the spool writer thread. With reads of at most 64 KiB
+/// (256 KiB in a snapshot) this is a few MiB (16 MiB at most): enough to
+/// ride out an fsync, small enough that a disk slower than the network
+/// pushes back on the socket instead of filling memory.
 const SPOOL_QUEUE: usize = 64;
 
 /// Bytes the consumer reads from the spool at a time.
 const CONSUMER_CHUNK: usize = 256 * 1024;
+
+/// Free space ensured before each read inside the snapshot.
+const RDB_READ_CHUNK: usize = 256 * 1024;
+
+/// A snapshot read that brought less than this waits
+/// [`RDB_COALESCE_WAIT`] before the next (see `Link::receive`).
+const RDB_COALESCE_BELOW: usize = 64 * 1024;
+const RDB_COALESCE_WAIT: Duration = Duration::from_millis(1);
 
 /// Longest wait to hand a few bytes (PSYNC, an ACK) to the kernel.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -509,8 +518,9 @@ impl<'a> Link<'a> {
             self.absorb(&mut socket, cancel).await?;
         }
         loop {
-            if self.pending.capacity() - self.pending.len() < READ_CHUNK / 4 {
-                self.pending.reserve(READ_CHUNK);
+            let chunk = if self.decoder.in_rdb() { RDB_READ_CHUNK } else { READ_CHUNK };
+            if self.pending.capacity() - self.pending.len() < chunk / 4 {
+                self.pending.reserve(chunk);
             }
             let acking = self.decoder.in_command_stream();
             let before = self.pending.len();
@@ -542,10 +552,23 @@ impl<'a> Link<'a> {
                 }
                 Wake::Read(Ok(0)) => return Err(self.io_error(io::ErrorKind::UnexpectedEof.into())),
                 Wake::Read(Err(e)) => return Err(self.io_error(e)),
-                Wake::Read(Ok(_)) => {
+                Wake::Read(Ok(n)) => {
                     deadline = Instant::now() + self.config.idle_timeout;
                     self.decoder.feed(&self.pending[before..]);
                     self.absorb(&mut socket, cancel).await?;
+                    // A snapshot read that drained the socket: let more
+                    // arrive before the next. Each read wakes the spool
+                    // writer, the consumer and the applier in turn, and a
+                    // master writes its snapshot in pieces of a few KiB, so
+                    // reading them one by one cost more CPU in wake-ups than
+                    // in work. Nothing waits on a snapshot byte by the
+                    // millisecond; the socket buffers hold far more.
+                    if n < RDB_COALESCE_BELOW && self.decoder.in_rdb() {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(RDB_COALESCE_WAIT) => {}
+                        }
+                    }
                 }
             }
         }
