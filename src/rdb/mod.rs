@@ -26,4 +26,4 @@ pub mod reader;
 pub use error::RdbError;
 pub use event::*;
 pub use parser::{KeyTally, Parser, ParserOptions, Step};
-pub use reader::RdbReader;
+pub use reader::{RdbReader, RdbSource};

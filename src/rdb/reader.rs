@@ -14,7 +14,7 @@
 //! parser step, because hashing ~300-byte pieces cost a quarter of the
 //! parse time.
 
-use std::io::Read;
+use std::io::{self, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
 use crc_fast::{CrcAlgorithm, Digest};
@@ -44,7 +44,26 @@ pub struct RdbReader<R> {
     eof: bool,
 }
 
-impl<R: Read> RdbReader<R> {
+/// Where an [`RdbReader`] gets its bytes: anything `Read` (a file, a
+/// socket), or a source that appends to the reader's buffer itself, which
+/// then needs no zeroing before each read (the spool's snapshot body).
+pub trait RdbSource {
+    /// Appends at most `max` bytes to `buf`, returning how many; 0 at the
+    /// end of the input.
+    fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize>;
+}
+
+impl<R: Read> RdbSource for R {
+    fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        let filled = buf.len();
+        buf.resize(filled + max, 0);
+        let read = self.read(&mut buf[filled..]);
+        buf.truncate(filled + *read.as_ref().unwrap_or(&0));
+        read
+    }
+}
+
+impl<R: RdbSource> RdbReader<R> {
     pub fn new(src: R) -> Self {
         Self::with_options(src, ParserOptions::default())
     }
@@ -154,14 +173,14 @@ impl<R: Read> RdbReader<R> {
                 cap = (buf.len() + READ_SIZE).max(need.min(buf.len().saturating_mul(2)));
                 buf.reserve(cap - buf.len());
             }
-            // Zeroed before each read, so a read is offered a window the
-            // size of a typical piece, not the whole free capacity: zeroing
-            // 256 KiB for a read that brings a few KiB was a visible part of
-            // a copy's CPU.
+            // A `Read` source zeroes what it is offered before each read, so
+            // it is offered a window the size of a typical piece, not the
+            // whole free capacity: zeroing 256 KiB for a read that brings a
+            // few KiB was a visible part of a copy's CPU.
             let filled = buf.len();
-            buf.resize(cap.min(filled + READ_WINDOW.max(need - filled)), 0);
+            let window = (cap - filled).min(READ_WINDOW.max(need - filled));
             let n = loop {
-                match self.src.read(&mut buf[filled..]) {
+                match self.src.read_into(&mut buf, window) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -169,7 +188,6 @@ impl<R: Read> RdbReader<R> {
                     }
                 }
             };
-            buf.truncate(filled + n);
             if n == 0 {
                 self.eof = true;
             }
@@ -180,7 +198,7 @@ impl<R: Read> RdbReader<R> {
     }
 }
 
-impl<R: Read> Iterator for RdbReader<R> {
+impl<R: RdbSource> Iterator for RdbReader<R> {
     type Item = Result<Event, RdbError>;
 
     fn next(&mut self) -> Option<Self::Item> {

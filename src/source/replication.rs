@@ -17,16 +17,12 @@
 //! The spool holds exactly what the master sent after `PSYNC`, starting with
 //! its reply, plus a [`SpoolHeader`] saying what was asked and answered. A
 //! [`ReplicationStream`] (blocking: run it in `spawn_blocking` or a thread)
-//! decodes the spool with the same decoder, yields the RDB as an
-//! `io::Read` ([`ReplicationStream::rdb`]) and then [`PsyncEvent::Command`]s
+//! decodes the spool with the same decoder, yields the RDB as
+//! an `rdb::RdbSource` ([`ReplicationStream::rdb`]) and then [`PsyncEvent::Command`]s
 //! with their offsets, and frees applied segments
 //! ([`ReplicationStream::release_upto`]).
 
-use std::{
-    io::{self, Read},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{io, path::PathBuf, time::Duration};
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -44,6 +40,7 @@ use super::{
     psync::{ack_request, psync_request, PsyncDecoder, PsyncError, PsyncEvent, PsyncPosition},
     spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWatch, SpoolWriter},
 };
+use crate::rdb::RdbSource;
 use crate::resp::{Cmd, ConnectOptions, Connection, Credentials, RespError};
 
 /// Free space ensured before each socket read.
@@ -802,7 +799,7 @@ impl ReplicationStream {
         }
     }
 
-    /// The snapshot's bytes as an `io::Read`, for `rdb::RdbReader`: call it
+    /// The snapshot's bytes as an `rdb::RdbSource`, for `rdb::RdbReader`: call it
     /// after `FullResync` (or `RdbBegin`). It returns 0 at the end of the
     /// snapshot; `next_event` then returns `RdbEnd` (and any RDB bytes the
     /// body was not asked for first).
@@ -817,13 +814,14 @@ pub struct RdbBody<'a> {
     stream: &'a mut ReplicationStream,
 }
 
-impl Read for RdbBody<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+/// Appends to the reader's buffer directly, which then needs no zeroing.
+impl RdbSource for RdbBody<'_> {
+    fn read_into(&mut self, out: &mut BytesMut, max: usize) -> io::Result<usize> {
         let s = &mut *self.stream;
         loop {
             if !s.rdb_piece.is_empty() {
-                let n = out.len().min(s.rdb_piece.len());
-                out[..n].copy_from_slice(&s.rdb_piece[..n]);
+                let n = max.min(s.rdb_piece.len());
+                out.extend_from_slice(&s.rdb_piece[..n]);
                 s.rdb_piece.advance(n);
                 return Ok(n);
             }
