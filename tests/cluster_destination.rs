@@ -292,6 +292,36 @@ fn a_master_that_crashes_fails_over_to_its_replica_and_no_write_is_lost_or_doubl
 }
 
 #[test]
+fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again() {
+    let mut cluster = Cluster::start(3, 0).expect("cluster");
+    let stream = streaming_into(&cluster, 300);
+    let writer = start_writer(stream.source.port());
+    std::thread::sleep(Duration::from_millis(1000));
+    // A master without replicas or persistence restarts: it comes back
+    // serving its slots (nodes.conf), with none of the keys it confirmed.
+    let seed = cluster.seed();
+    let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
+    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
+    let start = Instant::now();
+    while !cluster.is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the cluster did not settle after the restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let (stop, handle) = writer;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().expect("writer");
+    // Without the check the stream carries on over the hole: the restarted
+    // master's keys stay missing and its counters restart from 1.
+    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(90));
+    sigterm(&stream.child);
+    let (_, out) = finish(stream.child, Duration::from_secs(30));
+    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
+    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+    assert!(out.contains("copying this shard again in full"), "the remedy was not named:\n{out}");
+}
+
+#[test]
 fn writes_a_replica_has_not_acknowledged_are_checked_and_never_doubled() {
     let cluster = Cluster::start(3, 1).expect("cluster");
     let stream = streaming_into(&cluster, 100);

@@ -27,6 +27,11 @@ use crate::resp::RespError;
 /// confirmed (see [`super::Guard::Checkpoint`]).
 pub const ROLLBACK: &str = "ROLLBACK";
 
+/// The code of a [`ROLLBACK`] from a cluster master that restarted without
+/// writes it had confirmed: what the full copy put there may be gone too,
+/// so the shard cannot resume its stream and copies again in full.
+pub const ROLLBACK_RESTART: &str = "ROLLBACK_RESTART";
+
 /// What the engine does with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -208,7 +213,9 @@ impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.class {
             // Not a pause: the shard resumes from what the destination holds.
-            _ if self.code == ROLLBACK => "the destination lost writes it had confirmed",
+            _ if self.code == ROLLBACK || self.code == ROLLBACK_RESTART => {
+                "the destination lost writes it had confirmed"
+            }
             ErrorClass::Retry => "destination temporarily unavailable (will retry)",
             ErrorClass::Pause => "destination write failed (shard paused)",
         };

@@ -51,7 +51,7 @@ use bytes::Bytes;
 
 use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
 use super::checkpoint::{CheckpointRecord, CHECKPOINT_DB};
-use super::error::{error_code, ApplyError, Ask, ErrorClass, ROLLBACK};
+use super::error::{error_code, ApplyError, Ask, ErrorClass, ROLLBACK, ROLLBACK_RESTART};
 use crate::resp::{Cmd, ConnectOptions, Connection, Value};
 
 /// How the writer connects and pipelines.
@@ -140,6 +140,13 @@ pub struct DestWriter {
     guard_restarts: bool,
     /// A restart seen on a new connection while not guarding: (old, new).
     restart: Option<(String, String)>,
+    /// A cluster master's: the checkpoint keys its confirmed units moved,
+    /// with the offset each reached, read again when it restarts (see
+    /// [`DestWriter::track_checkpoints`]). `None`: not tracked.
+    held: Option<HashMap<Bytes, u64>>,
+    /// Set when a restart lost tracked checkpoints: every send fails with
+    /// it until a new full copy starts ([`DestWriter::forget_checkpoints`]).
+    wiped: Option<ApplyError>,
     /// `ASK` redirections met since the last [`DestWriter::take_asks`].
     asks: Vec<Ask>,
     stats: WriterStats,
@@ -178,6 +185,8 @@ impl DestWriter {
             run_id: None,
             guard_restarts: false,
             restart: None,
+            held: None,
+            wiped: None,
             asks: Vec::new(),
             stats: WriterStats::default(),
         }
@@ -201,6 +210,27 @@ impl DestWriter {
     /// [`DestWriter::take_restart`]); the stream's checkpoint shows a loss.
     pub fn guard_restarts(&mut self, on: bool) {
         self.guard_restarts = on;
+    }
+
+    /// For a cluster master: remembers the checkpoint key and offset of
+    /// every checkpointed unit it confirms (a slot's checkpoint lives on
+    /// the master serving the slot), and when a new connection finds it
+    /// restarted outside a full copy, reads them all before anything is
+    /// sent: a master that came back without writes it had confirmed (no
+    /// persistence, or a save older than them) fails with [`ROLLBACK`]
+    /// instead of the stream carrying on over the hole. Keys of slots it no
+    /// longer serves (`MOVED`) are forgotten then.
+    pub fn track_checkpoints(&mut self) {
+        self.held.get_or_insert_with(HashMap::new);
+    }
+
+    /// Forgets the tracked checkpoints, and a loss they showed (a new full
+    /// copy starts).
+    pub fn forget_checkpoints(&mut self) {
+        if let Some(held) = self.held.as_mut() {
+            held.clear();
+        }
+        self.wiped = None;
     }
 
     /// A restart noticed while not guarding: the old and new `run_id`.
@@ -308,6 +338,9 @@ impl DestWriter {
 
     async fn send(&mut self, batch: &mut ApplyBatch, report: &mut ApplyReport, asking: bool) -> Result<(), ApplyError> {
         check_units(batch).map_err(|detail| self.internal("PROTOCOL", detail))?;
+        if let Some(e) = &self.wiped {
+            return Err(e.clone());
+        }
         while !batch.is_empty() {
             self.ensure_connected().await?;
             if self.check_guards {
@@ -410,6 +443,7 @@ impl DestWriter {
                         ),
                     });
                 }
+                self.verify_held(&seen).await?;
                 self.restart = Some(seen);
                 return Ok(());
             }
@@ -417,6 +451,58 @@ impl DestWriter {
         if id.is_some() {
             self.run_id = id;
         }
+        Ok(())
+    }
+
+    /// After a restart (`seen`: old and new `run_id`), checks that every
+    /// tracked checkpoint is still there, at its offset or later.
+    async fn verify_held(&mut self, seen: &(String, String)) -> Result<(), ApplyError> {
+        let Some(held) = self.held.take().filter(|h| !h.is_empty()) else {
+            return Ok(());
+        };
+        let keys: Vec<(Bytes, u64)> = held.into_iter().collect();
+        let origin = Origin { db: CHECKPOINT_DB, key: Bytes::new(), offset: 0 };
+        self.ensure_db(&origin).await?;
+        let cmds: Vec<Cmd> = keys.iter().map(|(key, _)| Cmd::new("GET").arg_bytes(key.clone())).collect();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(self.internal("CONNECTION", "not connected".to_owned()));
+        };
+        let replies = match conn.pipeline(&cmds).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.held = Some(keys.into_iter().collect());
+                self.lost();
+                return Err(ApplyError::from_resp(&self.addr, &e, Some("GET".to_owned()), None));
+            }
+        };
+        let mut kept = HashMap::with_capacity(keys.len());
+        for ((key, offset), reply) in keys.into_iter().zip(replies) {
+            let found = match reply {
+                // The slot is served elsewhere now, its checkpoint with it.
+                Value::Error(message) if message.starts_with("MOVED") || message.starts_with("ASK") => continue,
+                Value::Bulk(Some(raw)) => CheckpointRecord::decode(&raw),
+                _ => None,
+            };
+            match found.as_ref().and_then(|r| r.offset) {
+                Some(at) if at >= offset => {
+                    kept.insert(key, at);
+                }
+                _ => {
+                    self.held = Some(HashMap::new());
+                    let origin = Origin { db: CHECKPOINT_DB, key, offset: 0 };
+                    let expected = format!(
+                        "it restarted (run_id {} is now {}) after confirming offset {offset} there",
+                        seen.0, seen.1
+                    );
+                    let mut e = self.rollback(found.as_ref(), &expected, &origin);
+                    e.code = ROLLBACK_RESTART.to_owned();
+                    // Nothing more goes to it until a new full copy starts.
+                    self.wiped = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        self.held = Some(kept);
         Ok(())
     }
 
@@ -755,6 +841,11 @@ impl DestWriter {
         };
         done[first] = true;
         done[exec] = true;
+        if let (Some(held), Some(Guard::Checkpoint { key, after, .. })) = (self.held.as_mut(), &batch.meta[first].guard)
+        {
+            let at = held.entry(key.clone()).or_insert(*after);
+            *at = (*at).max(*after);
+        }
         for (i, result) in inner.zip(results) {
             match self.judge(&batch.cmds[i], &batch.meta[i], result) {
                 Verdict::Done(_) => done[i] = true,

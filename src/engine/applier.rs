@@ -44,7 +44,7 @@ use super::settings::{conflict_of, db_map};
 use super::status::ShardEvent;
 use crate::clock::now_ms;
 use crate::config::CheckpointStore;
-use crate::dest::error::ROLLBACK;
+use crate::dest::error::{ROLLBACK, ROLLBACK_RESTART};
 use crate::dest::{ApplyError, ApplyReport, Conflict, Destination, ErrorClass, OpenError, OpenOptions, RewriteStats};
 use crate::resp::ConnectOptions;
 use crate::source::PsyncPosition;
@@ -593,8 +593,8 @@ impl Applier {
             let message = describe(&shard, &e);
             ctx.node_errors.count(&e.addr);
             ctx.status.send(ShardEvent::WriteFailed { message: message.clone() }).await;
-            if e.code == ROLLBACK {
-                return Err(self.rolled_back(ctx, &message).await);
+            if e.code == ROLLBACK || e.code == ROLLBACK_RESTART {
+                return Err(self.rolled_back(ctx, &message, e.code == ROLLBACK_RESTART).await);
             }
             if e.class == ErrorClass::Retry {
                 if backoff == FIRST_BACKOFF {
@@ -653,7 +653,10 @@ impl Applier {
 
     /// The destination lost writes it had confirmed: the next link resumes
     /// from what its checkpoint says it still holds.
-    async fn rolled_back(&mut self, ctx: &ShardCtx, message: &str) -> ApplyEnd {
+    /// `whole`: a cluster master came back without its data, so what the
+    /// full copy wrote there may be gone as well: the stream cannot
+    /// resume, the shard copies again in full.
+    async fn rolled_back(&mut self, ctx: &ShardCtx, message: &str, whole: bool) -> ApplyEnd {
         // On a cluster also each slot's own checkpoint: the slots that got
         // further than the shard's (their masters kept what they confirmed)
         // must not apply it again.
@@ -674,7 +677,11 @@ impl Applier {
                 }
             }
         };
-        self.batcher.restart_from(record, slots);
+        if whole {
+            self.batcher.copy_again(slots);
+        } else {
+            self.batcher.restart_from(record, slots);
+        }
         let applied = self.batcher.position().applied;
         let what = match self.batcher.resume_position() {
             Some(p) => format!("resuming from offset {} of {}, which it still holds", p.offset, p.replid),

@@ -182,6 +182,21 @@ impl Batcher {
         self.floor = self.pos.applied;
     }
 
+    /// Like [`Batcher::restart_from`] for a destination that lost part of
+    /// the copy itself (a cluster master that came back empty): nothing
+    /// can resume, a full copy follows; it deletes the slots' checkpoints
+    /// (`slots`, those still there) first.
+    pub fn copy_again(&mut self, slots: Vec<(u16, u64)>) {
+        self.pos = Position {
+            replid: None,
+            applied: None,
+            stream_db: 0,
+            ours_on_dest: true,
+            slots: slots.into_iter().collect(),
+        };
+        self.floor = None;
+    }
+
     /// A full copy begins; the stream after it starts at `offset`.
     pub fn full_resync(&mut self, replid: String, offset: u64, now_ms: i64) {
         // A copy over our own earlier copy replaces whole keys.

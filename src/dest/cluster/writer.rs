@@ -30,6 +30,14 @@
 //! replicas do not answer in time (or the master dies) that copy goes back
 //! into the batch marked uncertain: its guards, read wherever the slot is
 //! served next, tell what made it.
+//!
+//! Restarts: a master that restarts at its address (a new `run_id`) may
+//! have come back without writes it confirmed (no persistence, or a save
+//! older than them), and then its replicas resync from it. Each master's
+//! writer remembers the checkpoint keys its confirmed units moved, and on
+//! its first connection after such a restart reads them all before
+//! anything is sent; one missing or behind is a `ROLLBACK`, and the shard
+//! copies again in full (see [`DestWriter::track_checkpoints`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -38,7 +46,7 @@ use bytes::Bytes;
 use super::slot::slot_of;
 use super::topology::SlotMap;
 use crate::dest::batch::{Target, Unit};
-use crate::dest::error::{Ask, ErrorClass};
+use crate::dest::error::{Ask, ErrorClass, ROLLBACK, ROLLBACK_RESTART};
 use crate::dest::{ApplyBatch, ApplyError, ApplyReport, CheckpointRecord, DestWriter, WriterOptions};
 use crate::resp::{Cmd, Connection, Value};
 
@@ -110,6 +118,7 @@ impl ClusterWriter {
                 let mut w = DestWriter::connect(addr, self.opts.clone()).await?;
                 w.identify().await;
                 w.guard_restarts(self.guard_restarts);
+                w.track_checkpoints();
                 fresh.push(w);
             }
         }
@@ -148,6 +157,7 @@ impl ClusterWriter {
         let mut w = DestWriter::connect(addr, self.opts.clone()).await?;
         w.identify().await;
         w.guard_restarts(self.guard_restarts);
+        w.track_checkpoints();
         self.nodes.push(w);
         // Not waited on: it serves no slot yet, and only keys on the move.
         self.replicas.push(0);
@@ -356,10 +366,16 @@ impl ClusterWriter {
         Ok(out)
     }
 
+    /// On during a full copy (a restarted master fails the copy); set at
+    /// its start, which also forgets the checkpoints each master confirmed
+    /// (see [`DestWriter::track_checkpoints`]).
     pub fn guard_restarts(&mut self, on: bool) {
         self.guard_restarts = on;
         for w in &mut self.nodes {
             w.guard_restarts(on);
+            if on {
+                w.forget_checkpoints();
+            }
         }
     }
 
@@ -381,8 +397,15 @@ fn topology_error(addr: &str, detail: &str) -> ApplyError {
 
 /// Keeps in `failure` the error that needs the operator over one that is
 /// retried, else the first.
+/// Keeps the error that decides most: a lost write (the shard resumes
+/// or copies again), then a pause, then a retry; the first of a rank.
 fn keep_worst(failure: &mut Option<ApplyError>, e: ApplyError) {
-    if failure.as_ref().is_none_or(|f| f.class == ErrorClass::Retry && e.class != ErrorClass::Retry) {
+    let rank = |e: &ApplyError| match e.class {
+        _ if e.code == ROLLBACK || e.code == ROLLBACK_RESTART => 2,
+        ErrorClass::Pause => 1,
+        ErrorClass::Retry => 0,
+    };
+    if failure.as_ref().is_none_or(|f| rank(&e) > rank(f)) {
         *failure = Some(e);
     }
 }
