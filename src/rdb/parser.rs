@@ -349,6 +349,7 @@ impl Parser {
         if self.arena.len() + bytes.len() > limit {
             self.capturing = false;
             self.arena.clear();
+            self.arena_trim();
         } else {
             arena_put(&mut self.arena, bytes);
         }
@@ -633,6 +634,14 @@ impl Parser {
         Some(Some(Event::KeyStart(start)))
     }
 
+    /// After a big payload: its buffer's spare room is not used for the
+    /// next small keys, which would keep the whole buffer alive with them.
+    fn arena_trim(&mut self) {
+        if self.arena.is_empty() && self.arena.capacity() > 4 * ARENA_CHUNK {
+            self.arena = BytesMut::new();
+        }
+    }
+
     /// Whether the current value, ending `unit` bytes further on, is
     /// captured whole, with its trailer (RDB version, CRC64: the size the
     /// writer compares with its limit), for a caller that restores this
@@ -676,7 +685,9 @@ impl Parser {
             arena_put(&mut self.arena, &(self.version as u16).to_le_bytes());
             let crc = crc64(&self.arena);
             arena_put(&mut self.arena, &crc.to_le_bytes());
-            self.arena.split().freeze()
+            let payload = self.arena.split().freeze();
+            self.arena_trim();
+            payload
         });
         Event::KeyEnd { payload }
     }

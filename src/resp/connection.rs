@@ -10,7 +10,7 @@
 
 use std::{fmt, io, time::Duration};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -241,6 +241,14 @@ impl Connection {
 
     /// Decodes the next reply if it has fully arrived.
     fn decode(&mut self, cmd: &Cmd) -> Result<Option<Value>, RespError> {
+        // The reply of almost every write, taken without framing it first.
+        if self.read_buf.starts_with(b"+OK\r\n") {
+            self.read_buf.advance(5);
+            // It may have seen part of this frame before: it starts afresh.
+            self.scan = FrameScan::default();
+            self.spoke_resp = true;
+            return Ok(Some(Value::Simple("OK".to_owned())));
+        }
         let len = match self.scan.complete_len(&self.read_buf) {
             Ok(Some(len)) => len,
             Ok(None) => return Ok(None),
