@@ -227,6 +227,15 @@ fn wait_master(node: &RedisServer, limit: Duration) {
     }
 }
 
+/// Waits until every node says `cluster_state:ok` again after `what`.
+fn wait_settled(cluster: &Cluster, what: &str) {
+    let start = Instant::now();
+    while !cluster.is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the cluster did not settle after {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn streaming_into(cluster: &Cluster, keys: usize) -> Streaming {
     // A backlog that holds the whole test's writes: every restart continues.
     let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
@@ -264,11 +273,7 @@ fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
     let replica = cluster.replica_of(&masters[2]);
     replica.redis_cli(&["CLUSTER", "FAILOVER"]).expect("failover");
     wait_master(replica, Duration::from_secs(30));
-    let start = Instant::now();
-    while !cluster.is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the cluster did not settle after the failover");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_settled(&cluster, "the failover");
     std::thread::sleep(Duration::from_millis(1500));
     stream.end(writer, &cluster, Duration::from_secs(90));
 }
@@ -302,11 +307,7 @@ fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again(
     let seed = cluster.seed();
     let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
     cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
-    let start = Instant::now();
-    while !cluster.is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the cluster did not settle after the restart");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_settled(&cluster, "the restart");
     std::thread::sleep(Duration::from_millis(1500));
     let (stop, handle) = writer;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

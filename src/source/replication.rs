@@ -22,7 +22,7 @@
 //! with their offsets, and frees applied segments
 //! ([`ReplicationStream::release_upto`]).
 
-use std::{io, path::PathBuf, time::Duration};
+use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::{mpsc, watch},
+    sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore},
     task::JoinHandle,
     time::{timeout, timeout_at, Instant, MissedTickBehavior},
 };
@@ -46,11 +46,16 @@ use crate::resp::{Cmd, ConnectOptions, Connection, Credentials, RespError};
 /// Free space ensured before each socket read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Frames queued for the spool writer thread. With reads of at most 64 KiB
-/// (256 KiB in a snapshot) this is a few MiB (16 MiB at most): enough to
-/// ride out an fsync, small enough that a disk slower than the network
-/// pushes back on the socket instead of filling memory.
+/// Frames queued for the spool writer thread, and the bytes they may hold
+/// together: enough to ride out an fsync, small enough that a disk slower
+/// than the network pushes back on the socket instead of filling memory
+/// (reads of a snapshot take up to 256 KiB: 64 of those would be 16 MiB a
+/// shard).
 const SPOOL_QUEUE: usize = 64;
+const SPOOL_QUEUE_BYTES: usize = 4 << 20;
+
+/// The unit [`SPOOL_QUEUE_BYTES`] is counted in.
+const QUEUE_UNIT: usize = 4096;
 
 /// Bytes the consumer reads from the spool at a time.
 const CONSUMER_CHUNK: usize = 256 * 1024;
@@ -261,7 +266,9 @@ fn refusal_hint(message: &str) -> &'static str {
 }
 
 enum SpoolOp {
-    Append(Bytes),
+    /// Bytes to append, with their share of [`SPOOL_QUEUE_BYTES`], given
+    /// back once written.
+    Append(Bytes, OwnedSemaphorePermit),
     Header(Box<SpoolHeader>),
 }
 
@@ -358,7 +365,7 @@ async fn run(
 fn write_spool(mut writer: SpoolWriter, mut queue: mpsc::Receiver<SpoolOp>) -> Result<(), SpoolError> {
     while let Some(op) = queue.blocking_recv() {
         match op {
-            SpoolOp::Append(bytes) => writer.append(&bytes)?,
+            SpoolOp::Append(bytes, _queued) => writer.append(&bytes)?,
             SpoolOp::Header(header) => writer.write_header(&header)?,
         }
     }
@@ -388,6 +395,9 @@ struct Link<'a> {
     /// Quick ACKs still to send after a diskless snapshot, and when.
     startup_acks: u32,
     next_startup_ack: Option<Instant>,
+    /// [`SPOOL_QUEUE_BYTES`] in [`QUEUE_UNIT`]s: what the spool queue may
+    /// hold.
+    queue_budget: Arc<Semaphore>,
 }
 
 enum Wake {
@@ -416,6 +426,7 @@ impl<'a> Link<'a> {
             rdb_started: false,
             startup_acks: 0,
             next_startup_ack: None,
+            queue_budget: Arc::new(Semaphore::new(SPOOL_QUEUE_BYTES / QUEUE_UNIT)),
         }
     }
 
@@ -596,7 +607,18 @@ impl<'a> Link<'a> {
         if framed > 0 {
             let bytes = self.pending.split_to(framed).freeze();
             self.spooled_upto = self.decoder.position();
-            self.spool(SpoolOp::Append(bytes), cancel).await?;
+            // A frame bigger than the whole budget waits for all of it.
+            let share = bytes.len().div_ceil(QUEUE_UNIT).clamp(1, SPOOL_QUEUE_BYTES / QUEUE_UNIT);
+            let Some(queued) =
+                cancel.run_until_cancelled(self.queue_budget.clone().acquire_many_owned(share as u32)).await
+            else {
+                return Ok(());
+            };
+            let queued = queued.map_err(|_| SourceError::Spool {
+                shard: self.config.shard.clone(),
+                source: SpoolError::Cancelled { dir: self.config.spool_dir.clone() },
+            })?;
+            self.spool(SpoolOp::Append(bytes, queued), cancel).await?;
         }
         if reactions.ack_now {
             self.send_ack(socket).await?;

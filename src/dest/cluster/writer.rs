@@ -395,8 +395,6 @@ fn topology_error(addr: &str, detail: &str) -> ApplyError {
     }
 }
 
-/// Keeps in `failure` the error that needs the operator over one that is
-/// retried, else the first.
 /// Keeps the error that decides most: a lost write (the shard resumes
 /// or copies again), then a pause, then a retry; the first of a rank.
 fn keep_worst(failure: &mut Option<ApplyError>, e: ApplyError) {
@@ -416,4 +414,34 @@ fn merge(into: &mut ApplyReport, from: ApplyReport) {
     into.collisions.extend(from.collisions);
     into.kept += from.kept;
     into.kept_uncertain += from.kept_uncertain;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(class: ErrorClass, code: &str) -> ApplyError {
+        ApplyError {
+            class,
+            code: code.to_owned(),
+            addr: "127.0.0.1:7000".to_owned(),
+            command: None,
+            origin: None,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_lost_write_outranks_a_pause_which_outranks_a_retry() {
+        let mut failure = None;
+        keep_worst(&mut failure, error(ErrorClass::Retry, "TRYAGAIN"));
+        keep_worst(&mut failure, error(ErrorClass::Pause, "OOM"));
+        keep_worst(&mut failure, error(ErrorClass::Retry, "CLUSTERDOWN"));
+        assert_eq!(failure.as_ref().map(|e| e.code.as_str()), Some("OOM"));
+        keep_worst(&mut failure, error(ErrorClass::Pause, ROLLBACK_RESTART));
+        keep_worst(&mut failure, error(ErrorClass::Pause, "NOPERM"));
+        assert_eq!(failure.as_ref().map(|e| e.code.as_str()), Some(ROLLBACK_RESTART), "whatever comes after");
+        keep_worst(&mut failure, error(ErrorClass::Pause, ROLLBACK));
+        assert_eq!(failure.map(|e| e.code), Some(ROLLBACK_RESTART.to_owned()), "the first of a rank stays");
+    }
 }
