@@ -52,7 +52,7 @@ use bytes::Bytes;
 use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
 use super::checkpoint::{CheckpointRecord, CHECKPOINT_DB};
 use super::error::{error_code, ApplyError, Ask, ErrorClass, ROLLBACK, ROLLBACK_RESTART};
-use crate::resp::{Cmd, ConnectOptions, Connection, Value};
+use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
 
 /// How the writer connects and pipelines.
 #[derive(Debug, Clone)]
@@ -428,6 +428,12 @@ impl DestWriter {
         if let (Some(old), Some(new)) = (&self.run_id, &id) {
             if old != new {
                 let seen = (old.clone(), new.clone());
+                if !self.guard_restarts {
+                    // The old `run_id` stays until the check decides, so a
+                    // check that could not finish runs again on the next
+                    // connection.
+                    self.verify_held(&seen).await?;
+                }
                 self.run_id = id;
                 if self.guard_restarts {
                     return Err(ApplyError {
@@ -443,7 +449,6 @@ impl DestWriter {
                         ),
                     });
                 }
-                self.verify_held(&seen).await?;
                 self.restart = Some(seen);
                 return Ok(());
             }
@@ -455,31 +460,48 @@ impl DestWriter {
     }
 
     /// After a restart (`seen`: old and new `run_id`), checks that every
-    /// tracked checkpoint is still there, at its offset or later.
+    /// tracked checkpoint is still there, at its offset or later. A check
+    /// that cannot finish (`LOADING`, a lost connection) drops the
+    /// connection with the keys still tracked, so the next one checks
+    /// again.
     async fn verify_held(&mut self, seen: &(String, String)) -> Result<(), ApplyError> {
         let Some(held) = self.held.take().filter(|h| !h.is_empty()) else {
             return Ok(());
         };
         let keys: Vec<(Bytes, u64)> = held.into_iter().collect();
-        let origin = Origin { db: CHECKPOINT_DB, key: Bytes::new(), offset: 0 };
-        self.ensure_db(&origin).await?;
         let cmds: Vec<Cmd> = keys.iter().map(|(key, _)| Cmd::new("GET").arg_bytes(key.clone())).collect();
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(self.internal("CONNECTION", "not connected".to_owned()));
+        let origin = Origin { db: CHECKPOINT_DB, key: Bytes::new(), offset: 0 };
+        let replies = match self.conn.as_mut() {
+            Some(conn) if self.db == Some(CHECKPOINT_DB) => conn.pipeline(&cmds).await,
+            // A cluster master has DB 0 only, where every connection starts.
+            _ => Err(RespError::Unusable { addr: self.addr.clone(), reason: "not in the checkpoint DB".to_owned() }),
         };
-        let replies = match conn.pipeline(&cmds).await {
+        let unfinished = |w: &mut Self, keys: Vec<(Bytes, u64)>, e: ApplyError| {
+            w.held = Some(keys.into_iter().collect());
+            // Dropped even when usable: only a new connection checks.
+            w.conn = None;
+            w.db = None;
+            w.check_guards = true;
+            Err(e)
+        };
+        let replies = match replies {
             Ok(r) => r,
             Err(e) => {
-                self.held = Some(keys.into_iter().collect());
-                self.lost();
-                return Err(ApplyError::from_resp(&self.addr, &e, Some("GET".to_owned()), None));
+                let e = ApplyError::from_resp(&self.addr, &e, Some("GET".to_owned()), None);
+                return unfinished(self, keys, e);
             }
         };
+        if let Some(Value::Error(message)) =
+            replies.iter().find(|r| matches!(r, Value::Error(m) if !matches!(error_code(m), "MOVED" | "ASK")))
+        {
+            let e = ApplyError::from_reply(&self.addr, "GET".to_owned(), origin, message);
+            return unfinished(self, keys, e);
+        }
         let mut kept = HashMap::with_capacity(keys.len());
         for ((key, offset), reply) in keys.into_iter().zip(replies) {
             let found = match reply {
                 // The slot is served elsewhere now, its checkpoint with it.
-                Value::Error(message) if message.starts_with("MOVED") || message.starts_with("ASK") => continue,
+                Value::Error(_) => continue,
                 Value::Bulk(Some(raw)) => CheckpointRecord::decode(&raw),
                 _ => None,
             };
@@ -489,6 +511,8 @@ impl DestWriter {
                 }
                 _ => {
                     self.held = Some(HashMap::new());
+                    // Decided: the server it is now is the one to follow.
+                    self.run_id = Some(seen.1.clone());
                     let origin = Origin { db: CHECKPOINT_DB, key, offset: 0 };
                     let expected = format!(
                         "it restarted (run_id {} is now {}) after confirming offset {offset} there",
