@@ -332,8 +332,9 @@ impl Rewriter {
                 }
             }
         }
-        // The key name is the parser's own small copy (its arena), not a
-        // slice of the reader's buffer, so it is kept as it is.
+        // The key name is the parser's own small copy (its arena, since the
+        // engine asks for payloads), not a slice of the reader's buffer, so
+        // it is kept as it is.
         self.key =
             Some(KeyState { start, db, offset, phase: Phase::Buffer { chunks: Vec::new(), bytes: 0 }, module: None });
         Ok(())

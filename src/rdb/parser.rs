@@ -14,9 +14,10 @@
 //! they are, it then leaves compact values (listpacks, ziplists, intsets,
 //! one-node quicklists) undecoded, which is most of a copy's parsing work
 //! for such keys (`ParserOptions::restore_versions`), and plain strings too.
-//! Key names and payloads are copied into an arena, many to one allocation,
-//! so no event of a key holds the reader's buffer (which it can then reuse)
-//! and a payload costs no allocation of its own. The file's CRC64 is
+//! When payloads are asked for, key names and payloads are copied into an
+//! arena, many to one allocation, so no event of a key holds the reader's
+//! buffer (which it can then reuse) and a payload costs no allocation of
+//! its own. The file's CRC64 is
 //! the driver's job (it hashes large spans at once, which is several times
 //! faster than per unit): the trailer is reported in `Event::Eof`, and
 //! `in_trailer` says when every byte the checksum covers has been consumed.
@@ -46,7 +47,9 @@ pub struct ParserOptions {
     pub chunk_items: usize,
     /// A string or chunk larger than this is split into several chunks.
     pub chunk_bytes: usize,
-    /// Capture each key's DUMP payload when its value is at most this many bytes.
+    /// Capture each key's DUMP payload when its value is at most this many
+    /// bytes. `Some` (even `Some(0)`) also gives every key name its own
+    /// copy rather than a slice of the input.
     pub capture_payload: Option<usize>,
     /// The RDB versions (bit `v` for version `v`) whose DUMP payloads the
     /// caller restores as they are. In a file of such a version, a
@@ -578,8 +581,15 @@ impl Parser {
         self.cur_key = KeyName::new(&key);
         // Nothing of an earlier key is still being built.
         self.arena.clear();
-        arena_put(&mut self.arena, &key);
-        let key = self.arena.split().freeze();
+        // For a writer (payloads asked for), the name goes to the arena: it
+        // lives as long as the key's commands, and must not hold the
+        // reader's buffer meanwhile. A reader that only looks keeps a slice.
+        let key = if self.opts.capture_payload.is_some() {
+            arena_put(&mut self.arena, &key);
+            self.arena.split().freeze()
+        } else {
+            key
+        };
         let start = KeyStart {
             db: self.db,
             key,
@@ -596,9 +606,12 @@ impl Parser {
             arena_put(&mut self.arena, &[t]);
         }
         self.state = State::Value(val);
-        // A string's start waits too, to learn whether it is left undecoded.
-        let deferred =
-            matches!(kind, ValueKind::String | ValueKind::List | ValueKind::Set | ValueKind::Zset | ValueKind::Hash);
+        // A string's start waits too when it may be left undecoded, to
+        // learn whether it is.
+        let undecodable =
+            self.capturing && self.version < 128 && self.opts.restore_versions & (1u128 << self.version) != 0;
+        let deferred = matches!(kind, ValueKind::List | ValueKind::Set | ValueKind::Zset | ValueKind::Hash)
+            || (kind == ValueKind::String && undecodable);
         if deferred {
             self.deferred_key = Some(Box::new(start));
             Ok(None)
@@ -962,7 +975,8 @@ impl Parser {
                 self.state = State::Value(Val::StringLzf { left_in: clen });
                 Ok(None)
             }
-            _ => {
+            // Captured: it may be left undecoded.
+            _ if self.capturing => {
                 let at = cur.pos;
                 let s = cur.string()?;
                 self.state = State::KeyEnd;
@@ -973,6 +987,11 @@ impl Parser {
                     }
                 }
                 let s = cur.to_bytes(s)?;
+                Ok(self.chunk(Chunk::String(s)))
+            }
+            _ => {
+                let s = cur.bytes_string()?;
+                self.state = State::KeyEnd;
                 Ok(self.chunk(Chunk::String(s)))
             }
         }

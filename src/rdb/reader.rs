@@ -26,9 +26,6 @@ use super::parser::{Parser, ParserOptions, Step};
 /// Bytes asked from the source per read.
 const READ_SIZE: usize = 256 * 1024;
 
-/// Most bytes one read is offered (more when the unit needs more).
-const READ_WINDOW: usize = 64 * 1024;
-
 pub struct RdbReader<R> {
     src: R,
     parser: Parser,
@@ -46,7 +43,9 @@ pub struct RdbReader<R> {
 
 /// Where an [`RdbReader`] gets its bytes: anything `Read` (a file, a
 /// socket), or a source that appends to the reader's buffer itself, which
-/// then needs no zeroing before each read (the spool's snapshot body).
+/// then needs no zeroing before each read (the spool's snapshot body: it
+/// hands over pieces of a few KiB, and zeroing the reader's 256 KiB of
+/// free room for each was a visible part of a copy's CPU).
 pub trait RdbSource {
     /// Appends at most `max` bytes to `buf`, returning how many; 0 at the
     /// end of the input.
@@ -173,14 +172,9 @@ impl<R: RdbSource> RdbReader<R> {
                 cap = (buf.len() + READ_SIZE).max(need.min(buf.len().saturating_mul(2)));
                 buf.reserve(cap - buf.len());
             }
-            // A `Read` source zeroes what it is offered before each read, so
-            // it is offered a window the size of a typical piece, not the
-            // whole free capacity: zeroing 256 KiB for a read that brings a
-            // few KiB was a visible part of a copy's CPU.
             let filled = buf.len();
-            let window = (cap - filled).min(READ_WINDOW.max(need - filled));
             let n = loop {
-                match self.src.read_into(&mut buf, window) {
+                match self.src.read_into(&mut buf, cap - filled) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
