@@ -236,6 +236,14 @@ fn wait_settled(cluster: &Cluster, what: &str) {
     }
 }
 
+/// [`streaming_into`], then the source writer started and given `warmup`.
+fn writing_into(cluster: &Cluster, keys: usize, warmup: Duration) -> (Streaming, Writer) {
+    let stream = streaming_into(cluster, keys);
+    let writer = start_writer(stream.source.port());
+    std::thread::sleep(warmup);
+    (stream, writer)
+}
+
 fn streaming_into(cluster: &Cluster, keys: usize) -> Streaming {
     // A backlog that holds the whole test's writes: every restart continues.
     let source = RedisServer::with_config(&["repl-backlog-size 64mb"]).expect("source");
@@ -252,9 +260,7 @@ fn streaming_into(cluster: &Cluster, keys: usize) -> Streaming {
 #[test]
 fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
     let cluster = Cluster::start(3, 1).expect("cluster");
-    let stream = streaming_into(&cluster, 300);
-    let writer = start_writer(stream.source.port());
-    std::thread::sleep(Duration::from_millis(500));
+    let (stream, writer) = writing_into(&cluster, 300, Duration::from_millis(500));
 
     // 1,000 slots move from one master to another (MIGRATE of their keys,
     // the tool's slot checkpoints among them: MOVED and ASK replies).
@@ -281,9 +287,7 @@ fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
 #[test]
 fn a_master_that_crashes_fails_over_to_its_replica_and_no_write_is_lost_or_doubled() {
     let mut cluster = Cluster::start(3, 1).expect("cluster");
-    let stream = streaming_into(&cluster, 300);
-    let writer = start_writer(stream.source.port());
-    std::thread::sleep(Duration::from_millis(1000));
+    let (stream, writer) = writing_into(&cluster, 300, Duration::from_millis(1000));
     // A master dies mid-stream (SIGKILL); the cluster promotes its replica
     // after cluster-node-timeout. Writes count as done only once the
     // replica has them, so the promoted one holds every confirmed write.
@@ -299,9 +303,7 @@ fn a_master_that_crashes_fails_over_to_its_replica_and_no_write_is_lost_or_doubl
 #[test]
 fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again() {
     let mut cluster = Cluster::start(3, 0).expect("cluster");
-    let stream = streaming_into(&cluster, 300);
-    let writer = start_writer(stream.source.port());
-    std::thread::sleep(Duration::from_millis(1000));
+    let (stream, writer) = writing_into(&cluster, 300, Duration::from_millis(1000));
     // A master without replicas or persistence restarts: it comes back
     // serving its slots (nodes.conf), with none of the keys it confirmed.
     let seed = cluster.seed();
@@ -325,9 +327,7 @@ fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again(
 #[test]
 fn writes_a_replica_has_not_acknowledged_are_checked_and_never_doubled() {
     let cluster = Cluster::start(3, 1).expect("cluster");
-    let stream = streaming_into(&cluster, 100);
-    let writer = start_writer(stream.source.port());
-    std::thread::sleep(Duration::from_millis(500));
+    let (stream, writer) = writing_into(&cluster, 100, Duration::from_millis(500));
     // A replica stops answering (below cluster-node-timeout: the cluster
     // still counts it): its master's writes are applied but not replicated,
     // so they go back and are judged by their slots' checkpoints.

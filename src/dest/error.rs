@@ -207,15 +207,19 @@ impl ApplyError {
     pub fn is_retryable(&self) -> bool {
         self.class == ErrorClass::Retry
     }
+
+    /// The destination lost writes it had confirmed ([`ROLLBACK`] or
+    /// [`ROLLBACK_RESTART`]): not a pause, the shard resumes or copies again.
+    pub fn is_rollback(&self) -> bool {
+        self.code == ROLLBACK || self.code == ROLLBACK_RESTART
+    }
 }
 
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.class {
             // Not a pause: the shard resumes from what the destination holds.
-            _ if self.code == ROLLBACK || self.code == ROLLBACK_RESTART => {
-                "the destination lost writes it had confirmed"
-            }
+            _ if self.is_rollback() => "the destination lost writes it had confirmed",
             ErrorClass::Retry => "destination temporarily unavailable (will retry)",
             ErrorClass::Pause => "destination write failed (shard paused)",
         };

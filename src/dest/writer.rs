@@ -52,7 +52,7 @@ use bytes::Bytes;
 use super::batch::{wire_len, ApplyBatch, BuildStep, Conflict, Guard, Meta, Origin, ReplyRule};
 use super::checkpoint::{CheckpointRecord, CHECKPOINT_DB};
 use super::error::{error_code, ApplyError, Ask, ErrorClass, ROLLBACK, ROLLBACK_RESTART};
-use crate::resp::{Cmd, ConnectOptions, Connection, RespError, Value};
+use crate::resp::{Cmd, ConnectOptions, Connection, Value};
 
 /// How the writer connects and pipelines.
 #[derive(Debug, Clone)]
@@ -469,34 +469,17 @@ impl DestWriter {
             return Ok(());
         };
         let keys: Vec<(Bytes, u64)> = held.into_iter().collect();
-        let cmds: Vec<Cmd> = keys.iter().map(|(key, _)| Cmd::new("GET").arg_bytes(key.clone())).collect();
-        let origin = Origin { db: CHECKPOINT_DB, key: Bytes::new(), offset: 0 };
-        let replies = match self.conn.as_mut() {
-            Some(conn) if self.db == Some(CHECKPOINT_DB) => conn.pipeline(&cmds).await,
-            // A cluster master has DB 0 only, where every connection starts.
-            _ => Err(RespError::Unusable { addr: self.addr.clone(), reason: "not in the checkpoint DB".to_owned() }),
-        };
-        let unfinished = |w: &mut Self, keys: Vec<(Bytes, u64)>, e: ApplyError| {
-            w.held = Some(keys.into_iter().collect());
-            // Dropped even when usable: only a new connection checks.
-            w.conn = None;
-            w.db = None;
-            w.check_guards = true;
-            Err(e)
-        };
-        let replies = match replies {
-            Ok(r) => r,
+        let replies = match self.read_held(&keys).await {
+            Ok(replies) => replies,
             Err(e) => {
-                let e = ApplyError::from_resp(&self.addr, &e, Some("GET".to_owned()), None);
-                return unfinished(self, keys, e);
+                self.held = Some(keys.into_iter().collect());
+                // Dropped even when usable: only a new connection checks.
+                self.conn = None;
+                self.db = None;
+                self.check_guards = true;
+                return Err(e);
             }
         };
-        if let Some(Value::Error(message)) =
-            replies.iter().find(|r| matches!(r, Value::Error(m) if !matches!(error_code(m), "MOVED" | "ASK")))
-        {
-            let e = ApplyError::from_reply(&self.addr, "GET".to_owned(), origin, message);
-            return unfinished(self, keys, e);
-        }
         let mut kept = HashMap::with_capacity(keys.len());
         for ((key, offset), reply) in keys.into_iter().zip(replies) {
             let found = match reply {
@@ -515,7 +498,8 @@ impl DestWriter {
                     self.run_id = Some(seen.1.clone());
                     let origin = Origin { db: CHECKPOINT_DB, key, offset: 0 };
                     let expected = format!(
-                        "it restarted (run_id {} is now {}) after confirming offset {offset} there",
+                        "it restarted (run_id {} is now {}) after confirming offset {offset} there (a cluster \
+                         master with replicas and persistence keeps what it confirmed)",
                         seen.0, seen.1
                     );
                     let mut e = self.rollback(found.as_ref(), &expected, &origin);
@@ -528,6 +512,25 @@ impl DestWriter {
         }
         self.held = Some(kept);
         Ok(())
+    }
+
+    /// `GET`s the tracked checkpoint keys; an error reply other than a
+    /// redirection (`CLUSTERDOWN`, `LOADING`) fails the read.
+    async fn read_held(&mut self, keys: &[(Bytes, u64)]) -> Result<Vec<Value>, ApplyError> {
+        let origin = Origin { db: CHECKPOINT_DB, key: Bytes::new(), offset: 0 };
+        self.ensure_db(&origin).await?;
+        let cmds: Vec<Cmd> = keys.iter().map(|(key, _)| Cmd::new("GET").arg_bytes(key.clone())).collect();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(self.internal("CONNECTION", "not connected".to_owned()));
+        };
+        let replies = conn
+            .pipeline(&cmds)
+            .await
+            .map_err(|e| ApplyError::from_resp(&self.addr, &e, Some(cmds[0].name()), None))?;
+        match replies.iter().find(|r| matches!(r, Value::Error(m) if !matches!(error_code(m), "MOVED" | "ASK"))) {
+            Some(Value::Error(message)) => Err(ApplyError::from_reply(&self.addr, cmds[0].name(), origin, message)),
+            _ => Ok(replies),
+        }
     }
 
     /// Selects `origin.db` unless the connection is there already.

@@ -44,7 +44,7 @@ use super::settings::{conflict_of, db_map};
 use super::status::ShardEvent;
 use crate::clock::now_ms;
 use crate::config::CheckpointStore;
-use crate::dest::error::{ROLLBACK, ROLLBACK_RESTART};
+use crate::dest::error::ROLLBACK_RESTART;
 use crate::dest::{ApplyError, ApplyReport, Conflict, Destination, ErrorClass, OpenError, OpenOptions, RewriteStats};
 use crate::resp::ConnectOptions;
 use crate::source::PsyncPosition;
@@ -214,15 +214,15 @@ impl Applier {
         self.batcher.resume_position()
     }
 
-    /// The source DB a resumed stream starts in (see [`StreamFilter::starting_in`]).
-    ///
-    /// [`StreamFilter::starting_in`]: super::filter::StreamFilter::starting_in
     /// The RDB versions whose payloads the writer restores as they are
     /// (see [`RewriteOptions::restore_versions`]).
     pub(super) fn restore_versions(&self) -> u128 {
         self.batcher.rewrite_options().restore_versions()
     }
 
+    /// The source DB a resumed stream starts in (see [`StreamFilter::starting_in`]).
+    ///
+    /// [`StreamFilter::starting_in`]: super::filter::StreamFilter::starting_in
     pub(super) fn resume_db(&self) -> u32 {
         self.batcher.position().stream_db
     }
@@ -593,7 +593,7 @@ impl Applier {
             let message = describe(&shard, &e);
             ctx.node_errors.count(&e.addr);
             ctx.status.send(ShardEvent::WriteFailed { message: message.clone() }).await;
-            if e.code == ROLLBACK || e.code == ROLLBACK_RESTART {
+            if e.is_rollback() {
                 return Err(self.rolled_back(ctx, &message, e.code == ROLLBACK_RESTART).await);
             }
             if e.class == ErrorClass::Retry {

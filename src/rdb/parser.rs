@@ -608,10 +608,8 @@ impl Parser {
         self.state = State::Value(val);
         // A string's start waits too when it may be left undecoded, to
         // learn whether it is.
-        let undecodable =
-            self.capturing && self.version < 128 && self.opts.restore_versions & (1u128 << self.version) != 0;
         let deferred = matches!(kind, ValueKind::List | ValueKind::Set | ValueKind::Zset | ValueKind::Hash)
-            || (kind == ValueKind::String && undecodable);
+            || (kind == ValueKind::String && self.capturing && self.restores_version());
         if deferred {
             self.deferred_key = Some(Box::new(start));
             Ok(None)
@@ -660,9 +658,13 @@ impl Parser {
     /// writer compares with its limit), for a caller that restores this
     /// file's version as it is.
     fn restores_whole(&self, unit: usize) -> bool {
-        let restored = self.version < 128 && self.opts.restore_versions & (1u128 << self.version) != 0;
         let limit = self.opts.capture_payload.unwrap_or(0);
-        restored && self.capturing && self.arena.len() + unit + DUMP_TRAILER <= limit
+        self.restores_version() && self.capturing && self.arena.len() + unit + DUMP_TRAILER <= limit
+    }
+
+    /// The caller restores this file's payloads as they are.
+    fn restores_version(&self) -> bool {
+        self.version < 128 && self.opts.restore_versions & (1u128 << self.version) != 0
     }
 
     /// A chunk of the current value, preceded by the key's start if it was

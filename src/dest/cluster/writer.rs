@@ -46,7 +46,7 @@ use bytes::Bytes;
 use super::slot::slot_of;
 use super::topology::SlotMap;
 use crate::dest::batch::{Target, Unit};
-use crate::dest::error::{Ask, ErrorClass, ROLLBACK, ROLLBACK_RESTART};
+use crate::dest::error::{Ask, ErrorClass};
 use crate::dest::{ApplyBatch, ApplyError, ApplyReport, CheckpointRecord, DestWriter, WriterOptions};
 use crate::resp::{Cmd, Connection, Value};
 
@@ -399,7 +399,7 @@ fn topology_error(addr: &str, detail: &str) -> ApplyError {
 /// or copies again), then a pause, then a retry; the first of a rank.
 fn keep_worst(failure: &mut Option<ApplyError>, e: ApplyError) {
     let rank = |e: &ApplyError| match e.class {
-        _ if e.code == ROLLBACK || e.code == ROLLBACK_RESTART => 2,
+        _ if e.is_rollback() => 2,
         ErrorClass::Pause => 1,
         ErrorClass::Retry => 0,
     };
@@ -419,6 +419,7 @@ fn merge(into: &mut ApplyReport, from: ApplyReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dest::error::{ROLLBACK, ROLLBACK_RESTART};
 
     fn error(class: ErrorClass, code: &str) -> ApplyError {
         ApplyError {
