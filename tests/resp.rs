@@ -103,6 +103,38 @@ async fn pipeline_returns_1000_replies_in_order_with_an_error_in_the_middle() ->
     Ok(())
 }
 
+/// A transaction's replies: `+OK`, one `+QUEUED` per command (taken on a
+/// fast path, also when cut across reads), then EXEC's array.
+#[tokio::test]
+async fn pipelined_transactions_reply_queued_then_their_results() -> TestResult {
+    let server = RedisServer::start(RedisOptions::new())?;
+    let mut conn = connect(&server, "").await?;
+    let mut cmds = Vec::new();
+    for t in 0..200 {
+        cmds.push(Cmd::new("MULTI"));
+        for i in 0..50 {
+            cmds.push(Cmd::new("SET").arg(format!("k:{t}:{i}")).arg("v"));
+            cmds.push(Cmd::new("INCR").arg("n"));
+        }
+        cmds.push(Cmd::new("EXEC"));
+    }
+    let replies = conn.pipeline(&cmds).await?;
+    assert_eq!(replies.len(), cmds.len());
+    let mut n = 0;
+    for (t, unit) in replies.chunks(102).enumerate() {
+        assert!(unit[0].is_ok(), "MULTI #{t}: {}", unit[0]);
+        assert!(unit[1..101].iter().all(|r| r == &Value::Simple("QUEUED".into())), "unit #{t}");
+        let results = unit[101].as_array().expect("EXEC replies with an array");
+        assert_eq!(results.len(), 100);
+        for pair in results.chunks(2) {
+            n += 1;
+            assert!(pair[0].is_ok());
+            assert_eq!(pair[1], Value::Integer(n));
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn pipeline_larger_than_the_socket_buffers_does_not_deadlock() -> TestResult {
     let server = RedisServer::start(RedisOptions::new())?;

@@ -136,7 +136,9 @@ pub struct ApplyCmd {
     /// `ZADD`, `SETRANGE`): if it failed while a later one succeeded,
     /// sending it again is still correct.
     pub free: bool,
-    pub guard: Option<Guard>,
+    /// Boxed: few commands have one, and every command is moved several
+    /// times on its way to the socket.
+    pub guard: Option<Box<Guard>>,
     /// The last command of a snapshot key (its `RESTORE`, `SET`, its unit's
     /// `EXEC`, or its build's final rename): once confirmed, the key is
     /// written; the writer counts it ([`ApplyReport::keys_written`]), which
@@ -182,7 +184,7 @@ pub(crate) struct Meta {
     pub rule: ReplyRule,
     pub build: Option<Build>,
     pub free: bool,
-    pub guard: Option<Guard>,
+    pub guard: Option<Box<Guard>>,
     pub ends_key: bool,
     /// Sent before without a confirming reply: it may have been applied.
     pub uncertain: bool,

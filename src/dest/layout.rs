@@ -92,12 +92,12 @@ impl Layout {
                 let key = self.slot_key(slot);
                 let origin = Origin { db: CHECKPOINT_DB, key: key.clone(), offset: after };
                 let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
-                multi.guard = Some(Guard::Checkpoint {
+                multi.guard = Some(Box::new(Guard::Checkpoint {
                     key: key.clone(),
                     replid: record.replid.clone(),
                     before: before(slot),
                     after,
-                });
+                }));
                 out.push(multi);
                 out.push(ApplyCmd::new(Cmd::new("SET").arg(&key).arg_bytes(record.encode()), origin.clone()));
                 out.extend(cmds);
@@ -166,6 +166,8 @@ pub struct CheckpointMove {
 /// Lays out `run` (filtered stream commands, the source's transaction
 /// markers tagged `Multi`/`Exec`). See the module docs.
 pub fn lay_out(run: Vec<ApplyCmd>, checkpoint: Option<CheckpointMove>, out: &mut Vec<ApplyCmd>) {
+    // A run under load is thousands of commands: grown once, not by doubling.
+    out.reserve(run.len() + 4);
     match checkpoint {
         Some(ckpt) => wrap(run, ckpt, out),
         None => plain(run, out),
@@ -180,12 +182,12 @@ fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut Vec<ApplyCmd>) {
     let after = ckpt.record.offset.unwrap_or(ckpt.before);
     let origin = Origin { db: CHECKPOINT_DB, key: ckpt.key.clone(), offset: after };
     let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
-    multi.guard = Some(Guard::Checkpoint {
+    multi.guard = Some(Box::new(Guard::Checkpoint {
         key: ckpt.key.clone(),
         replid: ckpt.record.replid.clone(),
         before: Some(ckpt.before),
         after,
-    });
+    }));
     out.push(multi);
     out.push(ApplyCmd::new(Cmd::new("SET").arg(&ckpt.key).arg_bytes(ckpt.record.encode()), origin.clone()));
     let mut db = CHECKPOINT_DB;
@@ -268,7 +270,7 @@ mod tests {
         );
         assert_eq!(out[0].rule, ReplyRule::MultiOnce);
         assert_eq!(
-            out[0].guard,
+            out[0].guard.as_deref().cloned(),
             Some(Guard::Checkpoint {
                 key: Bytes::from_static(b"HB:ckpt:s1"),
                 replid: "r".repeat(40),
@@ -311,10 +313,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            out[0].guard,
+            out[0].guard.as_deref().cloned(),
             Some(Guard::Checkpoint { key: foo_key.clone(), replid: "r".repeat(40), before: Some(7), after: 50 })
         );
-        assert!(matches!(&out[5].guard, Some(Guard::Checkpoint { before: None, .. })));
+        assert!(matches!(out[5].guard.as_deref(), Some(Guard::Checkpoint { before: None, .. })));
     }
 
     #[test]

@@ -567,7 +567,7 @@ impl Rewriter {
         for c in &mut cmds {
             c.build = Some(Build { id, step: BuildStep::Finish });
         }
-        cmds[0].guard = Some(Guard::Renamed { temp });
+        cmds[0].guard = Some(Box::new(Guard::Renamed { temp }));
         if let Some(last) = cmds.last_mut() {
             last.ends_key = true;
         }
@@ -825,7 +825,7 @@ impl Emitter {
                     self.written += group.len() as u64;
                     let mut c = self.part(cmd, false);
                     if self.build.is_some() {
-                        c.guard = Some(Guard::ListLen { temp: self.target.clone(), after: self.written });
+                        c.guard = Some(Box::new(Guard::ListLen { temp: self.target.clone(), after: self.written }));
                     }
                     out.push(c);
                 }

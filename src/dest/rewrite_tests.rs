@@ -467,10 +467,10 @@ fn big_lists_are_built_under_a_temporary_name_with_guards() {
     let temp = b("{big}:tmp");
     assert_eq!(out[1].build, Some(Build { id: 0, step: BuildStep::Start }));
     assert_eq!(out[4].build, Some(Build { id: 0, step: BuildStep::Part }));
-    assert_eq!(out[4].guard, Some(Guard::ListLen { temp: temp.clone(), after: 5 }));
+    assert_eq!(out[4].guard.as_deref().cloned(), Some(Guard::ListLen { temp: temp.clone(), after: 5 }));
     assert!(!out[4].free);
     assert_eq!(out[6].build, Some(Build { id: 0, step: BuildStep::Finish }));
-    assert_eq!(out[6].guard, Some(Guard::Renamed { temp }));
+    assert_eq!(out[6].guard.as_deref().cloned(), Some(Guard::Renamed { temp }));
     assert_eq!(rw.stats().built, 1);
 }
 
@@ -505,7 +505,7 @@ fn big_keys_in_intercept_mode_finish_with_ttl_and_renamenx_in_a_unit() {
         ]
     );
     assert!(out[2..7].iter().all(|c| c.free && c.guard.is_none()));
-    assert_eq!(out[7].guard, Some(Guard::Renamed { temp: b("{s}:tmp") }));
+    assert_eq!(out[7].guard.as_deref().cloned(), Some(Guard::Renamed { temp: b("{s}:tmp") }));
     assert!(out[7..].iter().all(|c| c.build.map(|b| b.step) == Some(BuildStep::Finish)));
 }
 

@@ -585,7 +585,7 @@ impl DestWriter {
         let mut lengths: HashMap<Bytes, i64> = HashMap::new();
         for i in 0..batch.len() {
             let m = &batch.meta[i];
-            let (true, Some(guard)) = (m.uncertain, m.guard.clone()) else { continue };
+            let (true, Some(guard)) = (m.uncertain, m.guard.as_deref().cloned()) else { continue };
             let origin = m.origin.clone();
             if let Guard::Checkpoint { key, replid, before, after } = guard {
                 if self.checkpoint_moved(&key, &replid, before, after, &origin).await? {
@@ -673,7 +673,7 @@ impl DestWriter {
         let moved_by_unit = |r: &CheckpointRecord| {
             batch.meta.iter().any(|m| {
                 m.uncertain
-                    && matches!(&m.guard, Some(Guard::Checkpoint { replid, after, .. }) if r.is_at(replid, *after))
+                    && matches!(m.guard.as_deref(), Some(Guard::Checkpoint { replid, after, .. }) if r.is_at(replid, *after))
             })
         };
         if found.as_ref().is_some_and(|r| at(r) || moved_by_unit(r)) {
@@ -868,7 +868,8 @@ impl DestWriter {
         };
         done[first] = true;
         done[exec] = true;
-        if let (Some(held), Some(Guard::Checkpoint { key, after, .. })) = (self.held.as_mut(), &batch.meta[first].guard)
+        if let (Some(held), Some(Guard::Checkpoint { key, after, .. })) =
+            (self.held.as_mut(), batch.meta[first].guard.as_deref())
         {
             let at = held.entry(key.clone()).or_insert(*after);
             *at = (*at).max(*after);

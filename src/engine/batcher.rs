@@ -533,7 +533,7 @@ impl Batcher {
     pub fn cut(&mut self, now_ms: i64) -> Option<Charge> {
         let work = &mut self.work;
         if let (Some(after), true, true) = (work.offset, work.run_started(), self.layout.is_cluster()) {
-            let run = std::mem::take(&mut work.run);
+            let run = work.take_run();
             match (&self.pos.replid, self.layout.in_destination()) {
                 (Some(replid), true) => {
                     let record = CheckpointRecord {
@@ -564,7 +564,7 @@ impl Batcher {
                 _ => self.layout.run(run, None, &mut work.pending),
             }
         } else if let (Some(after), true) = (work.offset, work.run_started()) {
-            let run = std::mem::take(&mut work.run);
+            let run = work.take_run();
             // Where the units already queued leave the checkpoint.
             let before = work.queued_ckpt.or(self.pos.applied);
             let moves = match (&self.pos.replid, before) {
@@ -707,6 +707,14 @@ struct Work {
 }
 
 impl Work {
+    /// The run, leaving an empty one with room for as many commands (up to
+    /// a batch's): under load every run is about as long as the last, and
+    /// growing it by doubling copied every command again.
+    fn take_run(&mut self) -> Vec<ApplyCmd> {
+        let room = self.run.len().min(STREAM_BATCH_CMDS);
+        std::mem::replace(&mut self.run, Vec::with_capacity(room))
+    }
+
     /// Whether stream items (applied or skipped) were taken since the last flush.
     fn run_started(&self) -> bool {
         !self.run.is_empty() || (self.offset.is_some() && self.rdb_start.is_none())
@@ -842,7 +850,7 @@ mod tests {
             .batch()
             .meta
             .iter()
-            .filter_map(|m| match &m.guard {
+            .filter_map(|m| match m.guard.as_deref() {
                 Some(crate::dest::Guard::Checkpoint { before: Some(before), after, .. }) => Some((*before, *after)),
                 _ => None,
             })

@@ -241,13 +241,16 @@ impl Connection {
 
     /// Decodes the next reply if it has fully arrived.
     fn decode(&mut self, cmd: &Cmd) -> Result<Option<Value>, RespError> {
-        // The reply of almost every write, taken without framing it first.
-        if self.read_buf.starts_with(b"+OK\r\n") {
-            self.read_buf.advance(5);
-            // It may have seen part of this frame before: it starts afresh.
-            self.scan = FrameScan::default();
-            self.spoke_resp = true;
-            return Ok(Some(Value::Simple("OK".to_owned())));
+        // The reply of almost every write, and of every command inside a
+        // transaction, taken without framing it first.
+        for (reply, text) in [(&b"+OK\r\n"[..], "OK"), (b"+QUEUED\r\n", "QUEUED")] {
+            if self.read_buf.starts_with(reply) {
+                self.read_buf.advance(reply.len());
+                // It may have seen part of this frame before: it starts afresh.
+                self.scan = FrameScan::default();
+                self.spoke_resp = true;
+                return Ok(Some(Value::Simple(text.into())));
+            }
         }
         let len = match self.scan.complete_len(&self.read_buf) {
             Ok(Some(len)) => len,

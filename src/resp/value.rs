@@ -5,6 +5,7 @@
 //! copy). An error reply is an ordinary value here; turning it into a Rust
 //! error is the caller's choice (`Connection::query` does it for one command).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
@@ -17,8 +18,9 @@ use crate::display::escape_preview;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
     /// `+OK`. Simple strings cannot hold CR or LF and are text in practice;
-    /// invalid UTF-8 is replaced rather than rejected.
-    Simple(String),
+    /// invalid UTF-8 is replaced rather than rejected. The replies a batch
+    /// gets one per command (`OK`, `QUEUED`) are borrowed, not allocated.
+    Simple(Cow<'static, str>),
     /// `-ERR message`, without the `-`.
     Error(String),
     /// `:42`.
@@ -53,7 +55,7 @@ impl Value {
     #[cfg(test)]
     pub(crate) fn from_frame(frame: BytesFrame, nil_array: bool) -> Value {
         match frame {
-            BytesFrame::SimpleString(s) => Value::Simple(String::from_utf8_lossy(&s).into_owned()),
+            BytesFrame::SimpleString(s) => Value::Simple(simple_text(&s)),
             BytesFrame::Error(e) => Value::Error(e.to_string()),
             BytesFrame::Integer(i) => Value::Integer(i),
             BytesFrame::BulkString(b) => Value::Bulk(Some(b)),
@@ -133,7 +135,7 @@ impl Value {
     pub fn into_bytes(self) -> Option<Bytes> {
         match self {
             Value::Bulk(b) => b,
-            Value::Simple(s) => Some(Bytes::from(s)),
+            Value::Simple(s) => Some(Bytes::from(s.into_owned())),
             _ => None,
         }
     }
@@ -188,6 +190,16 @@ impl fmt::Display for Value {
     }
 }
 
+/// A simple string's text; the frequent ones cost no allocation.
+pub(crate) fn simple_text(text: &[u8]) -> Cow<'static, str> {
+    match text {
+        b"OK" => Cow::Borrowed("OK"),
+        b"QUEUED" => Cow::Borrowed("QUEUED"),
+        b"PONG" => Cow::Borrowed("PONG"),
+        other => Cow::Owned(String::from_utf8_lossy(other).into_owned()),
+    }
+}
+
 /// The value at `*pos`, moving `*pos` past it.
 fn parse_at(frame: &Bytes, pos: &mut usize, top: bool) -> Option<Value> {
     let kind = *frame.get(*pos)?;
@@ -200,7 +212,7 @@ fn parse_at(frame: &Bytes, pos: &mut usize, top: bool) -> Option<Value> {
     *pos = lf + 1;
     let int = super::scan::parse_int;
     Some(match kind {
-        b'+' => Value::Simple(String::from_utf8_lossy(text).into_owned()),
+        b'+' => Value::Simple(simple_text(text)),
         b'-' => Value::Error(String::from_utf8_lossy(text).into_owned()),
         b':' => Value::Integer(int(text)?),
         b'$' => {

@@ -19,7 +19,7 @@ mod replication;
 pub mod side;
 pub mod spool;
 
-pub use psync::{PsyncDecoder, PsyncError, PsyncEvent, PsyncPosition, ReplCommand};
+pub use psync::{Frame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition, ReplCommand};
 pub use replication::{
     RdbBody, RdbTransfer, ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState,
     ReplicationStream, SourceError, SpoolHeader,

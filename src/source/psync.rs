@@ -5,7 +5,10 @@
 //! and yields [`PsyncEvent`]s ([`PsyncDecoder::next_event`], `Ok(None)` = needs
 //! more bytes); [`PsyncDecoder::position`] counts the bytes consumed by the
 //! events returned so far, so a caller can tell where in the raw stream each
-//! event ends. The stream has three phases:
+//! event ends. Its state machine is a [`PsyncFramer`], which a caller that
+//! only needs to know where frames end (the source link, which spools whole
+//! frames) runs over its own buffer, so the stream is parsed into arguments
+//! once, by the reader of the spool. The stream has three phases:
 //!
 //! 1. The reply: `+FULLRESYNC <replid> <offset>`, `+CONTINUE [<new replid>]`
 //!    or an error (`-NOMASTERLINK`, `-LOADING`, `-ERR unknown command`...),
@@ -127,7 +130,7 @@ impl ReplCommand {
 
     /// `REPLCONF GETACK *`: the master wants an ACK now (sent for `WAIT`).
     pub fn is_getack(&self) -> bool {
-        self.is("REPLCONF") && self.args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"GETACK"))
+        matches!(&self.args[..], [name, sub, ..] if is_getack(name, sub))
     }
 }
 
@@ -175,18 +178,52 @@ struct CommandScan {
     /// Where the next argument header starts, relative to the buffer start
     /// (which does not move until the command is complete).
     pos: usize,
-    /// (start, len) of each argument found so far.
+    /// (start, len) of each argument found so far; after a command is
+    /// returned, its arguments, until the next command starts (the vector
+    /// is reused, not reallocated per command).
     args: Vec<(usize, usize)>,
 }
 
-/// Decodes what a master sends after `PSYNC`; see the module docs.
+/// What [`PsyncFramer::next_frame`] found at the front of the bytes it was
+/// given: a [`PsyncEvent`] without its bytes, which stay where they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    KeepAlive,
+    FullResync {
+        replid: String,
+        offset: u64,
+    },
+    Continue {
+        new_replid: Option<String>,
+    },
+    MasterError {
+        message: String,
+    },
+    RdbBegin {
+        len: Option<u64>,
+    },
+    /// RDB bytes: all of the frame.
+    RdbData,
+    RdbEnd,
+    /// A command; its arguments are [`PsyncFramer::command_args`].
+    Command {
+        /// The replication offset after it.
+        offset: u64,
+        /// `REPLCONF GETACK`: the master wants an ACK now.
+        getack: bool,
+    },
+}
+
+/// The stream's framing alone: where each event ends, read from bytes the
+/// caller keeps (nothing is copied or allocated per command). The source
+/// link uses it to spool whole frames and know its offsets without a copy
+/// of the stream; [`PsyncDecoder`] adds a buffer and hands out the bytes.
 ///
-/// After an error the decoder's state is unspecified: drop it.
+/// After an error the framer's state is unspecified: drop it.
 #[derive(Debug)]
-pub struct PsyncDecoder {
-    buf: BytesMut,
+pub struct PsyncFramer {
     phase: Phase,
-    /// Bytes consumed by the events returned so far.
+    /// Bytes consumed by the frames returned so far.
     position: u64,
     /// The replication offset at the current command boundary, once known.
     offset: Option<u64>,
@@ -195,34 +232,21 @@ pub struct PsyncDecoder {
     scan: CommandScan,
 }
 
-impl PsyncDecoder {
-    /// A decoder for the reply to `PSYNC ? -1` (`requested = None`) or to
+impl PsyncFramer {
+    /// A framer for the reply to `PSYNC ? -1` (`requested = None`) or to
     /// `PSYNC <replid> <offset+1>` (`requested = Some(offset)`, see
     /// [`PsyncPosition`]).
     pub fn new(requested: Option<u64>) -> Self {
-        PsyncDecoder {
-            buf: BytesMut::new(),
-            phase: Phase::Reply,
-            position: 0,
-            offset: None,
-            requested,
-            scan: CommandScan::default(),
-        }
+        PsyncFramer { phase: Phase::Reply, position: 0, offset: None, requested, scan: CommandScan::default() }
     }
 
-    /// A decoder that starts inside the command stream, at a command
-    /// boundary whose replication offset is `offset` (to read a spool from
-    /// a point other than its start).
+    /// A framer that starts inside the command stream, at a command
+    /// boundary whose replication offset is `offset`.
     pub fn in_commands(offset: u64) -> Self {
-        PsyncDecoder { phase: Phase::Commands, offset: Some(offset), ..PsyncDecoder::new(None) }
+        PsyncFramer { phase: Phase::Commands, offset: Some(offset), ..PsyncFramer::new(None) }
     }
 
-    /// Appends received bytes.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Bytes consumed by the events returned so far.
+    /// Bytes consumed by the frames returned so far.
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -231,11 +255,6 @@ impl PsyncDecoder {
     /// command stream will start), once the reply has been read.
     pub fn offset(&self) -> Option<u64> {
         self.offset
-    }
-
-    /// Bytes fed but not yet returned as events.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
     }
 
     /// Inside the RDB snapshot's bytes.
@@ -259,28 +278,37 @@ impl PsyncDecoder {
         }
     }
 
-    /// The next event, `Ok(None)` if more bytes are needed.
-    pub fn next_event(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
-        match self.phase {
-            Phase::Reply => self.reply(),
-            Phase::BulkHeader => self.bulk_header(),
-            Phase::RdbSized { remaining } => Ok(self.rdb_sized(remaining)),
-            Phase::RdbMarked { mark } => Ok(self.rdb_marked(&mark)),
-            Phase::Commands => self.command(),
-            Phase::Refused if self.buf.is_empty() => Ok(None),
-            Phase::Refused => Err(PsyncError::AfterError { at: self.position }),
+    /// The arguments of the command just returned, as (start, len) within
+    /// the bytes that [`next_frame`](Self::next_frame) was given.
+    pub fn command_args(&self) -> &[(usize, usize)] {
+        &self.scan.args
+    }
+
+    /// The frame at the front of `buf` (the bytes after everything framed
+    /// so far) and its length, which the caller must drop from the front
+    /// before the next call; `Ok(None)` if `buf` does not hold it whole yet
+    /// (call again with the same bytes and more).
+    pub fn next_frame(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
+        let found = match self.phase {
+            Phase::Reply => self.reply(buf)?,
+            Phase::BulkHeader => self.bulk_header(buf)?,
+            Phase::RdbSized { remaining } => self.rdb_sized(buf, remaining),
+            Phase::RdbMarked { mark } => self.rdb_marked(buf, &mark),
+            Phase::Commands => self.command(buf)?,
+            Phase::Refused if buf.is_empty() => None,
+            Phase::Refused => return Err(PsyncError::AfterError { at: self.position }),
+        };
+        if let Some((_, n)) = &found {
+            self.position += *n as u64;
         }
+        Ok(found)
     }
 
-    fn consume(&mut self, n: usize) -> BytesMut {
-        self.position += n as u64;
-        self.buf.split_to(n)
-    }
-
-    /// The next `\n`-terminated line without its `\r\n` / `\n`, consumed.
-    fn line(&mut self, expected: &'static str) -> Result<Option<String>, PsyncError> {
-        let Some(end) = memchr::memchr(b'\n', &self.buf) else {
-            if self.buf.len() > LINE_MAX {
+    /// The `\n`-terminated line at the front without its `\r\n` / `\n`, and
+    /// its length with the line end.
+    fn line(&self, buf: &[u8], expected: &'static str) -> Result<Option<(String, usize)>, PsyncError> {
+        let Some(end) = memchr::memchr(b'\n', buf) else {
+            if buf.len() > LINE_MAX {
                 return Err(PsyncError::LineTooLong { at: self.position, limit: LINE_MAX, expected });
             }
             return Ok(None);
@@ -288,28 +316,27 @@ impl PsyncDecoder {
         if end > LINE_MAX {
             return Err(PsyncError::LineTooLong { at: self.position, limit: LINE_MAX, expected });
         }
-        let raw = self.consume(end + 1);
-        let text = raw[..end].strip_suffix(b"\r").unwrap_or(&raw[..end]);
-        Ok(Some(String::from_utf8_lossy(text).into_owned()))
+        let text = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+        Ok(Some((String::from_utf8_lossy(text).into_owned(), end + 1)))
     }
 
-    fn reply(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
-        let at = self.position;
-        let Some(line) = self.line("a reply to PSYNC")? else {
+    fn reply(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
+        let Some((line, n)) = self.line(buf, "a reply to PSYNC")? else {
             return Ok(None);
         };
         if line.is_empty() {
-            return Ok(Some(PsyncEvent::KeepAlive));
+            return Ok(Some((Frame::KeepAlive, n)));
         }
         if let Some(message) = line.strip_prefix('-') {
             self.phase = Phase::Refused;
-            return Ok(Some(PsyncEvent::MasterError { message: message.to_owned() }));
+            return Ok(Some((Frame::MasterError { message: message.to_owned() }, n)));
         }
-        self.session_reply(at, line)
+        Ok(Some((self.session_reply(line)?, n)))
     }
 
     /// `+FULLRESYNC` / `+CONTINUE`, at the start or where a command could be.
-    fn session_reply(&mut self, at: u64, line: String) -> Result<Option<PsyncEvent>, PsyncError> {
+    fn session_reply(&mut self, line: String) -> Result<Frame, PsyncError> {
+        let at = self.position;
         if let Some(rest) = line.strip_prefix("+FULLRESYNC ") {
             let mut words = rest.split_ascii_whitespace();
             let (Some(replid), Some(offset), None) = (words.next(), words.next(), words.next()) else {
@@ -320,7 +347,7 @@ impl PsyncDecoder {
             };
             self.offset = Some(offset);
             self.phase = Phase::BulkHeader;
-            return Ok(Some(PsyncEvent::FullResync { replid: replid.to_owned(), offset }));
+            return Ok(Frame::FullResync { replid: replid.to_owned(), offset });
         }
         if let Some(rest) = line.strip_prefix("+CONTINUE") {
             let new_replid = match rest.trim() {
@@ -333,23 +360,23 @@ impl PsyncDecoder {
                 self.offset = Some(self.requested.ok_or(PsyncError::ContinueWithoutOffset { at })?);
             }
             self.phase = Phase::Commands;
-            return Ok(Some(PsyncEvent::Continue { new_replid }));
+            return Ok(Frame::Continue { new_replid });
         }
         Err(PsyncError::UnexpectedReply { at, line })
     }
 
-    fn bulk_header(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+    fn bulk_header(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
         let at = self.position;
-        let Some(line) = self.line("the RDB header `$<len>` or `$EOF:<mark>`")? else {
+        let Some((line, n)) = self.line(buf, "the RDB header `$<len>` or `$EOF:<mark>`")? else {
             return Ok(None);
         };
         if line.is_empty() {
-            return Ok(Some(PsyncEvent::KeepAlive));
+            return Ok(Some((Frame::KeepAlive, n)));
         }
         // A master whose snapshot failed says so here (e.g. "BGSAVE failed").
         if let Some(message) = line.strip_prefix('-') {
             self.phase = Phase::Refused;
-            return Ok(Some(PsyncEvent::MasterError { message: message.to_owned() }));
+            return Ok(Some((Frame::MasterError { message: message.to_owned() }, n)));
         }
         let malformed = |line: String| PsyncError::Malformed { at, what: "RDB header", line };
         let Some(spec) = line.strip_prefix('$') else {
@@ -360,140 +387,156 @@ impl PsyncDecoder {
                 return Err(malformed(line));
             };
             self.phase = Phase::RdbMarked { mark };
-            return Ok(Some(PsyncEvent::RdbBegin { len: None }));
+            return Ok(Some((Frame::RdbBegin { len: None }, n)));
         }
         let Some(len) = parse_digits(spec.as_bytes()) else {
             return Err(malformed(line));
         };
         self.phase = Phase::RdbSized { remaining: len };
-        Ok(Some(PsyncEvent::RdbBegin { len: Some(len) }))
+        Ok(Some((Frame::RdbBegin { len: Some(len) }, n)))
     }
 
-    fn rdb_sized(&mut self, remaining: u64) -> Option<PsyncEvent> {
+    fn rdb_sized(&mut self, buf: &[u8], remaining: u64) -> Option<(Frame, usize)> {
         if remaining == 0 {
             self.phase = Phase::Commands;
-            return Some(PsyncEvent::RdbEnd);
+            return Some((Frame::RdbEnd, 0));
         }
-        if self.buf.is_empty() {
+        if buf.is_empty() {
             return None;
         }
-        let n = usize::try_from(remaining).map_or(self.buf.len(), |r| r.min(self.buf.len()));
+        let n = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
         self.phase = Phase::RdbSized { remaining: remaining - n as u64 };
-        Some(PsyncEvent::RdbData(self.consume(n).freeze()))
+        Some((Frame::RdbData, n))
     }
 
-    fn rdb_marked(&mut self, mark: &[u8; EOF_MARK_LEN]) -> Option<PsyncEvent> {
+    fn rdb_marked(&mut self, buf: &[u8], mark: &[u8; EOF_MARK_LEN]) -> Option<(Frame, usize)> {
         // The payload ends at the first occurrence of the mark, which is
         // what Redis's own replica assumes too (the mark is 160 random bits).
-        let data_len = match memmem::find(&self.buf, mark) {
+        let data_len = match memmem::find(buf, mark) {
             Some(0) => {
-                self.consume(EOF_MARK_LEN);
                 self.phase = Phase::Commands;
-                return Some(PsyncEvent::RdbEnd);
+                return Some((Frame::RdbEnd, EOF_MARK_LEN));
             }
             Some(at) => at,
             // Without the whole mark in the buffer, its first bytes can only
             // be among the last EOF_MARK_LEN - 1.
-            None => self.buf.len().saturating_sub(EOF_MARK_LEN - 1),
+            None => buf.len().saturating_sub(EOF_MARK_LEN - 1),
         };
-        (data_len > 0).then(|| PsyncEvent::RdbData(self.consume(data_len).freeze()))
+        (data_len > 0).then_some((Frame::RdbData, data_len))
     }
 
-    fn command(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
-        let Some(&first) = self.buf.first() else {
+    fn command(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
+        let Some(&first) = buf.first() else {
             return Ok(None);
         };
         match first {
-            b'*' => self.multibulk(),
-            b'\n' => {
-                self.consume(1);
-                Ok(Some(PsyncEvent::KeepAlive))
-            }
-            b'+' => {
-                let at = self.position;
-                match self.line("a PSYNC reply")? {
-                    Some(line) => self.session_reply(at, line),
-                    None => Ok(None),
-                }
-            }
+            b'*' => self.multibulk(buf),
+            b'\n' => Ok(Some((Frame::KeepAlive, 1))),
+            b'+' => match self.line(buf, "a PSYNC reply")? {
+                Some((line, n)) => Ok(Some((self.session_reply(line)?, n))),
+                None => Ok(None),
+            },
             byte => Err(PsyncError::UnexpectedByte { at: self.position, byte, expected: "a command (`*`)" }),
         }
     }
 
-    fn multibulk(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+    fn multibulk(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
         let argc = match self.scan.argc {
             Some(argc) => argc,
             None => {
-                let Some((argc, next)) = self.header(0, b'*', "command header `*<count>`")? else {
+                let Some((argc, next)) = self.header(buf, 0, b'*', "command header `*<count>`")? else {
                     return Ok(None);
                 };
                 if argc == 0 || argc > MAX_ARGS {
-                    return Err(self.malformed_header(0, "command header `*<count>`"));
+                    return Err(self.malformed_header(buf, 0, "command header `*<count>`"));
                 }
-                self.scan = CommandScan {
-                    argc: Some(argc),
-                    pos: next,
-                    args: Vec::with_capacity(ARGS_PREALLOC.min(argc as usize)),
-                };
+                self.scan.argc = Some(argc);
+                self.scan.pos = next;
+                self.scan.args.clear();
+                // A huge command's vector is not kept for all that follow.
+                self.scan.args.shrink_to(ARGS_PREALLOC);
                 argc
             }
         };
         while (self.scan.args.len() as u64) < argc {
             let pos = self.scan.pos;
-            let Some((len, start)) = self.header(pos, b'$', "argument header `$<len>`")? else {
+            let Some((len, start)) = self.header(buf, pos, b'$', "argument header `$<len>`")? else {
                 return Ok(None);
             };
             // Compare without computing `start + len`, which a hostile length
             // could overflow.
-            let available = (self.buf.len() - start) as u64;
+            let available = (buf.len() - start) as u64;
             if available < len.saturating_add(2) {
                 return Ok(None);
             }
             let end = start + len as usize;
-            if &self.buf[end..end + 2] != b"\r\n" {
+            if &buf[end..end + 2] != b"\r\n" {
                 return Err(PsyncError::Malformed {
                     at: self.position + end as u64,
                     what: "argument (no CRLF after its bytes)",
-                    line: preview(&self.buf[end..end + 2]),
+                    line: preview(&buf[end..end + 2]),
                 });
             }
             self.scan.args.push((start, len as usize));
             self.scan.pos = end + 2;
         }
-        let scan = std::mem::take(&mut self.scan);
-        let raw = self.consume(scan.pos).freeze();
-        let args = scan.args.iter().map(|&(start, len)| raw.slice(start..start + len)).collect();
-        let offset = self.offset.unwrap_or(0) + scan.pos as u64;
+        let len = self.scan.pos;
+        self.scan.argc = None;
+        self.scan.pos = 0;
+        let arg = |i: usize| self.scan.args.get(i).map(|&(start, len)| &buf[start..start + len]);
+        let getack = matches!((arg(0), arg(1)), (Some(name), Some(sub)) if is_getack(name, sub));
+        let offset = self.offset.unwrap_or(0) + len as u64;
         self.offset = Some(offset);
-        Ok(Some(PsyncEvent::Command(ReplCommand { args, offset, raw_len: scan.pos })))
+        Ok(Some((Frame::Command { offset, getack }, len)))
     }
 
     /// Parses `<sigil><digits>\r\n` at `pos`; returns the number and where the
-    /// next byte is.
-    fn header(&self, pos: usize, sigil: u8, what: &'static str) -> Result<Option<(u64, usize)>, PsyncError> {
-        let rest = &self.buf[pos..];
+    /// next byte is. Byte by byte: the headers are a few bytes long, and
+    /// this runs twice per argument of every streamed command.
+    fn header(
+        &self,
+        buf: &[u8],
+        pos: usize,
+        sigil: u8,
+        what: &'static str,
+    ) -> Result<Option<(u64, usize)>, PsyncError> {
+        let rest = &buf[pos..];
         let Some(&first) = rest.first() else {
             return Ok(None);
         };
         if first != sigil {
             return Err(PsyncError::UnexpectedByte { at: self.position + pos as u64, byte: first, expected: what });
         }
+        let malformed = || Err(self.malformed_header(buf, pos, what));
         let window = &rest[..rest.len().min(HEADER_MAX)];
-        let Some(nl) = memchr::memchr(b'\n', window) else {
-            if rest.len() >= HEADER_MAX {
-                return Err(self.malformed_header(pos, what));
+        let mut n: u64 = 0;
+        let mut i = 1;
+        while i < window.len() {
+            let byte = window[i];
+            if byte.is_ascii_digit() {
+                match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(byte - b'0'))) {
+                    Some(next) => n = next,
+                    None => return malformed(),
+                }
+            } else if byte == b'\r' && i > 1 {
+                return match rest.get(i + 1) {
+                    Some(b'\n') => Ok(Some((n, pos + i + 2))),
+                    Some(_) => malformed(),
+                    None => Ok(None),
+                };
+            } else {
+                return malformed();
             }
-            return Ok(None);
-        };
-        let number = rest[1..nl].strip_suffix(b"\r").and_then(parse_digits);
-        match number {
-            Some(n) => Ok(Some((n, pos + nl + 1))),
-            None => Err(self.malformed_header(pos, what)),
+            i += 1;
         }
+        if rest.len() >= HEADER_MAX {
+            return malformed();
+        }
+        Ok(None)
     }
 
-    fn malformed_header(&self, pos: usize, what: &'static str) -> PsyncError {
-        let rest = &self.buf[pos..];
+    fn malformed_header(&self, buf: &[u8], pos: usize, what: &'static str) -> PsyncError {
+        let rest = &buf[pos..];
         PsyncError::Malformed {
             at: self.position + pos as u64,
             what,
@@ -502,12 +545,106 @@ impl PsyncDecoder {
     }
 }
 
+/// `REPLCONF GETACK`, from its first two arguments.
+fn is_getack(name: &[u8], sub: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"REPLCONF") && sub.eq_ignore_ascii_case(b"GETACK")
+}
+
+/// Decodes what a master sends after `PSYNC`; see the module docs. A
+/// [`PsyncFramer`] over a buffer of its own, handing out each event's bytes
+/// (slices of that buffer, not copies).
+///
+/// After an error the decoder's state is unspecified: drop it.
+#[derive(Debug)]
+pub struct PsyncDecoder {
+    buf: BytesMut,
+    framer: PsyncFramer,
+}
+
+impl PsyncDecoder {
+    /// A decoder for the reply to `PSYNC ? -1` (`requested = None`) or to
+    /// `PSYNC <replid> <offset+1>` (`requested = Some(offset)`, see
+    /// [`PsyncPosition`]).
+    pub fn new(requested: Option<u64>) -> Self {
+        PsyncDecoder { buf: BytesMut::new(), framer: PsyncFramer::new(requested) }
+    }
+
+    /// A decoder that starts inside the command stream, at a command
+    /// boundary whose replication offset is `offset` (to read a spool from
+    /// a point other than its start).
+    pub fn in_commands(offset: u64) -> Self {
+        PsyncDecoder { buf: BytesMut::new(), framer: PsyncFramer::in_commands(offset) }
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes consumed by the events returned so far.
+    pub fn position(&self) -> u64 {
+        self.framer.position()
+    }
+
+    /// The replication offset after the last command returned (or where the
+    /// command stream will start), once the reply has been read.
+    pub fn offset(&self) -> Option<u64> {
+        self.framer.offset()
+    }
+
+    /// Bytes fed but not yet returned as events.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Inside the RDB snapshot's bytes.
+    pub fn in_rdb(&self) -> bool {
+        self.framer.in_rdb()
+    }
+
+    /// Whether the command stream has started.
+    pub fn in_command_stream(&self) -> bool {
+        self.framer.in_command_stream()
+    }
+
+    /// The phase, for messages: "waiting for the PSYNC reply", ...
+    pub fn phase_name(&self) -> &'static str {
+        self.framer.phase_name()
+    }
+
+    /// The next event, `Ok(None)` if more bytes are needed.
+    pub fn next_event(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
+        let Some((frame, n)) = self.framer.next_frame(&self.buf)? else {
+            return Ok(None);
+        };
+        let raw = self.buf.split_to(n);
+        Ok(Some(match frame {
+            Frame::KeepAlive => PsyncEvent::KeepAlive,
+            Frame::FullResync { replid, offset } => PsyncEvent::FullResync { replid, offset },
+            Frame::Continue { new_replid } => PsyncEvent::Continue { new_replid },
+            Frame::MasterError { message } => PsyncEvent::MasterError { message },
+            Frame::RdbBegin { len } => PsyncEvent::RdbBegin { len },
+            Frame::RdbData => PsyncEvent::RdbData(raw.freeze()),
+            Frame::RdbEnd => PsyncEvent::RdbEnd,
+            Frame::Command { offset, .. } => {
+                let raw = raw.freeze();
+                let args =
+                    self.framer.command_args().iter().map(|&(start, len)| raw.slice(start..start + len)).collect();
+                PsyncEvent::Command(ReplCommand { args, offset, raw_len: n })
+            }
+        }))
+    }
+}
+
 /// ASCII digits only (no sign, unlike `u64::from_str`), no overflow.
 fn parse_digits(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    s.iter().try_fold(0u64, |n, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// Replication IDs are 40 hex characters; anything printable without
@@ -855,12 +992,101 @@ mod tests {
         assert!(matches!(case(&cmds(b"*99999999999\r\n")), Some(PsyncError::Malformed { .. })));
     }
 
+    /// What the source link does: the bytes stay in the caller's buffer,
+    /// which drops each frame once it is framed; returns every frame with
+    /// its bytes and the framer's position after it.
+    fn frame_parts(framer: &mut PsyncFramer, parts: &[&[u8]]) -> Vec<(Frame, Vec<u8>, u64)> {
+        let mut pending = Vec::new();
+        let mut out = Vec::new();
+        for part in parts {
+            pending.extend_from_slice(part);
+            while let Some((frame, n)) = framer.next_frame(&pending).expect("frames") {
+                out.push((frame, pending[..n].to_vec(), framer.position()));
+                pending.drain(..n);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_framer_ends_frames_where_the_decoder_ends_events() {
+        for transcript in [diskless_transcript(), disk_transcript()] {
+            let mut dec = PsyncDecoder::new(None);
+            dec.feed(&transcript);
+            let mut events = Vec::new();
+            while let Some(event) = dec.next_event().unwrap() {
+                events.push((event, dec.position()));
+            }
+            for cut in 0..=transcript.len() {
+                let mut framer = PsyncFramer::new(None);
+                let frames = frame_parts(&mut framer, &[&transcript[..cut], &transcript[cut..]]);
+                // RDB bytes may come in other pieces; everything else frame for event.
+                let joined: Vec<u8> = frames.iter().flat_map(|(_, bytes, _)| bytes.clone()).collect();
+                let tail = transcript.len() - joined.len();
+                assert_eq!(tail, 0, "cut at {cut}: {tail} bytes never framed");
+                let not_rdb = |e: &&(PsyncEvent, u64)| !matches!(e.0, PsyncEvent::RdbData(_));
+                let whole: Vec<&(PsyncEvent, u64)> = events.iter().filter(not_rdb).collect();
+                let framed: Vec<&(Frame, Vec<u8>, u64)> = frames.iter().filter(|f| f.0 != Frame::RdbData).collect();
+                assert_eq!(whole.len(), framed.len(), "cut at {cut}");
+                for ((event, at), (frame, bytes, end)) in whole.iter().zip(framed) {
+                    assert_eq!(at, end, "cut at {cut}: {event:?} / {frame:?}");
+                    match (event, frame) {
+                        (PsyncEvent::Command(c), Frame::Command { offset, getack }) => {
+                            assert_eq!((c.offset, c.raw_len, c.is_getack()), (*offset, bytes.len(), *getack));
+                        }
+                        (PsyncEvent::Command(_), other) | (_, other @ Frame::Command { .. }) => {
+                            panic!("cut at {cut}: {event:?} framed as {other:?}")
+                        }
+                        _ => {}
+                    }
+                }
+                assert_eq!(framer.offset(), dec.offset());
+                assert!(framer.in_command_stream());
+            }
+        }
+    }
+
+    #[test]
+    fn the_framer_names_the_arguments_in_the_callers_bytes() {
+        let mut framer = PsyncFramer::in_commands(7);
+        let stream = [cmd(&["SET", "k", "v\r\n"]), cmd(&["replconf", "GETACK", "*"])].concat();
+        let (frame, n) = framer.next_frame(&stream).unwrap().unwrap();
+        assert_eq!(frame, Frame::Command { offset: 7 + n as u64, getack: false });
+        let args: Vec<&[u8]> = framer.command_args().iter().map(|&(at, len)| &stream[at..at + len]).collect();
+        assert_eq!(args, [&b"SET"[..], b"k", b"v\r\n"]);
+        let rest = &stream[n..];
+        let (frame, m) = framer.next_frame(rest).unwrap().unwrap();
+        assert_eq!(frame, Frame::Command { offset: 7 + (n + m) as u64, getack: true });
+        assert_eq!(framer.command_args().len(), 3);
+        assert_eq!(framer.next_frame(&rest[m..]), Ok(None));
+    }
+
+    #[test]
+    fn headers_wait_for_their_end_and_refuse_what_is_not_a_number() {
+        let framer = PsyncFramer::in_commands(0);
+        let header = |bytes: &[u8]| framer.header(bytes, 0, b'$', "test");
+        assert_eq!(header(b"$12\r\nxy"), Ok(Some((12, 5))));
+        assert_eq!(header(b"$18446744073709551615\r\n"), Ok(Some((u64::MAX, 23))));
+        for partial in [&b"$"[..], b"$1", b"$12", b"$12\r"] {
+            assert_eq!(header(partial), Ok(None), "{partial:?}");
+        }
+        for bad in [&b"$\r\n"[..], b"$1x", b"$-1\r\n", b"$12\r\r", b"$12\n", b"$18446744073709551616\r\n"] {
+            assert!(matches!(header(bad), Err(PsyncError::Malformed { at: 0, .. })), "{bad:?}");
+        }
+        assert!(matches!(header(&[b'$'; 40]), Err(PsyncError::Malformed { .. })));
+        assert!(matches!(header(&[b'1'; 40]), Err(PsyncError::UnexpectedByte { byte: b'1', .. })));
+        assert_eq!(parse_digits(b"1000"), Some(1000));
+        assert_eq!(parse_digits(b""), None);
+        assert_eq!(parse_digits(b"+1"), None);
+        assert_eq!(parse_digits(b"99999999999999999999"), None);
+    }
+
     #[test]
     fn huge_announced_lengths_allocate_nothing() {
         let mut dec = PsyncDecoder::in_commands(0);
         dec.feed(b"*999999999\r\n$3\r\nSET\r\n$999999999999\r\nab");
         assert_eq!(dec.next_event(), Ok(None));
-        assert!(dec.scan.args.capacity() <= ARGS_PREALLOC);
+        assert!(dec.framer.scan.args.capacity() <= ARGS_PREALLOC);
         assert!(dec.buf.capacity() < 4096);
         // A bulk length near u64::MAX must not overflow the arithmetic.
         let mut dec = PsyncDecoder::in_commands(0);

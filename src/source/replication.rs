@@ -5,7 +5,8 @@
 //! The reader's task connects with `resp::Connection` (AUTH), sends
 //! `REPLCONF listening-port` and `REPLCONF capa eof capa psync2`, then takes
 //! the raw socket, writes `PSYNC`, and loops: read the socket, frame the
-//! bytes with a [`PsyncDecoder`], hand whole frames to a blocking spool
+//! bytes in place with a [`PsyncFramer`] (no copy, no argument vectors:
+//! commands are split into arguments once, by the spool's reader), hand whole frames to a blocking spool
 //! writer thread through a small bounded queue, answer `REPLCONF GETACK`, and
 //! send `REPLCONF ACK <offset>` every second once the command stream runs.
 //! Framing on the way in is what tracks the offset and spots GETACKs; it
@@ -37,7 +38,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    psync::{ack_request, psync_request, PsyncDecoder, PsyncError, PsyncEvent, PsyncPosition},
+    psync::{ack_request, psync_request, Frame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition},
     spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWatch, SpoolWriter},
 };
 use crate::rdb::RdbSource;
@@ -386,10 +387,11 @@ struct Link<'a> {
     spool_tx: mpsc::Sender<SpoolOp>,
     progress_tx: &'a watch::Sender<ReplicationProgress>,
     progress: ReplicationProgress,
-    decoder: PsyncDecoder,
-    /// Raw bytes read but not yet spooled (a partial frame at most).
+    framer: PsyncFramer,
+    /// Raw bytes read but not yet spooled: the frames found by the last
+    /// pass, then a partial frame at most.
     pending: BytesMut,
-    /// Decoder position up to which bytes went to the spool.
+    /// Framer position up to which bytes went to the spool.
     spooled_upto: u64,
     rdb_started: bool,
     /// Quick ACKs still to send after a diskless snapshot, and when.
@@ -420,7 +422,7 @@ impl<'a> Link<'a> {
             spool_tx,
             progress_tx,
             progress: ReplicationProgress::default(),
-            decoder: PsyncDecoder::new(config.resume.as_ref().map(|p| p.offset)),
+            framer: PsyncFramer::new(config.resume.as_ref().map(|p| p.offset)),
             pending: BytesMut::new(),
             spooled_upto: 0,
             rdb_started: false,
@@ -522,16 +524,14 @@ impl<'a> Link<'a> {
         let mut deadline = Instant::now() + self.config.idle_timeout;
         self.pending = leftover;
         if !self.pending.is_empty() {
-            self.decoder.feed(&self.pending);
             self.absorb(&mut socket, cancel).await?;
         }
         loop {
-            let chunk = if self.decoder.in_rdb() { RDB_READ_CHUNK } else { READ_CHUNK };
+            let chunk = if self.framer.in_rdb() { RDB_READ_CHUNK } else { READ_CHUNK };
             if self.pending.capacity() - self.pending.len() < chunk / 4 {
                 self.pending.reserve(chunk);
             }
-            let acking = self.decoder.in_command_stream();
-            let before = self.pending.len();
+            let acking = self.framer.in_command_stream();
             let startup_ack = self.next_startup_ack;
             let wake = tokio::select! {
                 biased;
@@ -562,7 +562,6 @@ impl<'a> Link<'a> {
                 Wake::Read(Err(e)) => return Err(self.io_error(e)),
                 Wake::Read(Ok(n)) => {
                     deadline = Instant::now() + self.config.idle_timeout;
-                    self.decoder.feed(&self.pending[before..]);
                     self.absorb(&mut socket, cancel).await?;
                     // A snapshot read that drained the socket: let more
                     // arrive before the next. Each read wakes the spool
@@ -571,7 +570,7 @@ impl<'a> Link<'a> {
                     // reading them one by one cost more CPU in wake-ups than
                     // in work. Nothing waits on a snapshot byte by the
                     // millisecond; the socket buffers hold far more.
-                    if n < RDB_COALESCE_BELOW && self.decoder.in_rdb() {
+                    if n < RDB_COALESCE_BELOW && self.framer.in_rdb() {
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(RDB_COALESCE_WAIT) => {}
@@ -587,26 +586,27 @@ impl<'a> Link<'a> {
     async fn absorb(&mut self, socket: &mut TcpStream, cancel: &CancellationToken) -> Result<(), SourceError> {
         let mut reactions = Reactions::default();
         loop {
-            let event = self.decoder.next_event().map_err(|source| SourceError::Protocol {
+            let framed = usize::try_from(self.framer.position() - self.spooled_upto).unwrap_or(usize::MAX);
+            let frame = self.framer.next_frame(&self.pending[framed..]).map_err(|source| SourceError::Protocol {
                 shard: self.config.shard.clone(),
                 addr: self.config.addr.clone(),
                 step: self.step(),
                 source,
             })?;
-            let Some(event) = event else { break };
-            self.react(event, &mut reactions)?;
+            let Some((frame, len)) = frame else { break };
+            self.react(frame, len, &mut reactions)?;
         }
         if reactions.header_changed {
             self.spool(SpoolOp::Header(Box::new(self.header.clone())), cancel).await?;
         }
-        let framed = usize::try_from(self.decoder.position() - self.spooled_upto).unwrap_or(usize::MAX);
+        let framed = usize::try_from(self.framer.position() - self.spooled_upto).unwrap_or(usize::MAX);
         self.progress.spooled += framed as u64;
         // Published before the bytes reach the spool, so whatever a consumer
         // reads is already reflected in the progress.
         self.publish();
         if framed > 0 {
             let bytes = self.pending.split_to(framed).freeze();
-            self.spooled_upto = self.decoder.position();
+            self.spooled_upto = self.framer.position();
             // A frame bigger than the whole budget waits for all of it.
             let share = bytes.len().div_ceil(QUEUE_UNIT).clamp(1, SPOOL_QUEUE_BYTES / QUEUE_UNIT);
             let Some(queued) =
@@ -626,22 +626,23 @@ impl<'a> Link<'a> {
         Ok(())
     }
 
-    fn react(&mut self, event: PsyncEvent, reactions: &mut Reactions) -> Result<(), SourceError> {
+    /// Takes note of one frame, `len` bytes long.
+    fn react(&mut self, frame: Frame, len: usize, reactions: &mut Reactions) -> Result<(), SourceError> {
         let p = &mut self.progress;
-        match event {
-            PsyncEvent::KeepAlive => {}
-            PsyncEvent::FullResync { .. } | PsyncEvent::Continue { .. } if p.full_sync.is_some() => {
+        match frame {
+            Frame::KeepAlive => {}
+            Frame::FullResync { .. } | Frame::Continue { .. } if p.full_sync.is_some() => {
                 return Err(SourceError::Protocol {
                     shard: self.config.shard.clone(),
                     addr: self.config.addr.clone(),
                     step: self.step(),
                     source: PsyncError::UnexpectedReply {
-                        at: self.decoder.position(),
+                        at: self.framer.position(),
                         line: "a second PSYNC reply on one connection".to_owned(),
                     },
                 });
             }
-            PsyncEvent::FullResync { replid, offset } => {
+            Frame::FullResync { replid, offset } => {
                 p.replid = Some(replid.clone());
                 p.full_sync = Some(true);
                 p.received_offset = Some(offset);
@@ -650,10 +651,10 @@ impl<'a> Link<'a> {
                 self.header.full_sync = Some(true);
                 reactions.header_changed = true;
             }
-            PsyncEvent::Continue { new_replid } => {
+            Frame::Continue { new_replid } => {
                 let requested = self.config.resume.clone();
                 let replid = new_replid.or(requested.as_ref().map(|r| r.replid.clone())).unwrap_or_default();
-                let offset = self.decoder.offset().unwrap_or(0);
+                let offset = self.framer.offset().unwrap_or(0);
                 p.replid = Some(replid.clone());
                 p.full_sync = Some(false);
                 p.received_offset = Some(offset);
@@ -663,7 +664,7 @@ impl<'a> Link<'a> {
                 reactions.header_changed = true;
                 reactions.ack_now = true;
             }
-            PsyncEvent::MasterError { message } => {
+            Frame::MasterError { message } => {
                 return Err(SourceError::PsyncRefused {
                     shard: self.config.shard.clone(),
                     addr: self.config.addr.clone(),
@@ -671,17 +672,17 @@ impl<'a> Link<'a> {
                     message,
                 });
             }
-            PsyncEvent::RdbBegin { len } => {
+            Frame::RdbBegin { len: total } => {
                 self.rdb_started = true;
-                p.rdb_total = len;
-                self.header.rdb = Some(match len {
+                p.rdb_total = total;
+                self.header.rdb = Some(match total {
                     Some(len) => RdbTransfer::Disk { len },
                     None => RdbTransfer::Diskless,
                 });
                 reactions.header_changed = true;
             }
-            PsyncEvent::RdbData(bytes) => p.rdb_received += bytes.len() as u64,
-            PsyncEvent::RdbEnd => {
+            Frame::RdbData => p.rdb_received += len as u64,
+            Frame::RdbEnd => {
                 p.state = ReplicationState::Incremental;
                 reactions.ack_now = true;
                 if self.header.rdb == Some(RdbTransfer::Diskless) {
@@ -689,9 +690,9 @@ impl<'a> Link<'a> {
                     self.next_startup_ack = Some(Instant::now() + STARTUP_ACK_EVERY);
                 }
             }
-            PsyncEvent::Command(command) => {
-                p.received_offset = Some(command.offset);
-                reactions.ack_now |= command.is_getack();
+            Frame::Command { offset, getack } => {
+                p.received_offset = Some(offset);
+                reactions.ack_now |= getack;
             }
         }
         Ok(())
@@ -710,7 +711,7 @@ impl<'a> Link<'a> {
     }
 
     async fn send_ack(&mut self, socket: &mut TcpStream) -> Result<(), SourceError> {
-        let Some(offset) = self.decoder.offset().filter(|_| self.decoder.in_command_stream()) else {
+        let Some(offset) = self.framer.offset().filter(|_| self.framer.in_command_stream()) else {
             return Ok(());
         };
         match timeout(WRITE_TIMEOUT, socket.write_all(&ack_request(offset))).await {

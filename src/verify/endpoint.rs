@@ -188,7 +188,7 @@ pub(crate) fn parse_pttl(ep: &Endpoint, key: &[u8], reply: &Value, now: i64) -> 
 
 /// What to show for a reply of pairs with an odd number of items.
 pub(crate) fn odd_items(n: usize) -> Value {
-    Value::Simple(format!("an array of {n} items where pairs were expected"))
+    Value::Simple(format!("an array of {n} items where pairs were expected").into())
 }
 
 /// The bulk strings of an array reply; on anything else, the offending value.
