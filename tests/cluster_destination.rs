@@ -325,6 +325,29 @@ fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again(
 }
 
 #[test]
+fn a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught() {
+    let mut cluster = Cluster::start(3, 0).expect("cluster");
+    // The copy, then no writes: only the end of the copy wrote to every
+    // master (its slot checkpoint), and the stream has written nothing.
+    let stream = streaming_into(&cluster, 300);
+    std::thread::sleep(Duration::from_millis(1500));
+    let seed = cluster.seed();
+    let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
+    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
+    wait_settled(&cluster, "the restart");
+    // New writes reach every master, the restarted one among them: before
+    // its first, its writer finds the copy's checkpoint gone.
+    load(&stream.source, "after", 20);
+    // Without the marker the restarted master's share of the copy stays
+    // missing while the new writes land.
+    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(90));
+    sigterm(&stream.child);
+    let (_, out) = finish(stream.child, Duration::from_secs(30));
+    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
+    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+}
+
+#[test]
 fn writes_a_replica_has_not_acknowledged_are_checked_and_never_doubled() {
     let cluster = Cluster::start(3, 1).expect("cluster");
     let (stream, writer) = writing_into(&cluster, 100, Duration::from_millis(500));

@@ -216,6 +216,16 @@ impl Destination {
         }
     }
 
+    /// One slot served by each master (its first), where the end of a
+    /// full copy leaves a slot checkpoint (see `Batcher::snapshot_applied`);
+    /// empty for a standalone destination.
+    pub fn marker_slots(&self) -> Vec<u16> {
+        match &self.writer {
+            Writer::Standalone(_) => Vec::new(),
+            Writer::Cluster(c) => c.map().first_slots(),
+        }
+    }
+
     pub fn caps(&self) -> DestCaps {
         self.caps
     }

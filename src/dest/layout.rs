@@ -81,7 +81,6 @@ impl Layout {
         before: impl Fn(u16) -> Option<u64>,
         out: &mut Vec<ApplyCmd>,
     ) -> Vec<u16> {
-        let after = record.offset.unwrap_or(0);
         let mut touched = Vec::new();
         let mut segment: Vec<(u16, Vec<ApplyCmd>)> = Vec::new();
         let mut index: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
@@ -89,19 +88,7 @@ impl Layout {
                          index: &mut std::collections::HashMap<u16, usize>,
                          out: &mut Vec<ApplyCmd>| {
             for (slot, cmds) in segment.drain(..) {
-                let key = self.slot_key(slot);
-                let origin = Origin { db: CHECKPOINT_DB, key: key.clone(), offset: after };
-                let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
-                multi.guard = Some(Box::new(Guard::Checkpoint {
-                    key: key.clone(),
-                    replid: record.replid.clone(),
-                    before: before(slot),
-                    after,
-                }));
-                out.push(multi);
-                out.push(ApplyCmd::new(Cmd::new("SET").arg(&key).arg_bytes(record.encode()), origin.clone()));
-                out.extend(cmds);
-                out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
+                self.slot_unit(slot, cmds, record, before(slot), out);
                 touched.push(slot);
             }
             index.clear();
@@ -126,6 +113,28 @@ impl Layout {
         }
         close(&mut segment, &mut index, out);
         touched
+    }
+
+    /// One slot's unit: `cmds` (all in `slot`) and the move of the slot's
+    /// checkpoint from `before` to `record`, in one transaction.
+    pub fn slot_unit(
+        &self,
+        slot: u16,
+        cmds: Vec<ApplyCmd>,
+        record: &CheckpointRecord,
+        before: Option<u64>,
+        out: &mut Vec<ApplyCmd>,
+    ) {
+        let after = record.offset.unwrap_or(0);
+        let key = self.slot_key(slot);
+        let origin = Origin { db: CHECKPOINT_DB, key: key.clone(), offset: after };
+        let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
+        multi.guard =
+            Some(Box::new(Guard::Checkpoint { key: key.clone(), replid: record.replid.clone(), before, after }));
+        out.push(multi);
+        out.push(ApplyCmd::new(Cmd::new("SET").arg(&key).arg_bytes(record.encode()), origin.clone()));
+        out.extend(cmds);
+        out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
     }
 
     pub fn in_destination(&self) -> bool {

@@ -395,7 +395,7 @@ impl Applier {
                             None
                         });
                     }
-                    self.batcher.snapshot_applied(now_ms());
+                    self.batcher.snapshot_applied(now_ms(), &self.dest.marker_slots());
                 }
                 Item::Stream { action, offset, position, source_db } => {
                     if let Some(alert) = self.batcher.stream(action, offset, position, source_db) {

@@ -268,17 +268,40 @@ impl Batcher {
     /// Every key of the snapshot is confirmed and accounted for: the
     /// checkpoint may say the copy is whole, and the stream's first command
     /// counts from its start offset.
-    pub fn snapshot_applied(&mut self, now_ms: i64) {
+    ///
+    /// Into a cluster, `marker_slots` (one slot served by each master) get
+    /// their checkpoint at that offset too, in the same batch: every master
+    /// then holds a checkpoint its writer tracks, so a master that restarts
+    /// without its data is caught even if the stream never wrote to it
+    /// (see `DestWriter::track_checkpoints`). It says nothing a slot did
+    /// not already have: the stream's commands all come after that offset.
+    pub fn snapshot_applied(&mut self, now_ms: i64, marker_slots: &[u16]) {
         self.work.offset = self.work.rdb_start;
         self.rewriter.forget_db();
-        if let (true, Some(replid), Some(offset)) =
-            (self.layout.in_destination(), &self.pos.replid, self.work.rdb_start)
-        {
-            let record =
-                CheckpointRecord { replid: replid.clone(), offset: Some(offset), db: None, updated_ms: now_ms };
-            let set = self.layout.checkpoint_set(&record);
-            self.push(set);
-            self.work.floor_queued = Some(offset);
+        let (true, Some(replid), Some(offset)) = (self.layout.in_destination(), &self.pos.replid, self.work.rdb_start)
+        else {
+            return;
+        };
+        let record = CheckpointRecord { replid: replid.clone(), offset: Some(offset), db: None, updated_ms: now_ms };
+        let set = self.layout.checkpoint_set(&record);
+        self.push(set);
+        self.work.floor_queued = Some(offset);
+        if !self.layout.is_cluster() {
+            return;
+        }
+        let record = CheckpointRecord { db: Some(self.work.stream_db), ..record };
+        let mut units = Vec::new();
+        for &slot in marker_slots {
+            let work = &mut self.work;
+            let before = work.slots_queued.get(&slot).or(self.pos.slots.get(&slot)).copied();
+            if before.is_some_and(|at| at >= offset) {
+                continue;
+            }
+            self.layout.slot_unit(slot, Vec::new(), &record, before, &mut units);
+            work.slots_queued.insert(slot, offset);
+        }
+        for c in units {
+            self.push(c);
         }
     }
 
@@ -885,6 +908,49 @@ mod tests {
     }
 
     #[test]
+    fn a_full_copy_into_a_cluster_ends_with_a_slot_checkpoint_on_every_master() {
+        let caps = crate::dest::DestCaps::new(RedisVersion::parse("7.0.15").unwrap());
+        let layout = Layout::cluster(Bytes::from_static(KEY), true);
+        let opts = RewriteOptions::new(caps, Conflict::Intercept);
+        let mut b = Batcher::new("s1".to_owned(), layout.clone(), opts, Position::default());
+        b.full_resync("f".repeat(40), 500, NOW);
+        b.cut(NOW).unwrap();
+        confirm_all(&mut b);
+        b.confirmed();
+        b.snapshot_applied(NOW, &[0, 5461, 10923]);
+        b.cut(NOW).unwrap();
+        let cmds = shown(&mut b);
+        assert!(cmds[0].starts_with("SET HB:ckpt:s1 "), "the shard's own checkpoint first: {cmds:?}");
+        let units: Vec<&[String]> = cmds[1..].chunks(3).collect();
+        assert_eq!(units.len(), 3, "{cmds:?}");
+        for (unit, slot) in units.iter().zip([0u16, 5461, 10923]) {
+            let key = String::from_utf8_lossy(&layout.slot_key(slot)).into_owned();
+            assert_eq!(unit[0], "MULTI");
+            assert!(unit[1].starts_with(&format!("SET {key} ")), "{unit:?}");
+            assert!(unit[1].contains("offset") && unit[1].contains(":500,"), "{unit:?}");
+            assert_eq!(unit[2], "EXEC");
+        }
+        let guards: Vec<_> = b
+            .batch()
+            .meta
+            .iter()
+            .filter_map(|m| match m.guard.as_deref() {
+                Some(crate::dest::Guard::Checkpoint { before, after, .. }) => Some((*before, *after)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(guards, [(None, 500); 3], "each unit is checked like a stream unit");
+        confirm_all(&mut b);
+        let done = b.confirmed();
+        assert_eq!((done.applied, done.copy_whole), (Some(500), true));
+        // The stream's first command into a marked slot goes through.
+        let in_slot_0 = format!("SET {{{}}}x 1", crate::dest::cluster::slot::slot_tags()[0]);
+        b.stream(apply(&in_slot_0), 520, 2, 0);
+        b.cut(NOW).unwrap();
+        assert!(shown(&mut b).contains(&in_slot_0), "{:?}", shown(&mut b));
+    }
+
+    #[test]
     fn a_full_copy_marks_copying_then_whole_only_after_snapshot_applied() {
         let mut b = batcher("7.0.15", true, Position::default());
         b.full_resync("f".repeat(40), 500, NOW);
@@ -901,7 +967,8 @@ mod tests {
         assert_eq!((done.applied, done.rdb_applied, done.copy_whole), (None, Some(64), false));
         assert_eq!(done.checkpoint.unwrap().offset, None, "still copying");
         assert!(b.copying() && b.resume_position().is_none());
-        b.snapshot_applied(NOW);
+        // Standalone: no slots to mark, whatever is asked.
+        b.snapshot_applied(NOW, &[0, 5461]);
         assert!(b.due(false, true, None));
         b.cut(NOW).unwrap();
         confirm_all(&mut b);

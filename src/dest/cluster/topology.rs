@@ -56,6 +56,17 @@ impl SlotMap {
         self.owner.get(usize::from(slot)).copied().flatten().map(usize::from)
     }
 
+    /// The first slot each master serves, for the masters serving any.
+    pub fn first_slots(&self) -> Vec<u16> {
+        let mut first: Vec<Option<u16>> = vec![None; self.masters.len()];
+        for (slot, owner) in self.owner.iter().enumerate() {
+            if let Some(first) = owner.and_then(|m| first.get_mut(usize::from(m))) {
+                first.get_or_insert(slot as u16);
+            }
+        }
+        first.into_iter().flatten().collect()
+    }
+
     /// The address of the master serving `slot`.
     pub fn addr_of(&self, slot: u16) -> Option<&str> {
         self.owner(slot).map(|i| self.masters[i].as_str())
@@ -166,6 +177,7 @@ mod tests {
         assert_eq!(map.addr_of(16383), Some("127.0.0.1:7001"));
         assert_eq!(map.slot_counts(), [5461 + 5461, 5462]);
         assert_eq!(map.replicas, [1, 1]);
+        assert_eq!(map.first_slots(), [0, 5461], "one slot per master");
         let keys: [&[u8]; 3] = [b"foo", b"c", b"{c}2"];
         // foo: slot 12182 (first master), c: 7365 (second).
         assert_eq!(map.by_master(keys), [vec![0], vec![1, 2]]);
@@ -176,6 +188,7 @@ mod tests {
     fn slots_nobody_serves_are_listed_as_ranges() {
         let reply = Value::Array(Some(vec![range(0, 99, node("h", 1)), range(200, 16383, node("h", 1))]));
         assert_eq!(SlotMap::parse(&reply, "h:1").unwrap().uncovered(), [(100, 199)]);
+        assert_eq!(SlotMap::parse(&reply, "h:1").unwrap().first_slots(), [0]);
         assert!(SlotMap::parse(&Value::Integer(3), "h:1").is_err());
         let bad = Value::Array(Some(vec![range(5, 99999, node("h", 1))]));
         assert!(SlotMap::parse(&bad, "h:1").is_err());

@@ -37,7 +37,9 @@
 //! writer remembers the checkpoint keys its confirmed units moved, and on
 //! its first connection after such a restart reads them all before
 //! anything is sent; one missing or behind is a `ROLLBACK`, and the shard
-//! copies again in full (see [`DestWriter::track_checkpoints`]).
+//! copies again in full (see [`DestWriter::track_checkpoints`]). The end of
+//! a full copy writes a slot checkpoint to every master (see
+//! `Batcher::snapshot_applied`), so no master is without one to check.
 
 use std::collections::{HashMap, HashSet};
 
