@@ -133,7 +133,7 @@ impl Replica {
             match self.next().await? {
                 Seen::Command(c) => {
                     if let Some(last) = out.last() {
-                        assert_eq!(c.offset, last.offset + c.raw_len as u64, "offsets add up");
+                        assert_eq!(c.offset, last.offset + c.frame.len() as u64, "offsets add up");
                     }
                     let done = c.offset >= offset;
                     out.push(c);
@@ -353,7 +353,7 @@ async fn psync_continues_after_a_disconnect() -> TestResult {
     assert_eq!(new_replid.as_deref(), Some(replid.as_str()));
     let target2 = master_offset(&mut conn).await?;
     let commands = second.commands_upto(target2).await?;
-    assert_eq!(commands[0].offset, target + commands[0].raw_len as u64, "continues exactly after our offset");
+    assert_eq!(commands[0].offset, target + commands[0].frame.len() as u64, "continues exactly after our offset");
     let names: Vec<String> = commands
         .iter()
         .map(|c| String::from_utf8_lossy(&c.args[0]).to_ascii_uppercase())

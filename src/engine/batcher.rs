@@ -33,6 +33,7 @@ use crate::source::PsyncPosition;
 
 use super::checkpoint::Checkpoint;
 use super::filter::Action;
+use crate::resp::Cmd;
 
 /// Most commands in one batch of the snapshot (RESTOREs and key builds):
 /// more would only raise memory (a batch and its encoding are held until
@@ -311,7 +312,7 @@ impl Batcher {
     pub fn stream(&mut self, action: Action, offset: u64, position: u64, source_db: u32) -> Option<String> {
         let mut alert = None;
         match action {
-            Action::Apply { db, args } => self.apply_command(args, db, offset),
+            Action::Apply { db, cmd } => self.apply_command(cmd, db, offset),
             // Counted once the batch that carries it is confirmed: the lag is
             // how old the newest heartbeat the destination holds is.
             Action::Heartbeat { sent_ms } => {
@@ -344,11 +345,12 @@ impl Batcher {
         alert
     }
 
-    fn apply_command(&mut self, args: Vec<Bytes>, db: u32, offset: u64) {
+    fn apply_command(&mut self, cmd: Cmd, db: u32, offset: u64) {
         if self.layout.is_cluster() {
-            return self.apply_in_cluster(args, db, offset);
+            return self.apply_in_cluster(cmd, db, offset);
         }
-        if let Some(cmds) = self.translated(&args, db, offset) {
+        let args = cmd.args();
+        if let Some(cmds) = self.translated(args, db, offset) {
             for c in cmds {
                 self.work.bytes += c.wire_len();
                 self.work.run.push(c);
@@ -367,7 +369,7 @@ impl Batcher {
         } else {
             ReplyRule::Ok
         };
-        let c = ApplyCmd::new(crate::resp::Cmd::from_bytes(args), Origin { db, key, offset }).rule(rule);
+        let c = ApplyCmd::new(cmd, Origin { db, key, offset }).rule(rule);
         self.work.bytes += c.wire_len();
         self.work.units += 1;
         self.work.run.push(c);
@@ -378,8 +380,9 @@ impl Batcher {
     /// transaction markers are dropped (each slot's part of a batch is a
     /// transaction of its own); what a slot already holds after a resume is
     /// not applied again; what a cluster cannot apply pauses the shard.
-    fn apply_in_cluster(&mut self, args: Vec<Bytes>, db: u32, offset: u64) {
+    fn apply_in_cluster(&mut self, cmd: Cmd, db: u32, offset: u64) {
         use crate::dest::cluster::keys::{route, Route};
+        let args = cmd.args();
         let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
         if name.eq_ignore_ascii_case(b"MULTI") {
             return self.work.in_multi = true;
@@ -399,14 +402,14 @@ impl Batcher {
             ));
             return;
         }
-        match route(&args) {
+        match route(args) {
             Route::Slot { slot, key } => {
                 if self.held_by_slot(slot, offset) {
                     return;
                 }
-                let cmds = self.translated(&args, db, offset).unwrap_or_else(|| {
-                    vec![ApplyCmd::new(crate::resp::Cmd::from_bytes(args), Origin { db, key: key.clone(), offset })]
-                });
+                let cmds = self
+                    .translated(args, db, offset)
+                    .unwrap_or_else(|| vec![ApplyCmd::new(cmd, Origin { db, key: key.clone(), offset })]);
                 for mut c in cmds {
                     c.origin.key = key.clone();
                     self.push_run(c);
@@ -422,7 +425,7 @@ impl Batcher {
             }
             Route::Broadcast => {
                 let origin = Origin { db, key: Bytes::new(), offset };
-                self.push_run(ApplyCmd::new(crate::resp::Cmd::from_bytes(args), origin));
+                self.push_run(ApplyCmd::new(cmd, origin));
             }
             Route::Drop => {}
             Route::CrossSlot { keys } => {
@@ -792,7 +795,7 @@ mod tests {
     }
 
     fn apply(args: &str) -> Action {
-        Action::Apply { db: 0, args: args.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect() }
+        Action::Apply { db: 0, cmd: Cmd::from_args(args.split(' ')) }
     }
 
     fn shown(b: &mut Batcher) -> Vec<String> {

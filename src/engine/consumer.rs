@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::error::EngineError;
 use super::filter::{Action, StreamFilter};
 use crate::rdb::{Event, KeyTally, ParserOptions, RdbReader};
+use crate::resp::Cmd;
 use crate::source::{PsyncEvent, ReplicationStream, SourceError};
 
 /// Why the consumer stopped before the link's end; the applier names the
@@ -85,8 +86,8 @@ impl Item {
             Item::Rdb { event: Event::KeyEnd { payload: Some(p) }, .. } => p.len(),
             Item::Rdb { event: Event::KeyStart(k), .. } => k.key.len() + 128,
             Item::Script(b) | Item::Function(b) => b.len(),
-            Item::Stream { action: Action::Apply { args, .. }, .. } => {
-                args.iter().map(|a| a.len() + std::mem::size_of::<Bytes>()).sum()
+            Item::Stream { action: Action::Apply { cmd, .. }, .. } => {
+                cmd.args().iter().map(|a| a.len() + std::mem::size_of::<Bytes>()).sum()
             }
             _ => 128,
         };
@@ -282,7 +283,7 @@ pub(super) fn consume(
             PsyncEvent::RdbData(_) | PsyncEvent::RdbEnd | PsyncEvent::KeepAlive => true,
             PsyncEvent::Command(c) => {
                 let position = stream.position();
-                let action = filter.filter(c.args);
+                let action = filter.filter(Cmd::as_sent(c.args, c.frame));
                 let source_db = filter.source_db();
                 out.send(Item::Stream { action, offset: c.offset, position, source_db }, more)
             }

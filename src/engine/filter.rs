@@ -11,11 +11,15 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::resp::Cmd;
+
 /// What the engine does with one replicated command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Apply on the destination, in destination database `db`.
-    Apply { db: u32, args: Vec<Bytes> },
+    /// Apply `cmd` on the destination, in destination database `db`: the
+    /// command as it came (its bytes kept, [`Cmd::as_sent`]) unless the
+    /// filter had to change it (a mapped DB number).
+    Apply { db: u32, cmd: Cmd },
     /// The tool's own heartbeat came back: its value is the source's clock
     /// (ms) when it was written, so now − value is the lag.
     Heartbeat { sent_ms: i64 },
@@ -109,7 +113,8 @@ impl StreamFilter {
         }
     }
 
-    pub fn filter(&mut self, args: Vec<Bytes>) -> Action {
+    pub fn filter(&mut self, cmd: Cmd) -> Action {
+        let args = cmd.args();
         let Some(name) = args.first() else { return Action::Skip(SkipReason::KeepAlive) };
         let upper = UpperName::of(name);
         let name = upper.as_str();
@@ -166,13 +171,13 @@ impl StreamFilter {
             }
             "SWAPDB" => return self.swapdb(args),
             "FUNCTION" | "SCRIPT" => {
-                if let Some(refusal) = self.library_wipe(name, &args) {
+                if let Some(refusal) = self.library_wipe(name, args) {
                     return refusal;
                 }
             }
-            "MOVE" => return self.move_key(args),
+            "MOVE" => return self.move_key(cmd),
             "COPY" => {
-                if let Some(action) = self.copy_to_db(&args) {
+                if let Some(action) = self.copy_to_db(args) {
                     return action;
                 }
             }
@@ -182,8 +187,8 @@ impl StreamFilter {
         // MULTI/EXEC must reach the same connection in order, so they follow
         // the current DB like any write.
         match self.target_db(self.db) {
-            Some(db) => Action::Apply { db, args },
-            None if matches!(name, "MULTI" | "EXEC" | "PUBLISH") => Action::Apply { db: self.first_db(), args },
+            Some(db) => Action::Apply { db, cmd },
+            None if matches!(name, "MULTI" | "EXEC" | "PUBLISH") => Action::Apply { db: self.first_db(), cmd },
             None => Action::Skip(SkipReason::FilteredDb),
         }
     }
@@ -194,7 +199,7 @@ impl StreamFilter {
 
     /// `SWAPDB a b`: it swaps every shard's data of those destination DBs,
     /// so it is applied (mapped) only on request and with a single source.
-    fn swapdb(&self, args: Vec<Bytes>) -> Action {
+    fn swapdb(&self, args: &[Bytes]) -> Action {
         let refuse = |why: String| Action::Refused { command: "SWAPDB".into(), db: None, why };
         let dbs: Option<(u32, u32)> = (|| Some((db_arg(args.get(1)?)?, db_arg(args.get(2)?)?)))();
         let Some((a, b)) = dbs else { return refuse("its DB numbers are unreadable".to_owned()) };
@@ -213,7 +218,7 @@ impl StreamFilter {
         match (self.target_db(a), self.target_db(b)) {
             (Some(ta), Some(tb)) if ta != tb => {
                 let args = vec![args[0].clone(), Bytes::from(ta.to_string()), Bytes::from(tb.to_string())];
-                Action::Apply { db: self.target_db(self.db).unwrap_or(ta), args }
+                Action::Apply { db: self.target_db(self.db).unwrap_or(ta), cmd: Cmd::from_bytes(args) }
             }
             (Some(t), Some(_)) => {
                 refuse(format!("DBs {a} and {b} are both copied into destination DB {t}: there is nothing to swap"))
@@ -250,17 +255,21 @@ impl StreamFilter {
 
     /// `MOVE key db`, mirrored for the DBs the task copies (see the module
     /// docs).
-    fn move_key(&self, args: Vec<Bytes>) -> Action {
+    fn move_key(&self, cmd: Cmd) -> Action {
+        let args = cmd.args();
         let (Some(key), Some(to)) = (args.get(1), args.get(2).and_then(db_arg)) else {
-            return self.plain(args);
+            return self.plain(cmd);
         };
         match (self.target_db(self.db), self.target_db(to)) {
             (Some(from), Some(into)) if from == into => Action::Skip(SkipReason::SameDb),
-            (Some(from), Some(into)) => {
-                Action::Apply { db: from, args: vec![args[0].clone(), key.clone(), Bytes::from(into.to_string())] }
-            }
+            (Some(from), Some(into)) => Action::Apply {
+                db: from,
+                cmd: Cmd::from_bytes(vec![args[0].clone(), key.clone(), Bytes::from(into.to_string())]),
+            },
             // Out of the copied DBs: the destination mirrors only those.
-            (Some(from), None) => Action::Apply { db: from, args: vec![Bytes::from_static(b"DEL"), key.clone()] },
+            (Some(from), None) => {
+                Action::Apply { db: from, cmd: Cmd::from_bytes(vec![Bytes::from_static(b"DEL"), key.clone()]) }
+            }
             (None, Some(into)) => Action::Halt {
                 command: "MOVE".into(),
                 reason: format!(
@@ -284,7 +293,7 @@ impl StreamFilter {
             (Some(from), Some(into)) => {
                 let mut args = args.to_vec();
                 args[at + 1] = Bytes::from(into.to_string());
-                Action::Apply { db: from, args }
+                Action::Apply { db: from, cmd: Cmd::from_bytes(args) }
             }
             (Some(_), None) => Action::Skip(SkipReason::FilteredDb),
             (None, Some(into)) => Action::Halt {
@@ -303,9 +312,9 @@ impl StreamFilter {
     }
 
     /// The current DB's mapping, as for any write.
-    fn plain(&self, args: Vec<Bytes>) -> Action {
+    fn plain(&self, cmd: Cmd) -> Action {
         match self.target_db(self.db) {
-            Some(db) => Action::Apply { db, args },
+            Some(db) => Action::Apply { db, cmd },
             None => Action::Skip(SkipReason::FilteredDb),
         }
     }
@@ -351,8 +360,8 @@ impl UpperName {
 mod tests {
     use super::*;
 
-    fn cmd(parts: &[&str]) -> Vec<Bytes> {
-        parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect()
+    fn cmd(parts: &[&str]) -> Cmd {
+        Cmd::from_args(parts)
     }
 
     fn filter() -> StreamFilter {
@@ -367,11 +376,33 @@ mod tests {
     }
 
     #[test]
+    fn commands_passed_on_keep_their_bytes_and_changed_ones_do_not() {
+        let came = |parts: &[&str]| {
+            let args: Vec<Bytes> = parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect();
+            let mut wire = format!("*{}\r\n", parts.len());
+            for p in parts {
+                wire.push_str(&format!("${}\r\n{p}\r\n", p.len()));
+            }
+            Cmd::as_sent(args, Bytes::from(wire))
+        };
+        let wire_of = |action: Action| match action {
+            Action::Apply { cmd, .. } => cmd.wire().cloned(),
+            other => panic!("not applied: {other:?}"),
+        };
+        let mut f = StreamFilter::new("HB", Some([(0, 0), (2, 1)].into_iter().collect()), false);
+        assert!(wire_of(f.filter(came(&["SET", "a", "1"]))).is_some());
+        assert!(wire_of(f.filter(came(&["MULTI"]))).is_some());
+        // MOVE into a mapped DB carries the mapped number: rebuilt.
+        assert_eq!(wire_of(f.filter(came(&["MOVE", "a", "2"]))), None);
+        assert_eq!(wire_of(f.filter(came(&["COPY", "a", "b", "DB", "2"]))), None);
+    }
+
+    #[test]
     fn writes_follow_the_selected_db() {
         let mut f = filter();
-        assert_eq!(f.filter(cmd(&["set", "a", "1"])), Action::Apply { db: 0, args: cmd(&["set", "a", "1"]) });
+        assert_eq!(f.filter(cmd(&["set", "a", "1"])), Action::Apply { db: 0, cmd: cmd(&["set", "a", "1"]) });
         assert_eq!(f.filter(cmd(&["SELECT", "3"])), Action::Skip(SkipReason::Select));
-        assert_eq!(f.filter(cmd(&["SET", "b", "2"])), Action::Apply { db: 3, args: cmd(&["SET", "b", "2"]) });
+        assert_eq!(f.filter(cmd(&["SET", "b", "2"])), Action::Apply { db: 3, cmd: cmd(&["SET", "b", "2"]) });
     }
 
     #[test]
@@ -402,7 +433,7 @@ mod tests {
             Action::Heartbeat { sent_ms: 1764064200000 }
         );
         assert_eq!(f.filter(cmd(&["DEL", "SHARDSYNC_HEARTBEAT"])), Action::Skip(SkipReason::HeartbeatKey));
-        assert_eq!(f.filter(cmd(&["MULTI"])), Action::Apply { db: 0, args: cmd(&["MULTI"]) }, "transactions pass");
+        assert_eq!(f.filter(cmd(&["MULTI"])), Action::Apply { db: 0, cmd: cmd(&["MULTI"]) }, "transactions pass");
         assert_eq!(f.filter(cmd(&["SET", "SHARDSYNC_HEARTBEAT:ckpt:s1", "x"])), Action::Skip(SkipReason::HeartbeatKey));
         // A channel named like the key is not the key.
         assert!(matches!(f.filter(cmd(&["PUBLISH", "SHARDSYNC_HEARTBEAT", "x"])), Action::Apply { .. }));
@@ -437,7 +468,7 @@ mod tests {
         assert_eq!(refused(&f.filter(cmd(&["SWAPDB", "0", "1"]))), Some(("SWAPDB", None)));
         // Forwarded on request, mapped, with one source only.
         let mut f = StreamFilter::new("HB", Some(map.clone()), true);
-        assert_eq!(f.filter(cmd(&["SWAPDB", "1", "0"])), Action::Apply { db: 0, args: cmd(&["SWAPDB", "1", "0"]) });
+        assert_eq!(f.filter(cmd(&["SWAPDB", "1", "0"])), Action::Apply { db: 0, cmd: cmd(&["SWAPDB", "1", "0"]) });
         assert!(refused(&f.filter(cmd(&["SWAPDB", "0", "2"]))).is_some(), "both merged into DB 0");
         assert!(refused(&f.filter(cmd(&["SWAPDB", "0", "5"]))).is_some(), "DB 5 is not copied");
         let mut f = StreamFilter::new("HB", Some(map), true).merged(true);
@@ -464,11 +495,11 @@ mod tests {
         // DBs 0 and 1 copied as is, 2 merged into 0, 3 not copied.
         let map = BTreeMap::from([(0, 0), (1, 1), (2, 0)]);
         let mut f = StreamFilter::new("HB", Some(map), false);
-        assert_eq!(f.filter(cmd(&["MOVE", "k", "1"])), Action::Apply { db: 0, args: cmd(&["MOVE", "k", "1"]) });
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "1"])), Action::Apply { db: 0, cmd: cmd(&["MOVE", "k", "1"]) });
         assert_eq!(f.filter(cmd(&["MOVE", "k", "2"])), Action::Skip(SkipReason::SameDb), "0 and 2 are one DB");
-        assert_eq!(f.filter(cmd(&["MOVE", "k", "3"])), Action::Apply { db: 0, args: cmd(&["DEL", "k"]) });
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "3"])), Action::Apply { db: 0, cmd: cmd(&["DEL", "k"]) });
         f.filter(cmd(&["SELECT", "1"]));
-        assert_eq!(f.filter(cmd(&["MOVE", "k", "2"])), Action::Apply { db: 1, args: cmd(&["MOVE", "k", "0"]) });
+        assert_eq!(f.filter(cmd(&["MOVE", "k", "2"])), Action::Apply { db: 1, cmd: cmd(&["MOVE", "k", "0"]) });
         f.filter(cmd(&["SELECT", "3"]));
         assert!(matches!(f.filter(cmd(&["MOVE", "k", "1"])), Action::Halt { .. }), "its value is not in the stream");
         assert_eq!(f.filter(cmd(&["MOVE", "k", "4"])), Action::Skip(SkipReason::FilteredDb));
@@ -480,10 +511,10 @@ mod tests {
         let mut f = StreamFilter::new("HB", Some(map), false);
         assert_eq!(
             f.filter(cmd(&["COPY", "a", "b", "db", "1", "REPLACE"])),
-            Action::Apply { db: 0, args: cmd(&["COPY", "a", "b", "db", "5", "REPLACE"]) }
+            Action::Apply { db: 0, cmd: cmd(&["COPY", "a", "b", "db", "5", "REPLACE"]) }
         );
         assert_eq!(f.filter(cmd(&["COPY", "a", "b", "DB", "7"])), Action::Skip(SkipReason::FilteredDb));
-        assert_eq!(f.filter(cmd(&["COPY", "a", "b"])), Action::Apply { db: 0, args: cmd(&["COPY", "a", "b"]) });
+        assert_eq!(f.filter(cmd(&["COPY", "a", "b"])), Action::Apply { db: 0, cmd: cmd(&["COPY", "a", "b"]) });
         f.filter(cmd(&["SELECT", "7"]));
         assert!(matches!(f.filter(cmd(&["COPY", "a", "b", "DB", "1"])), Action::Halt { .. }));
     }

@@ -1,5 +1,8 @@
 //! A command to send: an argument vector of binary-safe byte strings, encoded
-//! as a RESP2 array of bulk strings by the connection.
+//! as a RESP2 array of bulk strings by the connection. A command replicated
+//! by a master and sent on as it came also keeps the bytes it came in
+//! ([`Cmd::as_sent`]), which the connection writes instead of encoding it
+//! again.
 
 use std::fmt;
 
@@ -20,10 +23,22 @@ const SECRET_COMMANDS: &[&str] = &["AUTH", "HELLO", "MIGRATE", "ACL"];
 const NAME_MAX: usize = 32;
 
 /// One command: `Cmd::new("SET").arg(key).arg(value)`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Cmd {
     args: Vec<Bytes>,
+    /// The RESP array of `args`, exactly, when it arrived that way; dropped
+    /// by anything that changes the arguments.
+    wire: Option<Bytes>,
 }
+
+/// Two commands are equal when their arguments are, however they were made.
+impl PartialEq for Cmd {
+    fn eq(&self, other: &Cmd) -> bool {
+        self.args == other.args
+    }
+}
+
+impl Eq for Cmd {}
 
 impl Cmd {
     /// Starts a command with its name, which is not copied (a command per
@@ -38,12 +53,26 @@ impl Cmd {
     pub fn with_capacity(name: &'static str, args: usize) -> Cmd {
         let mut v = Vec::with_capacity(args + 1);
         v.push(Bytes::from_static(name.as_bytes()));
-        Cmd { args: v }
+        Cmd { args: v, wire: None }
     }
 
     /// A command from argument handles as they are, name first (no copy).
     pub fn from_bytes(args: Vec<Bytes>) -> Cmd {
-        Cmd { args }
+        Cmd { args, wire: None }
+    }
+
+    /// A command as a master replicated it: `args` and `wire`, the RESP
+    /// array they were read from (a multibulk of exactly these arguments,
+    /// as [`crate::source::PsyncDecoder`] frames it). Sent as those bytes.
+    pub fn as_sent(args: Vec<Bytes>, wire: Bytes) -> Cmd {
+        #[cfg(debug_assertions)]
+        assert_eq!(wire, encode_args(&args), "the wire bytes are not these arguments");
+        Cmd { args, wire: Some(wire) }
+    }
+
+    /// The bytes the command arrived in, when it is sent as it came.
+    pub fn wire(&self) -> Option<&Bytes> {
+        self.wire.as_ref()
     }
 
     /// A command from a whole argument vector, name first.
@@ -52,7 +81,7 @@ impl Cmd {
         I: IntoIterator<Item = A>,
         A: AsRef<[u8]>,
     {
-        Cmd { args: args.into_iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect() }
+        Cmd { args: args.into_iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect(), wire: None }
     }
 
     /// Appends an argument (copied).
@@ -64,12 +93,14 @@ impl Cmd {
     /// Appends an argument without copying it, for large values already in
     /// a `Bytes` (e.g. a RESTORE payload).
     pub fn arg_bytes(mut self, arg: Bytes) -> Cmd {
+        self.wire = None;
         self.args.push(arg);
         self
     }
 
     /// Appends an argument in place, for building commands in a loop.
     pub fn push_arg(&mut self, arg: impl AsRef<[u8]>) {
+        self.wire = None;
         self.args.push(Bytes::copy_from_slice(arg.as_ref()));
     }
 
@@ -112,9 +143,34 @@ impl fmt::Debug for Cmd {
     }
 }
 
+/// The RESP array of `args`, for checking [`Cmd::as_sent`].
+#[cfg(debug_assertions)]
+fn encode_args(args: &[Bytes]) -> Bytes {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_sent_as_it_came_keeps_its_bytes_until_it_changes() {
+        let wire = Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        let came = Cmd::as_sent(vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")], wire.clone());
+        assert_eq!(came.wire(), Some(&wire));
+        assert_eq!(came, Cmd::from_args(["GET", "k"]), "equal by arguments");
+        assert_eq!(came.clone().arg("x").wire(), None);
+        assert_eq!(came.clone().arg_bytes(Bytes::new()).wire(), None);
+        let mut pushed = came;
+        pushed.push_arg("x");
+        assert_eq!(pushed.wire(), None);
+    }
 
     #[test]
     fn builder_and_arg_vector_agree() {

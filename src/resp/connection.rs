@@ -381,6 +381,11 @@ const HEADER_MAX: usize = 23;
 
 /// Appends `cmd` to `buf` as a RESP2 array of bulk strings.
 fn encode_cmd(buf: &mut BytesMut, cmd: &Cmd) {
+    // A replicated command sent on as it came is already encoded.
+    if let Some(wire) = cmd.wire() {
+        buf.extend_from_slice(wire);
+        return;
+    }
     let args = cmd.args();
     buf.reserve(args.iter().map(|a| a.len() + HEADER_MAX).sum::<usize>() + HEADER_MAX);
     put_header(buf, b'*', args.len());

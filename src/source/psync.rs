@@ -118,8 +118,9 @@ pub struct ReplCommand {
     pub args: Vec<Bytes>,
     /// The replication offset after this command.
     pub offset: u64,
-    /// Its size on the wire, which is what it added to the offset.
-    pub raw_len: usize,
+    /// The command as it came (its size is what it added to the offset);
+    /// `args` are slices of it.
+    pub frame: Bytes,
 }
 
 impl ReplCommand {
@@ -630,7 +631,7 @@ impl PsyncDecoder {
                 let raw = raw.freeze();
                 let args =
                     self.framer.command_args().iter().map(|&(start, len)| raw.slice(start..start + len)).collect();
-                PsyncEvent::Command(ReplCommand { args, offset, raw_len: n })
+                PsyncEvent::Command(ReplCommand { args, offset, frame: raw })
             }
         }))
     }
@@ -760,10 +761,10 @@ mod tests {
     fn expected_commands(start: u64) -> Vec<PsyncEvent> {
         let mut offset = start;
         let mut command = |args: &[&str]| {
-            let raw_len = cmd(args).len();
-            offset += raw_len as u64;
+            let frame = Bytes::from(cmd(args));
+            offset += frame.len() as u64;
             let args = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
-            PsyncEvent::Command(ReplCommand { args, offset, raw_len })
+            PsyncEvent::Command(ReplCommand { args, offset, frame })
         };
         vec![
             command(&["SELECT", "0"]),
@@ -1032,7 +1033,7 @@ mod tests {
                     assert_eq!(at, end, "cut at {cut}: {event:?} / {frame:?}");
                     match (event, frame) {
                         (PsyncEvent::Command(c), Frame::Command { offset, getack }) => {
-                            assert_eq!((c.offset, c.raw_len, c.is_getack()), (*offset, bytes.len(), *getack));
+                            assert_eq!((c.offset, &c.frame[..], c.is_getack()), (*offset, &bytes[..], *getack));
                         }
                         (PsyncEvent::Command(_), other) | (_, other @ Frame::Command { .. }) => {
                             panic!("cut at {cut}: {event:?} framed as {other:?}")
@@ -1106,7 +1107,7 @@ mod tests {
             if let Some(PsyncEvent::Command(c)) = dec.next_event().unwrap() {
                 assert_eq!(c.args.len(), 2002);
                 assert_eq!(c.offset, 10 + raw.len() as u64);
-                assert_eq!(c.raw_len, raw.len());
+                assert_eq!(&c.frame[..], &raw[..]);
                 return;
             }
         }
@@ -1118,7 +1119,7 @@ mod tests {
         let c = |args: &[&str]| ReplCommand {
             args: args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect(),
             offset: 0,
-            raw_len: 0,
+            frame: Bytes::new(),
         };
         assert!(c(&["replconf", "getack", "*"]).is_getack());
         assert!(!c(&["REPLCONF", "ACK", "1"]).is_getack());
