@@ -347,6 +347,30 @@ fn a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught()
     assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
 }
 
+/// As above, with the tool stopped and started again in between: the run
+/// that resumes tracks the checkpoints the first one left.
+#[test]
+fn a_resumed_task_checks_the_checkpoints_the_run_before_it_left() {
+    let mut cluster = Cluster::start(3, 0).expect("cluster");
+    let mut stream = streaming_into(&cluster, 300);
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&stream.child);
+    let (_, first) = finish(stream.child, Duration::from_secs(30));
+    stream.child = run_binary(&stream.task, false);
+    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(60));
+    assert_eq!(info_stat(&stream.source, "sync_full"), stream.full_syncs, "the restart copied again:\n{first}");
+    let seed = cluster.seed();
+    let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
+    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
+    wait_settled(&cluster, "the restart");
+    load(&stream.source, "after", 20);
+    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(90));
+    sigterm(&stream.child);
+    let (_, out) = finish(stream.child, Duration::from_secs(30));
+    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
+    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+}
+
 #[test]
 fn writes_a_replica_has_not_acknowledged_are_checked_and_never_doubled() {
     let cluster = Cluster::start(3, 1).expect("cluster");

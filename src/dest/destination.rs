@@ -186,6 +186,10 @@ impl Destination {
             };
             slot_checkpoints =
                 slot_checkpoints_of(&mut writer, &layout, checkpoint.as_ref()).await.map_err(OpenError::Cluster)?;
+            // What the run before this one left on each master is checked
+            // after a restart of that master like what this run writes (a
+            // full copy starting anew forgets it).
+            writer.track_read(slot_checkpoints.iter().map(|&(slot, at)| (layout.slot_key(slot), slot, at)));
         }
         Ok(Opened {
             dest: Destination { writer: Writer::Cluster(Box::new(writer)), caps, layout },

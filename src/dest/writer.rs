@@ -224,6 +224,16 @@ impl DestWriter {
         self.held.get_or_insert_with(HashMap::new);
     }
 
+    /// Tracks checkpoint `key` at `offset`, read from this master (a resumed
+    /// task's checkpoints, written by the run before it), as if a unit of
+    /// this run had moved it there.
+    pub fn track_checkpoint(&mut self, key: Bytes, offset: u64) {
+        if let Some(held) = self.held.as_mut() {
+            let at = held.entry(key).or_insert(offset);
+            *at = (*at).max(offset);
+        }
+    }
+
     /// Forgets the tracked checkpoints, and a loss they showed (a new full
     /// copy starts).
     pub fn forget_checkpoints(&mut self) {

@@ -368,6 +368,19 @@ impl ClusterWriter {
         Ok(out)
     }
 
+    /// Tracks checkpoints read from the cluster (`key`, its slot, its
+    /// offset) on the writer of the master serving each, so that a task
+    /// resumed on a stream the run before it copied checks them all after
+    /// a restart, as it checks those its own units move.
+    pub fn track_read(&mut self, found: impl IntoIterator<Item = (Bytes, u16, u64)>) {
+        for (key, slot, offset) in found {
+            let Some(addr) = self.map.addr_of(slot) else { continue };
+            if let Some(w) = self.nodes.iter_mut().find(|w| w.addr() == addr) {
+                w.track_checkpoint(key, offset);
+            }
+        }
+    }
+
     /// On during a full copy (a restarted master fails the copy); set at
     /// its start, which also forgets the checkpoints each master confirmed
     /// (see [`DestWriter::track_checkpoints`]).
