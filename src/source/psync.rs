@@ -66,6 +66,10 @@ const MAX_ARGS: u64 = i32::MAX as u64;
 /// its arguments actually arrive, never from the announced count.
 const ARGS_PREALLOC: usize = 16;
 
+/// Argument slots the framer keeps between commands; a command with more
+/// gives the room back when the next one starts.
+const ARGS_KEEP: usize = 1024;
+
 /// Where a replica asks to continue: the replication ID and the offset after
 /// the last command it has (what [`ReplCommand::offset`] reports). `PSYNC`
 /// itself names the next byte wanted, one more (replication.c sends
@@ -238,7 +242,8 @@ impl PsyncFramer {
     /// `PSYNC <replid> <offset+1>` (`requested = Some(offset)`, see
     /// [`PsyncPosition`]).
     pub fn new(requested: Option<u64>) -> Self {
-        PsyncFramer { phase: Phase::Reply, position: 0, offset: None, requested, scan: CommandScan::default() }
+        let scan = CommandScan { args: Vec::with_capacity(ARGS_PREALLOC), ..CommandScan::default() };
+        PsyncFramer { phase: Phase::Reply, position: 0, offset: None, requested, scan }
     }
 
     /// A framer that starts inside the command stream, at a command
@@ -454,8 +459,11 @@ impl PsyncFramer {
                 self.scan.argc = Some(argc);
                 self.scan.pos = next;
                 self.scan.args.clear();
-                // A huge command's vector is not kept for all that follow.
-                self.scan.args.shrink_to(ARGS_PREALLOC);
+                // A huge command's vector is not kept for all that follow
+                // (commands of a few dozen arguments keep theirs).
+                if self.scan.args.capacity() > ARGS_KEEP {
+                    self.scan.args.shrink_to(ARGS_PREALLOC);
+                }
                 argc
             }
         };
@@ -1060,6 +1068,14 @@ mod tests {
         assert_eq!(frame, Frame::Command { offset: 7 + (n + m) as u64, getack: true });
         assert_eq!(framer.command_args().len(), 3);
         assert_eq!(framer.next_frame(&rest[m..]), Ok(None));
+        // A command of 2,000 arguments, then small ones: its room goes back.
+        let many: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+        let many: Vec<&str> = std::iter::once("SADD").chain(many.iter().map(String::as_str)).collect();
+        let stream = [cmd(&many), cmd(&["GET", "k"])].concat();
+        let (_, n) = framer.next_frame(&stream).unwrap().unwrap();
+        assert_eq!(framer.command_args().len(), 2001);
+        framer.next_frame(&stream[n..]).unwrap().unwrap();
+        assert!(framer.scan.args.capacity() <= ARGS_PREALLOC);
     }
 
     #[test]
