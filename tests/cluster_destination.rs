@@ -324,6 +324,24 @@ fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again(
     assert!(out.contains("copying this shard again in full"), "the remedy was not named:\n{out}");
 }
 
+/// A master besides the seed restarts without its data (no persistence),
+/// then new writes reach every master: before its first, the restarted
+/// master's writer must find its tracked checkpoint gone and the shard
+/// copy again. Without that, its share of the copy stays missing while the
+/// new writes land, and the data never compares equal.
+fn restart_a_master_without_its_data_then_write(cluster: &mut Cluster, stream: Streaming) {
+    let seed = cluster.seed();
+    let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
+    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
+    wait_settled(cluster, "the restart");
+    load(&stream.source, "after", 20);
+    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(90));
+    sigterm(&stream.child);
+    let (_, out) = finish(stream.child, Duration::from_secs(30));
+    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
+    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+}
+
 #[test]
 fn a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught() {
     let mut cluster = Cluster::start(3, 0).expect("cluster");
@@ -331,20 +349,7 @@ fn a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught()
     // master (its slot checkpoint), and the stream has written nothing.
     let stream = streaming_into(&cluster, 300);
     std::thread::sleep(Duration::from_millis(1500));
-    let seed = cluster.seed();
-    let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
-    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
-    wait_settled(&cluster, "the restart");
-    // New writes reach every master, the restarted one among them: before
-    // its first, its writer finds the copy's checkpoint gone.
-    load(&stream.source, "after", 20);
-    // Without the marker the restarted master's share of the copy stays
-    // missing while the new writes land.
-    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(90));
-    sigterm(&stream.child);
-    let (_, out) = finish(stream.child, Duration::from_secs(30));
-    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
-    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+    restart_a_master_without_its_data_then_write(&mut cluster, stream);
 }
 
 /// As above, with the tool stopped and started again in between: the run
@@ -359,16 +364,7 @@ fn a_resumed_task_checks_the_checkpoints_the_run_before_it_left() {
     stream.child = run_binary(&stream.task, false);
     wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(60));
     assert_eq!(info_stat(&stream.source, "sync_full"), stream.full_syncs, "the restart copied again:\n{first}");
-    let seed = cluster.seed();
-    let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
-    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
-    wait_settled(&cluster, "the restart");
-    load(&stream.source, "after", 20);
-    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(90));
-    sigterm(&stream.child);
-    let (_, out) = finish(stream.child, Duration::from_secs(30));
-    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
-    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+    restart_a_master_without_its_data_then_write(&mut cluster, stream);
 }
 
 #[test]
