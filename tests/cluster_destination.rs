@@ -352,6 +352,27 @@ fn a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught()
     restart_a_master_without_its_data_then_write(&mut cluster, stream);
 }
 
+/// As above, with no write at all after the restart: the stream moves only
+/// the shard's own checkpoint (at every heartbeat), and the master that
+/// restarts is not the one holding it. Nothing is sent to it, so only a
+/// probe of an idle master notices; without one its share of the copy
+/// stays missing until a write happens to reach it, maybe after cut-over.
+#[test]
+fn an_idle_master_that_restarts_without_its_data_is_caught_before_any_write() {
+    let mut cluster = Cluster::start(3, 0).expect("cluster");
+    let stream = streaming_into(&cluster, 300);
+    std::thread::sleep(Duration::from_millis(1500));
+    let checkpoint_master = cluster.owner_of("SHARDSYNC_HEARTBEAT:ckpt:server1");
+    let victim = cluster.nodes.iter().position(|n| n.addr() != checkpoint_master).expect("another master");
+    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
+    wait_settled(&cluster, "the restart");
+    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(60));
+    sigterm(&stream.child);
+    let (_, out) = finish(stream.child, Duration::from_secs(30));
+    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
+    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+}
+
 /// As above, with the tool stopped and started again in between: the run
 /// that resumes tracks the checkpoints the first one left.
 #[test]

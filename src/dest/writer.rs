@@ -149,6 +149,8 @@ pub struct DestWriter {
     wiped: Option<ApplyError>,
     /// `ASK` redirections met since the last [`DestWriter::take_asks`].
     asks: Vec<Ask>,
+    /// The last time a send or a probe reached the server (or tried to).
+    last_contact: std::time::Instant,
     stats: WriterStats,
 }
 
@@ -188,6 +190,7 @@ impl DestWriter {
             held: None,
             wiped: None,
             asks: Vec::new(),
+            last_contact: std::time::Instant::now(),
             stats: WriterStats::default(),
         }
     }
@@ -351,6 +354,7 @@ impl DestWriter {
         if let Some(e) = &self.wiped {
             return Err(e.clone());
         }
+        self.last_contact = std::time::Instant::now();
         while !batch.is_empty() {
             self.ensure_connected().await?;
             if self.check_guards {
@@ -408,6 +412,37 @@ impl DestWriter {
             command: None,
             origin: None,
             detail,
+        }
+    }
+
+    /// How long since a send or a probe last went to the server.
+    pub(crate) fn idle_for(&self) -> std::time::Duration {
+        self.last_contact.elapsed()
+    }
+
+    /// For a master nothing was sent to for a while: checks that it is
+    /// still the server that confirmed its tracked checkpoints. A `PING`
+    /// on the connection (a restarted server broke it); when that fails, a
+    /// new connection and the restart check that runs before any send
+    /// (see [`DestWriter::track_checkpoints`], [`DestWriter::guard_restarts`]).
+    /// So a master that came back empty is caught even while the stream
+    /// writes nothing to its slots. Only a loss is an error: a master that
+    /// cannot be reached now is left to the next probe or send, which meet
+    /// it with the usual retries.
+    pub(crate) async fn probe(&mut self) -> Result<(), ApplyError> {
+        if let Some(e) = &self.wiped {
+            return Err(e.clone());
+        }
+        self.last_contact = std::time::Instant::now();
+        if let Some(conn) = self.conn.as_mut().filter(|c| c.is_usable()) {
+            match conn.query(&Cmd::new("PING")).await {
+                Ok(_) => return Ok(()),
+                Err(_) => self.lost(),
+            }
+        }
+        match self.ensure_connected().await {
+            Err(e) if e.code == ROLLBACK || e.code == ROLLBACK_RESTART => Err(e),
+            _ => Ok(()),
         }
     }
 

@@ -39,7 +39,11 @@
 //! anything is sent; one missing or behind is a `ROLLBACK`, and the shard
 //! copies again in full (see [`DestWriter::track_checkpoints`]). The end of
 //! a full copy writes a slot checkpoint to every master (see
-//! `Batcher::snapshot_applied`), so no master is without one to check.
+//! `Batcher::snapshot_applied`), so no master is without one to check. A
+//! master the stream sends nothing to is probed once it has been idle a
+//! second (the shard's own checkpoint moves at every heartbeat, so batches
+//! keep coming): its restart is caught within about a second, not at the
+//! next write to its slots, which may come after the cut-over.
 
 use std::collections::{HashMap, HashSet};
 
@@ -60,6 +64,11 @@ const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often the replicas of each master are counted again.
 const REPLICA_RECOUNT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A master nothing was sent to for this long is probed (see
+/// [`DestWriter::probe`]) at the next batch, which comes at least once per
+/// heartbeat while the shard streams.
+const PROBE_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Keys remembered from `ASK` replies; beyond this (a long migration of a
 /// busy slot) the memory starts again, which costs one more `ASK` each.
@@ -264,6 +273,11 @@ impl ClusterWriter {
                     }
                     let mut rep = ApplyReport::default();
                     let mut failure = None;
+                    if part.is_empty() && ask.is_empty() && w.idle_for() >= PROBE_IDLE {
+                        if let Err(e) = w.probe().await {
+                            keep_worst(&mut failure, e);
+                        }
+                    }
                     if !part.is_empty() {
                         if let Err(e) = w.apply(&mut part, &mut rep).await {
                             keep_worst(&mut failure, e);
