@@ -1013,3 +1013,41 @@ async fn window_sizes() -> TestResult {
     }
     Ok(())
 }
+
+/// A probe of a master nothing is sent to (`DestWriter::probe`, which a
+/// cluster destination runs on idle masters): a server that hangs costs
+/// the probe's time limit, not a write, and is probed again only after
+/// twice that; one that restarted without the checkpoints this writer
+/// tracks is a `ROLLBACK_RESTART`, found before anything is written to it.
+#[tokio::test]
+async fn a_probe_catches_a_restart_and_does_not_wait_on_a_hung_server() -> TestResult {
+    let mut server = RedisServer::start(RedisOptions::new())?;
+    let mut w = DestWriter::connect(&server.addr(), WriterOptions::new(Conflict::Intercept)).await?;
+    w.identify().await;
+    w.track_checkpoints();
+    w.track_checkpoint(Bytes::from_static(b"SHARDSYNC_HEARTBEAT:ckpt:s1:{06S}"), 10);
+    w.probe(Duration::from_secs(5)).await?;
+
+    server.signal("-STOP");
+    let started = Instant::now();
+    let hung = w.probe(Duration::from_millis(200)).await;
+    let took = started.elapsed();
+    server.signal("-CONT");
+    assert!(hung.is_ok(), "a hung server is left to the next contact: {hung:?}");
+    assert!(took < Duration::from_secs(2), "the probe took {took:?}");
+    assert!(!w.probe_due(Duration::from_millis(1)), "the next probe waits twice the limit");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(w.probe_due(Duration::from_millis(1)));
+    w.probe(Duration::from_secs(5)).await?;
+    assert!(w.probe_due(Duration::from_millis(0)), "back to probing at every idle spell");
+
+    // No persistence: it comes back empty, the tracked checkpoint gone.
+    server.crash_and_restart(Duration::from_millis(100))?;
+    let lost = w.probe(Duration::from_secs(5)).await.expect_err("the restart is caught");
+    assert_eq!(lost.code, "ROLLBACK_RESTART", "{lost}");
+    assert!(lost.to_string().contains("restarted (run_id"), "{lost}");
+    // And nothing is written to it until a new full copy starts.
+    let again = w.probe(Duration::from_secs(5)).await.expect_err("still lost");
+    assert_eq!(again.code, "ROLLBACK_RESTART");
+    Ok(())
+}

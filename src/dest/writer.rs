@@ -54,6 +54,9 @@ use super::checkpoint::{CheckpointRecord, CHECKPOINT_DB};
 use super::error::{error_code, ApplyError, Ask, ErrorClass, ROLLBACK, ROLLBACK_RESTART};
 use crate::resp::{Cmd, ConnectOptions, Connection, Value};
 
+/// The longest a master that keeps timing out on probes waits between them.
+const PROBE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How the writer connects and pipelines.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -151,6 +154,9 @@ pub struct DestWriter {
     asks: Vec<Ask>,
     /// The last time a send or a probe reached the server (or tried to).
     last_contact: std::time::Instant,
+    /// Set by a probe that timed out: how idle the master must be before
+    /// the next probe.
+    probe_every: Option<std::time::Duration>,
     stats: WriterStats,
 }
 
@@ -191,6 +197,7 @@ impl DestWriter {
             wiped: None,
             asks: Vec::new(),
             last_contact: std::time::Instant::now(),
+            probe_every: None,
             stats: WriterStats::default(),
         }
     }
@@ -416,7 +423,7 @@ impl DestWriter {
     }
 
     /// How long since a send or a probe last went to the server.
-    pub(crate) fn idle_for(&self) -> std::time::Duration {
+    pub fn idle_for(&self) -> std::time::Duration {
         self.last_contact.elapsed()
     }
 
@@ -429,11 +436,40 @@ impl DestWriter {
     /// writes nothing to its slots. Only a loss is an error: a master that
     /// cannot be reached now is left to the next probe or send, which meet
     /// it with the usual retries.
-    pub(crate) async fn probe(&mut self) -> Result<(), ApplyError> {
+    ///
+    /// A probe takes at most `wait`: one that takes longer (a master that
+    /// hangs) is dropped with its connection, so the next contact connects
+    /// and checks afresh, and the next probe of this master waits twice as
+    /// long as the last (up to [`PROBE_BACKOFF_MAX`]), so a hung master the
+    /// stream does not need costs the others little.
+    pub async fn probe(&mut self, wait: std::time::Duration) -> Result<(), ApplyError> {
         if let Some(e) = &self.wiped {
             return Err(e.clone());
         }
         self.last_contact = std::time::Instant::now();
+        match tokio::time::timeout(wait, self.probe_now()).await {
+            Ok(result) => {
+                self.probe_every = None;
+                result
+            }
+            Err(_) => {
+                self.conn = None;
+                self.db = None;
+                self.check_guards = true;
+                let last = self.probe_every.unwrap_or(wait);
+                self.probe_every = Some((last * 2).min(PROBE_BACKOFF_MAX));
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this master has been idle `idle` (or longer, after probes
+    /// that timed out): time for a [`DestWriter::probe`].
+    pub fn probe_due(&self, idle: std::time::Duration) -> bool {
+        self.idle_for() >= self.probe_every.unwrap_or(idle).max(idle)
+    }
+
+    async fn probe_now(&mut self) -> Result<(), ApplyError> {
         if let Some(conn) = self.conn.as_mut().filter(|c| c.is_usable()) {
             match conn.query(&Cmd::new("PING")).await {
                 Ok(_) => return Ok(()),
@@ -510,14 +546,15 @@ impl DestWriter {
     /// connection with the keys still tracked, so the next one checks
     /// again.
     async fn verify_held(&mut self, seen: &(String, String)) -> Result<(), ApplyError> {
-        let Some(held) = self.held.take().filter(|h| !h.is_empty()) else {
-            return Ok(());
+        // Read, not taken: a check cut short (a probe's time limit) leaves
+        // them all tracked, and an empty set stays a tracked one.
+        let keys: Vec<(Bytes, u64)> = match self.held.as_ref() {
+            Some(held) if !held.is_empty() => held.iter().map(|(k, at)| (k.clone(), *at)).collect(),
+            _ => return Ok(()),
         };
-        let keys: Vec<(Bytes, u64)> = held.into_iter().collect();
         let replies = match self.read_held(&keys).await {
             Ok(replies) => replies,
             Err(e) => {
-                self.held = Some(keys.into_iter().collect());
                 // Dropped even when usable: only a new connection checks.
                 self.conn = None;
                 self.db = None;

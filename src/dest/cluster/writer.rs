@@ -70,6 +70,10 @@ const REPLICA_RECOUNT: std::time::Duration = std::time::Duration::from_secs(10);
 /// heartbeat while the shard streams.
 const PROBE_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The longest a probe may hold the batch it rides with (a `PING` takes a
+/// round trip; a restart check a few more).
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Keys remembered from `ASK` replies; beyond this (a long migration of a
 /// busy slot) the memory starts again, which costs one more `ASK` each.
 const ASKED_KEYS: usize = 100_000;
@@ -273,8 +277,8 @@ impl ClusterWriter {
                     }
                     let mut rep = ApplyReport::default();
                     let mut failure = None;
-                    if part.is_empty() && ask.is_empty() && w.idle_for() >= PROBE_IDLE {
-                        if let Err(e) = w.probe().await {
+                    if part.is_empty() && ask.is_empty() && w.probe_due(PROBE_IDLE) {
+                        if let Err(e) = w.probe(PROBE_WAIT).await {
                             keep_worst(&mut failure, e);
                         }
                     }
