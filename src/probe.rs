@@ -43,12 +43,25 @@ impl fmt::Display for Role {
     }
 }
 
-/// `redis_mode` of `INFO server`.
+/// `redis_mode` (Valkey 8+: `server_mode`) of `INFO server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMode {
     Standalone,
     Cluster,
     Sentinel,
+}
+
+impl ServerMode {
+    /// From `INFO server`. Valkey 8 and later name the field `server_mode`
+    /// (and still report a `redis_version`), so a Valkey cluster node read
+    /// as `redis_mode` alone passed for a standalone server.
+    fn from_info(info: &Info) -> ServerMode {
+        match info.get("redis_mode").or_else(|| info.get("server_mode")) {
+            Some("cluster") => ServerMode::Cluster,
+            Some("sentinel") => ServerMode::Sentinel,
+            _ => ServerMode::Standalone,
+        }
+    }
 }
 
 impl fmt::Display for ServerMode {
@@ -242,11 +255,7 @@ pub async fn probe_with(addr: &str, password: &Secret, own_keys: &[String]) -> R
         },
         _ => Role::Master,
     };
-    let mode = match info.get("redis_mode") {
-        Some("cluster") => ServerMode::Cluster,
-        Some("sentinel") => ServerMode::Sentinel,
-        _ => ServerMode::Standalone,
-    };
+    let mode = ServerMode::from_info(&info);
     let read_only = match role {
         Role::Master => None,
         Role::Replica { .. } => {
@@ -366,6 +375,18 @@ fn module_list(reply: &Value) -> Option<Vec<(String, i64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mode_is_read_under_the_name_each_server_gives_it() {
+        let mode = |raw: &str| ServerMode::from_info(&Info::parse(raw.as_bytes()));
+        assert_eq!(mode("# Server\r\nredis_version:7.0.15\r\nredis_mode:cluster\r\n"), ServerMode::Cluster);
+        assert_eq!(mode("redis_version:7.0.15\r\nredis_mode:sentinel\r\n"), ServerMode::Sentinel);
+        let valkey =
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\nserver_mode:cluster\r\n";
+        assert_eq!(mode(valkey), ServerMode::Cluster);
+        assert_eq!(mode("redis_version:7.0.15\r\nredis_mode:standalone\r\n"), ServerMode::Standalone);
+        assert_eq!(mode("redis_version:2.4.0\r\n"), ServerMode::Standalone, "before redis_mode existed");
+    }
 
     #[test]
     fn sizes_as_redis_reads_them() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{self, Cluster};
 use common::task::{finish, info_stat, run_binary, task_file, verify_binary};
-use common::RedisServer;
+use common::{RedisOptions, RedisServer};
 
 const OWN: &[u8] = b"SHARDSYNC_HEARTBEAT";
 
@@ -255,6 +255,47 @@ fn streaming_into(cluster: &Cluster, keys: usize) -> Streaming {
     wait_equal(&addrs, &cluster.seed(), Duration::from_secs(60));
     let full_syncs = info_stat(&source, "sync_full");
     Streaming { source, task, addrs, child, full_syncs, _dir: dir }
+}
+
+/// The other server versions of this machine, as cluster nodes: what
+/// `scripts/deps.sh` puts in `.deps/` (which `make test` runs first).
+fn other_versions() -> Vec<(&'static str, RedisOptions)> {
+    let deps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps");
+    [
+        ("Redis 6.0.9", "redis-6.0.9/redis-server"),
+        ("Redis 6.2", "redis-6.2/redis-server"),
+        ("Redis 7.4", "redis-7.4/redis-server"),
+        ("Valkey 9.1", "valkey-9.1/valkey-server"),
+    ]
+    .into_iter()
+    .map(|(name, bin)| {
+        let bin = deps.join(bin);
+        assert!(bin.is_file(), "{name} is missing at {}: run scripts/deps.sh", bin.display());
+        (name, RedisOptions::new().bin(bin))
+    })
+    .collect()
+}
+
+/// Every other server version here as the cluster (the rest of this file
+/// uses the system's 7.0): a 7.0 source copied (`RESTORE` into 7.4 and
+/// Valkey, whose payload versions are newer; the command path into 6.x,
+/// which cannot read 7.0's) and then streamed, counters and lists whose
+/// doubling or loss would show. Valkey 8+ says `server_mode:cluster` where
+/// Redis says `redis_mode`: read as Redis alone, its cluster passed for a
+/// standalone server and the precheck refused it (`MOVED`).
+#[test]
+fn every_other_server_version_serves_as_the_cluster() {
+    for (name, opts) in other_versions() {
+        eprintln!("--- a cluster of {name}");
+        let cluster = Cluster::start_with(&opts, 3, 0).unwrap_or_else(|e| panic!("a cluster of {name}: {e}"));
+        let (stream, writer) = writing_into(&cluster, 200, Duration::from_millis(700));
+        let out = stream.end(writer, &cluster, Duration::from_secs(60));
+        let masters = cluster.masters();
+        assert_eq!(masters.len(), 3);
+        for m in masters {
+            assert!(out.contains(&format!("\"destination_node\":\"{m}\"")), "{name}: no record of master {m}:\n{out}");
+        }
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use shardsync::dest::cluster::topology::SlotMap;
 use shardsync::resp::Connection;
 
 use super::compare::{connect, content, same_hyperloglog, scan_all, shorten};
-use super::RedisServer;
+use super::{RedisOptions, RedisServer};
 
 pub struct Cluster {
     pub nodes: Vec<RedisServer>,
@@ -23,9 +23,14 @@ pub struct Cluster {
 impl Cluster {
     /// `masters` masters with `replicas` replicas each, every slot served.
     pub fn start(masters: usize, replicas: usize) -> io::Result<Cluster> {
+        Self::start_with(&RedisOptions::new(), masters, replicas)
+    }
+
+    /// As [`Cluster::start`], with the server binary (and settings) of `opts`.
+    pub fn start_with(opts: &RedisOptions, masters: usize, replicas: usize) -> io::Result<Cluster> {
         let config = ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 3000"];
-        let nodes =
-            (0..masters * (1 + replicas)).map(|_| RedisServer::with_config(&config)).collect::<io::Result<Vec<_>>>()?;
+        let node = || RedisServer::start(config.iter().fold(opts.clone(), |o, line| o.config(*line)));
+        let nodes = (0..masters * (1 + replicas)).map(|_| node()).collect::<io::Result<Vec<_>>>()?;
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for n in &nodes {
