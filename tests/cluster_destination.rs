@@ -72,6 +72,14 @@ fn load(source: &RedisServer, prefix: &str, n: usize) {
         pipe.push_str(&format!("ZADD {prefix}:z:{i} 1 a 2 b\n"));
     }
     pipe.push_str(&format!("SET {prefix}:ttl v EX 3000\n"));
+    // Streams, one with a consumer group read from: `XGROUP` names its key
+    // after a subcommand, and a read replicates `XCLAIM` and `XGROUP SETID`.
+    for i in 0..n.div_ceil(50) {
+        pipe.push_str(&format!("XADD {prefix}:x:{i} * f v{i}\nXADD {prefix}:x:{i} * g w{i}\n"));
+    }
+    // (No `XGROUP CREATECONSUMER`: Redis 6.0 has none, and pauses on it.)
+    pipe.push_str(&format!("XGROUP CREATE {prefix}:x:0 grp 0\n"));
+    pipe.push_str(&format!("XREADGROUP GROUP grp c1 COUNT 1 STREAMS {prefix}:x:0 >\n"));
     assert!(redis_pipe(source.port(), &pipe));
     // A list far above the big-key limit: built under a temporary name in
     // the key's own slot, then renamed into place.
@@ -289,6 +297,8 @@ fn every_other_server_version_serves_as_the_cluster() {
         eprintln!("--- a cluster of {name}");
         let cluster = Cluster::start_with(&opts, 3, 0).unwrap_or_else(|e| panic!("a cluster of {name}: {e}"));
         let (stream, writer) = writing_into(&cluster, 200, Duration::from_millis(700));
+        // Every type again during the stream, consumer groups among them.
+        load(&stream.source, "late", 50);
         let out = stream.end(writer, &cluster, Duration::from_secs(60));
         let masters = cluster.masters();
         assert_eq!(masters.len(), 3);

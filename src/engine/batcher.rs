@@ -24,6 +24,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use crate::dest::cluster::keys::named_key;
 use crate::dest::{
     ApplyBatch, ApplyCmd, CheckpointRecord, DestCaps, Layout, Origin, ReplyRule, RewriteError, RewriteOptions,
     RewriteStats, RewriteWarning, Rewriter, Translation,
@@ -358,7 +359,7 @@ impl Batcher {
             self.work.units += 1;
             return;
         }
-        let key = args.get(1).cloned().unwrap_or_default();
+        let key = named_key(args).cloned().unwrap_or_default();
         let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
         let rule = if name.eq_ignore_ascii_case(b"MULTI") {
             self.work.in_multi = true;
@@ -466,7 +467,7 @@ impl Batcher {
     /// shard then pauses at it, see `Work::halts`).
     fn translated(&mut self, args: &[Bytes], db: u32, offset: u64) -> Option<Vec<ApplyCmd>> {
         let caps = self.ropts.caps;
-        let origin = Origin { db, key: args.get(1).cloned().unwrap_or_default(), offset };
+        let origin = Origin { db, key: named_key(args).cloned().unwrap_or_default(), offset };
         let is_restore = args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE"));
         let shard = &self.shard;
         let now_ms = crate::clock::now_ms;

@@ -102,8 +102,7 @@ impl Endpoint {
         match &mut self.conns {
             Conns::One(conn) => conn.pipeline(cmds).await.map_err(failed(during())),
             Conns::Cluster { map, conns } => {
-                // Every command here names one key (its first argument).
-                let keys = cmds.iter().map(|c| c.args().get(1).map(|k| k.as_ref()).unwrap_or_default());
+                let keys = cmds.iter().map(routing_key);
                 let per_master = map.by_master(keys);
                 let mut out = vec![Value::Bulk(None); cmds.len()];
                 let during = during();
@@ -134,6 +133,15 @@ impl Endpoint {
             },
         }
     }
+}
+
+/// The key a reading command names: every command here names one, first,
+/// except `XINFO`, whose subcommand comes first (read as the key, a stream's
+/// `XINFO STREAM` went to the wrong master and got `MOVED`).
+fn routing_key(cmd: &Cmd) -> &[u8] {
+    let args = cmd.args();
+    let at = if args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"XINFO")) { 2 } else { 1 };
+    args.get(at).map(|k| k.as_ref()).unwrap_or_default()
 }
 
 /// The slot map when the server behind `conn` is a Redis Cluster node.
@@ -232,6 +240,15 @@ pub(crate) fn pairs(items: Vec<Bytes>) -> Option<Vec<(Bytes, Bytes)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_are_routed_by_the_key_they_name() {
+        assert_eq!(routing_key(&Cmd::from_args(["TYPE", "k1"])), b"k1");
+        assert_eq!(routing_key(&Cmd::from_args(["XRANGE", "s", "-", "+", "COUNT", "10"])), b"s");
+        assert_eq!(routing_key(&Cmd::from_args(["XINFO", "STREAM", "s"])), b"s");
+        assert_eq!(routing_key(&Cmd::from_args(["xinfo", "GROUPS", "s"])), b"s");
+        assert_eq!(routing_key(&Cmd::from_args(["PING"])), b"");
+    }
 
     #[test]
     fn scan_replies_and_pairs() {

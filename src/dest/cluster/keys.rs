@@ -33,6 +33,13 @@ pub enum Route {
     Unsafe,
 }
 
+/// The key a replicated command is about, for messages and reports: its
+/// first argument, or its second after a subcommand (`XGROUP CREATE key …`).
+pub fn named_key(args: &[Bytes]) -> Option<&Bytes> {
+    let at = if args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"XGROUP")) { 2 } else { 1 };
+    args.get(at)
+}
+
 /// Where `args` (a replicated command) goes.
 pub fn route(args: &[Bytes]) -> Route {
     let Some(name) = args.first() else { return Route::Drop };
@@ -77,6 +84,13 @@ pub fn route(args: &[Bytes]) -> Route {
             let n = numkeys(args, 1);
             (2..2 + n).collect()
         }
+        // A subcommand first: `XGROUP CREATE key group …` (and SETID,
+        // DESTROY, CREATECONSUMER, DELCONSUMER; what a source replicates for
+        // `XREADGROUP` too). Routed by its subcommand, it went to the wrong
+        // master for ever (`MOVED`, map read again, same master).
+        b"XGROUP" => vec![2],
+        // The key read, and the one `STORE` (or `STOREDIST`) writes.
+        b"SORT" | b"GEORADIUS" | b"GEORADIUSBYMEMBER" => std::iter::once(1).chain(store_target(args)).collect(),
         _ if args.len() >= 2 => vec![1],
         _ => return Route::Drop,
     };
@@ -116,6 +130,14 @@ fn split_pairs(args: &[Bytes]) -> Route {
         1 => Route::Slot { slot: parts[0].0, key: args[1].clone() },
         _ => Route::Split(parts),
     }
+}
+
+/// The index of the key after `STORE` or `STOREDIST`, if any (`SORT`,
+/// `GEORADIUS…`; the last one counts, as for the server).
+fn store_target(args: &[Bytes]) -> Option<usize> {
+    let at =
+        args.iter().skip(2).rposition(|a| a.eq_ignore_ascii_case(b"STORE") || a.eq_ignore_ascii_case(b"STOREDIST"));
+    at.map(|i| i + 3).filter(|&i| i < args.len())
 }
 
 fn numkeys(args: &[Bytes], at: usize) -> usize {
@@ -161,6 +183,23 @@ mod tests {
         assert!(matches!(route(&args("ZUNIONSTORE d 2 foo bar")), Route::CrossSlot { .. }));
         assert!(matches!(route(&args("EVAL s 2 foo bar")), Route::CrossSlot { .. }));
         assert!(matches!(route(&args("EVAL s 2 {a}x {a}y")), Route::Slot { .. }));
+    }
+
+    #[test]
+    fn a_subcommand_or_a_store_target_is_not_taken_for_the_key() {
+        for sub in ["CREATE k g $ MKSTREAM", "SETID k g 0-1 ENTRIESREAD 3", "DESTROY k g", "CREATECONSUMER k g c"] {
+            let r = route(&args(&format!("XGROUP {sub}")));
+            assert_eq!(r, Route::Slot { slot: slot_of(b"k"), key: Bytes::from_static(b"k") }, "XGROUP {sub}");
+        }
+        assert_eq!(route(&args("XGROUP HELP")), Route::Drop);
+        assert_eq!(named_key(&args("XGROUP SETID k g 0")), Some(&Bytes::from_static(b"k")));
+        assert_eq!(named_key(&args("SET k v")), Some(&Bytes::from_static(b"k")));
+        assert_eq!(route(&args("SORT {a}l BY w* STORE {a}d")), Route::Slot { slot: slot_of(b"a"), key: "{a}l".into() });
+        let r = route(&args("SORT foo LIMIT 0 5 STORE bar"));
+        assert!(matches!(&r, Route::CrossSlot { keys } if keys.len() == 2), "{r:?}");
+        let r = route(&args("GEORADIUS foo 0 0 5 km STOREDIST bar"));
+        assert!(matches!(&r, Route::CrossSlot { keys } if keys.len() == 2), "{r:?}");
+        assert!(matches!(route(&args("SORT foo")), Route::Slot { slot: 12182, .. }));
     }
 
     #[test]
