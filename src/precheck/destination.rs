@@ -161,10 +161,11 @@ fn version(task: &TaskConfig, subject: &str, dest: &ServerFacts, facts: &Facts) 
             subject,
             TITLE,
             format!(
-                "{} (RDB {}) cannot RESTORE snapshots of {}: their keys are written as commands, which is slower",
+                "{} (RDB {}) cannot RESTORE the snapshots of these sources: {}; their keys are written as commands, \
+                 which is slower",
                 dest.server,
                 dest.server.rdb_version(),
-                slower.join(", ")
+                slower.join("; ")
             ),
             "use a destination that reads every source's RDB version for the faster RESTORE path, or accept the \
              slower copy"
