@@ -53,6 +53,11 @@ use crate::source::PsyncPosition;
 /// doubles up to 5 s.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The longest wait after `TRYAGAIN`, for the first 2 s of a streak (see
+/// [`retry_wait`]).
+const TRYAGAIN_WAIT: Duration = Duration::from_millis(50);
+const TRYAGAIN_STREAK: Duration = Duration::from_secs(2);
+
 /// How applying a link's items ended.
 pub(super) enum ApplyEnd {
     /// The shard was stopped (what was received is applied first).
@@ -555,8 +560,12 @@ impl Applier {
     async fn apply_with_retry(&mut self, ctx: &ShardCtx, cancel: &CancellationToken) -> Result<(), ApplyEnd> {
         let shard = self.shard.clone();
         let mut backoff = FIRST_BACKOFF;
+        let mut streak = std::time::Instant::now();
         let mut control = ctx.control.clone();
         loop {
+            if backoff == FIRST_BACKOFF {
+                streak = std::time::Instant::now();
+            }
             let n = self.batcher.batch().len() as u64;
             let mut report = ApplyReport::default();
             let r = self.dest.apply(self.batcher.batch(), &mut report).await;
@@ -604,7 +613,7 @@ impl Applier {
                 ctx.status.send(ShardEvent::Reconnecting { why: None }).await;
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ApplyEnd::Stopped),
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(retry_wait(&e, backoff, streak.elapsed())) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -731,4 +740,45 @@ impl Applier {
 
 fn describe(shard: &str, e: &ApplyError) -> String {
     format!("shard {shard}: {e}")
+}
+
+/// How long to wait before applying again after `e`, `backoff` into a
+/// streak of failures that began `streak` ago. `TRYAGAIN` (a cluster moving
+/// the slot of a unit whose keys are now on both sides) ends as soon as the
+/// slot's last keys have moved, usually within milliseconds, and the whole
+/// shard waits on it: for its first [`TRYAGAIN_STREAK`] its wait does not
+/// grow like the others' (a slot with many keys would otherwise hold every
+/// slot's writes for up to 5 s after its move was over). A move that takes
+/// longer (one left half-way) is waited on like any other failure.
+fn retry_wait(e: &ApplyError, backoff: Duration, streak: Duration) -> Duration {
+    if e.code == "TRYAGAIN" && streak < TRYAGAIN_STREAK {
+        backoff.min(TRYAGAIN_WAIT)
+    } else {
+        backoff
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_in_motion_is_retried_soon_whatever_the_streak() {
+        let e = |code: &str| ApplyError {
+            class: ErrorClass::Retry,
+            code: code.to_owned(),
+            addr: "127.0.0.1:7000".to_owned(),
+            command: None,
+            origin: None,
+            detail: String::new(),
+        };
+        let early = Duration::from_millis(300);
+        assert_eq!(retry_wait(&e("TRYAGAIN"), Duration::from_secs(5), early), TRYAGAIN_WAIT);
+        assert_eq!(retry_wait(&e("TRYAGAIN"), Duration::from_millis(10), early), Duration::from_millis(10));
+        assert_eq!(retry_wait(&e("LOADING"), Duration::from_secs(5), early), Duration::from_secs(5));
+        assert_eq!(retry_wait(&e("CLUSTERDOWN"), FIRST_BACKOFF, early), FIRST_BACKOFF);
+        // A move left half-way: waited on like anything else.
+        let long = TRYAGAIN_STREAK + Duration::from_millis(1);
+        assert_eq!(retry_wait(&e("TRYAGAIN"), Duration::from_secs(5), long), Duration::from_secs(5));
+    }
 }

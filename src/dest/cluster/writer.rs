@@ -15,8 +15,9 @@
 //! requires). A unit whose keys are split between the two masters gets
 //! `TRYAGAIN` from both until the slot's move is done. After a few rounds
 //! in a row that still meet redirections the error goes to the caller,
-//! which retries with backoff; `TRYAGAIN` and `CLUSTERDOWN` are retried
-//! the same way. A unit that got a redirection was not applied (the
+//! which retries with backoff (`CLUSTERDOWN` too); after `TRYAGAIN` the
+//! wait stays at 50 ms for the first 2 s, since a slot's move usually ends
+//! within milliseconds and every slot's writes wait behind it. A unit that got a redirection was not applied (the
 //! transaction was discarded), so re-sending it elsewhere never applies
 //! it twice; a unit whose reply was lost is judged by its guard (its
 //! slot's checkpoint key, which moves with the slot) on whichever master
