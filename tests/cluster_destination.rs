@@ -424,6 +424,38 @@ fn an_idle_master_that_restarts_without_its_data_is_caught_before_any_write() {
     assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
 }
 
+/// Slots that move while the stream writes nothing to them (no `MOVED`
+/// to tell the writers): the per-master figures read the map again every
+/// 10 s, so the records show the move.
+#[test]
+fn a_move_the_stream_never_meets_shows_in_the_per_master_records() {
+    let cluster = Cluster::start(3, 0).expect("cluster");
+    let stream = streaming_into(&cluster, 100);
+    let masters = cluster.masters();
+    let (from, to) = (cluster.node(&masters[0]), cluster.node(&masters[1]));
+    let id = |n: &RedisServer| n.redis_cli(&["CLUSTER", "MYID"]).expect("myid");
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &from.addr(), "--cluster-from", &id(from), "--cluster-to", &id(to)])
+        .args(["--cluster-slots", "500", "--cluster-yes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("reshard");
+    assert!(out.status.success(), "reshard: {}", String::from_utf8_lossy(&out.stderr));
+    let counts = cluster.slot_counts();
+    std::thread::sleep(Duration::from_secs(13));
+    sigterm(&stream.child);
+    let (_, out) = finish(stream.child, Duration::from_secs(30));
+    for (master, slots) in counts {
+        let last = out
+            .lines()
+            .filter(|l| l.contains(&format!("\"destination_node\":\"{master}\"")))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .last()
+            .unwrap_or_else(|| panic!("no record of {master}:\n{out}"));
+        assert_eq!(last["slots"].as_u64(), Some(slots as u64), "{master}: {last}");
+    }
+}
+
 /// As above, with the tool stopped and started again in between: the run
 /// that resumes tracks the checkpoints the first one left.
 #[test]

@@ -79,6 +79,13 @@ impl Cluster {
         rt.block_on(slot_map(&self.seed())).masters
     }
 
+    /// How many slots each master serves (`CLUSTER SLOTS`), by address.
+    pub fn slot_counts(&self) -> BTreeMap<String, usize> {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let map = rt.block_on(slot_map(&self.seed()));
+        map.masters.iter().cloned().zip(map.slot_counts()).collect()
+    }
+
     /// SIGKILLs the node at `addr` for good (a crash).
     pub fn kill(&mut self, addr: &str) {
         self.nodes.iter_mut().find(|n| n.addr() == addr).expect("a node of this cluster").kill();
