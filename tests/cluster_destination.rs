@@ -448,9 +448,9 @@ fn a_move_the_stream_never_meets_shows_in_the_per_master_records() {
     for (master, slots) in counts {
         let last = out
             .lines()
+            .rev()
             .filter(|l| l.contains(&format!("\"destination_node\":\"{master}\"")))
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .last()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .unwrap_or_else(|| panic!("no record of {master}:\n{out}"));
         assert_eq!(last["slots"].as_u64(), Some(slots as u64), "{master}: {last}");
     }
