@@ -403,7 +403,23 @@ fn a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught()
     restart_a_master_without_its_data_then_write(&mut cluster, stream);
 }
 
-/// As above, with no write at all after the restart: the stream moves only
+/// As above, with the tool stopped and started again in between: the run
+/// that resumes tracks the checkpoints the first one left.
+#[test]
+fn a_resumed_task_checks_the_checkpoints_the_run_before_it_left() {
+    let mut cluster = Cluster::start(3, 0).expect("cluster");
+    let mut stream = streaming_into(&cluster, 300);
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&stream.child);
+    let (_, first) = finish(stream.child, Duration::from_secs(30));
+    stream.child = run_binary(&stream.task, false);
+    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(60));
+    assert_eq!(info_stat(&stream.source, "sync_full"), stream.full_syncs, "the restart copied again:\n{first}");
+    restart_a_master_without_its_data_then_write(&mut cluster, stream);
+}
+
+/// As `a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught`,
+/// with no write at all after the restart: the stream moves only
 /// the shard's own checkpoint (at every heartbeat), and the master that
 /// restarts is not the one holding it. Nothing is sent to it, so only a
 /// probe of an idle master notices; without one its share of the copy
@@ -454,21 +470,6 @@ fn a_move_the_stream_never_meets_shows_in_the_per_master_records() {
             .unwrap_or_else(|| panic!("no record of {master}:\n{out}"));
         assert_eq!(last["slots"].as_u64(), Some(slots as u64), "{master}: {last}");
     }
-}
-
-/// As above, with the tool stopped and started again in between: the run
-/// that resumes tracks the checkpoints the first one left.
-#[test]
-fn a_resumed_task_checks_the_checkpoints_the_run_before_it_left() {
-    let mut cluster = Cluster::start(3, 0).expect("cluster");
-    let mut stream = streaming_into(&cluster, 300);
-    std::thread::sleep(Duration::from_millis(1500));
-    sigterm(&stream.child);
-    let (_, first) = finish(stream.child, Duration::from_secs(30));
-    stream.child = run_binary(&stream.task, false);
-    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(60));
-    assert_eq!(info_stat(&stream.source, "sync_full"), stream.full_syncs, "the restart copied again:\n{first}");
-    restart_a_master_without_its_data_then_write(&mut cluster, stream);
 }
 
 #[test]

@@ -763,7 +763,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_slot_in_motion_is_retried_soon_whatever_the_streak() {
+    fn a_slot_in_motion_is_retried_soon_for_the_first_seconds() {
         let e = |code: &str| ApplyError {
             class: ErrorClass::Retry,
             code: code.to_owned(),

@@ -17,12 +17,13 @@
 //! in a row that still meet redirections the error goes to the caller,
 //! which retries with backoff (`CLUSTERDOWN` too); after `TRYAGAIN` the
 //! wait stays at 50 ms for the first 2 s, since a slot's move usually ends
-//! within milliseconds and every slot's writes wait behind it. A unit that got a redirection was not applied (the
-//! transaction was discarded), so re-sending it elsewhere never applies
-//! it twice; a unit whose reply was lost is judged by its guard (its
-//! slot's checkpoint key, which moves with the slot) on whichever master
-//! serves the slot next, and while it waits no unit of its slot is sent
-//! with `ASKING`, so a slot's units keep their order.
+//! within milliseconds and every slot's writes wait behind it. A unit that
+//! got a redirection was not applied (the transaction was discarded), so
+//! re-sending it elsewhere never applies it twice; a unit whose reply was
+//! lost is judged by its guard (its slot's checkpoint key, which moves
+//! with the slot) on whichever master serves the slot next, and while it
+//! waits no unit of its slot is sent with `ASKING`, so a slot's units keep
+//! their order.
 //!
 //! Replicas: Redis Cluster replicates asynchronously, so a master that
 //! crashes may fail over to a replica without its last writes. What a
