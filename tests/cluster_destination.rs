@@ -375,17 +375,19 @@ fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again(
     assert!(out.contains("copying this shard again in full"), "the remedy was not named:\n{out}");
 }
 
-/// A master besides the seed restarts without its data (no persistence),
-/// then new writes reach every master: before its first, the restarted
-/// master's writer must find its tracked checkpoint gone and the shard
-/// copy again. Without that, its share of the copy stays missing while the
-/// new writes land, and the data never compares equal.
-fn restart_a_master_without_its_data_then_write(cluster: &mut Cluster, stream: Streaming) {
-    let seed = cluster.seed();
-    let victim = cluster.nodes.iter().position(|n| n.addr() != seed).expect("a master besides the seed");
+/// A master other than `spare` restarts without its data (no persistence).
+/// With `write`, new writes then reach every master: before its first, the
+/// restarted master's writer must find its tracked checkpoint gone and the
+/// shard copy again. Without `write`, nothing is sent to it, and only a
+/// probe of an idle master can notice. Either way, without the check its
+/// share of the copy stays missing and the data never compares equal.
+fn restart_a_master_without_its_data(cluster: &mut Cluster, stream: Streaming, spare: &str, write: bool) {
+    let victim = cluster.nodes.iter().position(|n| n.addr() != spare).expect("another master");
     cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
     wait_settled(cluster, "the restart");
-    load(&stream.source, "after", 20);
+    if write {
+        load(&stream.source, "after", 20);
+    }
     wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(90));
     sigterm(&stream.child);
     let (_, out) = finish(stream.child, Duration::from_secs(30));
@@ -400,7 +402,8 @@ fn a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught()
     // master (its slot checkpoint), and the stream has written nothing.
     let stream = streaming_into(&cluster, 300);
     std::thread::sleep(Duration::from_millis(1500));
-    restart_a_master_without_its_data_then_write(&mut cluster, stream);
+    let seed = cluster.seed();
+    restart_a_master_without_its_data(&mut cluster, stream, &seed, true);
 }
 
 /// As above, with the tool stopped and started again in between: the run
@@ -415,29 +418,23 @@ fn a_resumed_task_checks_the_checkpoints_the_run_before_it_left() {
     stream.child = run_binary(&stream.task, false);
     wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(60));
     assert_eq!(info_stat(&stream.source, "sync_full"), stream.full_syncs, "the restart copied again:\n{first}");
-    restart_a_master_without_its_data_then_write(&mut cluster, stream);
+    let seed = cluster.seed();
+    restart_a_master_without_its_data(&mut cluster, stream, &seed, true);
 }
 
 /// As `a_master_the_stream_never_wrote_to_that_restarts_without_its_data_is_caught`,
-/// with no write at all after the restart: the stream moves only
-/// the shard's own checkpoint (at every heartbeat), and the master that
-/// restarts is not the one holding it. Nothing is sent to it, so only a
-/// probe of an idle master notices; without one its share of the copy
-/// stays missing until a write happens to reach it, maybe after cut-over.
+/// with no write at all after the restart: the stream moves only the
+/// shard's own checkpoint (at every heartbeat), and the master that
+/// restarts is not the one holding it. Without the probe its share of the
+/// copy stays missing until a write happens to reach it, maybe after the
+/// cut-over.
 #[test]
 fn an_idle_master_that_restarts_without_its_data_is_caught_before_any_write() {
     let mut cluster = Cluster::start(3, 0).expect("cluster");
     let stream = streaming_into(&cluster, 300);
     std::thread::sleep(Duration::from_millis(1500));
     let checkpoint_master = cluster.owner_of("SHARDSYNC_HEARTBEAT:ckpt:server1");
-    let victim = cluster.nodes.iter().position(|n| n.addr() != checkpoint_master).expect("another master");
-    cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
-    wait_settled(&cluster, "the restart");
-    wait_equal(&stream.addrs, &cluster.seed(), Duration::from_secs(60));
-    sigterm(&stream.child);
-    let (_, out) = finish(stream.child, Duration::from_secs(30));
-    assert!(info_stat(&stream.source, "sync_full") > stream.full_syncs, "no second full copy:\n{out}");
-    assert!(out.contains("restarted (run_id"), "the restart was not named:\n{out}");
+    restart_a_master_without_its_data(&mut cluster, stream, &checkpoint_master, false);
 }
 
 /// Slots that move while the stream writes nothing to them (no `MOVED`
