@@ -308,6 +308,23 @@ fn every_other_server_version_serves_as_the_cluster() {
     }
 }
 
+/// Moves `slots` slots from the first master to the second with `redis-cli
+/// --cluster reshard` (`MIGRATE` of their keys); returns the masters as
+/// they were before.
+fn reshard(cluster: &Cluster, slots: usize) -> Vec<String> {
+    let masters = cluster.masters();
+    let (from, to) = (cluster.node(&masters[0]), cluster.node(&masters[1]));
+    let id = |n: &RedisServer| n.redis_cli(&["CLUSTER", "MYID"]).expect("myid");
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &from.addr(), "--cluster-from", &id(from), "--cluster-to", &id(to)])
+        .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("reshard");
+    assert!(out.status.success(), "reshard: {}", String::from_utf8_lossy(&out.stderr));
+    masters
+}
+
 #[test]
 fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
     let cluster = Cluster::start(3, 1).expect("cluster");
@@ -315,16 +332,7 @@ fn resharding_and_a_failover_during_the_stream_lose_and_double_nothing() {
 
     // 1,000 slots move from one master to another (MIGRATE of their keys,
     // the tool's slot checkpoints among them: MOVED and ASK replies).
-    let masters = cluster.masters();
-    let (from, to) = (cluster.node(&masters[0]), cluster.node(&masters[1]));
-    let id = |n: &RedisServer| n.redis_cli(&["CLUSTER", "MYID"]).expect("myid");
-    let out = std::process::Command::new("redis-cli")
-        .args(["--cluster", "reshard", &from.addr(), "--cluster-from", &id(from), "--cluster-to", &id(to)])
-        .args(["--cluster-slots", "1000", "--cluster-yes"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("reshard");
-    assert!(out.status.success(), "reshard: {}", String::from_utf8_lossy(&out.stderr));
+    let masters = reshard(&cluster, 1000);
 
     // A master fails over to its replica (a manual, coordinated failover).
     let replica = cluster.replica_of(&masters[2]);
@@ -444,16 +452,7 @@ fn an_idle_master_that_restarts_without_its_data_is_caught_before_any_write() {
 fn a_move_the_stream_never_meets_shows_in_the_per_master_records() {
     let cluster = Cluster::start(3, 0).expect("cluster");
     let stream = streaming_into(&cluster, 100);
-    let masters = cluster.masters();
-    let (from, to) = (cluster.node(&masters[0]), cluster.node(&masters[1]));
-    let id = |n: &RedisServer| n.redis_cli(&["CLUSTER", "MYID"]).expect("myid");
-    let out = std::process::Command::new("redis-cli")
-        .args(["--cluster", "reshard", &from.addr(), "--cluster-from", &id(from), "--cluster-to", &id(to)])
-        .args(["--cluster-slots", "500", "--cluster-yes"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("reshard");
-    assert!(out.status.success(), "reshard: {}", String::from_utf8_lossy(&out.stderr));
+    reshard(&cluster, 500);
     let counts = cluster.slot_counts();
     std::thread::sleep(Duration::from_secs(13));
     sigterm(&stream.child);
