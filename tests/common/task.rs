@@ -35,18 +35,59 @@ pub fn info_stat(server: &RedisServer, field: &str) -> u64 {
     info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
-/// `shardsync run --config F --headless --json [--until-synced]`.
+/// `shardsync run --config F --headless --json [--until-synced]`. If the
+/// test panics before [`finish`] takes it, the process is killed then (see
+/// [`kill_on_panic`]): a failed test must not leave it retrying against
+/// servers that are gone.
 pub fn run_binary(task: &Path, until_synced: bool) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_shardsync"));
     c.args(["run", "--config"]).arg(task).args(["--headless", "--json"]);
     if until_synced {
         c.arg("--until-synced");
     }
-    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn shardsync")
+    let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn shardsync");
+    kill_on_panic(child.id());
+    child
+}
+
+thread_local! {
+    /// The `shardsync` processes this test thread started and has not
+    /// finished with.
+    static RUNNING: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Registers `pid` to be killed if this thread panics. The test servers
+/// have guards that kill them when a test unwinds; a `Child` has none.
+/// Only a process that is still this test binary's child and still runs
+/// `shardsync` is killed, so a pid the system gave to another process
+/// since is left alone.
+fn kill_on_panic(pid: u32) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let pids = RUNNING.with(|r| std::mem::take(&mut *r.borrow_mut()));
+            for pid in pids.into_iter().filter(|&p| is_our_shardsync(p)) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            previous(info);
+        }));
+    });
+    RUNNING.with(|r| r.borrow_mut().push(pid));
+}
+
+/// Whether `pid` is a child of this process running the `shardsync` binary.
+fn is_our_shardsync(pid: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // `pid (comm) state ppid …`: the name may hold spaces, not `)`.
+    let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+    cmdline.starts_with(env!("CARGO_BIN_EXE_shardsync").as_bytes()) && ppid == Some(std::process::id())
 }
 
 /// Waits for the process to exit (killing it after `limit`): exit code and output.
 pub fn finish(child: Child, limit: Duration) -> (i32, String) {
+    RUNNING.with(|r| r.borrow_mut().retain(|&p| p != child.id()));
     let start = Instant::now();
     let mut child = child;
     loop {
