@@ -80,7 +80,8 @@ fn kill_on_panic(pid: u32) {
 fn is_our_shardsync(pid: u32) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // `pid (comm) state ppid …`: the name may hold spaces, not `)`.
+    // `pid (comm) state ppid …`: the name may hold spaces and `)`, so the
+    // last `)` ends it.
     let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
     cmdline.starts_with(env!("CARGO_BIN_EXE_shardsync").as_bytes()) && ppid == Some(std::process::id())
 }
