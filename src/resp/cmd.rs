@@ -66,7 +66,11 @@ impl Cmd {
     /// as [`crate::source::PsyncDecoder`] frames it). Sent as those bytes.
     pub fn as_sent(args: Vec<Bytes>, wire: Bytes) -> Cmd {
         #[cfg(debug_assertions)]
-        assert_eq!(wire, encode_args(&args), "the wire bytes are not these arguments");
+        {
+            let mut encoded = bytes::BytesMut::new();
+            super::connection::encode_args(&mut encoded, &args);
+            assert_eq!(wire, encoded, "the wire bytes are not these arguments");
+        }
         Cmd { args, wire: Some(wire) }
     }
 
@@ -141,18 +145,6 @@ impl fmt::Debug for Cmd {
         }
         list.finish()
     }
-}
-
-/// The RESP array of `args`, for checking [`Cmd::as_sent`].
-#[cfg(debug_assertions)]
-fn encode_args(args: &[Bytes]) -> Bytes {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    Bytes::from(out)
 }
 
 #[cfg(test)]

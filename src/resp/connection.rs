@@ -10,7 +10,7 @@
 
 use std::{fmt, io, time::Duration};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -386,7 +386,12 @@ fn encode_cmd(buf: &mut BytesMut, cmd: &Cmd) {
         buf.extend_from_slice(wire);
         return;
     }
-    let args = cmd.args();
+    encode_args(buf, cmd.args());
+}
+
+/// Appends `args` as a RESP2 array of bulk strings (also what
+/// [`Cmd::as_sent`] checks its bytes against in debug builds).
+pub(super) fn encode_args(buf: &mut BytesMut, args: &[Bytes]) {
     buf.reserve(args.iter().map(|a| a.len() + HEADER_MAX).sum::<usize>() + HEADER_MAX);
     put_header(buf, b'*', args.len());
     for arg in args {
