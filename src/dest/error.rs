@@ -32,6 +32,10 @@ pub const ROLLBACK: &str = "ROLLBACK";
 /// so the shard cannot resume its stream and copies again in full.
 pub const ROLLBACK_RESTART: &str = "ROLLBACK_RESTART";
 
+/// The code of a cluster's `TRYAGAIN`: a unit's keys are on both sides of
+/// a slot's move (the applier retries it sooner than other failures).
+pub const TRYAGAIN: &str = "TRYAGAIN";
+
 /// What the engine does with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {

@@ -44,7 +44,7 @@ use super::settings::{conflict_of, db_map};
 use super::status::ShardEvent;
 use crate::clock::now_ms;
 use crate::config::CheckpointStore;
-use crate::dest::error::ROLLBACK_RESTART;
+use crate::dest::error::{ROLLBACK_RESTART, TRYAGAIN};
 use crate::dest::{ApplyError, ApplyReport, Conflict, Destination, ErrorClass, OpenError, OpenOptions, RewriteStats};
 use crate::resp::ConnectOptions;
 use crate::source::PsyncPosition;
@@ -751,7 +751,7 @@ fn describe(shard: &str, e: &ApplyError) -> String {
 /// slot's writes for up to 5 s after its move was over). A move that takes
 /// longer (one left half-way) is waited on like any other failure.
 fn retry_wait(e: &ApplyError, backoff: Duration, streak: Duration) -> Duration {
-    if e.code == "TRYAGAIN" && streak < TRYAGAIN_STREAK {
+    if e.code == TRYAGAIN && streak < TRYAGAIN_STREAK {
         backoff.min(TRYAGAIN_WAIT)
     } else {
         backoff

@@ -135,13 +135,11 @@ impl Endpoint {
     }
 }
 
-/// The key a reading command names: every command here names one, first,
-/// except `XINFO`, whose subcommand comes first (read as the key, a stream's
-/// `XINFO STREAM` went to the wrong master and got `MOVED`).
+/// The key a reading command names (every command here names one): after
+/// the subcommand for `XINFO` (read as the key, a stream's `XINFO STREAM`
+/// went to the wrong master and got `MOVED`).
 fn routing_key(cmd: &Cmd) -> &[u8] {
-    let args = cmd.args();
-    let at = if args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"XINFO")) { 2 } else { 1 };
-    args.get(at).map(|k| k.as_ref()).unwrap_or_default()
+    crate::dest::cluster::keys::named_key(cmd.args()).map(|k| k.as_ref()).unwrap_or_default()
 }
 
 /// The slot map when the server behind `conn` is a Redis Cluster node.

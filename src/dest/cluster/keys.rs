@@ -33,11 +33,13 @@ pub enum Route {
     Unsafe,
 }
 
-/// The key a replicated command is about, for messages and reports: its
-/// first argument, or its second after a subcommand (`XGROUP CREATE key …`).
+/// The key a one-key command is about: its first argument, or the one after
+/// its subcommand (`XGROUP CREATE key …`, `XINFO STREAM key`). For messages
+/// and reports of replicated commands, and for routing `verify`'s reads.
 pub fn named_key(args: &[Bytes]) -> Option<&Bytes> {
-    let at = if args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"XGROUP")) { 2 } else { 1 };
-    args.get(at)
+    let subcommand_first =
+        args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"XGROUP") || n.eq_ignore_ascii_case(b"XINFO"));
+    args.get(if subcommand_first { 2 } else { 1 })
 }
 
 /// Where `args` (a replicated command) goes.
@@ -84,10 +86,10 @@ pub fn route(args: &[Bytes]) -> Route {
             let n = numkeys(args, 1);
             (2..2 + n).collect()
         }
-        // A subcommand first: `XGROUP CREATE key group …` (and SETID,
-        // DESTROY, CREATECONSUMER, DELCONSUMER; what a source replicates for
-        // `XREADGROUP` too). Routed by its subcommand, it went to the wrong
-        // master for ever (`MOVED`, map read again, same master).
+        // A subcommand first (see `named_key`): `XGROUP CREATE key group …`
+        // (and SETID, DESTROY, CREATECONSUMER, DELCONSUMER; what a source
+        // replicates for `XREADGROUP` too). Routed by its subcommand, it went
+        // to the wrong master for ever (`MOVED`, map read again, same master).
         b"XGROUP" => vec![2],
         // The key read, and the one `STORE` (or `STOREDIST`) writes.
         b"SORT" | b"GEORADIUS" | b"GEORADIUSBYMEMBER" => std::iter::once(1).chain(store_target(args)).collect(),

@@ -454,7 +454,7 @@ fn merge(into: &mut ApplyReport, from: ApplyReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dest::error::{ROLLBACK, ROLLBACK_RESTART};
+    use crate::dest::error::{ROLLBACK, ROLLBACK_RESTART, TRYAGAIN};
 
     fn error(class: ErrorClass, code: &str) -> ApplyError {
         ApplyError {
@@ -470,7 +470,7 @@ mod tests {
     #[test]
     fn a_lost_write_outranks_a_pause_which_outranks_a_retry() {
         let mut failure = None;
-        keep_worst(&mut failure, error(ErrorClass::Retry, "TRYAGAIN"));
+        keep_worst(&mut failure, error(ErrorClass::Retry, TRYAGAIN));
         keep_worst(&mut failure, error(ErrorClass::Pause, "OOM"));
         keep_worst(&mut failure, error(ErrorClass::Retry, "CLUSTERDOWN"));
         assert_eq!(failure.as_ref().map(|e| e.code.as_str()), Some("OOM"));
