@@ -313,7 +313,13 @@ fn every_other_server_version_serves_as_the_cluster() {
 /// they were before.
 fn reshard(cluster: &Cluster, slots: usize) -> Vec<String> {
     let masters = cluster.masters();
-    let (from, to) = (cluster.node(&masters[0]), cluster.node(&masters[1]));
+    reshard_between(cluster.node(&masters[0]), cluster.node(&masters[1]), slots);
+    masters
+}
+
+/// Moves `slots` slots from `from` to `to` (`redis-cli --cluster reshard`,
+/// which takes the lowest slots `from` serves).
+fn reshard_between(from: &RedisServer, to: &RedisServer, slots: usize) {
     let id = |n: &RedisServer| n.redis_cli(&["CLUSTER", "MYID"]).expect("myid");
     let out = std::process::Command::new("redis-cli")
         .args(["--cluster", "reshard", &from.addr(), "--cluster-from", &id(from), "--cluster-to", &id(to)])
@@ -322,7 +328,6 @@ fn reshard(cluster: &Cluster, slots: usize) -> Vec<String> {
         .output()
         .expect("reshard");
     assert!(out.status.success(), "reshard: {}", String::from_utf8_lossy(&out.stderr));
-    masters
 }
 
 #[test]
@@ -390,7 +395,13 @@ fn a_master_that_restarts_without_its_data_is_caught_and_the_shard_copied_again(
 /// probe of an idle master can notice. Either way, without the check its
 /// share of the copy stays missing and the data never compares equal.
 fn restart_a_master_without_its_data(cluster: &mut Cluster, stream: Streaming, spare: &str, write: bool) {
-    let victim = cluster.nodes.iter().position(|n| n.addr() != spare).expect("another master");
+    let victim = cluster.nodes.iter().find(|n| n.addr() != spare).expect("another master").addr();
+    restart_without_its_data(cluster, stream, &victim, write);
+}
+
+/// [`restart_a_master_without_its_data`], of the master at `victim`.
+fn restart_without_its_data(cluster: &mut Cluster, stream: Streaming, victim: &str, write: bool) {
+    let victim = cluster.nodes.iter().position(|n| n.addr() == victim).expect("a node of the cluster");
     cluster.nodes[victim].crash_and_restart(Duration::from_millis(300)).expect("restart");
     wait_settled(cluster, "the restart");
     if write {
@@ -443,6 +454,45 @@ fn an_idle_master_that_restarts_without_its_data_is_caught_before_any_write() {
     std::thread::sleep(Duration::from_millis(1500));
     let checkpoint_master = cluster.owner_of("SHARDSYNC_HEARTBEAT:ckpt:server1");
     restart_a_master_without_its_data(&mut cluster, stream, &checkpoint_master, false);
+}
+
+/// A master joins during the stream and takes slots by a resharding the
+/// stream never meets (nothing is written to them, so no `MOVED`). The
+/// writers read the map every 10 s: the new master gets a writer, its
+/// probes, and the copy's checkpoint that moved with the lowest slot. It
+/// then restarts without its data: caught, and the shard copied again.
+/// Before, no writer knew of it, and its share stayed missing.
+#[test]
+fn a_master_that_joins_and_takes_slots_then_restarts_without_its_data_is_caught() {
+    restart_after_slots_moved_to_a_new_master(true);
+}
+
+/// As above, with the master the slots left restarting. Its one tracked
+/// checkpoint (the copy's, in its lowest slot) moved away with the slots;
+/// the stream marks its new lowest slot. Before, its restart check met
+/// `MOVED` for that key, forgot it, and found nothing missing.
+#[test]
+fn a_master_whose_checkpoint_moved_away_then_restarts_without_its_data_is_caught() {
+    restart_after_slots_moved_to_a_new_master(false);
+}
+
+fn restart_after_slots_moved_to_a_new_master(the_new_one_restarts: bool) {
+    let mut cluster = Cluster::start(3, 0).expect("cluster");
+    let stream = streaming_into(&cluster, 300);
+    let joined = cluster.add_master().expect("a fourth master");
+    // Not the master holding the shard's own checkpoint, which the
+    // heartbeats move.
+    let own = cluster.owner_of("SHARDSYNC_HEARTBEAT:ckpt:server1");
+    let from = cluster.masters().into_iter().find(|m| *m != own).expect("another master");
+    let lowest = cluster.first_slot_of(&from);
+    reshard_between(cluster.node(&from), cluster.node(&joined), 500);
+    wait_settled(&cluster, "the resharding");
+    assert_eq!(cluster.slot_counts().get(&joined), Some(&500));
+    assert_eq!(cluster.owner_of_slot(lowest), joined, "the copy's checkpoint of {from} moved with slot {lowest}");
+    // The map is read again within 10 s, then a batch marks what is bare.
+    std::thread::sleep(Duration::from_secs(12));
+    let victim = if the_new_one_restarts { joined } else { from };
+    restart_without_its_data(&mut cluster, stream, &victim, false);
 }
 
 /// Slots that move while the stream writes nothing to them (no `MOVED`

@@ -230,6 +230,17 @@ impl Destination {
         }
     }
 
+    /// Cluster, with checkpoints in the destination: the first slot of
+    /// each master that holds no checkpoint its writer would check after a
+    /// restart (see `ClusterWriter::unmarked_slots`); the stream marks them
+    /// (see `Batcher::mark_slots`). Empty otherwise.
+    pub fn unmarked_slots(&self) -> Vec<u16> {
+        match &self.writer {
+            Writer::Cluster(c) if self.layout.in_destination() => c.unmarked_slots(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn caps(&self) -> DestCaps {
         self.caps
     }

@@ -229,7 +229,9 @@ impl DestWriter {
     /// sent: a master that came back without writes it had confirmed (no
     /// persistence, or a save older than them) fails with [`ROLLBACK`]
     /// instead of the stream carrying on over the hole. Keys of slots it no
-    /// longer serves (`MOVED`) are forgotten then.
+    /// longer serves (`MOVED`) stay tracked: the cluster writer gives them
+    /// to the master serving them once it reads the new map (see
+    /// [`DestWriter::take_tracked`]).
     pub fn track_checkpoints(&mut self) {
         self.held.get_or_insert_with(HashMap::new);
     }
@@ -242,6 +244,19 @@ impl DestWriter {
             let at = held.entry(key).or_insert(offset);
             *at = (*at).max(offset);
         }
+    }
+
+    /// The tracked checkpoints, taken out (tracking goes on, from none):
+    /// after the slot map changed, each goes to the writer of the master
+    /// serving its slot now, since a slot's keys move with it.
+    pub fn take_tracked(&mut self) -> Vec<(Bytes, u64)> {
+        self.held.as_mut().map(|held| held.drain().collect()).unwrap_or_default()
+    }
+
+    /// Whether a restart of this master would be checked against at least
+    /// one checkpoint it confirmed.
+    pub fn tracks_any(&self) -> bool {
+        self.held.as_ref().is_some_and(|held| !held.is_empty())
     }
 
     /// Forgets the tracked checkpoints, and a loss they showed (a new full
@@ -565,8 +580,12 @@ impl DestWriter {
         let mut kept = HashMap::with_capacity(keys.len());
         for ((key, offset), reply) in keys.into_iter().zip(replies) {
             let found = match reply {
-                // The slot is served elsewhere now, its checkpoint with it.
-                Value::Error(_) => continue,
+                // The slot is served elsewhere now, its checkpoint with it:
+                // kept, for the master that serves it (see `take_tracked`).
+                Value::Error(_) => {
+                    kept.insert(key, offset);
+                    continue;
+                }
                 Value::Bulk(Some(raw)) => CheckpointRecord::decode(&raw),
                 _ => None,
             };

@@ -467,6 +467,10 @@ impl Applier {
     /// checkpoint move it carries, for the next flush to apply first. So a
     /// checkpoint can only ever move together with the commands it covers.
     async fn flush(&mut self, ctx: &ShardCtx, marks: &Arc<Marks>, cancel: &CancellationToken) -> Result<(), ApplyEnd> {
+        if !self.batcher.copying() {
+            // A cluster master without a checkpoint to check after a restart.
+            self.batcher.mark_slots(self.dest.unmarked_slots());
+        }
         if let Some(charge) = self.batcher.cut(now_ms()) {
             let wait = self.rate.charge(charge.keys, charge.bytes);
             if !wait.is_zero() {

@@ -307,6 +307,17 @@ impl Batcher {
         }
     }
 
+    /// Into a cluster while streaming: `slots` get their checkpoint at the
+    /// offset of the next cut, after everything before it (one per master
+    /// whose writer tracks none: it took its slots by a resharding, or its
+    /// tracked ones moved away; see `ClusterWriter::unmarked_slots`). As
+    /// with [`Batcher::snapshot_applied`]'s marks, it says nothing a slot
+    /// did not have: every command of the slot up to that offset is queued
+    /// before it. Replaces the slots asked for before.
+    pub fn mark_slots(&mut self, slots: Vec<u16>) {
+        self.work.marks = slots;
+    }
+
     /// A filtered stream command at replication offset `offset` (after it),
     /// spool `position`; `source_db`: the stream's DB after it. Returns the
     /// alert for a command the flush policy refused.
@@ -575,6 +586,14 @@ impl Batcher {
                     for slot in touched {
                         work.slots_queued.insert(slot, after);
                     }
+                    for slot in std::mem::take(&mut work.marks) {
+                        if work.slots_queued.get(&slot).is_some_and(|&at| at >= after) {
+                            continue;
+                        }
+                        let before = work.slots_queued.get(&slot).or(self.pos.slots.get(&slot)).copied();
+                        self.layout.slot_unit(slot, Vec::new(), &record, before, &mut work.pending);
+                        work.slots_queued.insert(slot, after);
+                    }
                     // Every slot has what came before this batch: the
                     // shard's checkpoint may say so now.
                     if let Some(applied) = self.pos.applied.filter(|a| Some(*a) != self.floor) {
@@ -731,6 +750,8 @@ struct Work {
     /// batch moves, once it is confirmed.
     slots_queued: HashMap<u16, u64>,
     floor_queued: Option<u64>,
+    /// Slots whose checkpoint the next cut moves (see [`Batcher::mark_slots`]).
+    marks: Vec<u16>,
 }
 
 impl Work {
@@ -952,6 +973,50 @@ mod tests {
         b.stream(apply(&in_slot_0), 520, 2, 0);
         b.cut(NOW).unwrap();
         assert!(shown(&mut b).contains(&in_slot_0), "{:?}", shown(&mut b));
+    }
+
+    /// A master that took its slots by a resharding (or whose checkpoints
+    /// all moved away) has none to check after a restart: the stream marks
+    /// its first slot, after what came before, once.
+    #[test]
+    fn slots_marked_during_the_stream_get_a_checkpoint_at_the_next_cut() {
+        let caps = crate::dest::DestCaps::new(RedisVersion::parse("7.0.15").unwrap());
+        let layout = Layout::cluster(Bytes::from_static(KEY), true);
+        let opts = RewriteOptions::new(caps, Conflict::Intercept);
+        let pos = Position { slots: HashMap::from([(0, 90)]), ..streaming(100) };
+        let mut b = Batcher::new("s1".to_owned(), layout.clone(), opts, pos);
+        let tags = crate::dest::cluster::slot::slot_tags();
+        let in_5461 = format!("SET {{{}}}x 1", tags[5461]);
+        b.stream(apply(&in_5461), 110, 1, 0);
+        b.mark_slots(vec![0, 5461, 10923]);
+        b.cut(NOW).unwrap();
+        let cmds = shown(&mut b);
+        let at = |slot: u16| {
+            let key = String::from_utf8_lossy(&layout.slot_key(slot)).into_owned();
+            cmds.iter().position(|c| c.starts_with(&format!("SET {key} "))).map(|i| (i, cmds[i].contains(":110,")))
+        };
+        let unit = at(5461).unwrap();
+        assert_eq!(cmds[unit.0 + 1], in_5461, "the slot the run writes is moved by its own unit: {cmds:?}");
+        let (zero, last) = (at(0).unwrap(), at(10923).unwrap());
+        assert!(zero.1 && last.1 && unit.1, "every slot at the cut's offset: {cmds:?}");
+        assert!(zero.0 > unit.0 && last.0 > zero.0, "after what came before, in the order asked: {cmds:?}");
+        assert_eq!(cmds.iter().filter(|c| c.starts_with("MULTI")).count(), 3, "5461 once: {cmds:?}");
+        let guards: Vec<_> = b
+            .batch()
+            .meta
+            .iter()
+            .filter_map(|m| match m.guard.as_deref() {
+                Some(crate::dest::Guard::Checkpoint { before, after, .. }) => Some((*before, *after)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(guards, [(None, 110), (Some(90), 110), (None, 110)], "each expects what its slot held");
+        confirm_all(&mut b);
+        assert_eq!(b.confirmed().applied, Some(110));
+        // Taken once: the next cut moves only what the stream writes.
+        b.stream(Action::Heartbeat { sent_ms: 5 }, 120, 2, 0);
+        b.cut(NOW).unwrap();
+        assert!(!shown(&mut b).iter().any(|c| c.starts_with("MULTI")), "{:?}", shown(&mut b));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use shardsync::resp::Connection;
 use super::compare::{connect, content, same_hyperloglog, scan_all, shorten};
 use super::{RedisOptions, RedisServer};
 
+/// What makes a server a cluster node here.
+const NODE_CONFIG: [&str; 3] = ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 3000"];
+
 pub struct Cluster {
     pub nodes: Vec<RedisServer>,
 }
@@ -28,8 +31,7 @@ impl Cluster {
 
     /// As [`Cluster::start`], with the server binary (and settings) of `opts`.
     pub fn start_with(opts: &RedisOptions, masters: usize, replicas: usize) -> io::Result<Cluster> {
-        let config = ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 3000"];
-        let node = || RedisServer::start(config.iter().fold(opts.clone(), |o, line| o.config(*line)));
+        let node = || RedisServer::start(NODE_CONFIG.iter().fold(opts.clone(), |o, line| o.config(*line)));
         let nodes = (0..masters * (1 + replicas)).map(|_| node()).collect::<io::Result<Vec<_>>>()?;
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -56,6 +58,39 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(cluster)
+    }
+
+    /// Starts one more node (the system's server) and joins it as a master
+    /// without slots (`redis-cli --cluster add-node`); returns its address
+    /// once every node knows it.
+    pub fn add_master(&mut self) -> io::Result<String> {
+        let node = RedisServer::start(NODE_CONFIG.iter().fold(RedisOptions::new(), |o, line| o.config(*line)))?;
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "add-node", &node.addr(), &self.seed()])
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster add-node failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let id = node.redis_cli(&["CLUSTER", "MYID"])?;
+        let addr = node.addr();
+        self.nodes.push(node);
+        let start = Instant::now();
+        let knows = |n: &RedisServer| {
+            n.redis_cli(&["CLUSTER", "NODES"])
+                .is_ok_and(|nodes| nodes.lines().any(|l| l.starts_with(&id) && !l.contains("handshake")))
+        };
+        while !(self.nodes.iter().all(knows) && self.is_ok()) {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(io::Error::other(format!("not every node knew {addr} within 30 s")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(addr)
     }
 
     /// Every node says `cluster_state:ok`.
@@ -93,9 +128,22 @@ impl Cluster {
 
     /// The master serving `key`'s slot.
     pub fn owner_of(&self, key: &str) -> String {
+        self.owner_of_slot(slot_of(key.as_bytes()))
+    }
+
+    /// The master serving `slot`.
+    pub fn owner_of_slot(&self, slot: u16) -> String {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let map = rt.block_on(slot_map(&self.seed()));
-        map.addr_of(slot_of(key.as_bytes())).expect("slot served").to_owned()
+        map.addr_of(slot).expect("slot served").to_owned()
+    }
+
+    /// The lowest slot the master at `addr` serves.
+    pub fn first_slot_of(&self, addr: &str) -> u16 {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let map = rt.block_on(slot_map(&self.seed()));
+        let i = map.masters.iter().position(|m| m == addr).expect("a master");
+        map.first_slot_of_each()[i].expect("it serves a slot")
     }
 
     /// A replica of the master at `addr`.

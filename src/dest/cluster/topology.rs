@@ -58,13 +58,18 @@ impl SlotMap {
 
     /// The first slot each master serves, for the masters serving any.
     pub fn first_slots(&self) -> Vec<u16> {
+        self.first_slot_of_each().into_iter().flatten().collect()
+    }
+
+    /// The first slot of each master, in the order of `masters`.
+    pub fn first_slot_of_each(&self) -> Vec<Option<u16>> {
         let mut first: Vec<Option<u16>> = vec![None; self.masters.len()];
         for (slot, owner) in self.owner.iter().enumerate() {
             if let Some(first) = owner.and_then(|m| first.get_mut(usize::from(m))) {
                 first.get_or_insert(slot as u16);
             }
         }
-        first.into_iter().flatten().collect()
+        first
     }
 
     /// The address of the master serving `slot`.

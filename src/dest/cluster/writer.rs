@@ -46,6 +46,13 @@
 //! second (the shard's own checkpoint moves at every heartbeat, so batches
 //! keep coming): its restart is caught within about a second, not at the
 //! next write to its slots, which may come after the cut-over.
+//!
+//! Reshardings the stream never meets: the map is read again every 10 s
+//! whether or not a redirection said so, so a master that joined and took
+//! slots gets a writer (and its probes). When the map changes, every
+//! tracked checkpoint goes to the writer of the master serving its slot
+//! now (`MIGRATE` moved the key with the slot), and a master left tracking
+//! none gets one: see [`ClusterWriter::unmarked_slots`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -76,6 +83,15 @@ const PROBE_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// round trip; a restart check a few more).
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How often the slot map is read again when no redirection asked for it
+/// (a resharding of slots the stream does not write).
+const MAP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest that reading holds the batch it comes with (it tries the
+/// masters and the seed in turn on new connections; the next try is
+/// `MAP_EVERY` later).
+const MAP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Keys remembered from `ASK` replies; beyond this (a long migration of a
 /// busy slot) the memory starts again, which costs one more `ASK` each.
 const ASKED_KEYS: usize = 100_000;
@@ -96,6 +112,8 @@ pub struct ClusterWriter {
     /// Keys an `ASK` reply showed moved, with the index in `nodes` of the
     /// master importing them. Forgotten when a new map is adopted.
     asked: HashMap<Bytes, usize>,
+    /// When `map` was last read.
+    map_read: std::time::Instant,
     guard_restarts: bool,
     restart: Option<(String, String)>,
 }
@@ -114,6 +132,7 @@ impl ClusterWriter {
             replicas: Vec::new(),
             replicas_counted: std::time::Instant::now(),
             asked: HashMap::new(),
+            map_read: std::time::Instant::now(),
             guard_restarts: false,
             restart: None,
         };
@@ -126,9 +145,11 @@ impl ClusterWriter {
     }
 
     /// Makes `map` the slot map, with a writer for each of its masters
-    /// (keeping those it has). When a new master cannot be reached, the
-    /// old map and writers stay, so writers and map always agree.
+    /// (keeping those it has), and gives every tracked checkpoint to the
+    /// writer of its slot's master. When a new master cannot be reached,
+    /// the old map and writers stay, so writers and map always agree.
     async fn adopt(&mut self, map: SlotMap) -> Result<(), ApplyError> {
+        self.map_read = std::time::Instant::now();
         let mut fresh = Vec::new();
         for addr in &map.masters {
             if !self.nodes.iter().any(|w| w.addr() == addr) {
@@ -148,8 +169,46 @@ impl ClusterWriter {
         }
         self.map = map;
         self.asked.clear();
+        self.rehome(pool);
         self.count_replicas().await;
         Ok(())
+    }
+
+    /// Gives each tracked checkpoint (of the writers kept, and of `gone`:
+    /// masters the map no longer has, such as one that failed over) to the
+    /// writer of the master serving its slot in the map now: `MIGRATE`
+    /// moves a slot's keys before the map names its new owner, and a
+    /// promoted replica holds what its master confirmed (see the module
+    /// docs). A key of a slot no master serves stays where it was.
+    fn rehome(&mut self, gone: Vec<DestWriter>) {
+        let mut moving = Vec::new();
+        for (i, w) in self.nodes.iter_mut().enumerate() {
+            moving.extend(w.take_tracked().into_iter().map(|(key, at)| (key, at, Some(i))));
+        }
+        for mut w in gone {
+            moving.extend(w.take_tracked().into_iter().map(|(key, at)| (key, at, None)));
+        }
+        for (key, at, had) in moving {
+            let to = self.map.owner(slot_of(&key)).or(had);
+            if let Some(w) = to.and_then(|i| self.nodes.get_mut(i)) {
+                w.track_checkpoint(key, at);
+            }
+        }
+    }
+
+    /// The first slot of each master whose writer tracks no checkpoint
+    /// (one that took slots by a resharding, or whose tracked ones all
+    /// moved away): the stream moves these slots' checkpoints at its next
+    /// batch, so that a restart of every master is checked against a
+    /// checkpoint it confirmed (see `Batcher::mark_slots`).
+    pub fn unmarked_slots(&self) -> Vec<u16> {
+        let bare = |i: usize| !self.nodes.get(i).is_some_and(DestWriter::tracks_any);
+        // Called at every batch: the map is walked only when one is bare.
+        if !(0..self.map.masters.len()).any(bare) {
+            return Vec::new();
+        }
+        let firsts = self.map.first_slot_of_each().into_iter().enumerate();
+        firsts.filter_map(|(i, first)| first.filter(|_| bare(i))).collect()
     }
 
     /// Counts each master's replicas: those `CLUSTER SLOTS` lists (it
@@ -195,23 +254,46 @@ impl ClusterWriter {
 
     /// Reads the slot map again, from any master that answers.
     pub async fn refresh(&mut self) -> Result<(), ApplyError> {
-        let mut asked: Vec<String> = self.map.masters.clone();
-        asked.push(self.seed.clone());
+        let map = self.read_map().await?;
+        self.adopt(map).await
+    }
+
+    /// The slot map from the first master (or the seed) that answers, each
+    /// asked on a new connection (so that giving up on it harms nothing).
+    async fn read_map(&self) -> Result<SlotMap, ApplyError> {
+        let mut asked: Vec<&str> = self.map.masters.iter().map(String::as_str).collect();
+        asked.push(&self.seed);
         let mut last = None;
         for addr in asked {
-            let mut conn = match Connection::connect(&addr, &self.opts.connect).await {
+            let mut conn = match Connection::connect(addr, &self.opts.connect).await {
                 Ok(c) => c,
                 Err(e) => {
-                    last = Some(ApplyError::from_resp(&addr, &e, None, None));
+                    last = Some(ApplyError::from_resp(addr, &e, None, None));
                     continue;
                 }
             };
-            match SlotMap::read(&mut conn, &addr).await {
-                Ok(map) => return self.adopt(map).await,
-                Err(e) => last = Some(topology_error(&addr, &e.to_string())),
+            match SlotMap::read(&mut conn, addr).await {
+                Ok(map) => return Ok(map),
+                Err(e) => last = Some(topology_error(addr, &e.to_string())),
             }
         }
         Err(last.unwrap_or_else(|| topology_error(&self.seed, "no node answered")))
+    }
+
+    /// Reads the map again when `MAP_EVERY` has passed since the last
+    /// read, within `MAP_WAIT`, and adopts it if it changed. A failure is
+    /// left to the next period: a move the writes meet says `MOVED`, which
+    /// reads it at once.
+    async fn reread_map_when_due(&mut self) {
+        if self.map_read.elapsed() < MAP_EVERY {
+            return;
+        }
+        self.map_read = std::time::Instant::now();
+        if let Ok(Ok(map)) = tokio::time::timeout(MAP_WAIT, self.read_map()).await {
+            if map != self.map {
+                let _ = self.adopt(map).await;
+            }
+        }
     }
 
     /// Applies the batch across the masters; see the module docs.
@@ -222,6 +304,7 @@ impl ClusterWriter {
                 return Err(topology_error(&self.seed, "no master serves any slot"));
             }
         }
+        self.reread_map_when_due().await;
         if self.replicas_counted.elapsed() >= REPLICA_RECOUNT {
             // Replicas added or gone since.
             self.count_replicas().await;
