@@ -2,8 +2,10 @@
 //!
 //! A batch is split by slot (each unit whole, see [`ApplyBatch::split`]);
 //! every master applies its part in parallel on its own pipelined
-//! [`DestWriter`]; what any master did not confirm is put back together,
-//! in order within every slot, and the batch holds exactly that.
+//! [`DestWriter`], each on a task of its own (encoding, sends and replies
+//! then use every core the runtime has, not the shard's one task); what any
+//! master did not confirm is put back together, in order within every
+//! slot, and the batch holds exactly that.
 //!
 //! Redirections: a `MOVED` reply means the slot map changed (a
 //! resharding, a failover), so it is read again at once and what is left
@@ -343,66 +345,29 @@ impl ClusterWriter {
                 Target::Part(map.owner(slot).unwrap_or(0))
             });
             let asking = parts.split_off(n);
-            let replicas = &self.replicas;
-            let lanes = parts.into_iter().zip(asking).enumerate();
-            let runs = self.nodes.iter_mut().zip(lanes).map(|(w, (i, (mut part, mut ask)))| {
-                let replicas = replicas.get(i).copied().unwrap_or(0);
-                async move {
-                    // Kept until the master's replicas have it: a master that
-                    // crashes before then may fail over to a replica without it.
-                    let sent = (replicas > 0 && !(part.is_empty() && ask.is_empty())).then(|| {
-                        let mut all = part.clone();
-                        all.append(ask.clone());
-                        all
-                    });
-                    // Commands sent to another master whose reply was lost (the
-                    // slot moved since): their guards tell whether they ran.
-                    if part.meta.iter().any(|m| m.uncertain) {
-                        w.check_guards_next();
-                    }
-                    let mut rep = ApplyReport::default();
-                    let mut failure = None;
-                    if part.is_empty() && ask.is_empty() && w.probe_due(PROBE_IDLE) {
-                        if let Err(e) = w.probe(PROBE_WAIT).await {
-                            keep_worst(&mut failure, e);
-                        }
-                    }
-                    if !part.is_empty() {
-                        if let Err(e) = w.apply(&mut part, &mut rep).await {
-                            keep_worst(&mut failure, e);
-                        }
-                    }
-                    if !ask.is_empty() {
-                        if let Err(e) = w.apply_asking(&mut ask, &mut rep).await {
-                            keep_worst(&mut failure, e);
-                        }
-                        part.append(ask);
-                    }
-                    if let Some(mut sent) = sent {
-                        if let Err(e) = w.replicate(replicas, REPLICA_WAIT).await {
-                            // Not confirmed after all: everything goes back, to
-                            // be judged by its guards where its slot is served
-                            // next, and counted when it is.
-                            sent.mark_uncertain();
-                            part = sent;
-                            rep = ApplyReport::default();
-                            keep_worst(&mut failure, e);
-                        }
-                    }
-                    (part, rep, failure, w.take_asks())
-                }
-            });
-            let results = futures::future::join_all(runs).await;
+            let writers = std::mem::take(&mut self.nodes);
+            let mut lanes = Lanes(Vec::with_capacity(n));
+            for (i, (w, (part, ask))) in writers.into_iter().zip(parts.into_iter().zip(asking)).enumerate() {
+                let replicas = self.replicas.get(i).copied().unwrap_or(0);
+                lanes.0.push(if part.is_empty() && ask.is_empty() && !w.probe_due(PROBE_IDLE) {
+                    Lane::Done(Box::new(LaneEnd::idle(w)))
+                } else {
+                    Lane::Busy(tokio::spawn(run_lane(w, part, ask, replicas)))
+                });
+            }
+            let results = lanes.finish().await;
             let mut failure: Option<ApplyError> = None;
             let mut moved = false;
             let mut asks = Vec::new();
-            for (i, (left, rep, e, ask)) in results.into_iter().enumerate() {
+            for end in results {
+                let LaneEnd { mut writer, left, report: rep, failure: e, asks: ask } = end;
                 merge(report, rep);
                 batch.append(left);
                 asks.extend(ask);
-                if let Some(restart) = self.nodes[i].take_restart() {
+                if let Some(restart) = writer.take_restart() {
                     self.restart = Some(restart);
                 }
+                self.nodes.push(writer);
                 if let Some(e) = e {
                     moved |= e.code == "MOVED";
                     keep_worst(&mut failure, e);
@@ -502,6 +467,126 @@ impl ClusterWriter {
     }
 }
 
+/// What one master's run of a round gives back: its writer, what it did
+/// not confirm, what it did, the error that decides, and the `ASK`s met.
+struct LaneEnd {
+    writer: DestWriter,
+    left: ApplyBatch,
+    report: ApplyReport,
+    failure: Option<ApplyError>,
+    asks: Vec<Ask>,
+}
+
+impl LaneEnd {
+    /// A master with nothing to send and no probe due: no task.
+    fn idle(mut writer: DestWriter) -> LaneEnd {
+        let asks = writer.take_asks();
+        LaneEnd { writer, left: ApplyBatch::default(), report: ApplyReport::default(), failure: None, asks }
+    }
+}
+
+/// One master's part of a round (`ask`: what goes with `ASKING`), on its
+/// own task so that the masters' encoding, sends and replies run on every
+/// core the runtime has; see the module docs for the replicas.
+async fn run_lane(mut w: DestWriter, mut part: ApplyBatch, mut ask: ApplyBatch, replicas: usize) -> LaneEnd {
+    // Kept until the master's replicas have it: a master that crashes
+    // before then may fail over to a replica without it.
+    let sent = (replicas > 0 && !(part.is_empty() && ask.is_empty())).then(|| {
+        let mut all = part.clone();
+        all.append(ask.clone());
+        all
+    });
+    // Commands sent to another master whose reply was lost (the slot moved
+    // since): their guards tell whether they ran.
+    if part.meta.iter().any(|m| m.uncertain) {
+        w.check_guards_next();
+    }
+    let mut report = ApplyReport::default();
+    let mut failure = None;
+    if part.is_empty() && ask.is_empty() && w.probe_due(PROBE_IDLE) {
+        if let Err(e) = w.probe(PROBE_WAIT).await {
+            keep_worst(&mut failure, e);
+        }
+    }
+    if !part.is_empty() {
+        if let Err(e) = w.apply(&mut part, &mut report).await {
+            keep_worst(&mut failure, e);
+        }
+    }
+    if !ask.is_empty() {
+        if let Err(e) = w.apply_asking(&mut ask, &mut report).await {
+            keep_worst(&mut failure, e);
+        }
+        part.append(ask);
+    }
+    if let Some(mut sent) = sent {
+        if let Err(e) = w.replicate(replicas, REPLICA_WAIT).await {
+            // Not confirmed after all: everything goes back, to be judged by
+            // its guards where its slot is served next, and counted when it is.
+            sent.mark_uncertain();
+            part = sent;
+            report = ApplyReport::default();
+            keep_worst(&mut failure, e);
+        }
+    }
+    let asks = w.take_asks();
+    LaneEnd { writer: w, left: part, report, failure, asks }
+}
+
+/// The masters' runs of one round, in the order of the writers.
+enum Lane<T> {
+    Done(Box<T>),
+    Busy(tokio::task::JoinHandle<T>),
+    Taken,
+}
+
+/// The round's lanes. Dropped before they are all taken (the round's
+/// future dropped), it aborts the tasks still running, as dropping the
+/// round did when its lanes were futures inside it: no task outlives it.
+struct Lanes<T>(Vec<Lane<T>>);
+
+impl<T> Lanes<T> {
+    /// Waits for every lane, in order. A lane that panicked is resumed
+    /// here once all are done (the shard then fails with its message).
+    async fn finish(mut self) -> Vec<T> {
+        let mut ends = Vec::with_capacity(self.0.len());
+        let mut lost = None;
+        for lane in &mut self.0 {
+            // Awaited in place: dropped during the wait, `Drop` still sees it.
+            let end = match lane {
+                Lane::Busy(task) => task.await,
+                _ => match std::mem::replace(lane, Lane::Taken) {
+                    Lane::Done(end) => Ok(*end),
+                    _ => continue,
+                },
+            };
+            *lane = Lane::Taken;
+            match end {
+                Ok(end) => ends.push(end),
+                Err(e) => {
+                    lost.get_or_insert(e);
+                }
+            }
+        }
+        match lost.map(tokio::task::JoinError::try_into_panic) {
+            None => ends,
+            Some(Ok(panic)) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels a task it did not abort.
+            Some(Err(e)) => panic!("a cluster master's writer was lost: {e}"),
+        }
+    }
+}
+
+impl<T> Drop for Lanes<T> {
+    fn drop(&mut self) {
+        for lane in &self.0 {
+            if let Lane::Busy(task) = lane {
+                task.abort();
+            }
+        }
+    }
+}
+
 fn topology_error(addr: &str, detail: &str) -> ApplyError {
     ApplyError {
         class: ErrorClass::Retry,
@@ -548,6 +633,61 @@ mod tests {
             origin: None,
             detail: String::new(),
         }
+    }
+
+    /// Sets its flag when dropped (a task's future is dropped when the
+    /// task is aborted).
+    struct Dropped(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn lanes_end_in_order_and_a_dropped_round_aborts_what_still_runs() {
+        let slow = tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            1
+        });
+        let lanes = Lanes(vec![Lane::Busy(slow), Lane::Done(Box::new(2)), Lane::Busy(tokio::spawn(async { 3 }))]);
+        assert_eq!(lanes.finish().await, [1, 2, 3]);
+
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = Dropped(flag.clone());
+        let hung = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<u32>().await
+        });
+        let round = Lanes(vec![Lane::Done(Box::new(0)), Lane::Busy(hung)]).finish();
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(20), round).await;
+        assert!(cut.is_err(), "the hung lane never ends");
+        for _ in 0..100 {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the hung lane's task was not aborted with its round");
+    }
+
+    #[tokio::test]
+    async fn a_lane_that_panics_fails_the_round_after_the_others_ended() {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let after = done.clone();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            after.store(true, std::sync::atomic::Ordering::SeqCst);
+            1
+        });
+        let broken = tokio::spawn(async { panic!("lane broke") });
+        let round = tokio::spawn(Lanes(vec![Lane::Busy(broken), Lane::Busy(late)]).finish());
+        let e = round.await.expect_err("the panic reaches the round");
+        assert!(e.is_panic());
+        let message = e.into_panic();
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"lane broke"));
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst), "the other lane ran to its end first");
     }
 
     #[test]
