@@ -291,10 +291,10 @@ impl ApplyBatch {
 }
 
 /// A unit (`MULTI` … `EXEC`) or one command outside a unit, as
-/// [`ApplyBatch::split`] shows it to its router.
-pub(crate) struct Unit(Vec<(Cmd, Meta)>);
+/// [`ApplyBatch::split`] shows it to its router: its commands' metadata.
+pub(crate) struct Unit<'a>(&'a [Meta]);
 
-impl Unit {
+impl Unit<'_> {
     /// The key that routes the unit: its first command with a key (empty
     /// when none has one).
     pub fn key(&self) -> &[u8] {
@@ -303,7 +303,7 @@ impl Unit {
 
     /// The key of every command (empty for commands without one).
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.0.iter().map(|(_, m)| m.origin.key.as_ref())
+        self.0.iter().map(|m| m.origin.key.as_ref())
     }
 }
 
@@ -321,26 +321,39 @@ impl ApplyBatch {
     /// whole, each other command alone; `target` says where each goes.
     /// [`Target::All`] goes to each of the first `broadcast` parts. Order is
     /// kept within every part.
-    pub(crate) fn split(self, parts: usize, broadcast: usize, target: impl Fn(&Unit) -> Target) -> Vec<ApplyBatch> {
+    pub(crate) fn split(self, parts: usize, broadcast: usize, target: impl Fn(&Unit<'_>) -> Target) -> Vec<ApplyBatch> {
         let mut out: Vec<ApplyBatch> = (0..parts).map(|_| ApplyBatch::new()).collect();
-        let mut commands = self.cmds.into_iter().zip(self.meta);
-        while let Some(first) = commands.next() {
-            let multi = first.1.rule.is_multi();
-            let mut unit = Unit(vec![first]);
-            if multi {
-                for (c, m) in commands.by_ref() {
-                    let exec = m.rule == ReplyRule::Exec;
-                    unit.0.push((c, m));
-                    if exec {
+        // Where each unit goes (its length, its target), decided on the
+        // metadata before anything moves: a command is moved once, not
+        // gathered into a unit of its own first (this runs per key).
+        let mut plan = Vec::new();
+        let mut start = 0;
+        while start < self.meta.len() {
+            let mut end = start + 1;
+            if self.meta[start].rule.is_multi() {
+                while end < self.meta.len() {
+                    end += 1;
+                    if self.meta[end - 1].rule == ReplyRule::Exec {
                         break;
                     }
                 }
             }
-            match target(&unit) {
-                Target::Part(i) => out[i.min(parts - 1)].push_meta(unit.0),
+            plan.push((end - start, target(&Unit(&self.meta[start..end]))));
+            start = end;
+        }
+        let mut commands = self.cmds.into_iter().zip(self.meta);
+        for (len, to) in plan {
+            match to {
+                Target::Part(i) => {
+                    let part = &mut out[i.min(parts - 1)];
+                    for (c, m) in commands.by_ref().take(len) {
+                        part.push_one(c, m);
+                    }
+                }
                 Target::All => {
+                    let unit: Vec<(Cmd, Meta)> = commands.by_ref().take(len).collect();
                     for part in out.iter_mut().take(broadcast) {
-                        part.push_meta(unit.0.clone());
+                        part.push_meta(unit.clone());
                     }
                 }
             }
@@ -357,10 +370,14 @@ impl ApplyBatch {
 
     fn push_meta(&mut self, unit: Vec<(Cmd, Meta)>) {
         for (c, m) in unit {
-            self.bytes += m.len;
-            self.cmds.push(c);
-            self.meta.push(m);
+            self.push_one(c, m);
         }
+    }
+
+    fn push_one(&mut self, c: Cmd, m: Meta) {
+        self.bytes += m.len;
+        self.cmds.push(c);
+        self.meta.push(m);
     }
 }
 

@@ -329,13 +329,15 @@ impl ClusterWriter {
             let (map, asked) = (&self.map, &self.asked);
             // Parts `0..n` go to each master as they are, parts `n..2n` with
             // `ASKING`.
-            let mut parts = std::mem::take(batch).split(2 * n, n, |unit: &Unit| {
+            let mut parts = std::mem::take(batch).split(2 * n, n, |unit: &Unit<'_>| {
                 let key = unit.key();
                 if key.is_empty() {
                     return Target::All;
                 }
                 let slot = slot_of(key);
-                if !held.contains(&slot) {
+                // Looked up only when there is anything to find: this runs
+                // per key, and a lookup hashes the key even in an empty map.
+                if !asked.is_empty() && (held.is_empty() || !held.contains(&slot)) {
                     if let Some(&i) = unit.keys().find_map(|k| asked.get(k)) {
                         return Target::Part(n + i);
                     }
