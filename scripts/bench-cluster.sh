@@ -66,14 +66,15 @@ while True:
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-# start_server DIR PORT [ARGS…] — a redis-server in DIR; prints its pid.
+# start_server DIR PORT [ARGS…] — a redis-server in DIR; prints its pid, which the
+# caller adds to `pids` (this runs in a command substitution: a variable set here is
+# gone with it, and the servers of every round were left running).
 start_server() {
   local dir=$1 port=$2; shift 2
   mkdir -p "$dir"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
     --logfile "$dir/redis.log" "$@" >/dev/null 2>&1 &
   local pid=$!
-  pids+=("$pid")
   local i
   for i in $(seq 1 1200); do
     if redis-cli -p "$port" ping >/dev/null 2>&1 && ! redis-cli -p "$port" info persistence | grep -q 'loading:1'; then
@@ -99,6 +100,7 @@ one_round() {
   cp "$rdb" "$dir/src/dump.rdb"
   local sport; sport=$(free_port)
   local spid; spid=$(start_server "$dir/src" "$sport" --dbfilename dump.rdb --repl-diskless-sync yes --repl-diskless-sync-delay 0)
+  pids+=("$spid")
   local dpids=() seed
   if [ "$kind" != standalone ]; then
     local addrs=() n port nodes=3 replicas=0
@@ -107,6 +109,7 @@ one_round() {
     for n in $(seq 1 $nodes); do
       port=$(free_port)
       dpids+=("$(start_server "$dir/n$n" "$port" --cluster-enabled yes --cluster-config-file "$dir/n$n/nodes.conf")")
+      pids+=("${dpids[-1]}")
       addrs+=("127.0.0.1:$port")
     done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas $replicas --cluster-yes >/dev/null
@@ -121,6 +124,7 @@ one_round() {
   else
     local dport; dport=$(free_port)
     dpids+=("$(start_server "$dir/dst" "$dport")")
+    pids+=("${dpids[-1]}")
     seed=127.0.0.1:$dport
   fi
   cat >"$dir/task.toml" <<T
