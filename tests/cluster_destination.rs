@@ -610,6 +610,12 @@ fn a_slot_in_the_middle_of_a_move_is_written_with_asking() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(in_slot(from), "0");
+    // verify reads the slot's keys where they are: its owner answers ASK,
+    // and they are read on the importing master after ASKING (the ASK was
+    // "a reply no Redis sends", and verify stopped there).
+    let (code, out, err) = verify_binary(&task, &["--mode", "full"]);
+    assert_eq!(code, 0, "verify while a slot is half-moved:\n{out}\n{err}");
+    assert!(out.contains("result: EQUAL"), "{out}");
 
     // The stream: the slot's writes wait (a transaction with the slot's
     // checkpoint finds its keys on neither side yet: TRYAGAIN), retried.

@@ -201,9 +201,11 @@ impl ApplyError {
         if self.code != "ASK" {
             return None;
         }
-        let mut words = self.detail.split_ascii_whitespace().skip(1);
-        let slot = words.next()?.parse().ok()?;
-        let to = words.next()?.to_owned();
+        let Some(super::cluster::topology::Redirect::Ask { slot, to }) =
+            super::cluster::topology::Redirect::parse(&self.detail)
+        else {
+            return None;
+        };
         let key = self.origin.as_ref().map(|o| o.key.clone()).unwrap_or_default();
         Some(Ask { slot, to, key })
     }

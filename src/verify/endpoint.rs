@@ -4,7 +4,10 @@
 //!
 //! An [`Endpoint`] is one connection with its DB selected and the server's
 //! version known (on a Redis Cluster: one connection per master, each
-//! command sent to the master serving its key's slot); `key_cmd` builds a command without copying the key; the
+//! command sent to the master serving its key's slot, and redirections
+//! followed: a slot moved since the map was read answers `MOVED`, one
+//! being moved `ASK` for the keys that already went, which are read on the
+//! importing master after `ASKING`); `key_cmd` builds a command without copying the key; the
 //! `parse_*` functions read a `TYPE` or `PTTL` reply, and `into_bulks`,
 //! `scan_reply`, `pairs` the array shapes the readers expect, returning the
 //! offending value when a reply has another shape.
@@ -14,7 +17,7 @@ use bytes::Bytes;
 use super::content::KeyType;
 use super::ttl::{from_pttl, PttlReading};
 use super::VerifyError;
-use crate::dest::cluster::topology::{cluster_enabled, SlotMap};
+use crate::dest::cluster::topology::{cluster_enabled, Redirect, SlotMap};
 use crate::dest::RedisVersion;
 use crate::resp::{Cmd, Connection, Value};
 
@@ -32,8 +35,16 @@ enum Conns {
     Cluster {
         map: SlotMap,
         conns: Vec<Connection>,
+        /// Nodes a redirection named that `map` does not (a master being
+        /// filled by a resharding), connected on first use.
+        others: Vec<(String, Connection)>,
+        secret: crate::config::Secret,
     },
 }
+
+/// Rounds of redirections followed for one pipeline (a slot moving again
+/// while it is read).
+const REDIRECT_ROUNDS: usize = 3;
 
 /// `SMISMEMBER`, `ZMSCORE`: Redis 6.2.
 const V6_2: RedisVersion = RedisVersion::new(6, 2, 0);
@@ -71,7 +82,8 @@ impl Endpoint {
                 }
                 conns.push(c);
             }
-            return Ok(Endpoint { conns: Conns::Cluster { map, conns }, side, version: caps.version });
+            let conns = Conns::Cluster { map, conns, others: Vec::new(), secret: secret.clone() };
+            return Ok(Endpoint { conns, side, version: caps.version });
         }
         if db != 0 {
             conn.query(&Cmd::new("SELECT").arg(db.to_string())).await.map_err(|source| VerifyError::Query {
@@ -101,7 +113,7 @@ impl Endpoint {
             |during: String| move |source| VerifyError::Query { side: side.clone(), during, source: Box::new(source) };
         match &mut self.conns {
             Conns::One(conn) => conn.pipeline(cmds).await.map_err(failed(during())),
-            Conns::Cluster { map, conns } => {
+            Conns::Cluster { map, conns, others, secret } => {
                 let keys = cmds.iter().map(routing_key);
                 let per_master = map.by_master(keys);
                 let mut out = vec![Value::Bulk(None); cmds.len()];
@@ -114,6 +126,37 @@ impl Endpoint {
                     let replies = conn.pipeline(&part).await.map_err(failed(during.clone()))?;
                     for (i, v) in idx.into_iter().zip(replies) {
                         out[i] = v;
+                    }
+                }
+                for _ in 0..REDIRECT_ROUNDS {
+                    // (node, with ASKING, the commands' indexes)
+                    let mut asks: Vec<(String, bool, Vec<usize>)> = Vec::new();
+                    for (i, reply) in out.iter().enumerate() {
+                        let Value::Error(message) = reply else { continue };
+                        let Some(to) = Redirect::parse(message) else { continue };
+                        match asks.iter_mut().find(|(node, asking, _)| node == to.to() && *asking == to.is_ask()) {
+                            Some((_, _, idx)) => idx.push(i),
+                            None => asks.push((to.to().to_owned(), to.is_ask(), vec![i])),
+                        }
+                    }
+                    if asks.is_empty() {
+                        break;
+                    }
+                    for (node, asking, idx) in asks {
+                        let conn = node_conn(map, conns, others, secret, side, &node).await?;
+                        let mut part = Vec::with_capacity(idx.len() * 2);
+                        for &i in &idx {
+                            if asking {
+                                part.push(Cmd::new("ASKING"));
+                            }
+                            part.push(cmds[i].clone());
+                        }
+                        let replies = conn.pipeline(&part).await.map_err(failed(during.clone()))?;
+                        // After `ASKING`, every second reply is the command's.
+                        let step = if asking { 2 } else { 1 };
+                        for (i, v) in idx.into_iter().zip(replies.into_iter().skip(step - 1).step_by(step)) {
+                            out[i] = v;
+                        }
                     }
                 }
                 Ok(out)
@@ -133,6 +176,31 @@ impl Endpoint {
             },
         }
     }
+}
+
+/// The connection to the cluster node at `addr`: a master of `map`, or one
+/// a redirection named, connected now if it is new.
+async fn node_conn<'a>(
+    map: &SlotMap,
+    conns: &'a mut [Connection],
+    others: &'a mut Vec<(String, Connection)>,
+    secret: &crate::config::Secret,
+    side: &str,
+    addr: &str,
+) -> Result<&'a mut Connection, VerifyError> {
+    if let Some(i) = map.masters.iter().position(|m| m == addr) {
+        return Ok(&mut conns[i]);
+    }
+    let i = match others.iter().position(|(a, _)| a == addr) {
+        Some(i) => i,
+        None => {
+            let conn =
+                super::counts::connect(&format!("{side} node {addr} (a redirection named it)"), addr, secret).await?;
+            others.push((addr.to_owned(), conn));
+            others.len() - 1
+        }
+    };
+    Ok(&mut others[i].1)
 }
 
 /// The key a reading command names (every command here names one): after

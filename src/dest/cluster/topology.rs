@@ -30,6 +30,41 @@ pub enum TopologyError {
     Malformed(String),
 }
 
+/// A redirection reply: `-MOVED <slot> <host:port>` (the slot is served
+/// there now) or `-ASK <slot> <host:port>` (the slot is being moved there,
+/// and this key already went: ask again there, after `ASKING`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redirect {
+    Moved { slot: u16, to: String },
+    Ask { slot: u16, to: String },
+}
+
+impl Redirect {
+    /// Reads an error reply's message; `None` when it is no redirection.
+    pub fn parse(message: &str) -> Option<Redirect> {
+        let mut words = message.split_ascii_whitespace();
+        let code = words.next()?;
+        let slot = words.next()?.parse().ok()?;
+        let to = words.next()?.to_owned();
+        match code {
+            "MOVED" => Some(Redirect::Moved { slot, to }),
+            "ASK" => Some(Redirect::Ask { slot, to }),
+            _ => None,
+        }
+    }
+
+    /// Where to ask again.
+    pub fn to(&self) -> &str {
+        match self {
+            Redirect::Moved { to, .. } | Redirect::Ask { to, .. } => to,
+        }
+    }
+
+    pub fn is_ask(&self) -> bool {
+        matches!(self, Redirect::Ask { .. })
+    }
+}
+
 /// Whether the server behind `conn` runs in cluster mode (`INFO cluster`,
 /// `cluster_enabled:1`).
 pub async fn cluster_enabled(conn: &mut Connection) -> Result<bool, RespError> {
@@ -155,6 +190,24 @@ impl SlotMap {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn redirections_are_read_and_other_errors_are_not() {
+        let moved = Redirect::parse("MOVED 7220 127.0.0.1:7002").unwrap();
+        assert_eq!(moved, Redirect::Moved { slot: 7220, to: "127.0.0.1:7002".into() });
+        assert!(!moved.is_ask());
+        let ask = Redirect::parse("ASK 5461 [::1]:7003").unwrap();
+        assert_eq!((ask.to(), ask.is_ask()), ("[::1]:7003", true));
+        for other in [
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MOVED",
+            "MOVED x h:1",
+            "ERR MOVED 1 h:1",
+        ] {
+            assert_eq!(Redirect::parse(other), None, "{other}");
+        }
+    }
 
     fn node(host: &str, port: i64) -> Value {
         Value::Array(Some(vec![
