@@ -39,6 +39,8 @@ enum Conns {
         /// filled by a resharding), connected on first use.
         others: Vec<(String, Connection)>,
         secret: crate::config::Secret,
+        /// `CLIENT NO-TOUCH ON` on each new connection too.
+        no_touch: bool,
     },
 }
 
@@ -82,7 +84,8 @@ impl Endpoint {
                 }
                 conns.push(c);
             }
-            let conns = Conns::Cluster { map, conns, others: Vec::new(), secret: secret.clone() };
+            let no_touch = caps.version >= NO_TOUCH;
+            let conns = Conns::Cluster { map, conns, others: Vec::new(), secret: secret.clone(), no_touch };
             return Ok(Endpoint { conns, side, version: caps.version });
         }
         if db != 0 {
@@ -113,7 +116,7 @@ impl Endpoint {
             |during: String| move |source| VerifyError::Query { side: side.clone(), during, source: Box::new(source) };
         match &mut self.conns {
             Conns::One(conn) => conn.pipeline(cmds).await.map_err(failed(during())),
-            Conns::Cluster { map, conns, others, secret } => {
+            Conns::Cluster { map, conns, others, secret, no_touch } => {
                 let keys = cmds.iter().map(routing_key);
                 let per_master = map.by_master(keys);
                 let mut out = vec![Value::Bulk(None); cmds.len()];
@@ -143,7 +146,7 @@ impl Endpoint {
                         break;
                     }
                     for (node, asking, idx) in asks {
-                        let conn = node_conn(map, conns, others, secret, side, &node).await?;
+                        let conn = node_conn(map, conns, others, secret, *no_touch, side, &node).await?;
                         let mut part = Vec::with_capacity(idx.len() * 2);
                         for &i in &idx {
                             if asking {
@@ -185,6 +188,7 @@ async fn node_conn<'a>(
     conns: &'a mut [Connection],
     others: &'a mut Vec<(String, Connection)>,
     secret: &crate::config::Secret,
+    no_touch: bool,
     side: &str,
     addr: &str,
 ) -> Result<&'a mut Connection, VerifyError> {
@@ -194,8 +198,11 @@ async fn node_conn<'a>(
     let i = match others.iter().position(|(a, _)| a == addr) {
         Some(i) => i,
         None => {
-            let conn =
+            let mut conn =
                 super::counts::connect(&format!("{side} node {addr} (a redirection named it)"), addr, secret).await?;
+            if no_touch {
+                let _ = conn.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
+            }
             others.push((addr.to_owned(), conn));
             others.len() - 1
         }
