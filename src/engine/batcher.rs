@@ -828,6 +828,23 @@ mod tests {
             .collect()
     }
 
+    /// The checkpoint moves (before, after) the batch's units are guarded by.
+    fn checkpoint_guards(b: &mut Batcher) -> Vec<(Option<u64>, u64)> {
+        let guard = |m: &crate::dest::batch::Meta| match m.guard.as_deref() {
+            Some(crate::dest::Guard::Checkpoint { before, after, .. }) => Some((*before, *after)),
+            _ => None,
+        };
+        b.batch().meta.iter().filter_map(guard).collect()
+    }
+
+    /// A batcher into a cluster keeping its checkpoints there, and its layout.
+    fn cluster_batcher(pos: Position) -> (Batcher, Layout) {
+        let caps = crate::dest::DestCaps::new(RedisVersion::parse("7.0.15").unwrap());
+        let layout = Layout::cluster(Bytes::from_static(KEY), true);
+        let opts = RewriteOptions::new(caps, Conflict::Intercept);
+        (Batcher::new("s1".to_owned(), layout.clone(), opts, pos), layout)
+    }
+
     /// The destination confirmed everything cut so far.
     fn confirm_all(b: &mut Batcher) {
         let n = b.batch().len();
@@ -934,10 +951,7 @@ mod tests {
 
     #[test]
     fn a_full_copy_into_a_cluster_ends_with_a_slot_checkpoint_on_every_master() {
-        let caps = crate::dest::DestCaps::new(RedisVersion::parse("7.0.15").unwrap());
-        let layout = Layout::cluster(Bytes::from_static(KEY), true);
-        let opts = RewriteOptions::new(caps, Conflict::Intercept);
-        let mut b = Batcher::new("s1".to_owned(), layout.clone(), opts, Position::default());
+        let (mut b, layout) = cluster_batcher(Position::default());
         b.full_resync("f".repeat(40), 500, NOW);
         b.cut(NOW).unwrap();
         confirm_all(&mut b);
@@ -955,15 +969,7 @@ mod tests {
             assert!(unit[1].contains("offset") && unit[1].contains(":500,"), "{unit:?}");
             assert_eq!(unit[2], "EXEC");
         }
-        let guards: Vec<_> = b
-            .batch()
-            .meta
-            .iter()
-            .filter_map(|m| match m.guard.as_deref() {
-                Some(crate::dest::Guard::Checkpoint { before, after, .. }) => Some((*before, *after)),
-                _ => None,
-            })
-            .collect();
+        let guards = checkpoint_guards(&mut b);
         assert_eq!(guards, [(None, 500); 3], "each unit is checked like a stream unit");
         confirm_all(&mut b);
         let done = b.confirmed();
@@ -980,11 +986,7 @@ mod tests {
     /// its first slot, after what came before, once.
     #[test]
     fn slots_marked_during_the_stream_get_a_checkpoint_at_the_next_cut() {
-        let caps = crate::dest::DestCaps::new(RedisVersion::parse("7.0.15").unwrap());
-        let layout = Layout::cluster(Bytes::from_static(KEY), true);
-        let opts = RewriteOptions::new(caps, Conflict::Intercept);
-        let pos = Position { slots: HashMap::from([(0, 90)]), ..streaming(100) };
-        let mut b = Batcher::new("s1".to_owned(), layout.clone(), opts, pos);
+        let (mut b, layout) = cluster_batcher(Position { slots: HashMap::from([(0, 90)]), ..streaming(100) });
         let tags = crate::dest::cluster::slot::slot_tags();
         let in_5461 = format!("SET {{{}}}x 1", tags[5461]);
         b.stream(apply(&in_5461), 110, 1, 0);
@@ -1001,15 +1003,7 @@ mod tests {
         assert!(zero.1 && last.1 && unit.1, "every slot at the cut's offset: {cmds:?}");
         assert!(zero.0 > unit.0 && last.0 > zero.0, "after what came before, in the order asked: {cmds:?}");
         assert_eq!(cmds.iter().filter(|c| c.starts_with("MULTI")).count(), 3, "5461 once: {cmds:?}");
-        let guards: Vec<_> = b
-            .batch()
-            .meta
-            .iter()
-            .filter_map(|m| match m.guard.as_deref() {
-                Some(crate::dest::Guard::Checkpoint { before, after, .. }) => Some((*before, *after)),
-                _ => None,
-            })
-            .collect();
+        let guards = checkpoint_guards(&mut b);
         assert_eq!(guards, [(None, 110), (Some(90), 110), (None, 110)], "each expects what its slot held");
         confirm_all(&mut b);
         assert_eq!(b.confirmed().applied, Some(110));

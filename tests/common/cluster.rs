@@ -43,11 +43,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .output()?;
         if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "redis-cli --cluster create failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )));
+            return Err(cli_failed("create", &out));
         }
         let cluster = Cluster { nodes };
         let start = Instant::now();
@@ -70,11 +66,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .output()?;
         if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "redis-cli --cluster add-node failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )));
+            return Err(cli_failed("add-node", &out));
         }
         let id = node.redis_cli(&["CLUSTER", "MYID"])?;
         let addr = node.addr();
@@ -167,6 +159,12 @@ impl Cluster {
             .output()?;
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
     }
+}
+
+/// A `redis-cli --cluster <what>` that failed, with what it printed.
+fn cli_failed(what: &str, out: &std::process::Output) -> io::Error {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    io::Error::other(format!("redis-cli --cluster {what} failed: {stdout}{stderr}"))
 }
 
 async fn slot_map(seed: &str) -> SlotMap {
