@@ -65,9 +65,13 @@ const CONSUMER_CHUNK: usize = 256 * 1024;
 const RDB_READ_CHUNK: usize = 256 * 1024;
 
 /// A snapshot read that brought less than this waits
-/// [`RDB_COALESCE_WAIT`] before the next (see `Link::receive`).
+/// [`RDB_COALESCE_WAIT`] before the next (see `Link::receive`). A diskless
+/// master sends mixed-1m at about 70 MB/s here: 3 ms lets about 200 KiB
+/// gather, and cut the tool's CPU per full copy by 8% against 1 ms (four
+/// alternating rounds each, wall time unchanged); 5 ms gained no more than
+/// the noise.
 const RDB_COALESCE_BELOW: usize = 64 * 1024;
-const RDB_COALESCE_WAIT: Duration = Duration::from_millis(1);
+const RDB_COALESCE_WAIT: Duration = Duration::from_millis(3);
 
 /// Longest wait to hand a few bytes (PSYNC, an ACK) to the kernel.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
