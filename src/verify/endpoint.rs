@@ -133,19 +133,20 @@ impl Endpoint {
                 }
                 for _ in 0..REDIRECT_ROUNDS {
                     // (node, with ASKING, the commands' indexes)
-                    let mut asks: Vec<(String, bool, Vec<usize>)> = Vec::new();
+                    let mut redirected: Vec<(String, bool, Vec<usize>)> = Vec::new();
                     for (i, reply) in out.iter().enumerate() {
                         let Value::Error(message) = reply else { continue };
                         let Some(to) = Redirect::parse(message) else { continue };
-                        match asks.iter_mut().find(|(node, asking, _)| node == to.to() && *asking == to.is_ask()) {
+                        match redirected.iter_mut().find(|(node, asking, _)| node == to.to() && *asking == to.is_ask())
+                        {
                             Some((_, _, idx)) => idx.push(i),
-                            None => asks.push((to.to().to_owned(), to.is_ask(), vec![i])),
+                            None => redirected.push((to.to().to_owned(), to.is_ask(), vec![i])),
                         }
                     }
-                    if asks.is_empty() {
+                    if redirected.is_empty() {
                         break;
                     }
-                    for (node, asking, idx) in asks {
+                    for (node, asking, idx) in redirected {
                         let conn = node_conn(map, conns, others, secret, *no_touch, side, &node).await?;
                         let mut part = Vec::with_capacity(idx.len() * 2);
                         for &i in &idx {
