@@ -155,7 +155,7 @@ T
   if [ -n "$recorder" ]; then
     wait "$recorder" || true
     perf script -i "$dir/perf.data" -F tid,ip,sym 2>/dev/null | stage_shares "$round" >>"$stages" \
-      || die "perf script failed: $(tail -3 "$dir/perf.log")"
+      || say "perf recorded nothing in round $round (not allowed here? $(tail -1 "$dir/perf.log")): that round is left out of the per-stage table"
   fi
   local s1 d1=0
   s1=$(ticks "$spid")
