@@ -489,8 +489,9 @@ fn restart_after_slots_moved_to_a_new_master(the_new_one_restarts: bool) {
     wait_settled(&cluster, "the resharding");
     assert_eq!(cluster.slot_counts().get(&joined), Some(&500));
     assert_eq!(cluster.owner_of_slot(lowest), joined, "the copy's checkpoint of {from} moved with slot {lowest}");
-    // The map is read again within 10 s, then a batch marks what is bare.
-    std::thread::sleep(Duration::from_secs(12));
+    // The map is read again within 10 s (at a batch, one a second), and
+    // the batch after marks what is bare: 15 s leave a few to spare.
+    std::thread::sleep(Duration::from_secs(15));
     let victim = if the_new_one_restarts { joined } else { from };
     restart_without_its_data(&mut cluster, stream, &victim, false);
 }
