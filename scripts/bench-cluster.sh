@@ -145,10 +145,17 @@ T
     >"$dir/out" 2>"$dir/err" &
   local runner=$! recorder=""
   if [ "$kind" = cluster-stages ]; then
+    # The tool is /usr/bin/time's one child; a tool that ended before it
+    # was seen fails at the wait below.
     local tool=""
-    until tool=$(pgrep -P "$runner" -x shardsync); do sleep 0.01; done
-    perf record -F 999 --call-graph dwarf,16384 -o "$dir/perf.data" -p "$tool" >"$dir/perf.log" 2>&1 &
-    recorder=$!
+    until tool=$(pgrep -P "$runner"); do
+      kill -0 "$runner" 2>/dev/null || break
+      sleep 0.01
+    done
+    if [ -n "$tool" ]; then
+      perf record -F 999 --call-graph dwarf,16384 -o "$dir/perf.data" -p "$tool" >"$dir/perf.log" 2>&1 &
+      recorder=$!
+    fi
   fi
   wait "$runner" || die "$kind round $round: shardsync failed: $(tail -3 "$dir/err")"
   end=$(date +%s.%N)
