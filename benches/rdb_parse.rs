@@ -27,11 +27,13 @@ fn parse(data: &[u8], capture: Option<usize>) -> u64 {
 /// As a full copy parses when the destination restores the file's RDB
 /// version: each key's DUMP payload captured (up to the default
 /// `big_key_bytes`), compact encodings (listpacks, intsets, ziplists) left
-/// undecoded since the payload carries them.
+/// undecoded since the payload carries them, and each payload's CRC-64 left
+/// to the connection that sends it (`Cmd::arg_dump_payload`).
 fn as_the_sync(data: &[u8]) -> u64 {
     let opts = ParserOptions {
         capture_payload: Some(shardsync::config::DEFAULT_BIG_KEY_BYTES as usize),
         restore_versions: u128::MAX,
+        seal_payloads: false,
         ..Default::default()
     };
     parse_with(data, opts)

@@ -202,7 +202,8 @@ async fn copy_on(
     tune(&mut opts);
     let mut writer = DestWriter::with_connection(conn, WriterOptions::new(conflict));
     let mut rw = Rewriter::new(opts);
-    let parse = ParserOptions { capture_payload: Some(64 << 20), ..ParserOptions::default() };
+    // As the engine parses: each payload's CRC-64 is left to the connection.
+    let parse = ParserOptions { capture_payload: Some(64 << 20), seal_payloads: false, ..ParserOptions::default() };
     let mut reader = RdbReader::with_options(File::open(rdb)?, parse);
     let mut batch = ApplyBatch::new();
     let mut report = ApplyReport::default();

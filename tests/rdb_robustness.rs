@@ -88,7 +88,13 @@ fn render<R: Read>(r: R, opts: ParserOptions) -> Result<String, RdbError> {
 }
 
 fn tiny() -> ParserOptions {
-    ParserOptions { chunk_items: 1, chunk_bytes: 1, capture_payload: Some(1 << 20), restore_versions: 0 }
+    ParserOptions {
+        chunk_items: 1,
+        chunk_bytes: 1,
+        capture_payload: Some(1 << 20),
+        restore_versions: 0,
+        seal_payloads: true,
+    }
 }
 
 #[test]
@@ -264,7 +270,13 @@ fn unknown_type_and_bad_magic_name_what_was_found() {
 fn survive(data: &[u8]) {
     let mut reader = RdbReader::with_options(
         data,
-        ParserOptions { chunk_items: 3, chunk_bytes: 70, capture_payload: Some(4096), restore_versions: 0 },
+        ParserOptions {
+            chunk_items: 3,
+            chunk_bytes: 70,
+            capture_payload: Some(4096),
+            restore_versions: 0,
+            seal_payloads: true,
+        },
     );
     let mut events = 0u64;
     loop {

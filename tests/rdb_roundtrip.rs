@@ -69,7 +69,13 @@ fn seed() -> u64 {
 /// the streaming paths (raw and LZF strings read in parts, element runs cut
 /// mid-value, PELs split across chunks) are exercised.
 fn parser_options() -> ParserOptions {
-    ParserOptions { chunk_items: 50, chunk_bytes: 4096, capture_payload: Some(CAPTURE_LIMIT), restore_versions: 0 }
+    ParserOptions {
+        chunk_items: 50,
+        chunk_bytes: 4096,
+        capture_payload: Some(CAPTURE_LIMIT),
+        restore_versions: 0,
+        seal_payloads: true,
+    }
 }
 
 fn now_ms() -> i64 {

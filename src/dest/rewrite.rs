@@ -476,7 +476,8 @@ impl Rewriter {
             Some(at) => (at - now_ms).max(1),
         };
         let ttl = if ttl == 0 { word("0") } else { num(ttl) };
-        let mut cmd = Cmd::with_capacity("RESTORE", 5).arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_bytes(payload);
+        let mut cmd =
+            Cmd::with_capacity("RESTORE", 5).arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_dump_payload(payload);
         if expire.is_some() && caps.abs_ttl() {
             cmd = cmd.arg_bytes(word("ABSTTL"));
         }

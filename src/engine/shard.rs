@@ -236,10 +236,12 @@ async fn link(ctx: &ShardCtx, applier: &mut Applier) -> LinkEnd {
             .starting_in(applier.resume_db())
             .merged(ctx.task.sources.len() > 1);
     // Payloads are captured up to the big-key limit; values the writer will
-    // restore as they are need not be decoded.
+    // restore as they are need not be decoded; their CRC-64 is computed by
+    // the connection that sends them (`Cmd::arg_dump_payload`), not here.
     let parse = ParserOptions {
         capture_payload: Some(ctx.task.sync.big_key_bytes as usize),
         restore_versions: applier.restore_versions(),
+        seal_payloads: false,
         ..ParserOptions::default()
     };
     let marks_c = marks.clone();

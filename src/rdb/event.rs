@@ -232,7 +232,9 @@ pub enum Event {
     Chunk(Chunk),
     /// The end of the current key. `payload` is the DUMP payload (type byte,
     /// value bytes, RDB version, CRC64) when the reader was asked to capture
-    /// payloads and the value was not larger than the capture limit.
+    /// payloads and the value was not larger than the capture limit. Its
+    /// CRC64 is zero when the reader was told to leave it to the sender
+    /// (`ParserOptions::seal_payloads`).
     KeyEnd {
         payload: Option<Bytes>,
     },

@@ -59,11 +59,23 @@ pub struct ParserOptions {
     /// the payload. Its header is still checked (size, element count, end
     /// marker), and an empty one is still skipped. 0: decode everything.
     pub restore_versions: u128,
+    /// Whether the parser computes each captured payload's CRC-64. `false`
+    /// leaves its last 8 bytes zero for the sender, which computes them as
+    /// it writes the payload out (`Cmd::arg_dump_payload`): that CRC is the
+    /// largest single cost of parsing a snapshot for a copy, and the
+    /// writers run beside the parser, one per destination master.
+    pub seal_payloads: bool,
 }
 
 impl Default for ParserOptions {
     fn default() -> Self {
-        ParserOptions { chunk_items: 1024, chunk_bytes: 1 << 20, capture_payload: None, restore_versions: 0 }
+        ParserOptions {
+            chunk_items: 1024,
+            chunk_bytes: 1 << 20,
+            capture_payload: None,
+            restore_versions: 0,
+            seal_payloads: true,
+        }
     }
 }
 
@@ -696,9 +708,11 @@ impl Parser {
             }));
         }
         let payload = capturing.then(|| {
-            // DUMP payload trailer: RDB version (2 bytes LE), then CRC64 of all before it.
+            // DUMP payload trailer: RDB version (2 bytes LE), then CRC64 of
+            // all before it (or zeros for the sender to fill, see
+            // `ParserOptions::seal_payloads`).
             arena_put(&mut self.arena, &(self.version as u16).to_le_bytes());
-            let crc = crc64(&self.arena);
+            let crc = if self.opts.seal_payloads { crc64(&self.arena) } else { 0 };
             arena_put(&mut self.arena, &crc.to_le_bytes());
             let payload = self.arena.split().freeze();
             self.arena_trim();
@@ -1497,6 +1511,31 @@ mod tests {
         d.push(OP_EOF);
         d.extend_from_slice(&[0; 8]); // checksum disabled
         d
+    }
+
+    /// A captured payload is what Redis 7.0 `DUMP`s for the same value (these
+    /// bytes are its answer for "abc"); told to leave the CRC-64 to the
+    /// sender, the parser writes zeros there and nothing else changes.
+    #[test]
+    fn a_payload_is_sealed_unless_the_sender_seals_it() {
+        let mut d = b"REDIS0010".to_vec();
+        d.extend_from_slice(&[OP_SELECTDB, 0, TYPE_STRING]);
+        rdb_str(&mut d, b"k");
+        rdb_str(&mut d, b"abc");
+        d.push(OP_EOF);
+        d.extend_from_slice(&[0; 8]);
+        let dump: &[u8] = b"\x00\x03abc\n\x00\xd9\xac0=Ar\xa2\xe2";
+        for (seal, expected) in [(true, dump.to_vec()), (false, [&dump[..dump.len() - 8], &[0; 8]].concat())] {
+            let opts =
+                ParserOptions { capture_payload: Some(1 << 20), seal_payloads: seal, ..ParserOptions::default() };
+            let payloads: Vec<Option<Bytes>> = super::super::RdbReader::with_options(&d[..], opts)
+                .filter_map(|ev| match ev.expect("parses") {
+                    Event::KeyEnd { payload } => Some(payload),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(payloads, vec![Some(Bytes::from(expected))], "seal_payloads {seal}");
+        }
     }
 
     /// Drives the parser as a reader does whose reads return `read` bytes:

@@ -2,7 +2,10 @@
 //! as a RESP2 array of bulk strings by the connection. A command replicated
 //! by a master and sent on as it came also keeps the bytes it came in
 //! ([`Cmd::as_sent`]), which the connection writes instead of encoding it
-//! again.
+//! again. A `RESTORE` built from a snapshot may carry a DUMP payload whose
+//! CRC-64 the connection computes as it writes it
+//! ([`Cmd::arg_dump_payload`]), on the destination's writer rather than on
+//! the snapshot's parser.
 
 use std::fmt;
 
@@ -29,6 +32,9 @@ pub struct Cmd {
     /// The RESP array of `args`, exactly, when it arrived that way; dropped
     /// by anything that changes the arguments.
     wire: Option<Bytes>,
+    /// The argument that is a DUMP payload whose last 8 bytes (its CRC-64)
+    /// are computed when the command is encoded, whatever they hold here.
+    dump_payload: Option<usize>,
 }
 
 /// Two commands are equal when their arguments are, however they were made.
@@ -53,12 +59,12 @@ impl Cmd {
     pub fn with_capacity(name: &'static str, args: usize) -> Cmd {
         let mut v = Vec::with_capacity(args + 1);
         v.push(Bytes::from_static(name.as_bytes()));
-        Cmd { args: v, wire: None }
+        Cmd { args: v, wire: None, dump_payload: None }
     }
 
     /// A command from argument handles as they are, name first (no copy).
     pub fn from_bytes(args: Vec<Bytes>) -> Cmd {
-        Cmd { args, wire: None }
+        Cmd { args, wire: None, dump_payload: None }
     }
 
     /// A command as a master replicated it: `args` and `wire`, the RESP
@@ -71,7 +77,7 @@ impl Cmd {
             super::connection::encode_args(&mut encoded, &args);
             assert_eq!(wire, encoded, "the wire bytes are not these arguments");
         }
-        Cmd { args, wire: Some(wire) }
+        Cmd { args, wire: Some(wire), dump_payload: None }
     }
 
     /// The bytes the command arrived in, when it is sent as it came.
@@ -85,7 +91,11 @@ impl Cmd {
         I: IntoIterator<Item = A>,
         A: AsRef<[u8]>,
     {
-        Cmd { args: args.into_iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect(), wire: None }
+        Cmd {
+            args: args.into_iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect(),
+            wire: None,
+            dump_payload: None,
+        }
     }
 
     /// Appends an argument (copied).
@@ -100,6 +110,23 @@ impl Cmd {
         self.wire = None;
         self.args.push(arg);
         self
+    }
+
+    /// Appends a DUMP payload (type, value, RDB version, CRC-64) without
+    /// copying it; its CRC-64 is computed when the command is encoded, so
+    /// the parser can leave it zero (`ParserOptions::seal_payloads`). One
+    /// per command.
+    pub fn arg_dump_payload(mut self, payload: Bytes) -> Cmd {
+        self.wire = None;
+        self.dump_payload = Some(self.args.len());
+        self.args.push(payload);
+        self
+    }
+
+    /// The argument whose CRC-64 is computed at encoding (see
+    /// [`Cmd::arg_dump_payload`]).
+    pub fn dump_payload(&self) -> Option<usize> {
+        self.dump_payload
     }
 
     /// Appends an argument in place, for building commands in a loop.

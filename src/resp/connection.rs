@@ -386,7 +386,33 @@ fn encode_cmd(buf: &mut BytesMut, cmd: &Cmd) {
         buf.extend_from_slice(wire);
         return;
     }
-    encode_args(buf, cmd.args());
+    match cmd.dump_payload() {
+        None => encode_args(buf, cmd.args()),
+        Some(at) => encode_sealing(buf, cmd.args(), at),
+    }
+}
+
+/// As [`encode_args`], with the CRC-64 of argument `at` (a DUMP payload,
+/// see [`Cmd::arg_dump_payload`]) computed over what precedes it in that
+/// argument, from the bytes just written (they are in this core's cache;
+/// the payload was built on the parser's).
+fn encode_sealing(buf: &mut BytesMut, args: &[Bytes], at: usize) {
+    buf.reserve(args.iter().map(|a| a.len() + HEADER_MAX).sum::<usize>() + HEADER_MAX);
+    put_header(buf, b'*', args.len());
+    for (i, arg) in args.iter().enumerate() {
+        put_header(buf, b'$', arg.len());
+        match arg.len().checked_sub(8) {
+            Some(body) if i == at => {
+                let start = buf.len();
+                buf.extend_from_slice(&arg[..body]);
+                let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, &buf[start..]);
+                buf.extend_from_slice(&crc.to_le_bytes());
+            }
+            // Too short to be a payload: RESTORE refuses it as it is.
+            _ => buf.extend_from_slice(arg),
+        }
+        buf.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Appends `args` as a RESP2 array of bulk strings (also what
@@ -452,5 +478,40 @@ mod tests {
         put_header(&mut b, b'$', 0);
         put_header(&mut b, b'*', usize::MAX);
         assert_eq!(&b[..], format!("$0\r\n*{}\r\n", usize::MAX).as_bytes());
+    }
+
+    /// A payload whose CRC-64 was left to the sender goes out as Redis 7.0
+    /// `DUMP`s it (these bytes are its answer for "abc" and for a list of
+    /// a and b), whatever its last 8 bytes held; what is too short to be a
+    /// payload goes out as it is.
+    #[test]
+    fn a_dump_payload_is_sealed_as_it_is_encoded() {
+        let dumps: [&[u8]; 2] = [
+            b"\x00\x03abc\n\x00\xd9\xac0=Ar\xa2\xe2",
+            b"\x12\x01\x02\r\r\x00\x00\x00\x02\x00\x81a\x02\x81b\x02\xff\n\x00h\xeb\n\x89\x13A\xbb\xb1",
+        ];
+        for dump in dumps {
+            let sealed = Cmd::new("RESTORE").arg("k").arg("0").arg(dump).arg("REPLACE");
+            let mut expected = BytesMut::new();
+            encode_cmd(&mut expected, &sealed);
+            for filler in [0u8, 0xaa] {
+                let mut open = dump.to_vec();
+                let n = open.len();
+                open[n - 8..].fill(filler);
+                let cmd = Cmd::new("RESTORE")
+                    .arg("k")
+                    .arg("0")
+                    .arg_dump_payload(Bytes::from(open))
+                    .arg_bytes("REPLACE".into());
+                assert_eq!(cmd.dump_payload(), Some(3));
+                let mut ours = BytesMut::new();
+                encode_cmd(&mut ours, &cmd);
+                assert_eq!(ours, expected, "filler {filler:#x}");
+            }
+        }
+        let short = Cmd::new("RESTORE").arg("k").arg("0").arg_dump_payload(Bytes::from_static(b"1234567"));
+        let mut ours = BytesMut::new();
+        encode_cmd(&mut ours, &short);
+        assert_eq!(&ours[..], b"*4\r\n$7\r\nRESTORE\r\n$1\r\nk\r\n$1\r\n0\r\n$7\r\n1234567\r\n");
     }
 }
