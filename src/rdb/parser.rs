@@ -1099,7 +1099,7 @@ impl Parser {
         let fail = |e: String| Stop::Bad(0, format!("{} blob: {e}", type_name(t)));
         let chunk = match t {
             TYPE_LIST_ZIPLIST => {
-                let mut v = Vec::new();
+                let mut v = Vec::with_capacity(Packed::Ziplist.capacity(b));
                 encodings::ziplist(b, |i| {
                     v.push(item(i));
                     Ok(())
@@ -1108,7 +1108,7 @@ impl Parser {
                 Chunk::ListItems(v)
             }
             TYPE_SET_INTSET => {
-                let mut v = Vec::new();
+                let mut v = Vec::with_capacity(Packed::Intset.capacity(b));
                 encodings::intset(b, |i| {
                     v.push(Bytes::from(i.to_string()));
                     Ok(())
@@ -1117,7 +1117,7 @@ impl Parser {
                 Chunk::SetMembers(v)
             }
             TYPE_SET_LISTPACK => {
-                let mut v = Vec::new();
+                let mut v = Vec::with_capacity(Packed::Listpack.capacity(b));
                 encodings::listpack(b, |i| {
                     v.push(item(i));
                     Ok(())
@@ -1263,11 +1263,19 @@ impl Packed {
             }
         }
     }
+
+    /// Room to reserve for the elements of `b`: the count its header
+    /// declares once that is checked against the blob's size (so a corrupt
+    /// header cannot ask for more than the blob could hold), else none.
+    fn capacity(self, b: &[u8]) -> usize {
+        self.count(b).map_or(0, |n| usize::try_from(n).unwrap_or(0).min(b.len()))
+    }
 }
 
 /// Every element of a listpack (or ziplist) blob, in order.
 fn items_of(b: &[u8], is_listpack: bool) -> Result<Vec<Item<'_>>, String> {
-    let mut v = Vec::new();
+    let layout = if is_listpack { Packed::Listpack } else { Packed::Ziplist };
+    let mut v = Vec::with_capacity(layout.capacity(b));
     let push = |i| {
         v.push(i);
         Ok(())
