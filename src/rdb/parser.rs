@@ -1206,16 +1206,19 @@ impl Parser {
             QUICKLIST_NODE_PLAIN => vec![cur.to_bytes(blob)?],
             QUICKLIST_NODE_PACKED => {
                 let owned = cur.to_bytes(blob)?;
-                let flat = match items_of(&owned, v2) {
-                    Ok(f) => f,
-                    Err(e) => return bad(at, format!("quicklist node: {e}")),
-                };
-                flat.into_iter()
-                    .map(|i| match i {
+                let layout = if v2 { Packed::Listpack } else { Packed::Ziplist };
+                let mut items = Vec::with_capacity(layout.capacity(&owned));
+                let push = |i| {
+                    items.push(match i {
                         Item::Str(s) => owned.slice_ref(s),
                         Item::Int(n) => Bytes::from(n.to_string()),
-                    })
-                    .collect()
+                    });
+                    Ok(())
+                };
+                if let Err(e) = walk(layout, &owned, push) {
+                    return bad(at, format!("quicklist node: {e}"));
+                }
+                items
             }
             c => return bad(at, format!("quicklist node container {c}, expected 1 (plain) or 2 (packed)")),
         };
@@ -1276,16 +1279,19 @@ impl Packed {
 fn items_of(b: &[u8], is_listpack: bool) -> Result<Vec<Item<'_>>, String> {
     let layout = if is_listpack { Packed::Listpack } else { Packed::Ziplist };
     let mut v = Vec::with_capacity(layout.capacity(b));
-    let push = |i| {
+    walk(layout, b, |i| {
         v.push(i);
         Ok(())
-    };
-    if is_listpack {
-        encodings::listpack(b, push)?;
-    } else {
-        encodings::ziplist(b, push)?;
-    }
+    })?;
     Ok(v)
+}
+
+/// Hands every element of a listpack (or ziplist) blob to `f`, in order.
+fn walk<'a>(layout: Packed, b: &'a [u8], f: impl FnMut(Item<'a>) -> Result<(), String>) -> Result<(), String> {
+    match layout {
+        Packed::Listpack => encodings::listpack(b, f),
+        _ => encodings::ziplist(b, f),
+    }
 }
 
 fn next_group(groups: u64) -> State {
