@@ -386,43 +386,34 @@ fn encode_cmd(buf: &mut BytesMut, cmd: &Cmd) {
         buf.extend_from_slice(wire);
         return;
     }
-    match cmd.dump_payload() {
-        None => encode_args(buf, cmd.args()),
-        Some(at) => encode_sealing(buf, cmd.args(), at),
-    }
-}
-
-/// As [`encode_args`], with the CRC-64 of argument `at` (a DUMP payload,
-/// see [`Cmd::arg_dump_payload`]) computed over what precedes it in that
-/// argument, from the bytes just written (they are in this core's cache;
-/// the payload was built on the parser's).
-fn encode_sealing(buf: &mut BytesMut, args: &[Bytes], at: usize) {
-    buf.reserve(args.iter().map(|a| a.len() + HEADER_MAX).sum::<usize>() + HEADER_MAX);
-    put_header(buf, b'*', args.len());
-    for (i, arg) in args.iter().enumerate() {
-        put_header(buf, b'$', arg.len());
-        match arg.len().checked_sub(8) {
-            Some(body) if i == at => {
-                let start = buf.len();
-                buf.extend_from_slice(&arg[..body]);
-                let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, &buf[start..]);
-                buf.extend_from_slice(&crc.to_le_bytes());
-            }
-            // Too short to be a payload: RESTORE refuses it as it is.
-            _ => buf.extend_from_slice(arg),
-        }
-        buf.extend_from_slice(b"\r\n");
-    }
+    encode_sealing(buf, cmd.args(), cmd.dump_payload());
 }
 
 /// Appends `args` as a RESP2 array of bulk strings (also what
 /// [`Cmd::as_sent`] checks its bytes against in debug builds).
 pub(super) fn encode_args(buf: &mut BytesMut, args: &[Bytes]) {
+    encode_sealing(buf, args, None);
+}
+
+/// As [`encode_args`]; argument `payload` (a DUMP payload, see
+/// [`Cmd::arg_dump_payload`]) gets its CRC-64 computed over what precedes
+/// it in that argument, from the bytes just written (they are in this
+/// core's cache; the payload was built on the parser's).
+fn encode_sealing(buf: &mut BytesMut, args: &[Bytes], payload: Option<usize>) {
     buf.reserve(args.iter().map(|a| a.len() + HEADER_MAX).sum::<usize>() + HEADER_MAX);
     put_header(buf, b'*', args.len());
-    for arg in args {
+    for (i, arg) in args.iter().enumerate() {
         put_header(buf, b'$', arg.len());
-        buf.extend_from_slice(arg);
+        match arg.len().checked_sub(8) {
+            Some(body) if payload == Some(i) => {
+                let start = buf.len();
+                buf.extend_from_slice(&arg[..body]);
+                let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, &buf[start..]);
+                buf.extend_from_slice(&crc.to_le_bytes());
+            }
+            // Not a payload, or too short to be one (RESTORE refuses it as it is).
+            _ => buf.extend_from_slice(arg),
+        }
         buf.extend_from_slice(b"\r\n");
     }
 }
