@@ -68,23 +68,15 @@ impl Endpoint {
             during: "reading the server version (INFO server)".into(),
             source: Box::new(source),
         })?;
-        // Reading every value would make every key look recently used to
-        // an LRU/LFU eviction policy; Redis 7.2 lets a client read without
-        // that. Best effort: an ACL may forbid CLIENT, which changes nothing
-        // else.
-        if caps.version >= NO_TOUCH {
-            let _ = conn.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
+        let no_touch = caps.version >= NO_TOUCH;
+        if no_touch {
+            untouching(&mut conn).await;
         }
         if let Some(map) = cluster_map(&side, addr, &mut conn).await? {
             let mut conns = Vec::with_capacity(map.masters.len());
             for master in &map.masters {
-                let mut c = super::counts::connect(&format!("{side} master {master}"), master, secret).await?;
-                if caps.version >= NO_TOUCH {
-                    let _ = c.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
-                }
-                conns.push(c);
+                conns.push(node_connect(&format!("{side} master {master}"), master, secret, no_touch).await?);
             }
-            let no_touch = caps.version >= NO_TOUCH;
             let conns = Conns::Cluster { map, conns, others: Vec::new(), secret: secret.clone(), no_touch };
             return Ok(Endpoint { conns, side, version: caps.version });
         }
@@ -199,16 +191,34 @@ async fn node_conn<'a>(
     let i = match others.iter().position(|(a, _)| a == addr) {
         Some(i) => i,
         None => {
-            let mut conn =
-                super::counts::connect(&format!("{side} node {addr} (a redirection named it)"), addr, secret).await?;
-            if no_touch {
-                let _ = conn.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
-            }
-            others.push((addr.to_owned(), conn));
+            let side = format!("{side} node {addr} (a redirection named it)");
+            others.push((addr.to_owned(), node_connect(&side, addr, secret, no_touch).await?));
             others.len() - 1
         }
     };
     Ok(&mut others[i].1)
+}
+
+/// A connection to one node of a cluster, reading without touching keys
+/// when the server can (see [`untouching`]).
+async fn node_connect(
+    side: &str,
+    addr: &str,
+    secret: &crate::config::Secret,
+    no_touch: bool,
+) -> Result<Connection, VerifyError> {
+    let mut conn = super::counts::connect(side, addr, secret).await?;
+    if no_touch {
+        untouching(&mut conn).await;
+    }
+    Ok(conn)
+}
+
+/// `CLIENT NO-TOUCH ON` (Redis 7.2): reading every value would make every
+/// key look recently used to an LRU/LFU eviction policy. Best effort: an
+/// ACL may forbid `CLIENT`, which changes nothing else.
+async fn untouching(conn: &mut Connection) {
+    let _ = conn.send(&Cmd::new("CLIENT").arg("NO-TOUCH").arg("ON")).await;
 }
 
 /// The key a reading command names (every command here names one): after
