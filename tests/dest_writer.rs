@@ -969,7 +969,7 @@ async fn window_sizes() -> TestResult {
     restore_batches(&rdb, caps, 1024, |b| {
         for c in b.commands() {
             resp.extend_from_slice(format!("*{}\r\n", c.args().len()).as_bytes());
-            for a in c.args() {
+            for a in c.args().iter() {
                 resp.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
                 resp.extend_from_slice(a);
                 resp.extend_from_slice(b"\r\n");

@@ -133,7 +133,7 @@ impl Replica {
             match self.next().await? {
                 Seen::Command(c) => {
                     if let Some(last) = out.last() {
-                        assert_eq!(c.offset, last.offset + c.frame.len() as u64, "offsets add up");
+                        assert_eq!(c.offset, last.offset + c.frame().len() as u64, "offsets add up");
                     }
                     let done = c.offset >= offset;
                     out.push(c);
@@ -263,11 +263,11 @@ async fn full_sync_then_stream(master: &RedisServer, password: Option<&str>, dis
     assert!(commands[0].offset > offset);
     let names: Vec<String> = commands
         .iter()
-        .map(|c| String::from_utf8_lossy(&c.args[0]).to_ascii_uppercase())
+        .map(|c| String::from_utf8_lossy(&c.args()[0]).to_ascii_uppercase())
         .filter(|n| n != "PING" && n != "SELECT")
         .collect();
     assert_eq!(names, ["SET", "INCR", "LPUSH", "MULTI", "SET", "INCR", "EXEC", "SET"]);
-    assert_eq!(commands.last().map(|c| c.args[2].len()), Some(big.len()));
+    assert_eq!(commands.last().map(|c| c.args()[2].len()), Some(big.len()));
 
     let progress = replica.reader.progress().borrow().clone();
     assert_eq!(progress.state, ReplicationState::Incremental);
@@ -353,10 +353,10 @@ async fn psync_continues_after_a_disconnect() -> TestResult {
     assert_eq!(new_replid.as_deref(), Some(replid.as_str()));
     let target2 = master_offset(&mut conn).await?;
     let commands = second.commands_upto(target2).await?;
-    assert_eq!(commands[0].offset, target + commands[0].frame.len() as u64, "continues exactly after our offset");
+    assert_eq!(commands[0].offset, target + commands[0].frame().len() as u64, "continues exactly after our offset");
     let names: Vec<String> = commands
         .iter()
-        .map(|c| String::from_utf8_lossy(&c.args[0]).to_ascii_uppercase())
+        .map(|c| String::from_utf8_lossy(&c.args()[0]).to_ascii_uppercase())
         .filter(|n| n != "PING" && n != "SELECT")
         .collect();
     assert_eq!(names, ["INCR", "RPUSH"]);

@@ -175,7 +175,7 @@ pub(crate) fn wire_len(cmd: &Cmd) -> usize {
     // `*N\r\n` plus `$len\r\n...\r\n` per argument, and then some: the
     // batch limits count this, and a queued command holds more than its
     // bytes (so a command sent as it came is counted the same way).
-    16 + cmd.args().iter().map(|a| a.len() + 16).sum::<usize>()
+    16 + cmd.payload_len() + 16 * cmd.arg_count()
 }
 
 /// Everything about a queued command except the command itself, which is

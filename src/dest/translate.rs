@@ -29,6 +29,7 @@
 use bytes::Bytes;
 
 use super::caps::{DestCaps, RedisVersion};
+use crate::resp::Cmd;
 
 /// A replicated command form and the release that introduced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +290,7 @@ fn word(w: &'static str) -> Bytes {
     Bytes::from_static(w.as_bytes())
 }
 
-fn is(arg: &Bytes, w: &str) -> bool {
+fn is(arg: &[u8], w: &str) -> bool {
     arg.eq_ignore_ascii_case(w.as_bytes())
 }
 
@@ -338,11 +339,16 @@ const COPY: &str = "local v = redis.call('DUMP', KEYS[1]) if not v then return 0
        if ARGV[1] == '1' then redis.call('DEL', KEYS[2]) else return 0 end end \
      redis.call('RESTORE', KEYS[2], t, v) return 1";
 
-/// What `caps`' destination gets for the replicated command `args`
-/// (`args[0]` is the name). `now_ms` turns absolute TTLs relative where the
+/// What `caps`' destination gets for the replicated command `cmd`. `now_ms` turns absolute TTLs relative where the
 /// destination has no absolute form.
-pub fn translate(args: &[Bytes], caps: &DestCaps, now_ms: impl FnOnce() -> i64) -> Translation {
-    let Some(name) = args.first() else { return Translation::AsIs };
+pub fn translate(cmd: &Cmd, caps: &DestCaps, now_ms: impl FnOnce() -> i64) -> Translation {
+    let Some(name) = cmd.arg_at(0) else { return Translation::AsIs };
+    // The guards below read the count and single arguments in place; the
+    // argument handles are asked for only by a command that is rewritten
+    // (or must be looked at whole), not by the stream's plain writes.
+    let argc = cmd.arg_count();
+    let all = std::cell::OnceCell::new();
+    let args = || -> &[Bytes] { all.get_or_init(|| cmd.args()) };
     let at_least = |major, minor| caps.version >= v(major, minor);
     // Upper-cased on the stack: this runs for every replicated command.
     let mut buf = [0u8; 16];
@@ -351,78 +357,78 @@ pub fn translate(args: &[Bytes], caps: &DestCaps, now_ms: impl FnOnce() -> i64) 
     buf[..len].make_ascii_uppercase();
     let name = std::str::from_utf8(&buf[..len]).unwrap_or("");
     match name {
-        "SET" => set(args, caps),
-        "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" if !at_least(7, 0) && args.len() > 3 => {
-            Translation::Commands(vec![args[..3].to_vec()])
+        "SET" if argc > 3 => set(args(), caps),
+        "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" if !at_least(7, 0) && argc > 3 => {
+            Translation::Commands(vec![args()[..3].to_vec()])
         }
-        "LMOVE" if !at_least(6, 2) && args.len() == 5 => {
+        "LMOVE" if !at_least(6, 2) && argc == 5 => {
             let left = |a: &Bytes| is(a, "LEFT");
-            if !left(&args[3]) && left(&args[4]) {
-                return Translation::Commands(vec![vec![word("RPOPLPUSH"), args[1].clone(), args[2].clone()]]);
+            if !left(&args()[3]) && left(&args()[4]) {
+                return Translation::Commands(vec![vec![word("RPOPLPUSH"), args()[1].clone(), args()[2].clone()]]);
             }
-            let pop = if left(&args[3]) { word("LPOP") } else { word("RPOP") };
-            let push = if left(&args[4]) { word("LPUSH") } else { word("RPUSH") };
-            Translation::Commands(vec![eval(LMOVE, &[&args[1], &args[2]], vec![pop, push])])
+            let pop = if left(&args()[3]) { word("LPOP") } else { word("RPOP") };
+            let push = if left(&args()[4]) { word("LPUSH") } else { word("RPUSH") };
+            Translation::Commands(vec![eval(LMOVE, &[&args()[1], &args()[2]], vec![pop, push])])
         }
-        "COPY" if !at_least(6, 2) && args.len() >= 3 => {
-            let replace = args.iter().skip(3).any(|a| is(a, "REPLACE"));
-            let db = args.iter().skip(3).position(|a| is(a, "DB")).and_then(|i| args.get(i + 4)).cloned();
+        "COPY" if !at_least(6, 2) && argc >= 3 => {
+            let replace = args().iter().skip(3).any(|a| is(a, "REPLACE"));
+            let db = args().iter().skip(3).position(|a| is(a, "DB")).and_then(|i| args().get(i + 4)).cloned();
             let flags = vec![word(if replace { "1" } else { "0" }), db.unwrap_or_default()];
-            Translation::Commands(vec![eval(COPY, &[&args[1], &args[2]], flags)])
+            Translation::Commands(vec![eval(COPY, &[&args()[1], &args()[2]], flags)])
         }
-        "LPOP" | "RPOP" if !at_least(6, 2) && args.len() == 3 => {
+        "LPOP" | "RPOP" if !at_least(6, 2) && argc == 3 => {
             let pop = if name == "LPOP" { word("LPOP") } else { word("RPOP") };
-            Translation::Commands(vec![eval(POP_COUNT, &[&args[1]], vec![pop, args[2].clone()])])
+            Translation::Commands(vec![eval(POP_COUNT, &[&args()[1]], vec![pop, args()[2].clone()])])
         }
-        "ZPOPMIN" | "ZPOPMAX" if !at_least(5, 0) && args.len() >= 2 => {
+        "ZPOPMIN" | "ZPOPMAX" if !at_least(5, 0) && argc >= 2 => {
             let side = if name == "ZPOPMIN" { word("MIN") } else { word("MAX") };
-            let count = args.get(2).cloned().unwrap_or_else(|| word("1"));
-            Translation::Commands(vec![eval(ZPOP, &[&args[1]], vec![side, count])])
+            let count = args().get(2).cloned().unwrap_or_else(|| word("1"));
+            Translation::Commands(vec![eval(ZPOP, &[&args()[1]], vec![side, count])])
         }
-        "ZADD" if !at_least(6, 2) => zadd(args),
-        "HSET" if !at_least(4, 0) && args.len() > 4 => {
-            let mut out = args.to_vec();
+        "ZADD" if !at_least(6, 2) => zadd(args()),
+        "HSET" if !at_least(4, 0) && argc > 4 => {
+            let mut out = args().to_vec();
             out[0] = word("HMSET");
             Translation::Commands(vec![out])
         }
         "UNLINK" if !at_least(4, 0) => {
-            let mut out = args.to_vec();
+            let mut out = args().to_vec();
             out[0] = word("DEL");
             Translation::Commands(vec![out])
         }
         "XADD" | "XTRIM" | "XDEL" | "XGROUP" | "XSETID" | "XCLAIM" | "XACK" | "XAUTOCLAIM" if !caps.streams() => {
             unsupported("streams (XADD, XTRIM, XGROUP…)")
         }
-        "XADD" | "XTRIM" if !at_least(6, 2) => stream_trim(args),
-        "XSETID" if !at_least(7, 0) && args.len() > 3 => Translation::Commands(vec![args[..3].to_vec()]),
-        "XGROUP" if args.get(1).is_some_and(|a| is(a, "CREATECONSUMER")) && !at_least(6, 2) => {
+        "XADD" | "XTRIM" if !at_least(6, 2) => stream_trim(args()),
+        "XSETID" if !at_least(7, 0) && argc > 3 => Translation::Commands(vec![args()[..3].to_vec()]),
+        "XGROUP" if cmd.arg_at(1).is_some_and(|a| is(a, "CREATECONSUMER")) && !at_least(6, 2) => {
             unsupported("XGROUP CREATECONSUMER")
         }
-        "XGROUP" if args.get(1).is_some_and(|a| is(a, "CREATE")) && !at_least(7, 0) => {
-            match args.iter().position(|a| is(a, "ENTRIESREAD")) {
+        "XGROUP" if cmd.arg_at(1).is_some_and(|a| is(a, "CREATE")) && !at_least(7, 0) => {
+            match args().iter().position(|a| is(a, "ENTRIESREAD")) {
                 Some(i) => {
-                    let mut out = args.to_vec();
+                    let mut out = args().to_vec();
                     out.drain(i..(i + 2).min(out.len()));
                     Translation::Commands(vec![out])
                 }
                 None => Translation::AsIs,
             }
         }
-        "GEOADD" if !at_least(6, 2) => geoadd(args),
+        "GEOADD" if !at_least(6, 2) => geoadd(args()),
         "HPEXPIREAT" | "HEXPIREAT" | "HEXPIRE" | "HPEXPIRE" | "HPERSIST" | "HSETEX" | "HGETEX" | "HGETDEL"
             if !caps.hash_field_ttl() =>
         {
             unsupported("hash field TTLs (HPEXPIREAT, HSETEX…)")
         }
         "FUNCTION" if !at_least(7, 0) => unsupported("FUNCTION LOAD/DELETE/FLUSH/RESTORE"),
-        "RESTORE" if !caps.abs_ttl() => restore_relative(args, now_ms()),
+        "RESTORE" if !caps.abs_ttl() => restore_relative(args(), now_ms()),
         "SPUBLISH" if !at_least(7, 0) => {
-            let mut out = args.to_vec();
+            let mut out = args().to_vec();
             out[0] = word("PUBLISH");
             Translation::Commands(vec![out])
         }
-        "DELIFEQ" if !is_valkey_9(caps) && args.len() >= 2 => {
-            Translation::Commands(vec![vec![word("DEL"), args[1].clone()]])
+        "DELIFEQ" if !is_valkey_9(caps) && argc >= 2 => {
+            Translation::Commands(vec![vec![word("DEL"), args()[1].clone()]])
         }
         _ => Translation::AsIs,
     }
@@ -596,8 +602,8 @@ mod tests {
         DestCaps::new(RedisVersion::parse(version).expect("version"))
     }
 
-    fn cmd(s: &str) -> Vec<Bytes> {
-        s.split(' ').map(|p| Bytes::copy_from_slice(p.as_bytes())).collect()
+    fn cmd(s: &str) -> Cmd {
+        Cmd::from_args(s.split(' '))
     }
 
     fn shown(t: Translation) -> Vec<String> {

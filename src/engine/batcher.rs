@@ -24,7 +24,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::dest::cluster::keys::named_key;
+use crate::dest::cluster::keys::key_of;
 use crate::dest::{
     ApplyBatch, ApplyCmd, CheckpointRecord, DestCaps, Layout, Origin, ReplyRule, RewriteError, RewriteOptions,
     RewriteStats, RewriteWarning, Rewriter, Translation,
@@ -361,8 +361,7 @@ impl Batcher {
         if self.layout.is_cluster() {
             return self.apply_in_cluster(cmd, db, offset);
         }
-        let args = cmd.args();
-        if let Some(cmds) = self.translated(args, db, offset) {
+        if let Some(cmds) = self.translated(&cmd, db, offset) {
             for c in cmds {
                 self.work.bytes += c.wire_len();
                 self.work.run.push(c);
@@ -370,8 +369,8 @@ impl Batcher {
             self.work.units += 1;
             return;
         }
-        let key = named_key(args).cloned().unwrap_or_default();
-        let name = args.first().map(|a| a.as_ref()).unwrap_or_default();
+        let key = key_of(&cmd).unwrap_or_default();
+        let name = cmd.arg_at(0).unwrap_or_default();
         let rule = if name.eq_ignore_ascii_case(b"MULTI") {
             self.work.in_multi = true;
             ReplyRule::Multi
@@ -414,13 +413,13 @@ impl Batcher {
             ));
             return;
         }
-        match route(args) {
+        match route(&args) {
             Route::Slot { slot, key } => {
                 if self.held_by_slot(slot, offset) {
                     return;
                 }
                 let cmds = self
-                    .translated(args, db, offset)
+                    .translated(&cmd, db, offset)
                     .unwrap_or_else(|| vec![ApplyCmd::new(cmd, Origin { db, key: key.clone(), offset })]);
                 for mut c in cmds {
                     c.origin.key = key.clone();
@@ -476,19 +475,20 @@ impl Batcher {
     /// refuse (see [`crate::dest::translate`]): `None` to send it as it
     /// came; otherwise the commands (none when it cannot be expressed: the
     /// shard then pauses at it, see `Work::halts`).
-    fn translated(&mut self, args: &[Bytes], db: u32, offset: u64) -> Option<Vec<ApplyCmd>> {
+    fn translated(&mut self, cmd: &Cmd, db: u32, offset: u64) -> Option<Vec<ApplyCmd>> {
         let caps = self.ropts.caps;
-        let origin = Origin { db, key: named_key(args).cloned().unwrap_or_default(), offset };
-        let is_restore = args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE"));
+        // Made only for a command that is rewritten: most go as they came.
+        let origin = || Origin { db, key: key_of(cmd).unwrap_or_default(), offset };
+        let is_restore = cmd.arg_at(0).is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE"));
         let shard = &self.shard;
         let now_ms = crate::clock::now_ms;
-        let commands: Vec<ApplyCmd> = match args.get(3) {
+        let commands: Vec<ApplyCmd> = match cmd.arg_at(3) {
             // A payload of an RDB version the destination does not read.
             Some(payload) if is_restore && !caps.accepts_payload(payload) => {
-                match crate::dest::rewrite::restore_as_commands(args, caps, db, offset, now_ms()) {
+                match crate::dest::rewrite::restore_as_commands(&cmd.args(), caps, db, offset, now_ms()) {
                     Ok(cmds) => cmds,
                     Err(e) => {
-                        let key = crate::display::quoted_key(&origin.key);
+                        let key = crate::display::quoted_key(&origin().key);
                         self.work.halts.push(format!(
                             "shard {shard}: RESTORE of key {key} (db {db}) at source offset {offset} cannot be \
                              rewritten for the destination ({}): {e}; resume to go on without it",
@@ -499,25 +499,21 @@ impl Batcher {
                 }
             }
             // The clock is read only for the rare form that needs it: this runs per command.
-            _ => match crate::dest::translate(args, &caps, now_ms) {
+            _ => match crate::dest::translate(cmd, &caps, now_ms) {
                 Translation::AsIs => return None,
                 Translation::Commands(list) if list.len() == 1 => {
-                    list.into_iter().map(|a| ApplyCmd::new(crate::resp::Cmd::from_bytes(a), origin.clone())).collect()
+                    list.into_iter().map(|a| ApplyCmd::new(crate::resp::Cmd::from_bytes(a), origin())).collect()
                 }
                 Translation::Commands(list) => {
                     // One unit, as the original was one command.
-                    let mut unit =
-                        vec![ApplyCmd::new(crate::resp::Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::Multi)];
-                    unit.extend(
-                        list.into_iter().map(|a| ApplyCmd::new(crate::resp::Cmd::from_bytes(a), origin.clone())),
-                    );
-                    unit.push(ApplyCmd::new(crate::resp::Cmd::new("EXEC"), origin.clone()).rule(ReplyRule::Exec));
+                    let mut unit = vec![ApplyCmd::new(crate::resp::Cmd::new("MULTI"), origin()).rule(ReplyRule::Multi)];
+                    unit.extend(list.into_iter().map(|a| ApplyCmd::new(crate::resp::Cmd::from_bytes(a), origin())));
+                    unit.push(ApplyCmd::new(crate::resp::Cmd::new("EXEC"), origin()).rule(ReplyRule::Exec));
                     unit
                 }
                 Translation::Unsupported { form, since } => {
-                    let name = String::from_utf8_lossy(args.first().map(|a| a.as_ref()).unwrap_or_default())
-                        .to_ascii_uppercase();
-                    let key = crate::display::quoted_key(&origin.key);
+                    let name = String::from_utf8_lossy(cmd.arg_at(0).unwrap_or_default()).to_ascii_uppercase();
+                    let key = crate::display::quoted_key(&origin().key);
                     let engine = match caps.server.engine {
                         crate::dest::Engine::Valkey => "Valkey",
                         crate::dest::Engine::Redis => "Redis",

@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use super::error::EngineError;
 use super::filter::{Action, StreamFilter};
 use crate::rdb::{Event, KeyTally, ParserOptions, RdbReader};
-use crate::resp::Cmd;
 use crate::source::{PsyncEvent, ReplicationStream, SourceError};
 
 /// Why the consumer stopped before the link's end; the applier names the
@@ -87,7 +86,7 @@ impl Item {
             Item::Rdb { event: Event::KeyStart(k), .. } => k.key.len() + 128,
             Item::Script(b) | Item::Function(b) => b.len(),
             Item::Stream { action: Action::Apply { cmd, .. }, .. } => {
-                cmd.args().iter().map(|a| a.len() + std::mem::size_of::<Bytes>()).sum()
+                cmd.payload_len() + cmd.arg_count() * std::mem::size_of::<Bytes>()
             }
             _ => 128,
         };
@@ -283,7 +282,7 @@ pub(super) fn consume(
             PsyncEvent::RdbData(_) | PsyncEvent::RdbEnd | PsyncEvent::KeepAlive => true,
             PsyncEvent::Command(c) => {
                 let position = stream.position();
-                let action = filter.filter(Cmd::as_sent(c.args, c.frame));
+                let action = filter.filter(c.cmd);
                 let source_db = filter.source_db();
                 out.send(Item::Stream { action, offset: c.offset, position, source_db }, more)
             }

@@ -114,24 +114,26 @@ impl StreamFilter {
     }
 
     pub fn filter(&mut self, cmd: Cmd) -> Action {
-        let args = cmd.args();
-        let Some(name) = args.first() else { return Action::Skip(SkipReason::KeepAlive) };
+        // Arguments are read in place (`arg_at`): a streamed command is
+        // looked at, not taken apart; only the rare commands handled below
+        // ask for all of them.
+        let Some(name) = cmd.arg_at(0) else { return Action::Skip(SkipReason::KeepAlive) };
         let upper = UpperName::of(name);
         let name = upper.as_str();
         match name {
             "PING" | "REPLCONF" => return Action::Skip(SkipReason::KeepAlive),
             "SELECT" => {
-                if let Some(db) = args.get(1).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()) {
+                if let Some(db) = cmd.arg_at(1).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()) {
                     self.db = db;
                 }
                 return Action::Skip(SkipReason::Select);
             }
             _ => {}
         }
-        if let Some(key) = args.get(1) {
-            if key == &self.heartbeat_key && !is_keyless(name) {
+        if let Some(key) = cmd.arg_at(1) {
+            if key == self.heartbeat_key && !is_keyless(name) {
                 if name == "SET" {
-                    if let Some(ms) = args.get(2).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()) {
+                    if let Some(ms) = cmd.arg_at(2).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()) {
                         return Action::Heartbeat { sent_ms: ms };
                     }
                 }
@@ -169,15 +171,15 @@ impl StreamFilter {
                      delete this shard's keys yourself if intended",
                 );
             }
-            "SWAPDB" => return self.swapdb(args),
+            "SWAPDB" => return self.swapdb(&cmd.args()),
             "FUNCTION" | "SCRIPT" => {
-                if let Some(refusal) = self.library_wipe(name, args) {
+                if let Some(refusal) = self.library_wipe(name, &cmd.args()) {
                     return refusal;
                 }
             }
             "MOVE" => return self.move_key(cmd),
             "COPY" => {
-                if let Some(action) = self.copy_to_db(args) {
+                if let Some(action) = self.copy_to_db(&cmd.args()) {
                     return action;
                 }
             }

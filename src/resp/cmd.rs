@@ -7,6 +7,7 @@
 //! ([`Cmd::arg_dump_payload`]), on the destination's writer rather than on
 //! the snapshot's parser.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
@@ -28,19 +29,92 @@ const NAME_MAX: usize = 32;
 /// One command: `Cmd::new("SET").arg(key).arg(value)`.
 #[derive(Clone)]
 pub struct Cmd {
-    args: Vec<Bytes>,
-    /// The RESP array of `args`, exactly, when it arrived that way; dropped
-    /// by anything that changes the arguments.
-    wire: Option<Bytes>,
-    /// The argument that is a DUMP payload whose last 8 bytes (its CRC-64)
-    /// are computed when the command is encoded, whatever they hold here.
-    dump_payload: Option<usize>,
+    form: Form,
+}
+
+#[derive(Clone)]
+enum Form {
+    /// Argument handles, and the RESP array they are exactly (`wire`) when
+    /// they arrived that way. `dump_payload`: the argument that is a DUMP
+    /// payload whose last 8 bytes (its CRC-64) are computed when the
+    /// command is encoded, whatever they hold here.
+    Args { args: Vec<Bytes>, wire: Option<Bytes>, dump_payload: Option<u32> },
+    /// A replicated command as it came ([`Cmd::framed`]): its bytes and
+    /// where its arguments are, no handle per argument. A streamed command
+    /// is looked at by name and key, then written as its bytes; a vector of
+    /// handles per command (an allocation, and an atomic increment and
+    /// decrement per argument, across threads) was a tenth of the stream's
+    /// cost. Handles are made only if something asks for all of them. As
+    /// small as the other form: commands are moved several times on their
+    /// way to the socket.
+    Framed(Framed),
+}
+
+/// Arguments of a [`Form::Framed`] whose place is kept; the others are
+/// found by reading the headers after them.
+const FRAMED_HEAD: usize = 3;
+
+#[derive(Clone)]
+struct Framed {
+    /// A RESP array of bulk strings, checked by whoever framed it.
+    wire: Bytes,
+    count: u32,
+    /// The arguments' lengths added up.
+    payload: u32,
+    /// (start, len) in `wire` of the first [`FRAMED_HEAD`] arguments.
+    head: [(u32, u32); FRAMED_HEAD],
+}
+
+impl Framed {
+    /// (start, len) of argument `i`. A header that does not parse (which
+    /// the framer rules out) reads as a missing argument.
+    fn span(&self, i: usize) -> Option<(usize, usize)> {
+        if i >= self.count as usize {
+            return None;
+        }
+        let at = |(start, len): (u32, u32)| (start as usize, len as usize);
+        if i < FRAMED_HEAD {
+            return Some(at(self.head[i]));
+        }
+        let (start, len) = at(self.head[FRAMED_HEAD - 1]);
+        let mut next = start + len + 2;
+        let mut found = None;
+        for _ in FRAMED_HEAD..=i {
+            let (start, len) = bulk_at(&self.wire, next)?;
+            found = Some((start, len));
+            next = start + len + 2;
+        }
+        found
+    }
+
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        self.span(i).and_then(|(start, len)| self.wire.get(start..start + len))
+    }
+
+    fn shared(&self, i: usize) -> Option<Bytes> {
+        self.span(i)
+            .filter(|(start, len)| start + len <= self.wire.len())
+            .map(|(start, len)| self.wire.slice(start..start + len))
+    }
+
+    fn all(&self) -> Vec<Bytes> {
+        (0..self.count as usize).map_while(|i| self.shared(i)).collect()
+    }
+}
+
+/// The bulk string whose `$<len>\r\n` header starts at `at`: (start, len).
+fn bulk_at(wire: &[u8], at: usize) -> Option<(usize, usize)> {
+    let rest = wire.get(at..)?;
+    let (&b'$', rest) = rest.split_first()? else { return None };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let len = std::str::from_utf8(&rest[..digits]).ok()?.parse::<usize>().ok()?;
+    (rest.get(digits..digits + 2)? == b"\r\n").then_some((at + 1 + digits + 2, len))
 }
 
 /// Two commands are equal when their arguments are, however they were made.
 impl PartialEq for Cmd {
     fn eq(&self, other: &Cmd) -> bool {
-        self.args == other.args
+        self.arg_count() == other.arg_count() && (0..self.arg_count()).all(|i| self.arg_at(i) == other.arg_at(i))
     }
 }
 
@@ -59,12 +133,12 @@ impl Cmd {
     pub fn with_capacity(name: &'static str, args: usize) -> Cmd {
         let mut v = Vec::with_capacity(args + 1);
         v.push(Bytes::from_static(name.as_bytes()));
-        Cmd { args: v, wire: None, dump_payload: None }
+        Cmd::from_bytes(v)
     }
 
     /// A command from argument handles as they are, name first (no copy).
     pub fn from_bytes(args: Vec<Bytes>) -> Cmd {
-        Cmd { args, wire: None, dump_payload: None }
+        Cmd { form: Form::Args { args, wire: None, dump_payload: None } }
     }
 
     /// A command as a master replicated it: `args` and `wire`, the RESP
@@ -77,12 +151,43 @@ impl Cmd {
             super::connection::encode_args(&mut encoded, &args);
             assert_eq!(wire, encoded, "the wire bytes are not these arguments");
         }
-        Cmd { args, wire: Some(wire), dump_payload: None }
+        Cmd { form: Form::Args { args, wire: Some(wire), dump_payload: None } }
+    }
+
+    /// A command as a master replicated it, from its bytes and the
+    /// (start, len) of each argument in them, as a framer found them (a
+    /// multibulk of exactly these arguments). No handle per argument is
+    /// made; it is sent as those bytes.
+    pub fn framed(wire: Bytes, spans: &[(usize, usize)]) -> Cmd {
+        let fits = |n: usize| u32::try_from(n).is_ok();
+        let payload: usize = spans.iter().map(|&(_, len)| len).sum();
+        if !fits(wire.len()) || !fits(spans.len()) || spans.is_empty() {
+            let args = spans.iter().map(|&(start, len)| wire.slice(start..start + len)).collect();
+            return Cmd::as_sent(args, wire);
+        }
+        let mut head = [(0u32, 0u32); FRAMED_HEAD];
+        for (h, &(start, len)) in head.iter_mut().zip(spans) {
+            // Both within `wire`, whose length fits.
+            *h = (start as u32, len as u32);
+        }
+        let framed = Framed { wire, count: spans.len() as u32, payload: payload as u32, head };
+        #[cfg(debug_assertions)]
+        {
+            let mut encoded = bytes::BytesMut::new();
+            let args: Vec<Bytes> = spans.iter().map(|&(start, len)| framed.wire.slice(start..start + len)).collect();
+            super::connection::encode_args(&mut encoded, &args);
+            assert_eq!(framed.wire, encoded, "the wire bytes are not these arguments");
+            assert!((0..args.len()).all(|i| framed.arg(i) == Some(&args[i][..])), "the spans are not the arguments");
+        }
+        Cmd { form: Form::Framed(framed) }
     }
 
     /// The bytes the command arrived in, when it is sent as it came.
     pub fn wire(&self) -> Option<&Bytes> {
-        self.wire.as_ref()
+        match &self.form {
+            Form::Args { wire, .. } => wire.as_ref(),
+            Form::Framed(f) => Some(&f.wire),
+        }
     }
 
     /// A command from a whole argument vector, name first.
@@ -91,11 +196,7 @@ impl Cmd {
         I: IntoIterator<Item = A>,
         A: AsRef<[u8]>,
     {
-        Cmd {
-            args: args.into_iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect(),
-            wire: None,
-            dump_payload: None,
-        }
+        Cmd::from_bytes(args.into_iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect())
     }
 
     /// Appends an argument (copied).
@@ -107,8 +208,7 @@ impl Cmd {
     /// Appends an argument without copying it, for large values already in
     /// a `Bytes` (e.g. a RESTORE payload).
     pub fn arg_bytes(mut self, arg: Bytes) -> Cmd {
-        self.wire = None;
-        self.args.push(arg);
+        self.args_mut().push(arg);
         self
     }
 
@@ -117,33 +217,91 @@ impl Cmd {
     /// the parser can leave it zero (`ParserOptions::seal_payloads`). One
     /// per command.
     pub fn arg_dump_payload(mut self, payload: Bytes) -> Cmd {
-        self.wire = None;
-        self.dump_payload = Some(self.args.len());
-        self.args.push(payload);
+        let args = self.args_mut();
+        let at = u32::try_from(args.len()).ok();
+        args.push(payload);
+        if let Form::Args { dump_payload, .. } = &mut self.form {
+            *dump_payload = at;
+        }
         self
     }
 
     /// The argument whose CRC-64 is computed at encoding (see
     /// [`Cmd::arg_dump_payload`]).
     pub fn dump_payload(&self) -> Option<usize> {
-        self.dump_payload
+        match &self.form {
+            Form::Args { dump_payload, .. } => dump_payload.map(|i| i as usize),
+            Form::Framed(_) => None,
+        }
     }
 
     /// Appends an argument in place, for building commands in a loop.
     pub fn push_arg(&mut self, arg: impl AsRef<[u8]>) {
-        self.wire = None;
-        self.args.push(Bytes::copy_from_slice(arg.as_ref()));
+        self.args_mut().push(Bytes::copy_from_slice(arg.as_ref()));
     }
 
-    pub fn args(&self) -> &[Bytes] {
-        &self.args
+    /// The argument vector, to change: the bytes it came in no longer
+    /// apply.
+    fn args_mut(&mut self) -> &mut Vec<Bytes> {
+        if let Form::Framed(f) = &self.form {
+            self.form = Form::Args { args: f.all(), wire: None, dump_payload: None };
+        }
+        match &mut self.form {
+            Form::Args { args, wire, .. } => {
+                *wire = None;
+                args
+            }
+            Form::Framed(_) => unreachable!("turned into arguments above"),
+        }
+    }
+
+    /// Every argument as a handle. A command as it came makes them (a
+    /// vector of handles) on each call: where only a few are looked at,
+    /// [`Cmd::arg_at`] does not.
+    pub fn args(&self) -> Cow<'_, [Bytes]> {
+        match &self.form {
+            Form::Args { args, .. } => Cow::Borrowed(args),
+            Form::Framed(f) => Cow::Owned(f.all()),
+        }
+    }
+
+    /// How many arguments, the name included.
+    pub fn arg_count(&self) -> usize {
+        match &self.form {
+            Form::Args { args, .. } => args.len(),
+            Form::Framed(f) => f.count as usize,
+        }
+    }
+
+    /// Argument `i` (0 is the name).
+    pub fn arg_at(&self, i: usize) -> Option<&[u8]> {
+        match &self.form {
+            Form::Args { args, .. } => args.get(i).map(|a| a.as_ref()),
+            Form::Framed(f) => f.arg(i),
+        }
+    }
+
+    /// Argument `i` as a handle of its own (no copy).
+    pub fn shared_arg(&self, i: usize) -> Option<Bytes> {
+        match &self.form {
+            Form::Args { args, .. } => args.get(i).cloned(),
+            Form::Framed(f) => f.shared(i),
+        }
+    }
+
+    /// The arguments' lengths added up.
+    pub fn payload_len(&self) -> usize {
+        match &self.form {
+            Form::Args { args, .. } => args.iter().map(|a| a.len()).sum(),
+            Form::Framed(f) => f.payload as usize,
+        }
     }
 
     /// The command's name for messages, upper-cased, with the subcommand for
     /// container commands (`CONFIG GET`). Never includes keys or values.
     pub fn name(&self) -> String {
         let word = |i: usize| {
-            self.args.get(i).map(|a| {
+            self.arg_at(i).map(|a| {
                 let cut = &a[..a.len().min(NAME_MAX)];
                 String::from_utf8_lossy(cut).to_ascii_uppercase()
             })
@@ -162,12 +320,12 @@ impl Cmd {
 /// their name, so a `{:?}` in a log never leaks a password.
 impl fmt::Debug for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let first = self.args.first().map(|a| String::from_utf8_lossy(a).to_ascii_uppercase());
+        let first = self.arg_at(0).map(|a| String::from_utf8_lossy(a).to_ascii_uppercase());
         if first.as_deref().is_some_and(|name| SECRET_COMMANDS.contains(&name)) {
-            return write!(f, "Cmd({} <{} args redacted>)", self.name(), self.args.len() - 1);
+            return write!(f, "Cmd({} <{} args redacted>)", self.name(), self.arg_count() - 1);
         }
         let mut list = f.debug_list();
-        for arg in &self.args {
+        for arg in (0..self.arg_count()).map_while(|i| self.arg_at(i)) {
             list.entry(&crate::display::escape_preview(arg, 64));
         }
         list.finish()
@@ -189,6 +347,72 @@ mod tests {
         let mut pushed = came;
         pushed.push_arg("x");
         assert_eq!(pushed.wire(), None);
+    }
+
+    /// A RESP array of `args` and the (start, len) of each argument in it,
+    /// as a framer finds them.
+    fn framed_parts(args: &[&[u8]]) -> (Bytes, Vec<(usize, usize)>) {
+        let mut wire = format!("*{}\r\n", args.len()).into_bytes();
+        let mut spans = Vec::new();
+        for a in args {
+            wire.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            spans.push((wire.len(), a.len()));
+            wire.extend_from_slice(a);
+            wire.extend_from_slice(b"\r\n");
+        }
+        (Bytes::from(wire), spans)
+    }
+
+    #[test]
+    fn a_framed_command_reads_every_argument_in_place() {
+        let big = vec![b'v'; 1000];
+        let shapes: [&[&[u8]]; 4] = [
+            &[b"PING"],
+            &[b"SET", b"k", b"va\r\nlue"],
+            &[b"set", b"k", b"", b"PXAT", b"1700000000000"],
+            &[b"HSET", b"h", b"f1", &big, b"f2", b"$3\r\n", b"f3", b"*1"],
+        ];
+        for args in shapes {
+            let (wire, spans) = framed_parts(args);
+            let framed = Cmd::framed(wire.clone(), &spans);
+            let built = Cmd::from_args(args);
+            assert_eq!(framed, built, "equal by arguments");
+            assert_eq!(framed.arg_count(), args.len());
+            for (i, a) in args.iter().enumerate() {
+                assert_eq!(framed.arg_at(i), Some(*a), "argument {i} of {built:?}");
+                assert_eq!(framed.shared_arg(i).as_deref(), Some(*a));
+            }
+            assert_eq!(framed.arg_at(args.len()), None);
+            assert_eq!(framed.shared_arg(args.len() + 3), None);
+            assert_eq!(framed.payload_len(), built.payload_len());
+            assert_eq!(framed.wire(), Some(&wire), "sent as it came");
+            assert_eq!(framed.args(), built.args(), "handles made on request");
+            assert_eq!(framed.name(), built.name());
+            assert_eq!(format!("{framed:?}"), format!("{built:?}"));
+        }
+    }
+
+    #[test]
+    fn a_framed_command_changed_is_encoded_again() {
+        let (wire, spans) = framed_parts(&[b"SET", b"k", b"v", b"EX", b"10"]);
+        let framed = Cmd::framed(wire, &spans);
+        let changed = framed.clone().arg("GET");
+        assert_eq!(changed.wire(), None);
+        assert_eq!(changed, Cmd::from_args(["SET", "k", "v", "EX", "10", "GET"]));
+        let mut pushed = framed.clone();
+        let _ = pushed.args();
+        pushed.push_arg("x");
+        assert_eq!(pushed.wire(), None);
+        assert_eq!(pushed.arg_at(5), Some(&b"x"[..]));
+        assert_eq!(framed.clone().arg_bytes(Bytes::from_static(b"y")).arg_at(5), Some(&b"y"[..]));
+        assert!(framed.wire().is_some(), "the original is untouched");
+    }
+
+    #[test]
+    fn a_framed_secret_is_redacted() {
+        let (wire, spans) = framed_parts(&[b"AUTH", b"alice", b"hunter2"]);
+        let shown = format!("{:?}", Cmd::framed(wire, &spans));
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

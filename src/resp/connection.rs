@@ -182,7 +182,7 @@ impl Connection {
         }
         // Redis never answers an empty command, so sending one would hang
         // the pipeline; refuse before anything is written.
-        if cmds.iter().any(|c| c.args().is_empty()) {
+        if cmds.iter().any(|c| c.arg_count() == 0) {
             return Err(RespError::EmptyCommand { addr: self.addr.clone() });
         }
         // Stays set if this future is dropped half-way.
@@ -386,7 +386,7 @@ fn encode_cmd(buf: &mut BytesMut, cmd: &Cmd) {
         buf.extend_from_slice(wire);
         return;
     }
-    encode_sealing(buf, cmd.args(), cmd.dump_payload());
+    encode_sealing(buf, &cmd.args(), cmd.dump_payload());
 }
 
 /// Appends `args` as a RESP2 array of bulk strings (also what
@@ -460,7 +460,8 @@ mod tests {
         for cmd in &cmds {
             let mut ours = BytesMut::new();
             encode_cmd(&mut ours, cmd);
-            let args: Vec<BorrowedFrame<'_>> = cmd.args().iter().map(|a| BorrowedFrame::BulkString(a)).collect();
+            let all = cmd.args();
+            let args: Vec<BorrowedFrame<'_>> = all.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
             let mut theirs = BytesMut::new();
             Resp2::default().encode(BorrowedFrame::Array(&args), &mut theirs).unwrap();
             assert_eq!(ours, theirs, "{cmd:?}");

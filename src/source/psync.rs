@@ -43,6 +43,8 @@ use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 use thiserror::Error;
 
+use crate::resp::Cmd;
+
 /// Size of the diskless end-of-RDB mark (`RDB_EOF_MARK_SIZE`); masters use
 /// `$EOF:` since 2.8.18, for replicas that announced `capa eof`.
 pub const EOF_MARK_LEN: usize = 40;
@@ -118,24 +120,32 @@ pub enum PsyncEvent {
 /// A command from the replication stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplCommand {
-    /// The arguments, name first, as sent (not case-folded).
-    pub args: Vec<Bytes>,
+    /// The command as it came ([`Cmd::framed`]): its arguments, name
+    /// first, as sent (not case-folded), are slices of its bytes.
+    pub cmd: Cmd,
     /// The replication offset after this command.
     pub offset: u64,
-    /// The command as it came (its size is what it added to the offset);
-    /// `args` are slices of it.
-    pub frame: Bytes,
 }
 
 impl ReplCommand {
+    /// The arguments as handles (see [`Cmd::args`]).
+    pub fn args(&self) -> std::borrow::Cow<'_, [Bytes]> {
+        self.cmd.args()
+    }
+
+    /// The command as it came: its size is what it added to the offset.
+    pub fn frame(&self) -> &[u8] {
+        self.cmd.wire().map_or(&[], |w| w.as_ref())
+    }
+
     /// Whether the command's name is `name` (ASCII case-insensitive).
     pub fn is(&self, name: &str) -> bool {
-        self.args.first().is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
+        self.cmd.arg_at(0).is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
     }
 
     /// `REPLCONF GETACK *`: the master wants an ACK now (sent for `WAIT`).
     pub fn is_getack(&self) -> bool {
-        matches!(&self.args[..], [name, sub, ..] if is_getack(name, sub))
+        matches!((self.cmd.arg_at(0), self.cmd.arg_at(1)), (Some(name), Some(sub)) if is_getack(name, sub))
     }
 }
 
@@ -636,10 +646,7 @@ impl PsyncDecoder {
             Frame::RdbData => PsyncEvent::RdbData(raw.freeze()),
             Frame::RdbEnd => PsyncEvent::RdbEnd,
             Frame::Command { offset, .. } => {
-                let raw = raw.freeze();
-                let args =
-                    self.framer.command_args().iter().map(|&(start, len)| raw.slice(start..start + len)).collect();
-                PsyncEvent::Command(ReplCommand { args, offset, frame: raw })
+                PsyncEvent::Command(ReplCommand { cmd: Cmd::framed(raw.freeze(), self.framer.command_args()), offset })
             }
         }))
     }
@@ -772,7 +779,7 @@ mod tests {
             let frame = Bytes::from(cmd(args));
             offset += frame.len() as u64;
             let args = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
-            PsyncEvent::Command(ReplCommand { args, offset, frame })
+            PsyncEvent::Command(ReplCommand { cmd: Cmd::as_sent(args, frame), offset })
         };
         vec![
             command(&["SELECT", "0"]),
@@ -1041,7 +1048,7 @@ mod tests {
                     assert_eq!(at, end, "cut at {cut}: {event:?} / {frame:?}");
                     match (event, frame) {
                         (PsyncEvent::Command(c), Frame::Command { offset, getack }) => {
-                            assert_eq!((c.offset, &c.frame[..], c.is_getack()), (*offset, &bytes[..], *getack));
+                            assert_eq!((c.offset, c.frame(), c.is_getack()), (*offset, &bytes[..], *getack));
                         }
                         (PsyncEvent::Command(_), other) | (_, other @ Frame::Command { .. }) => {
                             panic!("cut at {cut}: {event:?} framed as {other:?}")
@@ -1121,9 +1128,9 @@ mod tests {
         for piece in raw.chunks(7) {
             dec.feed(piece);
             if let Some(PsyncEvent::Command(c)) = dec.next_event().unwrap() {
-                assert_eq!(c.args.len(), 2002);
+                assert_eq!(c.args().len(), 2002);
                 assert_eq!(c.offset, 10 + raw.len() as u64);
-                assert_eq!(&c.frame[..], &raw[..]);
+                assert_eq!(c.frame(), &raw[..]);
                 return;
             }
         }
@@ -1132,11 +1139,7 @@ mod tests {
 
     #[test]
     fn command_helpers() {
-        let c = |args: &[&str]| ReplCommand {
-            args: args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect(),
-            offset: 0,
-            frame: Bytes::new(),
-        };
+        let c = |args: &[&str]| ReplCommand { cmd: Cmd::from_args(args), offset: 0 };
         assert!(c(&["replconf", "getack", "*"]).is_getack());
         assert!(!c(&["REPLCONF", "ACK", "1"]).is_getack());
         assert!(c(&["ping"]).is("PING"));

@@ -225,7 +225,7 @@ async fn untouching(conn: &mut Connection) {
 /// the subcommand for `XINFO` (read as the key, a stream's `XINFO STREAM`
 /// went to the wrong master and got `MOVED`).
 fn routing_key(cmd: &Cmd) -> &[u8] {
-    crate::dest::cluster::keys::named_key(cmd.args()).map(|k| k.as_ref()).unwrap_or_default()
+    crate::dest::cluster::keys::key_in(cmd).unwrap_or_default()
 }
 
 /// The slot map when the server behind `conn` is a Redis Cluster node.

@@ -14,6 +14,7 @@
 use bytes::Bytes;
 
 use super::slot::slot_of;
+use crate::resp::Cmd;
 
 /// Where a command goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +38,28 @@ pub enum Route {
 /// its subcommand (`XGROUP CREATE key …`, `XINFO STREAM key`). For messages
 /// and reports of replicated commands, and for routing `verify`'s reads.
 pub fn named_key(args: &[Bytes]) -> Option<&Bytes> {
-    let subcommand_first =
-        args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"XGROUP") || n.eq_ignore_ascii_case(b"XINFO"));
-    args.get(if subcommand_first { 2 } else { 1 })
+    args.get(key_index(args.first()?))
+}
+
+/// [`named_key`] of a command, read in place (a streamed command is not
+/// taken apart for it), as a handle of its own.
+pub fn key_of(cmd: &Cmd) -> Option<Bytes> {
+    cmd.shared_arg(key_index(cmd.arg_at(0)?))
+}
+
+/// [`key_of`], borrowed.
+pub fn key_in(cmd: &Cmd) -> Option<&[u8]> {
+    cmd.arg_at(key_index(cmd.arg_at(0)?))
+}
+
+/// Which argument [`named_key`] is, for a command named `name`.
+fn key_index(name: &[u8]) -> usize {
+    let subcommand_first = name.eq_ignore_ascii_case(b"XGROUP") || name.eq_ignore_ascii_case(b"XINFO");
+    if subcommand_first {
+        2
+    } else {
+        1
+    }
 }
 
 /// Where `args` (a replicated command) goes.
