@@ -223,6 +223,12 @@ impl ApplyBatch {
         });
     }
 
+    /// Room for `n` more commands.
+    pub fn reserve(&mut self, n: usize) {
+        self.cmds.reserve(n);
+        self.meta.reserve(n);
+    }
+
     /// Moves every command of `cmds` into the batch.
     pub fn extend(&mut self, cmds: impl IntoIterator<Item = ApplyCmd>) {
         for c in cmds {

@@ -154,7 +154,7 @@ impl Layout {
 
     /// Lays out a run that moves the checkpoint from offset `before` to
     /// `record` (when the destination keeps it), else as it came.
-    pub fn run(&self, run: Vec<ApplyCmd>, moves: Option<(CheckpointRecord, u64)>, out: &mut Vec<ApplyCmd>) {
+    pub fn run(&self, run: Vec<ApplyCmd>, moves: Option<(CheckpointRecord, u64)>, out: &mut impl Sink) {
         let ckpt = moves.filter(|_| self.in_destination).map(|(record, before)| CheckpointMove {
             key: self.key.clone(),
             record,
@@ -172,9 +172,37 @@ pub struct CheckpointMove {
     pub before: u64,
 }
 
+/// Where laid-out commands go: a vector, or straight into the batch the
+/// writer sends (a stream run under load is thousands of commands, and
+/// each move through a vector first showed in profiles).
+pub trait Sink {
+    fn reserve(&mut self, n: usize);
+    fn push(&mut self, c: ApplyCmd);
+}
+
+impl Sink for Vec<ApplyCmd> {
+    fn reserve(&mut self, n: usize) {
+        Vec::reserve(self, n)
+    }
+
+    fn push(&mut self, c: ApplyCmd) {
+        Vec::push(self, c)
+    }
+}
+
+impl Sink for super::ApplyBatch {
+    fn reserve(&mut self, n: usize) {
+        super::ApplyBatch::reserve(self, n)
+    }
+
+    fn push(&mut self, c: ApplyCmd) {
+        super::ApplyBatch::push(self, c)
+    }
+}
+
 /// Lays out `run` (filtered stream commands, the source's transaction
 /// markers tagged `Multi`/`Exec`). See the module docs.
-pub fn lay_out(run: Vec<ApplyCmd>, checkpoint: Option<CheckpointMove>, out: &mut Vec<ApplyCmd>) {
+pub fn lay_out(run: Vec<ApplyCmd>, checkpoint: Option<CheckpointMove>, out: &mut impl Sink) {
     // A run under load is thousands of commands: grown once, not by doubling.
     out.reserve(run.len() + 4);
     match checkpoint {
@@ -187,7 +215,7 @@ fn select(db: u32) -> ApplyCmd {
     ApplyCmd::new(Cmd::new("SELECT").arg(db.to_string()), Origin { db, ..Origin::default() })
 }
 
-fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut Vec<ApplyCmd>) {
+fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut impl Sink) {
     let after = ckpt.record.offset.unwrap_or(ckpt.before);
     let origin = Origin { db: CHECKPOINT_DB, key: ckpt.key.clone(), offset: after };
     let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
@@ -218,7 +246,7 @@ fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut Vec<ApplyCmd>) {
     out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
 }
 
-fn plain(run: Vec<ApplyCmd>, out: &mut Vec<ApplyCmd>) {
+fn plain(run: Vec<ApplyCmd>, out: &mut impl Sink) {
     let mut in_unit: Option<u32> = None;
     for mut c in run {
         match (&c.rule, in_unit) {

@@ -566,6 +566,7 @@ impl Batcher {
     /// Returns what it adds for the rate limit, `None` when nothing.
     pub fn cut(&mut self, now_ms: i64) -> Option<Charge> {
         let work = &mut self.work;
+        let (held, held_bytes) = (work.batch.len(), work.batch.bytes());
         if let (Some(after), true, true) = (work.offset, work.run_started(), self.layout.is_cluster()) {
             let run = work.take_run();
             match (&self.pos.replid, self.layout.in_destination()) {
@@ -627,19 +628,22 @@ impl Batcher {
                 work.queued_ckpt = Some(after);
             }
             if moves.is_some() || !run.is_empty() {
-                self.layout.run(run, moves, &mut work.pending);
+                // What was taken in before the run goes first; the run is
+                // laid out straight into the batch.
+                work.batch.extend(work.pending.drain(..));
+                self.layout.run(run, moves, &mut work.batch);
             }
         }
-        if work.pending.is_empty() {
+        work.batch.extend(work.pending.drain(..));
+        if work.batch.len() == held {
             return None;
         }
         // Charged once, as commands join the batch: snapshot keys and
         // stream commands both count as keys.
         let keys = work.units + work.keys;
-        let bytes: usize = work.pending.iter().map(ApplyCmd::wire_len).sum();
+        let bytes = work.batch.bytes() - held_bytes;
         let charge = Charge { keys: keys - work.charged, bytes: bytes as u64 };
         work.charged = keys;
-        work.batch.extend(work.pending.drain(..));
         Some(charge)
     }
 
