@@ -58,25 +58,50 @@ const FRAMED_HEAD: usize = 3;
 struct Framed {
     /// A RESP array of bulk strings, checked by whoever framed it.
     wire: Bytes,
+    spans: ArgSpans,
+}
+
+/// Where the arguments of a command's RESP array are, as a framer found
+/// them: their count, their lengths added up, and (start, len) of the first
+/// few (the others are found by reading the headers after them). Small and
+/// `Copy`, so a framer can hand it on with the frame's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgSpans {
     count: u32,
-    /// The arguments' lengths added up.
     payload: u32,
-    /// (start, len) in `wire` of the first [`FRAMED_HEAD`] arguments.
     head: [(u32, u32); FRAMED_HEAD],
+}
+
+impl ArgSpans {
+    /// From the (start, len) of every argument; `None` for no arguments or
+    /// a frame too long to describe in 32 bits.
+    pub fn of(spans: &[(usize, usize)]) -> Option<ArgSpans> {
+        let last = spans.last()?;
+        let end = u32::try_from(last.0 + last.1).ok()?;
+        let count = u32::try_from(spans.len()).ok()?;
+        let payload: usize = spans.iter().map(|&(_, len)| len).sum();
+        let mut head = [(0u32, 0u32); FRAMED_HEAD];
+        for (h, &(start, len)) in head.iter_mut().zip(spans) {
+            // Both within the first `end` bytes, which fit.
+            *h = (start as u32, len as u32);
+        }
+        // The arguments do not overlap, so they add up to less than `end`.
+        Some(ArgSpans { count, payload: payload.min(end as usize) as u32, head })
+    }
 }
 
 impl Framed {
     /// (start, len) of argument `i`. A header that does not parse (which
     /// the framer rules out) reads as a missing argument.
     fn span(&self, i: usize) -> Option<(usize, usize)> {
-        if i >= self.count as usize {
+        if i >= self.spans.count as usize {
             return None;
         }
         let at = |(start, len): (u32, u32)| (start as usize, len as usize);
         if i < FRAMED_HEAD {
-            return Some(at(self.head[i]));
+            return Some(at(self.spans.head[i]));
         }
-        let (start, len) = at(self.head[FRAMED_HEAD - 1]);
+        let (start, len) = at(self.spans.head[FRAMED_HEAD - 1]);
         let mut next = start + len + 2;
         let mut found = None;
         for _ in FRAMED_HEAD..=i {
@@ -98,7 +123,7 @@ impl Framed {
     }
 
     fn all(&self) -> Vec<Bytes> {
-        (0..self.count as usize).map_while(|i| self.shared(i)).collect()
+        (0..self.spans.count as usize).map_while(|i| self.shared(i)).collect()
     }
 }
 
@@ -159,25 +184,26 @@ impl Cmd {
     /// multibulk of exactly these arguments). No handle per argument is
     /// made; it is sent as those bytes.
     pub fn framed(wire: Bytes, spans: &[(usize, usize)]) -> Cmd {
-        let fits = |n: usize| u32::try_from(n).is_ok();
-        let payload: usize = spans.iter().map(|&(_, len)| len).sum();
-        if !fits(wire.len()) || !fits(spans.len()) || spans.is_empty() {
-            let args = spans.iter().map(|&(start, len)| wire.slice(start..start + len)).collect();
-            return Cmd::as_sent(args, wire);
+        match ArgSpans::of(spans) {
+            Some(found) => Cmd::with_spans(wire, found),
+            None => {
+                let args = spans.iter().map(|&(start, len)| wire.slice(start..start + len)).collect();
+                Cmd::as_sent(args, wire)
+            }
         }
-        let mut head = [(0u32, 0u32); FRAMED_HEAD];
-        for (h, &(start, len)) in head.iter_mut().zip(spans) {
-            // Both within `wire`, whose length fits.
-            *h = (start as u32, len as u32);
-        }
-        let framed = Framed { wire, count: spans.len() as u32, payload: payload as u32, head };
+    }
+
+    /// As [`Cmd::framed`], from the spans a framer described earlier
+    /// ([`ArgSpans::of`]).
+    pub fn with_spans(wire: Bytes, spans: ArgSpans) -> Cmd {
+        let framed = Framed { wire, spans };
         #[cfg(debug_assertions)]
         {
+            let args = framed.all();
             let mut encoded = bytes::BytesMut::new();
-            let args: Vec<Bytes> = spans.iter().map(|&(start, len)| framed.wire.slice(start..start + len)).collect();
             super::connection::encode_args(&mut encoded, &args);
+            assert_eq!(args.len(), spans.count as usize, "the spans are not these arguments");
             assert_eq!(framed.wire, encoded, "the wire bytes are not these arguments");
-            assert!((0..args.len()).all(|i| framed.arg(i) == Some(&args[i][..])), "the spans are not the arguments");
         }
         Cmd { form: Form::Framed(framed) }
     }
@@ -269,7 +295,7 @@ impl Cmd {
     pub fn arg_count(&self) -> usize {
         match &self.form {
             Form::Args { args, .. } => args.len(),
-            Form::Framed(f) => f.count as usize,
+            Form::Framed(f) => f.spans.count as usize,
         }
     }
 
@@ -293,7 +319,7 @@ impl Cmd {
     pub fn payload_len(&self) -> usize {
         match &self.form {
             Form::Args { args, .. } => args.iter().map(|a| a.len()).sum(),
-            Form::Framed(f) => f.payload as usize,
+            Form::Framed(f) => f.spans.payload as usize,
         }
     }
 

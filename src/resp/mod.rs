@@ -27,7 +27,7 @@ mod scan;
 mod value;
 
 pub use auth::Credentials;
-pub use cmd::Cmd;
+pub use cmd::{ArgSpans, Cmd};
 pub use connection::{ConnectOptions, Connection};
 pub use error::RespError;
 pub use value::Value;

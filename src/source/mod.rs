@@ -8,18 +8,22 @@
 //! consumer reads the spool back through the same decoder, at its own pace,
 //! as RDB bytes (an `io::Read` for `rdb::RdbReader`) followed by commands
 //! with their offsets, and releases spool segments once they are applied.
+//! While it keeps up, it takes what was just spooled from memory, with the
+//! link's framing of the commands, instead of reading and framing it again.
 //!
 //! Parts: `psync` (the byte layout, no I/O), `spool` (segment files, waiting
-//! readers), `replication` (the socket task and the consumer), `side`
+//! readers), `handoff` (spooled bytes handed over in memory),
+//! `replication` (the socket task and the consumer), `side`
 //! (every other conversation with a source: heartbeat, polls, collision
 //! surveys).
 
+mod handoff;
 pub mod psync;
 mod replication;
 pub mod side;
 pub mod spool;
 
-pub use psync::{Frame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition, ReplCommand};
+pub use psync::{Frame, KnownFrame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition, ReplCommand};
 pub use replication::{
     RdbBody, RdbTransfer, ReplicationConfig, ReplicationProgress, ReplicationReader, ReplicationState,
     ReplicationStream, SourceError, SpoolHeader,

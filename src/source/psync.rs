@@ -43,7 +43,7 @@ use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 use thiserror::Error;
 
-use crate::resp::Cmd;
+use crate::resp::{ArgSpans, Cmd};
 
 /// Size of the diskless end-of-RDB mark (`RDB_EOF_MARK_SIZE`); masters use
 /// `$EOF:` since 2.8.18, for replicas that announced `capa eof`.
@@ -227,6 +227,40 @@ pub enum Frame {
         /// `REPLCONF GETACK`: the master wants an ACK now.
         getack: bool,
     },
+}
+
+/// A frame the source link framed already, described for the reader of
+/// the spool so that it need not frame those bytes again (see
+/// [`PsyncDecoder::take_known`]): only frames of the command stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnownFrame {
+    /// A keep-alive newline of this many bytes.
+    KeepAlive(u32),
+    /// A command of `len` bytes, its arguments where `args` says.
+    Command { len: u32, args: ArgSpans },
+}
+
+impl KnownFrame {
+    /// The frame just returned by `framer`, `len` bytes; `None` for frames
+    /// that are not part of the command stream or too long to describe.
+    pub fn of(frame: &Frame, len: usize, framer: &PsyncFramer) -> Option<KnownFrame> {
+        let len = u32::try_from(len).ok()?;
+        match frame {
+            Frame::KeepAlive if framer.in_command_stream() => Some(KnownFrame::KeepAlive(len)),
+            Frame::Command { .. } => Some(KnownFrame::Command { len, args: ArgSpans::of(framer.command_args())? }),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match *self {
+            KnownFrame::KeepAlive(len) | KnownFrame::Command { len, .. } => len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The stream's framing alone: where each event ends, read from bytes the
@@ -631,6 +665,25 @@ impl PsyncDecoder {
         self.framer.phase_name()
     }
 
+    /// The event of a frame that was framed elsewhere ([`KnownFrame`]),
+    /// `raw` its bytes, which come next in the stream: the decoder moves
+    /// past them as if it had framed them. `None` (and nothing moves)
+    /// unless the decoder is in the command stream with nothing buffered.
+    pub fn take_known(&mut self, frame: KnownFrame, raw: Bytes) -> Option<PsyncEvent> {
+        if !self.buf.is_empty() || !self.framer.in_command_stream() || raw.len() != frame.len() {
+            return None;
+        }
+        self.framer.position += raw.len() as u64;
+        Some(match frame {
+            KnownFrame::KeepAlive(_) => PsyncEvent::KeepAlive,
+            KnownFrame::Command { args, .. } => {
+                let offset = self.framer.offset.unwrap_or(0) + raw.len() as u64;
+                self.framer.offset = Some(offset);
+                PsyncEvent::Command(ReplCommand { cmd: Cmd::with_spans(raw, args), offset })
+            }
+        })
+    }
+
     /// The next event, `Ok(None)` if more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
         let Some((frame, n)) = self.framer.next_frame(&self.buf)? else {
@@ -904,6 +957,56 @@ mod tests {
         let events = decode_parts(&mut dec, &[&t]).unwrap();
         assert_eq!(events[1..3], [PsyncEvent::RdbBegin { len: Some(0) }, PsyncEvent::RdbEnd]);
         assert!(matches!(&events[3], PsyncEvent::Command(c) if c.offset == 7 + 14));
+    }
+
+    /// A decoder taking frames a framer described (as the consumer takes
+    /// what the link framed) returns what it returns framing them itself,
+    /// with the same positions and offsets, whichever frames it is given.
+    #[test]
+    fn frames_framed_elsewhere_decode_as_framed_here() {
+        let stream = commands();
+        // The link's side: every frame and its description.
+        let mut framer = PsyncFramer::in_commands(700);
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while let Some((frame, len)) = framer.next_frame(&stream[at..]).unwrap() {
+            frames.push((KnownFrame::of(&frame, len, &framer).expect("a command-stream frame"), at));
+            at += len;
+        }
+        assert_eq!(at, stream.len());
+        let mut expected = expected_commands(700);
+        expected.retain(|e| *e != PsyncEvent::KeepAlive);
+        for taken in 0..=frames.len() {
+            // The first `taken` frames handed over, the rest fed as bytes.
+            let mut dec = PsyncDecoder::in_commands(700);
+            let mut events = Vec::new();
+            for &(frame, start) in &frames[..taken] {
+                let raw = Bytes::copy_from_slice(&stream[start..start + frame.len()]);
+                match dec.take_known(frame, raw).expect("taken between frames") {
+                    PsyncEvent::KeepAlive => {}
+                    event => events.push(event),
+                }
+                assert_eq!(dec.position(), (start + frame.len()) as u64);
+            }
+            let rest = frames.get(taken).map_or(stream.len(), |&(_, start)| start);
+            dec.feed(&stream[rest..]);
+            while let Some(event) = dec.next_event().unwrap() {
+                if event != PsyncEvent::KeepAlive {
+                    events.push(event);
+                }
+            }
+            assert_eq!(events, expected, "{taken} frames handed over");
+            assert_eq!(dec.offset(), Some(700 + stream.len() as u64 - 1), "the keep-alive adds no offset");
+        }
+        // Not between frames, or not in the command stream: refused, nothing moves.
+        let (first, _) = frames[0];
+        let raw = Bytes::copy_from_slice(&stream[..first.len()]);
+        let mut dec = PsyncDecoder::in_commands(700);
+        dec.feed(b"*");
+        assert_eq!(dec.take_known(first, raw.clone()), None);
+        let mut dec = PsyncDecoder::new(None);
+        assert_eq!(dec.take_known(first, raw), None);
+        assert_eq!(dec.position(), 0);
     }
 
     #[test]

@@ -38,7 +38,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    psync::{ack_request, psync_request, Frame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition},
+    handoff::{Handed, Handoff},
+    psync::{
+        ack_request, psync_request, Frame, KnownFrame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition,
+    },
     spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWatch, SpoolWriter},
 };
 use crate::rdb::RdbSource;
@@ -272,8 +275,9 @@ fn refusal_hint(message: &str) -> &'static str {
 
 enum SpoolOp {
     /// Bytes to append, with their share of [`SPOOL_QUEUE_BYTES`], given
-    /// back once written.
-    Append(Bytes, OwnedSemaphorePermit),
+    /// back once written, and the frames they are when the link could
+    /// tell (see [`Handoff`]).
+    Append(Bytes, OwnedSemaphorePermit, Option<Vec<KnownFrame>>),
     Header(Box<SpoolHeader>),
 }
 
@@ -284,6 +288,7 @@ pub struct ReplicationReader {
     requested: Option<u64>,
     progress: watch::Receiver<ReplicationProgress>,
     spool: SpoolWatch,
+    handoff: Arc<Handoff>,
     task: JoinHandle<Result<(), SourceError>>,
 }
 
@@ -308,8 +313,9 @@ impl ReplicationReader {
         let (progress_tx, progress) = watch::channel(ReplicationProgress::default());
         let shard = config.shard.clone();
         let requested = config.resume.as_ref().map(|p| p.offset);
-        let task = tokio::spawn(run(config, header, cancel, writer, progress_tx));
-        Ok(ReplicationReader { shard, requested, progress, spool, task })
+        let handoff = Arc::new(Handoff::default());
+        let task = tokio::spawn(run(config, header, cancel, writer, handoff.clone(), progress_tx));
+        Ok(ReplicationReader { shard, requested, progress, spool, handoff, task })
     }
 
     /// The latest progress, updated as bytes arrive.
@@ -325,7 +331,9 @@ impl ReplicationReader {
     pub fn stream(&self, cancel: CancellationToken) -> Result<ReplicationStream, SourceError> {
         let reader =
             self.spool.reader(0, cancel).map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })?;
-        Ok(ReplicationStream::new(self.shard.clone(), reader, PsyncDecoder::new(self.requested)))
+        let mut stream = ReplicationStream::new(self.shard.clone(), reader, PsyncDecoder::new(self.requested));
+        stream.handoff = Some(self.handoff.clone());
+        Ok(stream)
     }
 
     /// Waits for the link to end: `Ok` when cancelled.
@@ -344,10 +352,11 @@ async fn run(
     header: SpoolHeader,
     cancel: CancellationToken,
     writer: SpoolWriter,
+    handoff: Arc<Handoff>,
     progress_tx: watch::Sender<ReplicationProgress>,
 ) -> Result<(), SourceError> {
     let (spool_tx, spool_rx) = mpsc::channel(SPOOL_QUEUE);
-    let spooler = tokio::task::spawn_blocking(move || write_spool(writer, spool_rx));
+    let spooler = tokio::task::spawn_blocking(move || write_spool(writer, spool_rx, &handoff));
     let mut link = Link::new(&config, header, spool_tx, &progress_tx);
     let received = link.run(&cancel).await;
     drop(link);
@@ -367,10 +376,17 @@ async fn run(
 }
 
 /// The spool writer thread: appends frames in order; fsyncs on the way out.
-fn write_spool(mut writer: SpoolWriter, mut queue: mpsc::Receiver<SpoolOp>) -> Result<(), SpoolError> {
+fn write_spool(
+    mut writer: SpoolWriter,
+    mut queue: mpsc::Receiver<SpoolOp>,
+    handoff: &Handoff,
+) -> Result<(), SpoolError> {
     while let Some(op) = queue.blocking_recv() {
         match op {
-            SpoolOp::Append(bytes, _queued) => writer.append(&bytes)?,
+            SpoolOp::Append(bytes, _queued, frames) => {
+                let handed = bytes.clone();
+                writer.append_with(&bytes, |start| handoff.push(Handed { start, bytes: handed, frames }))?
+            }
             SpoolOp::Header(header) => writer.write_header(&header)?,
         }
     }
@@ -589,6 +605,9 @@ impl<'a> Link<'a> {
     /// cover, and answers what needs answering.
     async fn absorb(&mut self, socket: &mut TcpStream, cancel: &CancellationToken) -> Result<(), SourceError> {
         let mut reactions = Reactions::default();
+        // The frames found, for the consumer (see `Handoff`): only while
+        // every one is part of the command stream.
+        let mut known: Option<Vec<KnownFrame>> = self.framer.in_command_stream().then(Vec::new);
         loop {
             let framed = usize::try_from(self.framer.position() - self.spooled_upto).unwrap_or(usize::MAX);
             let frame = self.framer.next_frame(&self.pending[framed..]).map_err(|source| SourceError::Protocol {
@@ -598,6 +617,12 @@ impl<'a> Link<'a> {
                 source,
             })?;
             let Some((frame, len)) = frame else { break };
+            if let Some(frames) = &mut known {
+                match KnownFrame::of(&frame, len, &self.framer) {
+                    Some(f) => frames.push(f),
+                    None => known = None,
+                }
+            }
             self.react(frame, len, &mut reactions)?;
         }
         if reactions.header_changed {
@@ -622,7 +647,9 @@ impl<'a> Link<'a> {
                 shard: self.config.shard.clone(),
                 source: SpoolError::Cancelled { dir: self.config.spool_dir.clone() },
             })?;
-            self.spool(SpoolOp::Append(bytes, queued), cancel).await?;
+            // The frames must cover exactly these bytes, or none are given.
+            let known = known.filter(|f| f.iter().map(KnownFrame::len).sum::<usize>() == bytes.len());
+            self.spool(SpoolOp::Append(bytes, queued, known), cancel).await?;
         }
         if reactions.ack_now {
             self.send_ack(socket).await?;
@@ -736,6 +763,11 @@ pub struct ReplicationStream {
     shard: String,
     reader: SpoolReader,
     decoder: PsyncDecoder,
+    /// What the spool writer hands over in memory (see [`Handoff`]); `None`
+    /// reads only the file.
+    handoff: Option<Arc<Handoff>>,
+    /// Handed-over bytes whose frames the link described, not yet returned.
+    known: Option<KnownRun>,
     chunk: Vec<u8>,
     /// RDB bytes taken from the decoder but not yet read through [`RdbBody`].
     rdb_piece: Bytes,
@@ -754,6 +786,8 @@ impl ReplicationStream {
             shard,
             reader,
             decoder,
+            handoff: None,
+            known: None,
             chunk: vec![0; CONSUMER_CHUNK],
             rdb_piece: Bytes::new(),
             held: None,
@@ -776,7 +810,10 @@ impl ReplicationStream {
     /// is then (most likely) at hand, so a consumer batching events can keep
     /// going rather than hand over what it has.
     pub fn has_buffered(&self) -> bool {
-        self.decoder.buffered() > 0 || !self.rdb_piece.is_empty() || self.held.is_some()
+        self.decoder.buffered() > 0
+            || !self.rdb_piece.is_empty()
+            || self.held.is_some()
+            || self.known.as_ref().is_some_and(|k| k.at < k.bytes.len())
     }
 
     /// Deletes spool segments before `position` (see
@@ -805,6 +842,12 @@ impl ReplicationStream {
 
     fn decode(&mut self) -> Result<Option<PsyncEvent>, SourceError> {
         loop {
+            if let Some(event) = self.next_known() {
+                match event {
+                    PsyncEvent::KeepAlive => continue,
+                    event => return Ok(Some(event)),
+                }
+            }
             let event = self.decoder.next_event().map_err(|source| SourceError::SpoolStream {
                 shard: self.shard.clone(),
                 position: self.decoder.position(),
@@ -815,14 +858,60 @@ impl ReplicationStream {
                 Some(event) => return Ok(Some(event)),
                 None => {}
             }
-            let n = self
-                .reader
-                .read_blocking(&mut self.chunk)
-                .map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })?;
-            if n == 0 {
+            if !self.fetch().map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })? {
                 return Ok(None);
             }
-            self.decoder.feed(&self.chunk[..n]);
+        }
+    }
+
+    /// The next event of the frames handed over with their bytes.
+    fn next_known(&mut self) -> Option<PsyncEvent> {
+        let run = self.known.as_mut()?;
+        let Some(frame) = run.frames.next() else {
+            self.known = None;
+            return None;
+        };
+        let raw = run.bytes.slice(run.at..run.at + frame.len());
+        match self.decoder.take_known(frame, raw) {
+            Some(event) => {
+                run.at += frame.len();
+                Some(event)
+            }
+            // The decoder cannot take them as framed: it frames them itself.
+            None => {
+                self.decoder.feed(&run.bytes[run.at..]);
+                self.known = None;
+                None
+            }
+        }
+    }
+
+    /// More bytes for the decoder, waiting for the writer as needed: what
+    /// it handed over in memory when that is where the reader is, else
+    /// the file. `false` once the writer is gone and everything is read.
+    fn fetch(&mut self) -> Result<bool, SpoolError> {
+        loop {
+            let pos = self.reader.position();
+            if let Some(handed) = self.handoff.as_ref().and_then(|h| h.take(pos)) {
+                self.reader.skip(handed.bytes.len() as u64);
+                match handed.frames {
+                    // Frames cover their bytes (the link checked), and the
+                    // decoder takes them only between frames.
+                    Some(frames) if self.decoder.buffered() == 0 && self.decoder.in_command_stream() => {
+                        self.known = Some(KnownRun { bytes: handed.bytes, frames: frames.into_iter(), at: 0 });
+                    }
+                    _ => self.decoder.feed(&handed.bytes),
+                }
+                return Ok(true);
+            }
+            let n = self.reader.read_available(&mut self.chunk)?;
+            if n > 0 {
+                self.decoder.feed(&self.chunk[..n]);
+                return Ok(true);
+            }
+            if !self.reader.wait_readable_blocking()? {
+                return Ok(false);
+            }
         }
     }
 
@@ -833,6 +922,15 @@ impl ReplicationStream {
     pub fn rdb(&mut self) -> RdbBody<'_> {
         RdbBody { stream: self }
     }
+}
+
+/// Bytes handed over with the frames they are (see [`Handoff`]).
+#[derive(Debug)]
+struct KnownRun {
+    bytes: Bytes,
+    frames: std::vec::IntoIter<KnownFrame>,
+    /// Where the next frame starts in `bytes`.
+    at: usize,
 }
 
 /// The snapshot inside a [`ReplicationStream`]; see [`ReplicationStream::rdb`].

@@ -238,10 +238,19 @@ impl SpoolWriter {
     }
 
     /// Appends `bytes` and makes them visible to readers.
-    pub fn append(&mut self, mut bytes: &[u8]) -> Result<(), SpoolError> {
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+        self.append_with(bytes, |_| {})
+    }
+
+    /// As [`append`](Self::append), calling `written(start)` (`start`: the
+    /// position of the first byte) once the bytes are written and before
+    /// readers can see them: a reader woken by them finds whatever
+    /// `written` left for it (see [`SpoolReader::skip`]).
+    pub fn append_with(&mut self, mut bytes: &[u8], written: impl FnOnce(u64)) -> Result<(), SpoolError> {
         if bytes.is_empty() {
             return Ok(());
         }
+        let start = self.end;
         while !bytes.is_empty() {
             let used = self.end - self.seg_start;
             if used >= self.opts.segment_size {
@@ -258,6 +267,7 @@ impl SpoolWriter {
         if self.last_sync.elapsed() >= self.opts.fsync_interval {
             self.sync()?;
         }
+        written(start);
         self.end_tx.send_replace(self.end);
         Ok(())
     }
@@ -376,8 +386,15 @@ impl SpoolWatch {
 
     /// A reader from position `from`, which must not have been released.
     pub fn reader(&self, from: u64, cancel: CancellationToken) -> Result<SpoolReader, SpoolError> {
-        let mut reader =
-            SpoolReader { dir: self.dir.clone(), pos: from, file: None, end_rx: self.end_rx.clone(), cancel };
+        let mut reader = SpoolReader {
+            dir: self.dir.clone(),
+            pos: from,
+            file: None,
+            seg_start: 0,
+            skipped: false,
+            end_rx: self.end_rx.clone(),
+            cancel,
+        };
         if from < reader.end() {
             reader.open_segment()?;
         }
@@ -395,8 +412,13 @@ impl SpoolWatch {
 pub struct SpoolReader {
     dir: PathBuf,
     pos: u64,
-    /// The open segment, positioned at `pos`.
+    /// The open segment, positioned at `pos` (unless `skipped`), and where
+    /// it starts.
     file: Option<File>,
+    seg_start: u64,
+    /// `pos` moved past bytes not read from `file` ([`SpoolReader::skip`]):
+    /// it seeks before its next read.
+    skipped: bool,
     end_rx: watch::Receiver<u64>,
     cancel: CancellationToken,
 }
@@ -426,6 +448,13 @@ impl SpoolReader {
                 self.open_segment()?;
             }
             let Some(file) = self.file.as_mut() else { break };
+            if self.skipped {
+                // Past the segment's end, the read below finds nothing and
+                // the segment holding `pos` is opened.
+                file.seek(SeekFrom::Start(self.pos - self.seg_start))
+                    .map_err(|e| SpoolError::io(&self.dir, "seek in a segment", e))?;
+                self.skipped = false;
+            }
             let n = file.read(&mut buf[..want]).map_err(|e| SpoolError::io(&self.dir, "read a segment", e))?;
             if n > 0 {
                 self.pos += n as u64;
@@ -439,6 +468,17 @@ impl SpoolReader {
             dir: self.dir.clone(),
             detail: format!("no segment continues at position {} (written up to {end})", self.pos),
         })
+    }
+
+    /// Moves past `n` bytes the caller had from elsewhere (the same bytes,
+    /// handed over in memory as they were written, see
+    /// [`SpoolWriter::append_with`]), without reading them. The file
+    /// seeks only if it is read after all.
+    pub fn skip(&mut self, n: u64) {
+        if n > 0 {
+            self.pos += n;
+            self.skipped = true;
+        }
     }
 
     /// Waits until there is something to read (`true`) or the writer is
@@ -460,6 +500,11 @@ impl SpoolReader {
                 }
             }
         }
+    }
+
+    /// [`wait_readable`](Self::wait_readable), blocking the thread.
+    pub fn wait_readable_blocking(&mut self) -> Result<bool, SpoolError> {
+        futures::executor::block_on(self.wait_readable())
     }
 
     /// Reads, blocking the thread while caught up; 0 = the writer is gone
@@ -507,6 +552,8 @@ impl SpoolReader {
         file.seek(SeekFrom::Start(self.pos - start))
             .map_err(|e| SpoolError::io(&self.dir, format!("seek in {}", path.display()), e))?;
         self.file = Some(file);
+        self.seg_start = start;
+        self.skipped = false;
         Ok(())
     }
 }
@@ -606,6 +653,35 @@ mod tests {
         // The blocking path reports cancellation as Interrupted.
         let err = tokio::task::spawn_blocking(move || r.read(&mut [0u8; 4]).unwrap_err()).await.unwrap();
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    }
+
+    /// Bytes a reader had from elsewhere are skipped, within a segment and
+    /// across its end, and what follows reads as written; the writer's
+    /// callback sees each append's start before readers see its bytes.
+    #[test]
+    fn a_reader_skips_what_it_was_handed_and_reads_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SpoolWriter::create(dir.path(), opts(100)).unwrap();
+        let mut all = Vec::new();
+        let mut starts = Vec::new();
+        for (i, len) in [30, 70, 1, 250, 99].into_iter().enumerate() {
+            let piece = pattern(len, i as u8);
+            let end_seen = w.watch().end();
+            w.append_with(&piece, |start| starts.push((start, end_seen))).unwrap();
+            all.extend(piece);
+        }
+        assert_eq!(starts, [(0, 0), (30, 30), (100, 100), (101, 101), (351, 351)], "(start, end readers saw)");
+        let watch = w.watch();
+        drop(w);
+        for (read_first, skip) in [(0, 5), (10, 20), (30, 71), (95, 200), (0, 449), (7, 443)] {
+            let mut r = watch.reader(0, CancellationToken::new()).unwrap();
+            let mut head = vec![0u8; read_first];
+            r.read_exact(&mut head).unwrap();
+            r.skip(skip);
+            assert_eq!(r.position(), (read_first + skip as usize) as u64);
+            let rest = read_all(&mut r);
+            assert_eq!(rest, all[read_first + skip as usize..], "read {read_first}, skipped {skip}");
+        }
     }
 
     #[test]
