@@ -383,10 +383,15 @@ fn write_spool(
 ) -> Result<(), SpoolError> {
     while let Some(op) = queue.blocking_recv() {
         match op {
-            SpoolOp::Append(bytes, _queued, frames) => {
+            // Only the command stream is handed over: a snapshot's bytes
+            // are parsed from a copy anyway, and keeping them from their
+            // buffer made the link allocate (and fault in) new ones.
+            SpoolOp::Append(bytes, _queued, Some(frames)) => {
                 let handed = bytes.clone();
-                writer.append_with(&bytes, |start| handoff.push(Handed { start, bytes: handed, frames }))?
+                writer
+                    .append_with(&bytes, |start| handoff.push(Handed { start, bytes: handed, frames: Some(frames) }))?
             }
+            SpoolOp::Append(bytes, _queued, None) => writer.append(&bytes)?,
             SpoolOp::Header(header) => writer.write_header(&header)?,
         }
     }
