@@ -391,6 +391,8 @@ fn encode_cmd(buf: &mut BytesMut, cmd: &Cmd) {
 
 /// Appends `args` as a RESP2 array of bulk strings (also what
 /// [`Cmd::as_sent`] checks its bytes against in debug builds).
+// Only the debug builds' checks of `Cmd::as_sent` call it.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 pub(super) fn encode_args(buf: &mut BytesMut, args: &[Bytes]) {
     encode_sealing(buf, args, None);
 }

@@ -62,8 +62,14 @@ impl Handoff {
 
     /// What the writer just wrote at `start` (call it before readers can
     /// see the bytes in the file, so a reader they wake finds them here).
+    /// Whether bytes spooled at `start` would be kept for the reader: not
+    /// when it is further behind than the limit.
+    pub fn accepts(&self, start: u64) -> bool {
+        start <= self.reader_at.load(Ordering::Relaxed).saturating_add(self.limit as u64)
+    }
+
     pub fn push(&self, entry: Handed) {
-        if entry.start > self.reader_at.load(Ordering::Relaxed).saturating_add(self.limit as u64) {
+        if !self.accepts(entry.start) {
             return;
         }
         let Ok(mut q) = self.queue.lock() else { return };

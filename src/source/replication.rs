@@ -356,8 +356,9 @@ async fn run(
     progress_tx: watch::Sender<ReplicationProgress>,
 ) -> Result<(), SourceError> {
     let (spool_tx, spool_rx) = mpsc::channel(SPOOL_QUEUE);
-    let spooler = tokio::task::spawn_blocking(move || write_spool(writer, spool_rx, &handoff));
-    let mut link = Link::new(&config, header, spool_tx, &progress_tx);
+    let handed = handoff.clone();
+    let spooler = tokio::task::spawn_blocking(move || write_spool(writer, spool_rx, &handed));
+    let mut link = Link::new(&config, header, spool_tx, &progress_tx, handoff);
     let received = link.run(&cancel).await;
     drop(link);
     // A failed spool closes the queue, which the link reports vaguely; the
@@ -425,6 +426,8 @@ struct Link<'a> {
     /// [`SPOOL_QUEUE_BYTES`] in [`QUEUE_UNIT`]s: what the spool queue may
     /// hold.
     queue_budget: Arc<Semaphore>,
+    /// Whether the consumer would take frames in memory (see [`Handoff`]).
+    handoff: Arc<Handoff>,
 }
 
 enum Wake {
@@ -440,6 +443,7 @@ impl<'a> Link<'a> {
         header: SpoolHeader,
         spool_tx: mpsc::Sender<SpoolOp>,
         progress_tx: &'a watch::Sender<ReplicationProgress>,
+        handoff: Arc<Handoff>,
     ) -> Self {
         Link {
             config,
@@ -454,6 +458,7 @@ impl<'a> Link<'a> {
             startup_acks: 0,
             next_startup_ack: None,
             queue_budget: Arc::new(Semaphore::new(SPOOL_QUEUE_BYTES / QUEUE_UNIT)),
+            handoff,
         }
     }
 
@@ -611,11 +616,12 @@ impl<'a> Link<'a> {
     async fn absorb(&mut self, socket: &mut TcpStream, cancel: &CancellationToken) -> Result<(), SourceError> {
         let mut reactions = Reactions::default();
         // The frames found, for the consumer (see `Handoff`): only while
-        // every one is part of the command stream.
-        // Sized for commands of about 64 bytes: grown by doubling, the
-        // vector's copies showed in profiles.
-        let mut known: Option<Vec<KnownFrame>> =
-            self.framer.in_command_stream().then(|| Vec::with_capacity(self.pending.len() / 64 + 1));
+        // every one is part of the command stream, and not for a consumer
+        // catching up from the file (the spooled bytes start at
+        // `spooled_upto`). Sized for commands of about 64 bytes: grown by
+        // doubling, the vector's copies showed in profiles.
+        let wanted = self.framer.in_command_stream() && self.handoff.accepts(self.spooled_upto);
+        let mut known: Option<Vec<KnownFrame>> = wanted.then(|| Vec::with_capacity(self.pending.len() / 64 + 1));
         loop {
             let framed = usize::try_from(self.framer.position() - self.spooled_upto).unwrap_or(usize::MAX);
             let frame = self.framer.next_frame(&self.pending[framed..]).map_err(|source| SourceError::Protocol {
