@@ -1,8 +1,10 @@
 //! A command to send: an argument vector of binary-safe byte strings, encoded
 //! as a RESP2 array of bulk strings by the connection. A command replicated
-//! by a master and sent on as it came also keeps the bytes it came in
-//! ([`Cmd::as_sent`]), which the connection writes instead of encoding it
-//! again. A `RESTORE` built from a snapshot may carry a DUMP payload whose
+//! by a master and sent on as it came keeps the bytes it came in, which the
+//! connection writes instead of encoding it again: with its argument handles
+//! ([`Cmd::as_sent`]), or as only those bytes and where its arguments are
+//! ([`Cmd::framed`], how the command stream carries them), its arguments
+//! then read in place ([`Cmd::arg_at`]). A `RESTORE` built from a snapshot may carry a DUMP payload whose
 //! CRC-64 the connection computes as it writes it
 //! ([`Cmd::arg_dump_payload`]), on the destination's writer rather than on
 //! the snapshot's parser.
