@@ -38,17 +38,7 @@ bench=bench-cluster
 rdb=$BENCH_DIR/$(dataset_name mixed "$SYNC_KEYS").rdb
 [ -s "$rdb" ] || die "$rdb is missing: run scripts/bench-rdb.sh (MIXED_KEYS=$SYNC_KEYS) first"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/bench-cluster.XXXXXX")
-results=$work/results.tsv
-: >"$results"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work bench-cluster
 
 # A free port below 55536: a cluster node's bus port is its port + 10000.
 free_port() {
@@ -63,7 +53,6 @@ while True:
         pass
 '
 }
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 # start_server DIR PORT [ARGS…] — a redis-server in DIR; prints its pid, which the
@@ -137,8 +126,8 @@ addr = "127.0.0.1:$sport"
 addr = "$seed"
 T
   local s0 d0=0 p
-  s0=$(ticks "$spid")
-  for p in "${dpids[@]}"; do d0=$((d0 + $(ticks "$p"))); done
+  s0=$(cpu_ticks "$spid")
+  for p in "${dpids[@]}"; do d0=$((d0 + $(cpu_ticks "$p"))); done
   local start end
   start=$(date +%s.%N)
   /usr/bin/time -f '%U %S %M' -o "$dir/time" "$SHARDSYNC_BIN" run --config "$dir/task.toml" --headless --json --until-synced \
@@ -165,8 +154,8 @@ T
       || say "perf recorded nothing in round $round (not allowed here? $(tail -1 "$dir/perf.log")): that round is left out of the per-stage table"
   fi
   local s1 d1=0
-  s1=$(ticks "$spid")
-  for p in "${dpids[@]}"; do d1=$((d1 + $(ticks "$p"))); done
+  s1=$(cpu_ticks "$spid")
+  for p in "${dpids[@]}"; do d1=$((d1 + $(cpu_ticks "$p"))); done
   local keys=0
   if [ "$kind" != standalone ]; then
     for port in "${addrs[@]##*:}"; do

@@ -23,21 +23,14 @@ KEYS=${KEYS:-1000000}
 REQUESTS=${REQUESTS:-2000000}
 SHARDSYNC_BIN=${SHARDSYNC_BIN:-$root/target/release/shardsync}
 BENCHMARKS_MD=${BENCHMARKS_MD:-$root/BENCHMARKS.md}
-[ -x "$SHARDSYNC_BIN" ] || { echo "$SHARDSYNC_BIN is missing: cargo build --release" >&2; exit 1; }
+bench=bench-heavy-lag
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
+[ -x "$SHARDSYNC_BIN" ] || die "$SHARDSYNC_BIN is missing: cargo build --release"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/heavy-lag.XXXXXX")
-results=$work/results.tsv
-: >"$results"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work heavy-lag
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 cat >"$work/probe.py" <<'PY'
 import os, socket, sys, time
@@ -123,15 +116,7 @@ round() { # METHOD N
   pids+=("$spid" "$dpid")
   redis-cli -p "$sp" debug populate "$KEYS" >/dev/null
   if [ "$method" = shardsync ]; then
-    cat >"$dir/task.toml" <<T
-name = "heavy-lag"
-state_dir = "$dir/state"
-[[source]]
-name = "s1"
-addr = "127.0.0.1:$sp"
-[destination]
-addr = "127.0.0.1:$dp"
-T
+    one_source_task "$dir/task.toml" heavy-lag "$dir" "$sp" "$dp"
     "$SHARDSYNC_BIN" run --config "$dir/task.toml" --headless --json >"$dir/out.ndjson" 2>"$dir/err.txt" </dev/null &
     tool=$!
     pids+=("$tool")
@@ -153,16 +138,16 @@ T
   local lua=$!
   python3 "$work/probe.py" probe "$sp" "$dp" "$dir/probe.txt" "$dir/stop" &
   local probe=$!
-  c0=$(ticks "$tool")
-  d0=$(ticks "$dpid")
+  c0=$(cpu_ticks "$tool")
+  d0=$(cpu_ticks "$dpid")
   t0=$EPOCHREALTIME
   redis-benchmark -p "$sp" -t set,lpush,hset -n "$REQUESTS" -P 16 -r 1000000 -d 64 -q >/dev/null 2>&1
   t1=$EPOCHREALTIME
   touch "$dir/stop"
   wait "$lua" "$probe" || true
   catch=$(python3 "$work/probe.py" catchup "$sp" "$dp")
-  c1=$(ticks "$tool")
-  d1=$(ticks "$dpid")
+  c1=$(cpu_ticks "$tool")
+  d1=$(cpu_ticks "$dpid")
   local hz
   hz=$(getconf CLK_TCK)
   while read -r ms; do printf '%s\t%s\tprobe_ms\t%s\n' "$method" "$n" "$ms"; done <"$dir/probe.txt" >>"$results"

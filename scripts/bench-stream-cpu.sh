@@ -23,33 +23,22 @@ SHAPES=${SHAPES:-catch-up live}
 [ $# -ge 1 ] || { sed -n '2,17p' "$0" >&2; exit 2; }
 for b in "$@"; do [ -x "$b" ] || { echo "$b is not an executable" >&2; exit 2; }; done
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/stream-cpu.XXXXXX")
-results=$work/results.tsv
-: >"$results"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bench=bench-stream-cpu
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
+# shellcheck source=scripts/redis-lib.sh
+. "$root/scripts/redis-lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+bench_work stream-cpu
 hz=$(getconf CLK_TCK)
 
-start_redis() { # DIR PORT [options…]: prints the pid
-  local dir=$1 port=$2 i
-  shift 2
+# A throwaway redis-server in DIR (redis-lib.sh): sets REDIS_PORT and REDIS_PID.
+server() {
+  local dir=$1
+  shift
   mkdir -p "$dir"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no --daemonize no \
-    --logfile "$dir/redis.log" "$@" >/dev/null 2>&1 &
-  local pid=$!
-  for i in $(seq 1 200); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
-    sleep 0.05
-  done
-  echo "$pid"
+  redis_start "$dir" "$@" >/dev/null || die "redis-server did not start in $dir"
 }
 
 load() { redis-benchmark -p "$1" -t set,lpush,hset -n "$REQUESTS" -P 16 -r 1000000 -d 64 -q >/dev/null 2>&1; }
@@ -58,20 +47,12 @@ round() { # SHAPE BIN N
   local shape=$1 bin=$2 n=$3 dir sp dp spid dpid name
   name=$(basename "$bin")
   dir=$work/$shape-$n-$name
-  sp=$(free_port)
-  dp=$(free_port)
-  spid=$(start_redis "$dir/src" "$sp" --repl-backlog-size 512mb --client-output-buffer-limit "replica 0 0 0")
-  dpid=$(start_redis "$dir/dst" "$dp")
+  server "$dir/src" --repl-backlog-size 512mb --client-output-buffer-limit "replica 0 0 0"
+  sp=$REDIS_PORT spid=$REDIS_PID
+  server "$dir/dst"
+  dp=$REDIS_PORT dpid=$REDIS_PID
   pids+=("$spid" "$dpid")
-  cat >"$dir/task.toml" <<T
-name = "stream-cpu"
-state_dir = "$dir/state"
-[[source]]
-name = "s1"
-addr = "127.0.0.1:$sp"
-[destination]
-addr = "127.0.0.1:$dp"
-T
+  one_source_task "$dir/task.toml" stream-cpu "$dir" "$sp" "$dp"
   local cpu wall rss
   if [ "$shape" = catch-up ]; then
     "$bin" run --config "$dir/task.toml" --headless --until-synced >/dev/null 2>"$dir/err1" </dev/null
@@ -88,13 +69,13 @@ T
       sleep 0.1
     done
     sleep 0.5
-    c0=$(ticks "$tool")
+    c0=$(cpu_ticks "$tool")
     t0=$EPOCHREALTIME
     load "$sp"
     redis-cli -p "$sp" set bench:stream-cpu:end done >/dev/null
     until [ "$(redis-cli -p "$dp" get bench:stream-cpu:end)" = done ]; do sleep 0.01; done
     t1=$EPOCHREALTIME
-    c1=$(ticks "$tool")
+    c1=$(cpu_ticks "$tool")
     rss=$(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/$tool/status")
     cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
