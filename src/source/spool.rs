@@ -515,7 +515,7 @@ impl SpoolReader {
             if n > 0 || buf.is_empty() {
                 return Ok(n);
             }
-            if !futures::executor::block_on(self.wait_readable())? {
+            if !self.wait_readable_blocking()? {
                 return Ok(0);
             }
         }
