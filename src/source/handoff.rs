@@ -8,10 +8,10 @@
 //! keeps up takes the bytes from here instead and moves its file position
 //! past them ([`super::spool::SpoolReader::skip`]); the file stays what a
 //! restart and a reader that fell behind read. The queue holds at most
-//! [`HANDOFF_BYTES`], the oldest entries going first, and takes nothing
-//! while the reader is further behind than that (catching up from the
-//! file, it would never reach them); a reader that finds nothing at its
-//! position reads the file as before.
+//! [`HANDOFF_BYTES`] (a full queue takes nothing more until the reader
+//! takes from it) and takes nothing while the reader is further behind
+//! than that (catching up from the file, it would never reach them); a
+//! reader that finds nothing at its position reads the file as before.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,19 +68,20 @@ impl Handoff {
         start <= self.reader_at.load(Ordering::Relaxed).saturating_add(self.limit as u64)
     }
 
+    /// A full queue keeps what it has and drops `entry`: the reader comes
+    /// to the oldest entries first, and dropping those instead left it
+    /// reading the file while the bytes it skipped past were framed and
+    /// kept for nothing.
     pub fn push(&self, entry: Handed) {
         if !self.accepts(entry.start) {
             return;
         }
         let Ok(mut q) = self.queue.lock() else { return };
+        if q.bytes + entry.bytes.len() > self.limit {
+            return;
+        }
         q.bytes += entry.bytes.len();
         q.entries.push_back(entry);
-        while q.bytes > self.limit {
-            match q.entries.pop_front() {
-                Some(old) => q.bytes -= old.bytes.len(),
-                None => break,
-            }
-        }
     }
 
     /// The bytes from spool position `pos` on, as far as one entry goes;
@@ -142,9 +143,9 @@ mod tests {
         let h = Handoff::with_limit(4);
         h.push(entry(0, b"abc"));
         h.push(entry(3, b"de"));
-        // Over the limit: the oldest went.
-        assert!(h.take(0).is_none());
-        assert_eq!(h.take(3).map(|e| e.start), Some(3));
+        // Over the limit: the newest is not kept; the reader reads it from the file.
+        assert_eq!(h.take(0).map(|e| e.start), Some(0));
+        assert!(h.take(3).is_none());
         h.push(entry(7, b"x"));
         assert!(h.take(5).is_none(), "a gap: the file has bytes 5..7");
         assert_eq!(h.take(7).map(|e| e.start), Some(7));
