@@ -482,9 +482,12 @@ impl Batcher {
         let is_restore = cmd.arg_at(0).is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE"));
         let shard = &self.shard;
         let now_ms = crate::clock::now_ms;
-        let commands: Vec<ApplyCmd> = match cmd.arg_at(3) {
+        // The payload is looked for only in a RESTORE: past the first three
+        // arguments, finding it reads the headers before it.
+        let payload = if is_restore { cmd.arg_at(3) } else { None };
+        let commands: Vec<ApplyCmd> = match payload {
             // A payload of an RDB version the destination does not read.
-            Some(payload) if is_restore && !caps.accepts_payload(payload) => {
+            Some(payload) if !caps.accepts_payload(payload) => {
                 match crate::dest::rewrite::restore_as_commands(&cmd.args(), caps, db, offset, now_ms()) {
                     Ok(cmds) => cmds,
                     Err(e) => {

@@ -35,24 +35,19 @@ pub enum Route {
 }
 
 /// The key a one-key command is about: its first argument, or the one after
-/// its subcommand (`XGROUP CREATE key …`, `XINFO STREAM key`). For messages
-/// and reports of replicated commands, and for routing `verify`'s reads.
-pub fn named_key(args: &[Bytes]) -> Option<&Bytes> {
-    args.get(key_index(args.first()?))
-}
-
-/// [`named_key`] of a command, read in place (a streamed command is not
-/// taken apart for it), as a handle of its own.
+/// its subcommand (`XGROUP CREATE key …`, `XINFO STREAM key`), read in place
+/// (a streamed command is not taken apart for it), as a handle of its own.
+/// For messages and reports of replicated commands.
 pub fn key_of(cmd: &Cmd) -> Option<Bytes> {
     cmd.shared_arg(key_index(cmd.arg_at(0)?))
 }
 
-/// [`key_of`], borrowed.
+/// [`key_of`], borrowed: for routing `verify`'s reads.
 pub fn key_in(cmd: &Cmd) -> Option<&[u8]> {
     cmd.arg_at(key_index(cmd.arg_at(0)?))
 }
 
-/// Which argument [`named_key`] is, for a command named `name`.
+/// Which argument [`key_of`] is, for a command named `name`.
 fn key_index(name: &[u8]) -> usize {
     let subcommand_first = name.eq_ignore_ascii_case(b"XGROUP") || name.eq_ignore_ascii_case(b"XINFO");
     if subcommand_first {
@@ -106,7 +101,7 @@ pub fn route(args: &[Bytes]) -> Route {
             let n = numkeys(args, 1);
             (2..2 + n).collect()
         }
-        // A subcommand first (see `named_key`): `XGROUP CREATE key group …`
+        // A subcommand first (see `key_of`): `XGROUP CREATE key group …`
         // (and SETID, DESTROY, CREATECONSUMER, DELCONSUMER; what a source
         // replicates for `XREADGROUP` too). Routed by its subcommand, it went
         // to the wrong master for ever (`MOVED`, map read again, same master).
@@ -214,8 +209,8 @@ mod tests {
             assert_eq!(r, Route::Slot { slot: slot_of(b"k"), key: Bytes::from_static(b"k") }, "XGROUP {sub}");
         }
         assert_eq!(route(&args("XGROUP HELP")), Route::Drop);
-        assert_eq!(named_key(&args("XGROUP SETID k g 0")), Some(&Bytes::from_static(b"k")));
-        assert_eq!(named_key(&args("SET k v")), Some(&Bytes::from_static(b"k")));
+        assert_eq!(key_of(&Cmd::from_bytes(args("XGROUP SETID k g 0"))), Some(Bytes::from_static(b"k")));
+        assert_eq!(key_of(&Cmd::from_bytes(args("SET k v"))), Some(Bytes::from_static(b"k")));
         assert_eq!(route(&args("SORT {a}l BY w* STORE {a}d")), Route::Slot { slot: slot_of(b"a"), key: "{a}l".into() });
         let r = route(&args("SORT foo LIMIT 0 5 STORE bar"));
         assert!(matches!(&r, Route::CrossSlot { keys } if keys.len() == 2), "{r:?}");
