@@ -151,6 +151,62 @@ async fn pipeline_larger_than_the_socket_buffers_does_not_deadlock() -> TestResu
     Ok(())
 }
 
+/// The connection raises the socket's receive low-water mark while many
+/// replies are due (fewer wake-ups); the mark must never exceed the bytes
+/// still to come, or a wait would hang until the read timeout. Replies as
+/// short as RESP allows (`+\r\n`), the last share arriving exactly to the
+/// byte after a reply cut in two: the pipeline ends when its last byte is
+/// there, not at the timeout.
+#[tokio::test]
+async fn replies_as_short_as_resp_allows_end_a_pipeline_without_waiting() -> TestResult {
+    const N: usize = 1000;
+    const FIRST: usize = 700;
+    let addr = fake_peer(|mut socket| async move {
+        read_until(&mut socket, b"PING\r\n").await;
+        let _ = socket.write_all(b"+PONG\r\n").await;
+        // A large reply first: a fresh connection's receive window is one
+        // segment, and Linux ignores the mark while it is that small.
+        read_until(&mut socket, b"big\r\n").await;
+        let big = 8usize << 20;
+        let _ = socket.write_all(format!("${big}\r\n").as_bytes()).await;
+        let _ = socket.write_all(&vec![b'b'; big]).await;
+        let _ = socket.write_all(b"\r\n").await;
+        // Then N replies for N commands: FIRST longer ones and half of the
+        // next (more bytes than the mark for N replies asks, so the client
+        // wakes and keeps `+` buffered), a pause, then exactly the bytes that
+        // complete the rest.
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while seen.windows(6).filter(|w| w == b"ECHO\r\n").count() < N {
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let mut first = b"+a long reply\r\n".repeat(FIRST);
+        first.push(b'+');
+        let _ = socket.write_all(&first).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut rest = b"\r\n".to_vec();
+        rest.extend_from_slice(&b"+\r\n".repeat(N - FIRST - 1));
+        let _ = socket.write_all(&rest).await;
+        stay_silent(socket).await;
+    })
+    .await?;
+    let mut conn = Connection::connect(&addr, &opts("")).await?;
+    conn.set_read_timeout(Some(Duration::from_secs(3)));
+    let big = conn.query(&Cmd::new("GET").arg("big")).await?;
+    assert_eq!(big.as_bytes().map(<[u8]>::len), Some(8 << 20));
+    let started = std::time::Instant::now();
+    let replies = conn.pipeline(&vec![Cmd::new("ECHO"); N]).await?;
+    assert_eq!(replies.len(), N);
+    assert_eq!(replies[0], Value::Simple("a long reply".into()));
+    assert!(replies[FIRST..].iter().all(|r| *r == Value::Simple("".into())), "{:?}", &replies[FIRST..FIRST + 2]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "the last replies waited for the read timeout: {took:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn query_turns_an_error_reply_into_an_error_naming_the_command() -> TestResult {
     let server = RedisServer::start(RedisOptions::new())?;

@@ -34,6 +34,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// and resumes as the socket drains.
 const WRITE_AHEAD: usize = 64 * 1024;
 
+/// Replies due from which a wait raises the receive low-water mark (see
+/// `Connection::expect_replies`).
+const LOW_WATER_FROM: usize = 64;
+
 /// How many bytes of a non-RESP greeting to quote in the error.
 const FOREIGN_PREVIEW: usize = 48;
 
@@ -75,6 +79,9 @@ pub struct Connection {
     /// that mean "not a Redis server", after it a protocol error.
     spoke_resp: bool,
     unusable: Option<String>,
+    /// The socket's receive low-water mark as last set (see
+    /// [`super::low_water`]); 1, the kernel's default, when not raised.
+    low_water: usize,
 }
 
 enum Progress {
@@ -110,6 +117,7 @@ impl Connection {
             read_timeout: Some(opts.connect_timeout),
             spoke_resp: false,
             unusable: None,
+            low_water: 1,
         };
         match &opts.credentials {
             Some(creds) => conn.authenticate(creds).await?,
@@ -207,6 +215,7 @@ impl Connection {
                 }
             }
             if let Some(cmd) = cmds.get(replies.len()) {
+                self.expect_replies(cmds.len() - replies.len());
                 self.make_progress(cmd).await?;
             }
         }
@@ -228,6 +237,30 @@ impl Connection {
             });
         }
         Ok(replies)
+    }
+
+    /// Before waiting for `due` more replies: raises the socket's receive
+    /// low-water mark to the fewest bytes they can take, so the kernel
+    /// wakes this task once per large share of them instead of once per
+    /// piece the server writes. Every RESP frame is at least 3 bytes
+    /// (`+\r\n`), and the bytes already in the read buffer are the start of
+    /// the next reply, so `3 * due - buffered` more bytes must arrive before
+    /// the last reply can: the mark is never more than what is coming, and
+    /// a wait can never be held back past its last reply. Below
+    /// [`LOW_WATER_FROM`] replies it is 1 again (a system call saved per
+    /// small exchange). Setting it fails only for a closed or foreign
+    /// descriptor, which the wait reports anyway; the mark is then left as
+    /// the kernel has it.
+    fn expect_replies(&mut self, due: usize) {
+        let want = if due >= LOW_WATER_FROM { (3 * due).saturating_sub(self.read_buf.len()).max(1) } else { 1 };
+        let want = want.min(super::low_water::MAX_LOW_WATER);
+        if want == self.low_water {
+            return;
+        }
+        match super::low_water::set_low_water(&self.stream, want) {
+            Ok(()) => self.low_water = want,
+            Err(e) => tracing::debug!(addr = %self.addr, error = %e, "cannot set the receive low-water mark"),
+        }
     }
 
     /// Appends `cmd` as a RESP2 array of bulk strings. Written by hand
@@ -362,7 +395,9 @@ impl Connection {
     /// Gives up the socket, for a caller that speaks a different framing
     /// from here on (the replication stream after `PSYNC`). The bytes are
     /// whatever was read but not yet decoded; they come first.
-    pub fn into_inner(self) -> (TcpStream, BytesMut) {
+    pub fn into_inner(mut self) -> (TcpStream, BytesMut) {
+        // The new reader waits for any byte.
+        self.expect_replies(0);
         (self.stream, self.read_buf)
     }
 }

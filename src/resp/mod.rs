@@ -13,7 +13,8 @@
 //!
 //! Parts: `cmd` (what is sent), `value` (what comes back), `auth`
 //! ([`Credentials`] and the meaning of AUTH rejections), `scan` (frame
-//! boundaries, no I/O), `connection` (sockets and timeouts), `error`, and
+//! boundaries, no I/O), `connection` (sockets and timeouts), `low_water`
+//! (the one socket option set by hand: fewer wake-ups per pipeline), `error`, and
 //! [`info`], the one reader of `INFO` replies (fields, keyspace lines,
 //! command stats) that the probe, the engine's pollers and the destination's
 //! version check all use.
@@ -23,6 +24,7 @@ mod cmd;
 mod connection;
 mod error;
 pub mod info;
+mod low_water;
 mod scan;
 mod value;
 
