@@ -207,6 +207,48 @@ async fn replies_as_short_as_resp_allows_end_a_pipeline_without_waiting() -> Tes
     Ok(())
 }
 
+/// A server that answers a pipeline slowly, one reply at a time, each well
+/// within the read timeout: the raised low-water mark holds those replies
+/// back from the wait, which must not take that for a silent server.
+#[tokio::test]
+async fn replies_that_trickle_in_slower_than_the_mark_fills_are_not_a_timeout() -> TestResult {
+    const N: usize = 80;
+    let addr = fake_peer(|mut socket| async move {
+        read_until(&mut socket, b"PING\r\n").await;
+        let _ = socket.write_all(b"+PONG\r\n").await;
+        // As above: a large reply first, so the mark is not ignored.
+        read_until(&mut socket, b"big\r\n").await;
+        let big = 8usize << 20;
+        let _ = socket.write_all(format!("${big}\r\n").as_bytes()).await;
+        let _ = socket.write_all(&vec![b'b'; big]).await;
+        let _ = socket.write_all(b"\r\n").await;
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while seen.windows(6).filter(|w| w == b"ECHO\r\n").count() < N {
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        for _ in 0..N {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            let _ = socket.write_all(b"+OK\r\n").await;
+        }
+        stay_silent(socket).await;
+    })
+    .await?;
+    let mut conn = Connection::connect(&addr, &opts("")).await?;
+    let big = conn.query(&Cmd::new("GET").arg("big")).await?;
+    assert_eq!(big.as_bytes().map(<[u8]>::len), Some(8 << 20));
+    // 80 replies of 5 bytes every 15 ms: the mark for 80 (240 bytes) fills
+    // after 0.7 s, beyond the read timeout; a reply comes every 15 ms.
+    conn.set_read_timeout(Some(Duration::from_millis(250)));
+    let replies = conn.pipeline(&vec![Cmd::new("ECHO"); N]).await?;
+    assert_eq!(replies.len(), N);
+    assert!(replies.iter().all(Value::is_ok));
+    Ok(())
+}
+
 #[tokio::test]
 async fn query_turns_an_error_reply_into_an_error_naming_the_command() -> TestResult {
     let server = RedisServer::start(RedisOptions::new())?;

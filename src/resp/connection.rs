@@ -38,6 +38,11 @@ const WRITE_AHEAD: usize = 64 * 1024;
 /// `Connection::expect_replies`).
 const LOW_WATER_FROM: usize = 64;
 
+/// After a wait under a raised low-water mark timed out: how long the
+/// lowered mark has to show replies that had come (they are readable at
+/// once) before the wait times out after all.
+const LOWERED_GRACE: Duration = Duration::from_millis(200);
+
 /// How many bytes of a non-RESP greeting to quote in the error.
 const FOREIGN_PREVIEW: usize = 48;
 
@@ -248,7 +253,10 @@ impl Connection {
     /// the last reply can: the mark is never more than what is coming, and
     /// a wait can never be held back past its last reply. Below
     /// [`LOW_WATER_FROM`] replies it is 1 again (a system call saved per
-    /// small exchange). Setting it fails only for a closed or foreign
+    /// small exchange). A server answering very slowly (fewer reply bytes
+    /// than the mark within the read timeout) is not taken for a silent one:
+    /// the timed-out wait lowers the mark and looks again (see
+    /// `make_progress`). Setting it fails only for a closed or foreign
     /// descriptor, which the wait reports anyway; the mark is then left as
     /// the kernel has it.
     fn expect_replies(&mut self, due: usize) {
@@ -324,7 +332,8 @@ impl Connection {
     /// Waits until some bytes are written or read; `waiting_on` is the
     /// command whose reply is due next, for messages.
     async fn make_progress(&mut self, waiting_on: &Cmd) -> Result<(), RespError> {
-        let Connection { stream, read_buf, write_buf, read_timeout, addr, .. } = self;
+        let Connection { stream, read_buf, write_buf, read_timeout, addr, low_water, .. } = self;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
         if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
             read_buf.reserve(READ_CHUNK);
         }
@@ -347,11 +356,23 @@ impl Connection {
         let step = match futures::FutureExt::now_or_never(&mut io) {
             Some(step) => step,
             None => match *read_timeout {
-                Some(limit) => timeout(limit, io).await.map_err(|_| RespError::Timeout {
-                    addr: addr.clone(),
-                    command: waiting_on.name(),
-                    timeout: limit,
-                })?,
+                Some(limit) => {
+                    let timed_out =
+                        || RespError::Timeout { addr: addr.clone(), command: waiting_on.name(), timeout: limit };
+                    match timeout(limit, &mut io).await {
+                        Ok(step) => step,
+                        // Replies below a raised low-water mark wake no one:
+                        // a server answering very slowly sent some, which
+                        // are readable at once with the mark lowered; only
+                        // a silent one times out.
+                        Err(_) if *low_water > 1 => {
+                            super::low_water::set_low_water(&fd, 1).map_err(|_| timed_out())?;
+                            *low_water = 1;
+                            timeout(LOWERED_GRACE, io).await.map_err(|_| timed_out())?
+                        }
+                        Err(_) => return Err(timed_out()),
+                    }
+                }
                 None => io.await,
             },
         };
