@@ -6,12 +6,20 @@
 //! second time by the consumer: a read (a kernel copy), a copy into the
 //! decoder's buffer, and the framing of every command again. A reader that
 //! keeps up takes the bytes from here instead and moves its file position
-//! past them ([`super::spool::SpoolReader::skip`]); the file stays what a
-//! restart and a reader that fell behind read. The queue holds at most
+//! past them ([`super::spool::SpoolReader::skip`]). The queue holds at most
 //! [`HANDOFF_BYTES`] (a full queue takes nothing more until the reader
 //! takes from it) and takes nothing while the reader is further behind
 //! than that (catching up from the file, it would never reach them); a
 //! reader that finds nothing at its position reads the file as before.
+//!
+//! Bytes the queue keeps can skip the file altogether ([`Handoff::hold`]):
+//! writing them only to read them back from memory cost the spool writer
+//! a kernel copy per byte, the largest single share of a live stream's
+//! CPU. A held entry is the only copy of its bytes, so nothing drops it
+//! before the reader has taken it (a full queue refuses new entries, it
+//! never evicts); the spool file has a gap there
+//! ([`super::spool::SpoolWriter::pass`]). The file is the overflow: what
+//! the queue cannot hold is written, and read from there.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,20 +76,37 @@ impl Handoff {
         start <= self.reader_at.load(Ordering::Relaxed).saturating_add(self.limit as u64)
     }
 
-    /// A full queue keeps what it has and drops `entry`: the reader comes
-    /// to the oldest entries first, and dropping those instead left it
-    /// reading the file while the bytes it skipped past were framed and
-    /// kept for nothing.
-    pub fn push(&self, entry: Handed) {
+    /// Keeps `entry` as the only copy of its bytes (the caller does not
+    /// write them to the file) until the reader takes it; gives it back
+    /// when the queue cannot hold it (full, or the reader further behind
+    /// than the limit), for the caller to write. Only the writer adds
+    /// entries and the reader only frees room, so a `hold` that succeeds
+    /// cannot be undone by anything but the reader passing the entry.
+    pub fn hold(&self, entry: Handed) -> Result<(), Handed> {
         if !self.accepts(entry.start) {
-            return;
+            return Err(entry);
         }
-        let Ok(mut q) = self.queue.lock() else { return };
+        let Ok(mut q) = self.queue.lock() else { return Err(entry) };
         if q.bytes + entry.bytes.len() > self.limit {
-            return;
+            return Err(entry);
         }
         q.bytes += entry.bytes.len();
         q.entries.push_back(entry);
+        Ok(())
+    }
+
+    /// The position the reader last asked for.
+    pub fn reader_at(&self) -> u64 {
+        self.reader_at.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `entry`, bytes the file holds too, if the queue can (as
+    /// [`hold`](Self::hold)); otherwise drops it. A full queue keeps what it
+    /// has rather than this: the reader comes to the oldest entries first,
+    /// and dropping those instead left it reading the file while the bytes
+    /// it skipped past were framed and kept for nothing.
+    pub fn push(&self, entry: Handed) {
+        let _ = self.hold(entry);
     }
 
     /// The bytes from spool position `pos` on, as far as one entry goes;
@@ -136,6 +161,24 @@ mod tests {
         assert_eq!((rest.start, &rest.bytes[..], rest.frames), (5, &b"fg"[..], None));
         assert_eq!(h.take(7).map(|e| e.bytes), Some(Bytes::from_static(b"h")));
         assert!(h.take(8).is_none(), "nothing past the end");
+    }
+
+    /// A held entry (the only copy) stays until the reader passes it; a
+    /// full queue or a reader too far behind gives the entry back instead.
+    #[test]
+    fn held_entries_stay_until_taken_and_a_full_queue_gives_them_back() {
+        let h = Handoff::with_limit(5);
+        assert!(h.hold(entry(0, b"abc")).is_ok());
+        let back = h.hold(entry(3, b"def")).expect_err("over the limit");
+        assert_eq!((back.start, &back.bytes[..]), (3, &b"def"[..]));
+        assert!(h.hold(entry(3, b"de")).is_ok());
+        assert_eq!(h.reader_at(), 0);
+        assert_eq!(h.take(0).map(|e| e.start), Some(0));
+        assert_eq!(h.take(3).map(|e| e.start), Some(3));
+        assert_eq!(h.reader_at(), 3);
+        // The reader at 3 is more than the limit behind position 9.
+        assert!(h.hold(entry(9, b"x")).is_err());
+        assert!(h.hold(entry(8, b"x")).is_ok());
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! consumer reads the spool back through the same decoder, at its own pace,
 //! as RDB bytes (an `io::Read` for `rdb::RdbReader`) followed by commands
 //! with their offsets, and releases spool segments once they are applied.
-//! While it keeps up, it takes what was just spooled from memory, with the
-//! link's framing of the commands, instead of reading and framing it again.
+//! While it keeps up, it takes the command stream from memory, with the
+//! link's framing of the commands, and those bytes are not written to the
+//! file at all: the file is the overflow, written once the consumer falls
+//! behind (see `handoff`).
 //!
 //! Parts: `psync` (the byte layout, no I/O), `spool` (segment files, waiting
 //! readers), `handoff` (spooled bytes handed over in memory),

@@ -16,7 +16,9 @@
 //! selects on the cancellation token.
 //!
 //! The spool holds exactly what the master sent after `PSYNC`, starting with
-//! its reply, plus a [`SpoolHeader`] saying what was asked and answered. A
+//! its reply, plus a [`SpoolHeader`] saying what was asked and answered
+//! (command-stream bytes the consumer took from memory as they came are
+//! gaps in its files: see `write_spool`). A
 //! [`ReplicationStream`] (blocking: run it in `spawn_blocking` or a thread)
 //! decodes the spool with the same decoder, yields the RDB as
 //! an `rdb::RdbSource` ([`ReplicationStream::rdb`]) and then [`PsyncEvent::Command`]s
@@ -327,7 +329,10 @@ impl ReplicationReader {
         &self.spool
     }
 
-    /// A consumer of everything spooled, from the PSYNC reply on.
+    /// A consumer of everything spooled, from the PSYNC reply on. One per
+    /// reader: the command stream's bytes held in memory go to the first
+    /// consumer that takes them, and a second one would find gaps in the
+    /// file where they are (a corrupt-spool error, never a silent skip).
     pub fn stream(&self, cancel: CancellationToken) -> Result<ReplicationStream, SourceError> {
         let reader =
             self.spool.reader(0, cancel).map_err(|source| SourceError::Spool { shard: self.shard.clone(), source })?;
@@ -377,22 +382,49 @@ async fn run(
 }
 
 /// The spool writer thread: appends frames in order; fsyncs on the way out.
+///
+/// The command stream skips the file while the reader keeps up: each chunk
+/// the link framed is held in the handoff as its only copy and the spool's
+/// end moves past it ([`Handoff::hold`], [`SpoolWriter::pass`]). Once the
+/// handoff cannot hold a chunk (the reader fell behind), chunks are
+/// written, and handed over as copies while there is room, until the
+/// reader has read everything in the file; only then are chunks held
+/// again, so the file is not cut into a segment per chunk.
 fn write_spool(
     mut writer: SpoolWriter,
     mut queue: mpsc::Receiver<SpoolOp>,
     handoff: &Handoff,
 ) -> Result<(), SpoolError> {
+    let mut overflowing = false;
     while let Some(op) = queue.blocking_recv() {
         match op {
             // Only the command stream is handed over: a snapshot's bytes
             // are parsed from a copy anyway, and keeping them from their
             // buffer made the link allocate (and fault in) new ones.
             SpoolOp::Append(bytes, _queued, Some(frames)) => {
+                overflowing = overflowing && handoff.reader_at() < writer.file_end();
+                let len = bytes.len() as u64;
+                let mut entry = Handed { start: writer.end(), bytes, frames: Some(frames) };
+                if !overflowing {
+                    match handoff.hold(entry) {
+                        Ok(()) => {
+                            writer.pass(len);
+                            continue;
+                        }
+                        Err(refused) => {
+                            overflowing = true;
+                            entry = refused;
+                        }
+                    }
+                }
+                let Handed { bytes, frames, .. } = entry;
                 let handed = bytes.clone();
-                writer
-                    .append_with(&bytes, |start| handoff.push(Handed { start, bytes: handed, frames: Some(frames) }))?
+                writer.append_with(&bytes, |start| handoff.push(Handed { start, bytes: handed, frames }))?
             }
-            SpoolOp::Append(bytes, _queued, None) => writer.append(&bytes)?,
+            SpoolOp::Append(bytes, _queued, None) => {
+                overflowing = true;
+                writer.append(&bytes)?
+            }
             SpoolOp::Header(header) => writer.write_header(&header)?,
         }
     }
@@ -906,6 +938,11 @@ impl ReplicationStream {
     fn fetch(&mut self) -> Result<bool, SpoolError> {
         loop {
             let pos = self.reader.position();
+            // The end before the handoff: the writer holds bytes there
+            // before it publishes an end past them, so bytes up to this end
+            // that the handoff does not have are in the file, and nothing
+            // held after this look is read from the file (it has a gap).
+            let end = self.reader.end();
             if let Some(handed) = self.handoff.as_ref().and_then(|h| h.take(pos)) {
                 self.reader.skip(handed.bytes.len() as u64);
                 match handed.frames {
@@ -918,7 +955,7 @@ impl ReplicationStream {
                 }
                 return Ok(true);
             }
-            let n = self.reader.read_available(&mut self.chunk)?;
+            let n = self.reader.read_before(&mut self.chunk, end)?;
             if n > 0 {
                 self.decoder.feed(&self.chunk[..n]);
                 return Ok(true);
@@ -1010,6 +1047,78 @@ fn event_name(event: &PsyncEvent) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The spool writer holds stream chunks in memory while the reader
+    /// keeps up and writes them once it falls behind: a reader that takes
+    /// what it finds at its position and reads the file otherwise gets
+    /// every byte in order, some having never been in the file and some
+    /// read from it.
+    #[test]
+    fn the_stream_skips_the_file_while_the_reader_keeps_up_and_no_byte_is_lost() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SpoolOptions { segment_size: 16 << 10, fsync_interval: Duration::from_secs(60) };
+        let writer = SpoolWriter::create(dir.path(), opts).unwrap();
+        let mut reader = writer.reader(0, CancellationToken::new()).unwrap();
+        let handoff = Arc::new(Handoff::with_limit(8 << 10));
+        let (tx, rx) = mpsc::channel(4);
+        let h = handoff.clone();
+        let spooler = std::thread::spawn(move || write_spool(writer, rx, &h));
+        let h = handoff.clone();
+        let consumer = std::thread::spawn(move || {
+            let (mut got, mut from_memory, mut reads) = (Vec::new(), 0usize, 0usize);
+            let mut buf = vec![0u8; 3000];
+            loop {
+                let end = reader.end();
+                if let Some(e) = h.take(reader.position()) {
+                    reader.skip(e.bytes.len() as u64);
+                    from_memory += e.bytes.len();
+                    got.extend_from_slice(&e.bytes);
+                    continue;
+                }
+                let n = reader.read_before(&mut buf, end).unwrap();
+                if n > 0 {
+                    got.extend_from_slice(&buf[..n]);
+                    reads += 1;
+                    // Now and then the reader is slow, and falls behind.
+                    if reads % 60 == 0 {
+                        std::thread::sleep(Duration::from_millis(30));
+                    }
+                    continue;
+                }
+                if !reader.wait_readable_blocking().unwrap() {
+                    return (got, from_memory);
+                }
+            }
+        });
+        let budget = Arc::new(tokio::sync::Semaphore::new(1 << 20));
+        let mut sent = Vec::new();
+        let mut state = 7u32;
+        for i in 0..3000u32 {
+            // A snapshot's bytes first (never handed over), then the stream.
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let len = 1 + (state >> 16) as usize % 700;
+            let chunk: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j) as u8).collect();
+            sent.extend_from_slice(&chunk);
+            let permit = budget.clone().try_acquire_owned().unwrap();
+            let frames = (i >= 100).then(|| vec![KnownFrame::KeepAlive(len as u32)]);
+            tx.blocking_send(SpoolOp::Append(Bytes::from(chunk), permit, frames)).unwrap();
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(tx);
+        spooler.join().unwrap().unwrap();
+        let (got, from_memory) = consumer.join().unwrap();
+        assert_eq!(got.len(), sent.len());
+        assert!(got == sent, "the bytes read differ from those sent");
+        let in_files: u64 = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
+        assert!(in_files < sent.len() as u64, "every byte was written: {in_files}");
+        assert!(from_memory > 0 && in_files > 0, "memory {from_memory}, files {in_files}");
+        // What was only ever in memory is what the files lack.
+        let read_from_files = sent.len() - from_memory;
+        assert!(read_from_files as u64 <= in_files, "read {read_from_files} from {in_files} bytes of files");
+    }
 
     #[test]
     fn refusal_hints_name_the_fix() {

@@ -7,7 +7,11 @@
 //! since the spool was created and never restart. One [`SpoolWriter`]
 //! appends, rotating to a new segment once the current one reaches
 //! [`SpoolOptions::segment_size`], and publishes its end position on a
-//! `watch` channel. [`SpoolReader`]s read sequentially across segments and
+//! `watch` channel. It may also move its end past bytes it does not write
+//! ([`SpoolWriter::pass`]: the caller hands them to the reader in memory);
+//! the file then has a gap there, and the next bytes written start a new
+//! segment. A reader must take such bytes from where they were handed
+//! over: reading the file at a gap fails as corrupt. [`SpoolReader`]s read sequentially across segments and
 //! wait (blocking or async, always cancellable) when they catch up; they see
 //! the end of the data once the writer is dropped. A consumer deletes the
 //! segments it is done with with [`SpoolReader::release_upto`]; the segment
@@ -164,6 +168,9 @@ pub struct SpoolWriter {
     file: File,
     seg_start: u64,
     end: u64,
+    /// The position after the last byte in the files: `end` unless the
+    /// stream moved on past bytes it did not write ([`SpoolWriter::pass`]).
+    file_end: u64,
     last_sync: Instant,
     dirty: bool,
     end_tx: watch::Sender<u64>,
@@ -225,16 +232,42 @@ impl SpoolWriter {
     fn with_file(dir: &Path, mut opts: SpoolOptions, file: File, seg_start: u64, end: u64) -> SpoolWriter {
         opts.segment_size = opts.segment_size.max(1);
         let (end_tx, _) = watch::channel(end);
-        SpoolWriter { dir: dir.to_owned(), opts, file, seg_start, end, last_sync: Instant::now(), dirty: false, end_tx }
+        SpoolWriter {
+            dir: dir.to_owned(),
+            opts,
+            file,
+            seg_start,
+            end,
+            file_end: end,
+            last_sync: Instant::now(),
+            dirty: false,
+            end_tx,
+        }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The position after the last byte written.
+    /// The position after the last byte appended or passed.
     pub fn end(&self) -> u64 {
         self.end
+    }
+
+    /// The position after the last byte in the files.
+    pub fn file_end(&self) -> u64 {
+        self.file_end
+    }
+
+    /// Moves the end past `len` bytes without writing them: the caller has
+    /// handed them to the reader another way, before this call (readers
+    /// woken by the new end look for them there). The next append starts a
+    /// new segment, so that every segment stays contiguous.
+    pub fn pass(&mut self, len: u64) {
+        if len > 0 {
+            self.end += len;
+            self.end_tx.send_replace(self.end);
+        }
     }
 
     /// Appends `bytes` and makes them visible to readers.
@@ -251,6 +284,10 @@ impl SpoolWriter {
             return Ok(());
         }
         let start = self.end;
+        if self.file_end != self.end {
+            // After a gap: a new segment, named by where its bytes start.
+            self.rotate()?;
+        }
         while !bytes.is_empty() {
             let used = self.end - self.seg_start;
             if used >= self.opts.segment_size {
@@ -261,6 +298,7 @@ impl SpoolWriter {
             let (now, later) = bytes.split_at(room.min(bytes.len()));
             self.file.write_all(now).map_err(|e| SpoolError::io(&self.dir, "write a segment", e))?;
             self.end += now.len() as u64;
+            self.file_end = self.end;
             self.dirty = true;
             bytes = later;
         }
@@ -286,6 +324,7 @@ impl SpoolWriter {
         self.sync()?;
         self.file = create_segment(&self.dir, self.end)?;
         self.seg_start = self.end;
+        self.file_end = self.end;
         Ok(())
     }
 
@@ -304,6 +343,10 @@ impl SpoolWriter {
             let path = self.dir.join(segment_name(start));
             fs::remove_file(&path).map_err(|e| SpoolError::io(&self.dir, format!("delete {}", path.display()), e))?;
         }
+        if pos > keep + segment_len(&self.dir, keep)? {
+            // Inside a gap: there is no file to cut there.
+            return Err(SpoolError::Gone { dir: self.dir.clone(), pos, start: keep, end: self.end });
+        }
         let path = self.dir.join(segment_name(keep));
         let file = OpenOptions::new()
             .append(true)
@@ -313,6 +356,7 @@ impl SpoolWriter {
         self.file = file;
         self.seg_start = keep;
         self.end = pos;
+        self.file_end = pos;
         self.dirty = true;
         self.end_tx.send_replace(self.end);
         Ok(())
@@ -436,7 +480,16 @@ impl SpoolReader {
 
     /// Reads what is already written, without waiting: 0 when caught up.
     pub fn read_available(&mut self, buf: &mut [u8]) -> Result<usize, SpoolError> {
-        let end = self.end();
+        self.read_before(buf, self.end())
+    }
+
+    /// As [`read_available`](Self::read_available), but reads nothing at or
+    /// past `end`, an end the caller read earlier. A caller that also
+    /// takes passed bytes from elsewhere reads the end first, then looks
+    /// there, then reads the file up to that end: bytes passed after it
+    /// looked are past that end, so it never reads into their gap.
+    pub fn read_before(&mut self, buf: &mut [u8], end: u64) -> Result<usize, SpoolError> {
+        let end = end.min(self.end());
         if buf.is_empty() || self.pos >= end {
             return Ok(0);
         }
@@ -523,7 +576,8 @@ impl SpoolReader {
 
     /// Deletes the segments that lie entirely before `pos` (capped at this
     /// reader's position); the segment being written always stays. Returns
-    /// the number of bytes freed.
+    /// the number of bytes freed (what the files held: a gap after a
+    /// segment held nothing).
     pub fn release_upto(&mut self, pos: u64) -> Result<u64, SpoolError> {
         let pos = pos.min(self.pos);
         let starts = list_segments(&self.dir)?;
@@ -532,9 +586,10 @@ impl SpoolReader {
             if pair[1] > pos {
                 break;
             }
+            let len = segment_len(&self.dir, pair[0])?;
             let path = self.dir.join(segment_name(pair[0]));
             fs::remove_file(&path).map_err(|e| SpoolError::io(&self.dir, format!("delete {}", path.display()), e))?;
-            freed += pair[1] - pair[0];
+            freed += len;
         }
         Ok(freed)
     }
@@ -712,6 +767,59 @@ mod tests {
         // The active segment stays even when everything was read.
         assert_eq!(r.release_upto(500).unwrap(), 200);
         assert_eq!(list_segments(dir.path()).unwrap(), [400]);
+    }
+
+    /// Bytes passed rather than written leave a gap in the files: the
+    /// next write starts a segment where its bytes start, a reader that
+    /// skips the gap reads on, one that reads into it is told the spool is
+    /// corrupt, and release counts what the files held.
+    #[test]
+    fn passed_bytes_leave_a_gap_and_the_next_write_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SpoolWriter::create(dir.path(), opts(100)).unwrap();
+        w.append(&pattern(30, 1)).unwrap();
+        let mut r = w.reader(0, CancellationToken::new()).unwrap();
+        w.pass(20);
+        assert_eq!((w.end(), w.file_end(), r.end()), (50, 30, 50));
+        w.append(&pattern(10, 2)).unwrap();
+        w.pass(5);
+        w.pass(0);
+        w.append(&pattern(200, 3)).unwrap();
+        assert_eq!((w.end(), w.file_end()), (265, 265));
+        assert_eq!(list_segments(dir.path()).unwrap(), [0, 50, 65, 165]);
+        assert_eq!(segment_len(dir.path(), 0).unwrap(), 30);
+        assert_eq!(segment_len(dir.path(), 50).unwrap(), 10);
+        // Read, skip the gap (as handed over), read on across segments.
+        let mut buf = vec![0u8; 64];
+        assert_eq!(r.read_available(&mut buf).unwrap(), 30, "a read stops at the gap");
+        assert_eq!(buf[..30], pattern(30, 1));
+        r.skip(20);
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let n = r.read_available(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, pattern(10, 2));
+        r.skip(5);
+        let mut got = Vec::new();
+        while got.len() < 200 {
+            let n = r.read_available(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, pattern(200, 3));
+        // A reader that reads into a gap fails loudly, it never reads on.
+        let mut lost = w.reader(0, CancellationToken::new()).unwrap();
+        assert_eq!(lost.read_available(&mut buf).unwrap(), 30);
+        assert!(matches!(lost.read_available(&mut buf), Err(SpoolError::Corrupt { .. })));
+        // Released: the bytes the files held, not the positions they span.
+        assert_eq!(r.release_upto(100).unwrap(), 40);
+        assert_eq!(list_segments(dir.path()).unwrap(), [65, 165]);
+        // A truncation inside a gap is refused.
+        let mut w2 = SpoolWriter::create(&dir.path().join("two"), opts(100)).unwrap();
+        w2.append(b"abc").unwrap();
+        w2.pass(10);
+        w2.append(b"def").unwrap();
+        assert!(matches!(w2.truncate(8), Err(SpoolError::Gone { pos: 8, .. })));
     }
 
     #[test]
