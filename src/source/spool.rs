@@ -11,7 +11,8 @@
 //! ([`SpoolWriter::pass`]: the caller hands them to the reader in memory);
 //! the file then has a gap there, and the next bytes written start a new
 //! segment. A reader must take such bytes from where they were handed
-//! over: reading the file at a gap fails as corrupt. [`SpoolReader`]s read sequentially across segments and
+//! over: reading the file at a gap fails as corrupt. [`SpoolReader`]s read
+//! sequentially across segments and
 //! wait (blocking or async, always cancellable) when they catch up; they see
 //! the end of the data once the writer is dropped. A consumer deletes the
 //! segments it is done with with [`SpoolReader::release_upto`]; the segment
