@@ -151,6 +151,29 @@ async fn pipeline_larger_than_the_socket_buffers_does_not_deadlock() -> TestResu
     Ok(())
 }
 
+/// The fake peer's side of the low-water tests: answers the handshake's
+/// `PING`, then a `GET big` with 8 MB (a fresh connection's receive window
+/// is one segment, and Linux ignores the mark while it is that small), then
+/// reads until `n` `ECHO` commands have arrived; false if the client left.
+async fn warmed_up_for(socket: &mut TcpStream, n: usize) -> bool {
+    read_until(socket, b"PING\r\n").await;
+    let _ = socket.write_all(b"+PONG\r\n").await;
+    read_until(socket, b"big\r\n").await;
+    let big = 8usize << 20;
+    let _ = socket.write_all(format!("${big}\r\n").as_bytes()).await;
+    let _ = socket.write_all(&vec![b'b'; big]).await;
+    let _ = socket.write_all(b"\r\n").await;
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while seen.windows(6).filter(|w| w == b"ECHO\r\n").count() < n {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(got) => seen.extend_from_slice(&chunk[..got]),
+        }
+    }
+    true
+}
+
 /// The connection raises the socket's receive low-water mark while many
 /// replies are due (fewer wake-ups); the mark must never exceed the bytes
 /// still to come, or a wait would hang until the read timeout. Replies as
@@ -162,27 +185,13 @@ async fn replies_as_short_as_resp_allows_end_a_pipeline_without_waiting() -> Tes
     const N: usize = 1000;
     const FIRST: usize = 700;
     let addr = fake_peer(|mut socket| async move {
-        read_until(&mut socket, b"PING\r\n").await;
-        let _ = socket.write_all(b"+PONG\r\n").await;
-        // A large reply first: a fresh connection's receive window is one
-        // segment, and Linux ignores the mark while it is that small.
-        read_until(&mut socket, b"big\r\n").await;
-        let big = 8usize << 20;
-        let _ = socket.write_all(format!("${big}\r\n").as_bytes()).await;
-        let _ = socket.write_all(&vec![b'b'; big]).await;
-        let _ = socket.write_all(b"\r\n").await;
-        // Then N replies for N commands: FIRST longer ones and half of the
-        // next (more bytes than the mark for N replies asks, so the client
-        // wakes and keeps `+` buffered), a pause, then exactly the bytes that
-        // complete the rest.
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while seen.windows(6).filter(|w| w == b"ECHO\r\n").count() < N {
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-            }
+        if !warmed_up_for(&mut socket, N).await {
+            return;
         }
+        // N replies for N commands: FIRST longer ones and half of the next
+        // (more bytes than the mark for N replies asks, so the client wakes
+        // and keeps `+` buffered), a pause, then exactly the bytes that
+        // complete the rest.
         let mut first = b"+a long reply\r\n".repeat(FIRST);
         first.push(b'+');
         let _ = socket.write_all(&first).await;
@@ -214,21 +223,8 @@ async fn replies_as_short_as_resp_allows_end_a_pipeline_without_waiting() -> Tes
 async fn replies_that_trickle_in_slower_than_the_mark_fills_are_not_a_timeout() -> TestResult {
     const N: usize = 80;
     let addr = fake_peer(|mut socket| async move {
-        read_until(&mut socket, b"PING\r\n").await;
-        let _ = socket.write_all(b"+PONG\r\n").await;
-        // As above: a large reply first, so the mark is not ignored.
-        read_until(&mut socket, b"big\r\n").await;
-        let big = 8usize << 20;
-        let _ = socket.write_all(format!("${big}\r\n").as_bytes()).await;
-        let _ = socket.write_all(&vec![b'b'; big]).await;
-        let _ = socket.write_all(b"\r\n").await;
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while seen.windows(6).filter(|w| w == b"ECHO\r\n").count() < N {
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-            }
+        if !warmed_up_for(&mut socket, N).await {
+            return;
         }
         for _ in 0..N {
             tokio::time::sleep(Duration::from_millis(15)).await;

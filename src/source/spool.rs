@@ -638,6 +638,16 @@ mod tests {
         out
     }
 
+    /// `n` bytes through `read_available`, never asking for more.
+    fn read_exactly(reader: &mut SpoolReader, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        let mut at = 0;
+        while at < n {
+            at += reader.read_available(&mut got[at..]).unwrap();
+        }
+        got
+    }
+
     #[test]
     fn reads_across_segment_boundaries() {
         let dir = tempfile::tempdir().unwrap();
@@ -795,19 +805,9 @@ mod tests {
         assert_eq!(r.read_available(&mut buf).unwrap(), 30, "a read stops at the gap");
         assert_eq!(buf[..30], pattern(30, 1));
         r.skip(20);
-        let mut got = Vec::new();
-        while got.len() < 10 {
-            let n = r.read_available(&mut buf).unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(got, pattern(10, 2));
+        assert_eq!(read_exactly(&mut r, 10), pattern(10, 2));
         r.skip(5);
-        let mut got = Vec::new();
-        while got.len() < 200 {
-            let n = r.read_available(&mut buf).unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(got, pattern(200, 3));
+        assert_eq!(read_exactly(&mut r, 200), pattern(200, 3));
         // A reader that reads into a gap fails loudly, it never reads on.
         let mut lost = w.reader(0, CancellationToken::new()).unwrap();
         assert_eq!(lost.read_available(&mut buf).unwrap(), 30);
