@@ -68,8 +68,6 @@ impl Handoff {
         Handoff { queue: Mutex::new(Queue::default()), limit, reader_at: AtomicU64::new(0) }
     }
 
-    /// What the writer just wrote at `start` (call it before readers can
-    /// see the bytes in the file, so a reader they wake finds them here).
     /// Whether bytes spooled at `start` would be kept for the reader: not
     /// when it is further behind than the limit.
     pub fn accepts(&self, start: u64) -> bool {
@@ -100,8 +98,10 @@ impl Handoff {
         self.reader_at.load(Ordering::Relaxed)
     }
 
-    /// Keeps `entry`, bytes the file holds too, if the queue can (as
-    /// [`hold`](Self::hold)); otherwise drops it. A full queue keeps what it
+    /// Keeps `entry`, bytes the writer just wrote to the file too, if the
+    /// queue can (as [`hold`](Self::hold)); otherwise drops it. Call it
+    /// before readers can see the bytes in the file, so a reader they wake
+    /// finds them here. A full queue keeps what it
     /// has rather than this: the reader comes to the oldest entries first,
     /// and dropping those instead left it reading the file while the bytes
     /// it skipped past were framed and kept for nothing.

@@ -940,31 +940,27 @@ impl ReplicationStream {
     /// the file. `false` once the writer is gone and everything is read.
     fn fetch(&mut self) -> Result<bool, SpoolError> {
         loop {
-            let pos = self.reader.position();
-            // The end before the handoff: the writer holds bytes there
-            // before it publishes an end past them, so bytes up to this end
-            // that the handoff does not have are in the file, and nothing
-            // held after this look is read from the file (it has a gap).
-            let end = self.reader.end();
-            if let Some(handed) = self.handoff.as_ref().and_then(|h| h.take(pos)) {
-                self.reader.skip(handed.bytes.len() as u64);
-                match handed.frames {
-                    // Frames cover their bytes (the link checked), and the
-                    // decoder takes them only between frames.
-                    Some(frames) if self.decoder.buffered() == 0 && self.decoder.in_command_stream() => {
-                        self.known = Some(KnownRun { bytes: handed.bytes, frames: frames.into_iter(), at: 0 });
+            match next_piece(&mut self.reader, self.handoff.as_deref(), &mut self.chunk)? {
+                Piece::Handed(handed) => {
+                    match handed.frames {
+                        // Frames cover their bytes (the link checked), and
+                        // the decoder takes them only between frames.
+                        Some(frames) if self.decoder.buffered() == 0 && self.decoder.in_command_stream() => {
+                            self.known = Some(KnownRun { bytes: handed.bytes, frames: frames.into_iter(), at: 0 });
+                        }
+                        _ => self.decoder.feed(&handed.bytes),
                     }
-                    _ => self.decoder.feed(&handed.bytes),
+                    return Ok(true);
                 }
-                return Ok(true);
-            }
-            let n = self.reader.read_before(&mut self.chunk, end)?;
-            if n > 0 {
-                self.decoder.feed(&self.chunk[..n]);
-                return Ok(true);
-            }
-            if !self.reader.wait_readable_blocking()? {
-                return Ok(false);
+                Piece::Read(n) => {
+                    self.decoder.feed(&self.chunk[..n]);
+                    return Ok(true);
+                }
+                Piece::CaughtUp => {
+                    if !self.reader.wait_readable_blocking()? {
+                        return Ok(false);
+                    }
+                }
             }
         }
     }
@@ -975,6 +971,37 @@ impl ReplicationStream {
     /// body was not asked for first).
     pub fn rdb(&mut self) -> RdbBody<'_> {
         RdbBody { stream: self }
+    }
+}
+
+/// What the consumer gets next at the reader's position (see
+/// [`next_piece`]).
+enum Piece {
+    /// Bytes the spool writer handed over in memory; the reader has moved
+    /// past them.
+    Handed(Handed),
+    /// This many bytes read from the file into the caller's buffer.
+    Read(usize),
+    /// Nothing published past the reader's position yet.
+    CaughtUp,
+}
+
+/// The next bytes at `reader`'s position: from `handoff` when they are
+/// there, else from the file. The spool's end is read before the handoff
+/// is looked at: the writer holds bytes there before it publishes an end
+/// past them, so bytes up to that end the handoff does not have are in the
+/// file, and bytes held after the look (a gap in the file) are past it and
+/// never read from the file.
+fn next_piece(reader: &mut SpoolReader, handoff: Option<&Handoff>, buf: &mut [u8]) -> Result<Piece, SpoolError> {
+    let pos = reader.position();
+    let end = reader.end();
+    if let Some(handed) = handoff.and_then(|h| h.take(pos)) {
+        reader.skip(handed.bytes.len() as u64);
+        return Ok(Piece::Handed(handed));
+    }
+    match reader.read_before(buf, end)? {
+        0 => Ok(Piece::CaughtUp),
+        n => Ok(Piece::Read(n)),
     }
 }
 
@@ -1052,10 +1079,10 @@ mod tests {
     use super::*;
 
     /// The spool writer holds stream chunks in memory while the reader
-    /// keeps up and writes them once it falls behind: a reader that takes
-    /// what it finds at its position and reads the file otherwise gets
-    /// every byte in order, some having never been in the file and some
-    /// read from it.
+    /// keeps up and writes them once it falls behind: the consumer's reads
+    /// (`next_piece`, what `ReplicationStream` reads through) get every
+    /// byte in order, some having never been in the file and some read
+    /// from it.
     #[test]
     fn the_stream_skips_the_file_while_the_reader_keeps_up_and_no_byte_is_lost() {
         use std::time::Duration;
@@ -1072,25 +1099,24 @@ mod tests {
             let (mut got, mut from_memory, mut reads) = (Vec::new(), 0usize, 0usize);
             let mut buf = vec![0u8; 3000];
             loop {
-                let end = reader.end();
-                if let Some(e) = h.take(reader.position()) {
-                    reader.skip(e.bytes.len() as u64);
-                    from_memory += e.bytes.len();
-                    got.extend_from_slice(&e.bytes);
-                    continue;
-                }
-                let n = reader.read_before(&mut buf, end).unwrap();
-                if n > 0 {
-                    got.extend_from_slice(&buf[..n]);
-                    reads += 1;
-                    // Now and then the reader is slow, and falls behind.
-                    if reads % 60 == 0 {
-                        std::thread::sleep(Duration::from_millis(30));
+                match next_piece(&mut reader, Some(&h), &mut buf).unwrap() {
+                    Piece::Handed(e) => {
+                        from_memory += e.bytes.len();
+                        got.extend_from_slice(&e.bytes);
                     }
-                    continue;
-                }
-                if !reader.wait_readable_blocking().unwrap() {
-                    return (got, from_memory);
+                    Piece::Read(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        reads += 1;
+                        // Now and then the reader is slow, and falls behind.
+                        if reads % 60 == 0 {
+                            std::thread::sleep(Duration::from_millis(30));
+                        }
+                    }
+                    Piece::CaughtUp => {
+                        if !reader.wait_readable_blocking().unwrap() {
+                            return (got, from_memory);
+                        }
+                    }
                 }
             }
         });
