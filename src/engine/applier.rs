@@ -285,10 +285,16 @@ impl Applier {
         // it only sets the TTL floor of keys about to expire.
         let mut now = now_ms();
         let mut control = ctx.control.clone();
+        // Looked at when it changes, not per item: a borrow takes the
+        // watch's lock: atomic writes per item on a line other tasks read.
+        let mut paused = *control.borrow_and_update() == ShardControl::Pause;
         let mut untold = 0u64;
         let end = loop {
+            if control.has_changed().unwrap_or(false) {
+                paused = *control.borrow_and_update() == ShardControl::Pause;
+            }
             // Paused: stop applying (the reader keeps spooling) until resumed.
-            if *control.borrow() == ShardControl::Pause {
+            if paused {
                 ctx.status.send(ShardEvent::Paused { on_error: false, why: None }).await;
                 while *control.borrow() == ShardControl::Pause {
                     tokio::select! {
@@ -297,6 +303,7 @@ impl Applier {
                     }
                 }
                 ctx.status.send(ShardEvent::Resumed { to: None }).await;
+                paused = *control.borrow_and_update() == ShardControl::Pause;
             }
             let item = match inbox.next() {
                 Some(item) => item,
@@ -309,6 +316,7 @@ impl Applier {
                             if r.is_err() {
                                 break ApplyEnd::Stopped;
                             }
+                            paused = *control.borrow_and_update() == ShardControl::Pause;
                             continue;
                         }
                         items = rx.recv() => items,

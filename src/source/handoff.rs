@@ -77,8 +77,9 @@ impl Handoff {
     /// Keeps `entry` as the only copy of its bytes (the caller does not
     /// write them to the file) until the reader takes it; gives it back
     /// when the queue cannot hold it (full, or the reader further behind
-    /// than the limit), for the caller to write. Only the writer adds
-    /// entries and the reader only frees room, so a `hold` that succeeds
+    /// than the limit), for the caller to write. Only the spool's writing
+    /// side adds entries (the link or the writer thread, one at a time:
+    /// see `spool_feed`) and the reader only frees room, so a `hold` that succeeds
     /// cannot be undone by anything but the reader passing the entry.
     pub fn hold(&self, entry: Handed) -> Result<(), Handed> {
         if !self.accepts(entry.start) {

@@ -14,7 +14,8 @@
 //! behind (see `handoff`).
 //!
 //! Parts: `psync` (the byte layout, no I/O), `spool` (segment files, waiting
-//! readers), `handoff` (spooled bytes handed over in memory),
+//! readers), `spool_feed` (the link's way into the spool: the writer thread,
+//! or the handoff directly), `handoff` (spooled bytes handed over in memory),
 //! `replication` (the socket task and the consumer), `side`
 //! (every other conversation with a source: heartbeat, polls, collision
 //! surveys).
@@ -24,6 +25,7 @@ pub mod psync;
 mod replication;
 pub mod side;
 pub mod spool;
+mod spool_feed;
 
 pub use psync::{Frame, KnownFrame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition, ReplCommand};
 pub use replication::{

@@ -6,8 +6,9 @@
 //! `REPLCONF listening-port` and `REPLCONF capa eof capa psync2`, then takes
 //! the raw socket, writes `PSYNC`, and loops: read the socket, frame the
 //! bytes in place with a [`PsyncFramer`] (no copy, no argument vectors:
-//! commands are split into arguments once, by the spool's reader), hand whole frames to a blocking spool
-//! writer thread through a small bounded queue, answer `REPLCONF GETACK`, and
+//! commands are split into arguments once, by the spool's reader), hand whole
+//! frames to the spool through a [`SpoolFeed`] (a blocking writer thread
+//! behind a small bounded queue), answer `REPLCONF GETACK`, and
 //! send `REPLCONF ACK <offset>` every second once the command stream runs.
 //! Framing on the way in is what tracks the offset and spots GETACKs; it
 //! also keeps the spool ending on a frame boundary (a partial command waits
@@ -18,7 +19,7 @@
 //! The spool holds exactly what the master sent after `PSYNC`, starting with
 //! its reply, plus a [`SpoolHeader`] saying what was asked and answered
 //! (command-stream bytes the consumer took from memory as they came are
-//! gaps in its files: see `write_spool`). A
+//! gaps in its files: see `spool_feed`). A
 //! [`ReplicationStream`] (blocking: run it in `spawn_blocking` or a thread)
 //! decodes the spool with the same decoder, yields the RDB as
 //! an `rdb::RdbSource` ([`ReplicationStream::rdb`]) and then [`PsyncEvent::Command`]s
@@ -33,7 +34,7 @@ use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore},
+    sync::watch,
     task::JoinHandle,
     time::{timeout, timeout_at, Instant, MissedTickBehavior},
 };
@@ -45,23 +46,13 @@ use super::{
         ack_request, psync_request, Frame, KnownFrame, PsyncDecoder, PsyncError, PsyncEvent, PsyncFramer, PsyncPosition,
     },
     spool::{SpoolError, SpoolOptions, SpoolReader, SpoolWatch, SpoolWriter},
+    spool_feed::{FeedStopped, SpoolFeed},
 };
 use crate::rdb::RdbSource;
 use crate::resp::{Cmd, ConnectOptions, Connection, Credentials, RespError};
 
 /// Free space ensured before each socket read.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// Frames queued for the spool writer thread, and the bytes they may hold
-/// together: enough to ride out an fsync, small enough that a disk slower
-/// than the network pushes back on the socket instead of filling memory
-/// (reads of a snapshot take up to 256 KiB: 64 of those would be 16 MiB a
-/// shard).
-const SPOOL_QUEUE: usize = 64;
-const SPOOL_QUEUE_BYTES: usize = 4 << 20;
-
-/// The unit [`SPOOL_QUEUE_BYTES`] is counted in.
-const QUEUE_UNIT: usize = 4096;
 
 /// Bytes the consumer reads from the spool at a time.
 const CONSUMER_CHUNK: usize = 256 * 1024;
@@ -77,6 +68,18 @@ const RDB_READ_CHUNK: usize = 256 * 1024;
 /// the noise.
 const RDB_COALESCE_BELOW: usize = 64 * 1024;
 const RDB_COALESCE_WAIT: Duration = Duration::from_millis(3);
+
+/// A command-stream read that drained the socket and still brought this
+/// much (a busy source: over a hundred commands of 64 bytes) waits
+/// [`STREAM_COALESCE_WAIT`] before the next. Under `redis-benchmark -P 16`
+/// the link read about 24 KiB at a time, and each read cost a wake-up of
+/// the link, the consumer and the applier; 8 KiB and 5 ms took 11% off the
+/// tool's CPU per streamed command (five alternating rounds; 3 ms: 8%;
+/// 500 bytes and 0.5 ms: 15% more, as a quiet stream's every read then
+/// also costs a timer's wake-up). A quieter stream never waits, and a
+/// busy one's commands wait at most this long on their way through.
+const STREAM_COALESCE_FROM: usize = 8 * 1024;
+const STREAM_COALESCE_WAIT: Duration = Duration::from_millis(5);
 
 /// Longest wait to hand a few bytes (PSYNC, an ACK) to the kernel.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -275,14 +278,6 @@ fn refusal_hint(message: &str) -> &'static str {
     }
 }
 
-enum SpoolOp {
-    /// Bytes to append, with their share of [`SPOOL_QUEUE_BYTES`], given
-    /// back once written, and the frames they are when the link could
-    /// tell (see [`Handoff`]).
-    Append(Bytes, OwnedSemaphorePermit, Option<Vec<KnownFrame>>),
-    Header(Box<SpoolHeader>),
-}
-
 /// A running replication link; see the module docs.
 #[derive(Debug)]
 pub struct ReplicationReader {
@@ -360,78 +355,21 @@ async fn run(
     handoff: Arc<Handoff>,
     progress_tx: watch::Sender<ReplicationProgress>,
 ) -> Result<(), SourceError> {
-    let (spool_tx, spool_rx) = mpsc::channel(SPOOL_QUEUE);
-    let handed = handoff.clone();
-    let spooler = tokio::task::spawn_blocking(move || write_spool(writer, spool_rx, &handed));
-    let mut link = Link::new(&config, header, spool_tx, &progress_tx, handoff);
+    let (feed, spooler) = SpoolFeed::start(writer, handoff.clone());
+    let mut link = Link::new(&config, header, feed, &progress_tx, handoff);
     let received = link.run(&cancel).await;
     drop(link);
     // A failed spool closes the queue, which the link reports vaguely; the
     // spool's own error is the cause.
-    let result = match spooler.await {
-        Ok(Err(source)) => Err(SourceError::Spool { shard: config.shard.clone(), source }),
-        Ok(Ok(())) => received,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => received,
+    let result = match spooler.join().await {
+        Err(source) => Err(SourceError::Spool { shard: config.shard.clone(), source }),
+        Ok(()) => received,
     };
     progress_tx.send_modify(|p| {
         p.state = if result.is_ok() { ReplicationState::Stopped } else { ReplicationState::Failed };
         p.error = result.as_ref().err().map(ToString::to_string);
     });
     result
-}
-
-/// The spool writer thread: appends frames in order; fsyncs on the way out.
-///
-/// The command stream skips the file while the reader keeps up: each chunk
-/// the link framed is held in the handoff as its only copy and the spool's
-/// end moves past it ([`Handoff::hold`], [`SpoolWriter::pass`]). Once the
-/// handoff cannot hold a chunk (the reader fell behind), chunks are
-/// written, and handed over as copies while there is room, until the
-/// reader has read everything in the file; only then are chunks held
-/// again, so the file is not cut into a segment per chunk.
-fn write_spool(
-    mut writer: SpoolWriter,
-    mut queue: mpsc::Receiver<SpoolOp>,
-    handoff: &Handoff,
-) -> Result<(), SpoolError> {
-    let mut overflowing = false;
-    while let Some(op) = queue.blocking_recv() {
-        match op {
-            // Only the command stream is handed over: a snapshot's bytes
-            // are parsed from a copy anyway, and keeping them from their
-            // buffer made the link allocate (and fault in) new ones; held
-            // instead of written they saved nothing measurable (a full
-            // copy's consumer waits on the destination, and was further
-            // behind than the handoff's limit half the time).
-            SpoolOp::Append(bytes, _queued, Some(frames)) => {
-                overflowing = overflowing && handoff.reader_at() < writer.file_end();
-                let len = bytes.len() as u64;
-                let mut entry = Handed { start: writer.end(), bytes, frames: Some(frames) };
-                if !overflowing {
-                    match handoff.hold(entry) {
-                        Ok(()) => {
-                            writer.pass(len);
-                            continue;
-                        }
-                        Err(refused) => {
-                            overflowing = true;
-                            entry = refused;
-                        }
-                    }
-                }
-                let Handed { bytes, frames, .. } = entry;
-                let handed = bytes.clone();
-                writer.append_with(&bytes, |start| handoff.push(Handed { start, bytes: handed, frames }))?
-            }
-            SpoolOp::Append(bytes, _queued, None) => {
-                overflowing = true;
-                writer.append(&bytes)?
-            }
-            SpoolOp::Header(header) => writer.write_header(&header)?,
-        }
-    }
-    writer.sync()
 }
 
 /// What a batch of decoded events asks the link to do.
@@ -441,11 +379,22 @@ struct Reactions {
     header_changed: bool,
 }
 
+/// How long the link lets bytes gather after a read of `n` bytes that had
+/// `room` bytes of buffer (see `Link::receive`).
+fn pause_after_read(in_rdb: bool, n: usize, room: usize) -> Option<Duration> {
+    if in_rdb {
+        // The room is at least a quarter of `RDB_READ_CHUNK`, more than this.
+        return (n < RDB_COALESCE_BELOW).then_some(RDB_COALESCE_WAIT);
+    }
+    let drained = n < room;
+    (drained && n >= STREAM_COALESCE_FROM).then_some(STREAM_COALESCE_WAIT)
+}
+
 /// The state of one connection's receive loop.
 struct Link<'a> {
     config: &'a ReplicationConfig,
     header: SpoolHeader,
-    spool_tx: mpsc::Sender<SpoolOp>,
+    spool: SpoolFeed<SpoolHeader>,
     progress_tx: &'a watch::Sender<ReplicationProgress>,
     progress: ReplicationProgress,
     framer: PsyncFramer,
@@ -458,9 +407,6 @@ struct Link<'a> {
     /// Quick ACKs still to send after a diskless snapshot, and when.
     startup_acks: u32,
     next_startup_ack: Option<Instant>,
-    /// [`SPOOL_QUEUE_BYTES`] in [`QUEUE_UNIT`]s: what the spool queue may
-    /// hold.
-    queue_budget: Arc<Semaphore>,
     /// Whether the consumer would take frames in memory (see [`Handoff`]).
     handoff: Arc<Handoff>,
 }
@@ -476,14 +422,14 @@ impl<'a> Link<'a> {
     fn new(
         config: &'a ReplicationConfig,
         header: SpoolHeader,
-        spool_tx: mpsc::Sender<SpoolOp>,
+        spool: SpoolFeed<SpoolHeader>,
         progress_tx: &'a watch::Sender<ReplicationProgress>,
         handoff: Arc<Handoff>,
     ) -> Self {
         Link {
             config,
             header,
-            spool_tx,
+            spool,
             progress_tx,
             progress: ReplicationProgress::default(),
             framer: PsyncFramer::new(config.resume.as_ref().map(|p| p.offset)),
@@ -492,7 +438,6 @@ impl<'a> Link<'a> {
             rdb_started: false,
             startup_acks: 0,
             next_startup_ack: None,
-            queue_budget: Arc::new(Semaphore::new(SPOOL_QUEUE_BYTES / QUEUE_UNIT)),
             handoff,
         }
     }
@@ -596,6 +541,7 @@ impl<'a> Link<'a> {
             if self.pending.capacity() - self.pending.len() < chunk / 4 {
                 self.pending.reserve(chunk);
             }
+            let room = self.pending.capacity() - self.pending.len();
             let acking = self.framer.in_command_stream();
             let startup_ack = self.next_startup_ack;
             let wake = tokio::select! {
@@ -628,17 +574,19 @@ impl<'a> Link<'a> {
                 Wake::Read(Ok(n)) => {
                     deadline = Instant::now() + self.config.idle_timeout;
                     self.absorb(&mut socket, cancel).await?;
-                    // A snapshot read that drained the socket: let more
-                    // arrive before the next. Each read wakes the spool
-                    // writer, the consumer and the applier in turn, and a
-                    // master writes its snapshot in pieces of a few KiB, so
-                    // reading them one by one cost more CPU in wake-ups than
-                    // in work. Nothing waits on a snapshot byte by the
-                    // millisecond; the socket buffers hold far more.
-                    if n < RDB_COALESCE_BELOW && self.framer.in_rdb() {
+                    // A read that drained the socket: let more arrive before
+                    // the next. Each read wakes the consumer and the applier
+                    // in turn, and a master writes in pieces of a few KiB,
+                    // so reading them one by one cost more CPU in wake-ups
+                    // than in work. Nothing waits on a snapshot byte by the
+                    // millisecond; a busy stream's commands wait a few (see
+                    // `STREAM_COALESCE_FROM`); the socket buffers hold far
+                    // more. A read that filled the room it had did not
+                    // drain the socket: the next follows at once.
+                    if let Some(wait) = pause_after_read(self.framer.in_rdb(), n, room) {
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(RDB_COALESCE_WAIT) => {}
+                            _ = tokio::time::sleep(wait) => {}
                         }
                     }
                 }
@@ -675,7 +623,8 @@ impl<'a> Link<'a> {
             self.react(frame, len, &mut reactions)?;
         }
         if reactions.header_changed {
-            self.spool(SpoolOp::Header(Box::new(self.header.clone())), cancel).await?;
+            let header = self.header.clone();
+            self.stopped_spool(self.spool.header(header, cancel).await)?;
         }
         let framed = usize::try_from(self.framer.position() - self.spooled_upto).unwrap_or(usize::MAX);
         self.progress.spooled += framed as u64;
@@ -685,20 +634,13 @@ impl<'a> Link<'a> {
         if framed > 0 {
             let bytes = self.pending.split_to(framed).freeze();
             self.spooled_upto = self.framer.position();
-            // A frame bigger than the whole budget waits for all of it.
-            let share = bytes.len().div_ceil(QUEUE_UNIT).clamp(1, SPOOL_QUEUE_BYTES / QUEUE_UNIT);
-            let Some(queued) =
-                cancel.run_until_cancelled(self.queue_budget.clone().acquire_many_owned(share as u32)).await
-            else {
-                return Ok(());
-            };
-            let queued = queued.map_err(|_| SourceError::Spool {
-                shard: self.config.shard.clone(),
-                source: SpoolError::Cancelled { dir: self.config.spool_dir.clone() },
-            })?;
             // The frames must cover exactly these bytes, or none are given.
             let known = known.filter(|f| f.iter().map(KnownFrame::len).sum::<usize>() == bytes.len());
-            self.spool(SpoolOp::Append(bytes, queued, known), cancel).await?;
+            let appended = self.spool.append(bytes, known, cancel).await;
+            if appended == Err(FeedStopped::Cancelled) {
+                return Ok(());
+            }
+            self.stopped_spool(appended)?;
         }
         if reactions.ack_now {
             self.send_ack(socket).await?;
@@ -778,12 +720,12 @@ impl<'a> Link<'a> {
         Ok(())
     }
 
-    async fn spool(&self, op: SpoolOp, cancel: &CancellationToken) -> Result<(), SourceError> {
-        match cancel.run_until_cancelled(self.spool_tx.send(op)).await {
+    fn stopped_spool(&self, fed: Result<(), FeedStopped>) -> Result<(), SourceError> {
+        match fed {
             // Cancelled: the caller's loop sees the token next.
-            None | Some(Ok(())) => Ok(()),
+            Ok(()) | Err(FeedStopped::Cancelled) => Ok(()),
             // The writer thread stopped; `run` reports its error instead.
-            Some(Err(_)) => Err(SourceError::Spool {
+            Err(FeedStopped::WriterGone) => Err(SourceError::Spool {
                 shard: self.config.shard.clone(),
                 source: SpoolError::Cancelled { dir: self.config.spool_dir.clone() },
             }),
@@ -1078,8 +1020,9 @@ fn event_name(event: &PsyncEvent) -> &'static str {
 mod tests {
     use super::*;
 
-    /// The spool writer holds stream chunks in memory while the reader
-    /// keeps up and writes them once it falls behind: the consumer's reads
+    /// The feed holds stream chunks in memory while the reader keeps up
+    /// (itself, or through the writer thread when that has something
+    /// queued) and writes them once it falls behind: the consumer's reads
     /// (`next_piece`, what `ReplicationStream` reads through) get every
     /// byte in order, some having never been in the file and some read
     /// from it.
@@ -1091,9 +1034,15 @@ mod tests {
         let writer = SpoolWriter::create(dir.path(), opts).unwrap();
         let mut reader = writer.reader(0, CancellationToken::new()).unwrap();
         let handoff = Arc::new(Handoff::with_limit(8 << 10));
-        let (tx, rx) = mpsc::channel(4);
-        let h = handoff.clone();
-        let spooler = std::thread::spawn(move || write_spool(writer, rx, &h));
+        // The link's side of the spool, as `run` starts it: chunks held by
+        // the feed itself while the writer thread is idle, by the thread
+        // when it has something queued, written while overflowing.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (feed, spooler) = {
+            let _in = rt.enter();
+            SpoolFeed::<()>::start(writer, handoff.clone())
+        };
+        let cancel = CancellationToken::new();
         let h = handoff.clone();
         let consumer = std::thread::spawn(move || {
             let (mut got, mut from_memory, mut reads) = (Vec::new(), 0usize, 0usize);
@@ -1120,7 +1069,6 @@ mod tests {
                 }
             }
         });
-        let budget = Arc::new(tokio::sync::Semaphore::new(1 << 20));
         let mut sent = Vec::new();
         let mut state = 7u32;
         for i in 0..3000u32 {
@@ -1129,15 +1077,14 @@ mod tests {
             let len = 1 + (state >> 16) as usize % 700;
             let chunk: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j) as u8).collect();
             sent.extend_from_slice(&chunk);
-            let permit = budget.clone().try_acquire_owned().unwrap();
             let frames = (i >= 100).then(|| vec![KnownFrame::KeepAlive(len as u32)]);
-            tx.blocking_send(SpoolOp::Append(Bytes::from(chunk), permit, frames)).unwrap();
+            rt.block_on(feed.append(Bytes::from(chunk), frames, &cancel)).unwrap();
             if i % 10 == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        drop(tx);
-        spooler.join().unwrap().unwrap();
+        drop(feed);
+        rt.block_on(spooler.join()).unwrap();
         let (got, from_memory) = consumer.join().unwrap();
         assert_eq!(got.len(), sent.len());
         assert!(got == sent, "the bytes read differ from those sent");
@@ -1147,6 +1094,22 @@ mod tests {
         // What was only ever in memory is what the files lack.
         let read_from_files = sent.len() - from_memory;
         assert!(read_from_files as u64 <= in_files, "read {read_from_files} from {in_files} bytes of files");
+    }
+
+    /// A quiet stream is read as it comes; a busy one in pieces a few ms
+    /// apart; a read that filled its buffer is followed at once, or a
+    /// source sending faster than that would be held back.
+    #[test]
+    fn only_a_busy_stream_that_drained_the_socket_waits_before_the_next_read() {
+        let room = READ_CHUNK;
+        assert_eq!(pause_after_read(false, 60, room), None, "one command");
+        assert_eq!(pause_after_read(false, STREAM_COALESCE_FROM - 1, room), None);
+        assert_eq!(pause_after_read(false, STREAM_COALESCE_FROM, room), Some(STREAM_COALESCE_WAIT));
+        assert_eq!(pause_after_read(false, 24 << 10, room), Some(STREAM_COALESCE_WAIT));
+        assert_eq!(pause_after_read(false, room, room), None, "the buffer was full: more is waiting");
+        assert_eq!(pause_after_read(false, 20 << 10, 20 << 10), None, "a smaller room, filled");
+        assert_eq!(pause_after_read(true, 4 << 10, RDB_READ_CHUNK), Some(RDB_COALESCE_WAIT));
+        assert_eq!(pause_after_read(true, RDB_COALESCE_BELOW, RDB_READ_CHUNK), None);
     }
 
     #[test]
