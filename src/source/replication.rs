@@ -636,11 +636,11 @@ impl<'a> Link<'a> {
             self.spooled_upto = self.framer.position();
             // The frames must cover exactly these bytes, or none are given.
             let known = known.filter(|f| f.iter().map(KnownFrame::len).sum::<usize>() == bytes.len());
-            let appended = self.spool.append(bytes, known, cancel).await;
-            if appended == Err(FeedStopped::Cancelled) {
-                return Ok(());
+            match self.spool.append(bytes, known, cancel).await {
+                // Nothing more to acknowledge: the caller's loop sees the token.
+                Err(FeedStopped::Cancelled) => return Ok(()),
+                fed => self.stopped_spool(fed)?,
             }
-            self.stopped_spool(appended)?;
         }
         if reactions.ack_now {
             self.send_ack(socket).await?;
