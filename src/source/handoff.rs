@@ -78,9 +78,10 @@ impl Handoff {
     /// write them to the file) until the reader takes it; gives it back
     /// when the queue cannot hold it (full, or the reader further behind
     /// than the limit), for the caller to write. Only the spool's writing
-    /// side adds entries (the link or the writer thread, one at a time:
-    /// see `spool_feed`) and the reader only frees room, so a `hold` that succeeds
-    /// cannot be undone by anything but the reader passing the entry.
+    /// side adds entries (the link or the writer thread, one at a time: see
+    /// `spool_feed`) and the reader only frees room, so a `hold` that
+    /// succeeds cannot be undone by anything but the reader passing the
+    /// entry.
     pub fn hold(&self, entry: Handed) -> Result<(), Handed> {
         if !self.accepts(entry.start) {
             return Err(entry);
@@ -102,10 +103,10 @@ impl Handoff {
     /// Keeps `entry`, bytes the writer just wrote to the file too, if the
     /// queue can (as [`hold`](Self::hold)); otherwise drops it. Call it
     /// before readers can see the bytes in the file, so a reader they wake
-    /// finds them here. A full queue keeps what it
-    /// has rather than this: the reader comes to the oldest entries first,
-    /// and dropping those instead left it reading the file while the bytes
-    /// it skipped past were framed and kept for nothing.
+    /// finds them here. A full queue keeps what it has rather than this:
+    /// the reader comes to the oldest entries first, and dropping those
+    /// instead left it reading the file while the bytes it skipped past
+    /// were framed and kept for nothing.
     pub fn push(&self, entry: Handed) {
         let _ = self.hold(entry);
     }

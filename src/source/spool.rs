@@ -200,7 +200,11 @@ impl SpoolWriter {
 
     /// Continues the spool in `dir` after a restart, appending at its end;
     /// an empty spool is created if there is none. The segments must be
-    /// contiguous (each one ends where the next starts).
+    /// contiguous (each one ends where the next starts): a spool whose
+    /// writer passed bytes ([`SpoolWriter::pass`]) has gaps, and is refused
+    /// as corrupt, since those bytes were only ever in memory. The link
+    /// never reopens one: each connection starts its spool anew
+    /// ([`SpoolWriter::create`]).
     pub fn open(dir: &Path, opts: SpoolOptions) -> Result<SpoolWriter, SpoolError> {
         crate::private_fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, "create the directory", e))?;
         let starts = list_segments(dir)?;
