@@ -77,6 +77,7 @@ pub struct ArgSpans {
 impl ArgSpans {
     /// From the (start, len) of every argument; `None` for no arguments or
     /// a frame too long to describe in 32 bits.
+    #[inline]
     pub fn of(spans: &[(usize, usize)]) -> Option<ArgSpans> {
         let last = spans.last()?;
         let end = u32::try_from(last.0 + last.1).ok()?;
@@ -185,6 +186,7 @@ impl Cmd {
     /// (start, len) of each argument in them, as a framer found them (a
     /// multibulk of exactly these arguments). No handle per argument is
     /// made; it is sent as those bytes.
+    #[inline]
     pub fn framed(wire: Bytes, spans: &[(usize, usize)]) -> Cmd {
         match ArgSpans::of(spans) {
             Some(found) => Cmd::with_spans(wire, found),
@@ -197,6 +199,7 @@ impl Cmd {
 
     /// As [`Cmd::framed`], from the spans a framer described earlier
     /// ([`ArgSpans::of`]).
+    #[inline]
     pub fn with_spans(wire: Bytes, spans: ArgSpans) -> Cmd {
         let framed = Framed { wire, spans };
         #[cfg(debug_assertions)]

@@ -338,7 +338,26 @@ impl PsyncFramer {
     /// so far) and its length, which the caller must drop from the front
     /// before the next call; `Ok(None)` if `buf` does not hold it whole yet
     /// (call again with the same bytes and more).
+    #[inline]
     pub fn next_frame(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
+        if let (Phase::Commands, Some(b'*')) = (&self.phase, buf.first()) {
+            // A command, nearly every call: framed inline in the caller.
+            // Returned through calls, the result was stored in pieces and
+            // read back whole, a stall on every command.
+            let len = match scan_command(&mut self.scan, buf) {
+                Scanned::Done(len) => len,
+                Scanned::Partial => return Ok(None),
+                Scanned::Bad(fault) => return Err(self.command_fault(buf, fault)),
+            };
+            self.position += len as u64;
+            return Ok(Some((self.command_framed(buf, len), len)));
+        }
+        self.next_other_frame(buf)
+    }
+
+    /// [`next_frame`](Self::next_frame) for all but the commands of the
+    /// stream.
+    fn next_other_frame(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
         let found = match self.phase {
             Phase::Reply => self.reply(buf)?,
             Phase::BulkHeader => self.bulk_header(buf)?,
@@ -491,101 +510,51 @@ impl PsyncFramer {
     }
 
     fn multibulk(&mut self, buf: &[u8]) -> Result<Option<(Frame, usize)>, PsyncError> {
-        let argc = match self.scan.argc {
-            Some(argc) => argc,
-            None => {
-                let Some((argc, next)) = self.header(buf, 0, b'*', "command header `*<count>`")? else {
-                    return Ok(None);
-                };
-                if argc == 0 || argc > MAX_ARGS {
-                    return Err(self.malformed_header(buf, 0, "command header `*<count>`"));
-                }
-                self.scan.argc = Some(argc);
-                self.scan.pos = next;
-                self.scan.args.clear();
-                // A huge command's vector is not kept for all that follow
-                // (commands of a few dozen arguments keep theirs).
-                if self.scan.args.capacity() > ARGS_KEEP {
-                    self.scan.args.shrink_to(ARGS_PREALLOC);
-                }
-                argc
-            }
-        };
-        while (self.scan.args.len() as u64) < argc {
-            let pos = self.scan.pos;
-            let Some((len, start)) = self.header(buf, pos, b'$', "argument header `$<len>`")? else {
-                return Ok(None);
-            };
-            // Compare without computing `start + len`, which a hostile length
-            // could overflow.
-            let available = (buf.len() - start) as u64;
-            if available < len.saturating_add(2) {
-                return Ok(None);
-            }
-            let end = start + len as usize;
-            if &buf[end..end + 2] != b"\r\n" {
-                return Err(PsyncError::Malformed {
-                    at: self.position + end as u64,
-                    what: "argument (no CRLF after its bytes)",
-                    line: preview(&buf[end..end + 2]),
-                });
-            }
-            self.scan.args.push((start, len as usize));
-            self.scan.pos = end + 2;
+        match scan_command(&mut self.scan, buf) {
+            Scanned::Done(len) => Ok(Some((self.command_framed(buf, len), len))),
+            Scanned::Partial => Ok(None),
+            Scanned::Bad(fault) => Err(self.command_fault(buf, fault)),
         }
-        let len = self.scan.pos;
-        self.scan.argc = None;
-        self.scan.pos = 0;
+    }
+
+    /// The frame of the command [`scan_command`] just found, `len` bytes
+    /// long; moves the offset past it.
+    #[inline(always)]
+    fn command_framed(&mut self, buf: &[u8], len: usize) -> Frame {
         let arg = |i: usize| self.scan.args.get(i).map(|&(start, len)| &buf[start..start + len]);
         let getack = matches!((arg(0), arg(1)), (Some(name), Some(sub)) if is_getack(name, sub));
         let offset = self.offset.unwrap_or(0) + len as u64;
         self.offset = Some(offset);
-        Ok(Some((Frame::Command { offset, getack }, len)))
+        Frame::Command { offset, getack }
     }
 
-    /// Parses `<sigil><digits>\r\n` at `pos`; returns the number and where the
-    /// next byte is. Byte by byte: the headers are a few bytes long, and
-    /// this runs twice per argument of every streamed command.
-    fn header(
-        &self,
-        buf: &[u8],
-        pos: usize,
-        sigil: u8,
-        what: &'static str,
-    ) -> Result<Option<(u64, usize)>, PsyncError> {
-        let rest = &buf[pos..];
-        let Some(&first) = rest.first() else {
-            return Ok(None);
-        };
-        if first != sigil {
-            return Err(PsyncError::UnexpectedByte { at: self.position + pos as u64, byte: first, expected: what });
+    /// The error for what [`scan_command`] found wrong.
+    #[cold]
+    #[inline(never)]
+    fn command_fault(&self, buf: &[u8], fault: Fault) -> PsyncError {
+        const COUNT: &str = "command header `*<count>`";
+        match fault {
+            Fault::CountHeader => self.bad_header(buf, 0, b'*', COUNT),
+            Fault::Count => self.malformed_header(buf, 0, COUNT),
+            Fault::ArgHeader { pos } => self.bad_header(buf, pos, b'$', "argument header `$<len>`"),
+            Fault::NoCrlf { end } => PsyncError::Malformed {
+                at: self.position + end as u64,
+                what: "argument (no CRLF after its bytes)",
+                line: preview(&buf[end..end + 2]),
+            },
         }
-        let malformed = || Err(self.malformed_header(buf, pos, what));
-        let window = &rest[..rest.len().min(HEADER_MAX)];
-        let mut n: u64 = 0;
-        let mut i = 1;
-        while i < window.len() {
-            let byte = window[i];
-            if byte.is_ascii_digit() {
-                match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(byte - b'0'))) {
-                    Some(next) => n = next,
-                    None => return malformed(),
-                }
-            } else if byte == b'\r' && i > 1 {
-                return match rest.get(i + 1) {
-                    Some(b'\n') => Ok(Some((n, pos + i + 2))),
-                    Some(_) => malformed(),
-                    None => Ok(None),
-                };
-            } else {
-                return malformed();
+    }
+
+    /// The error for a header [`scan_header`] found bad.
+    #[cold]
+    #[inline(never)]
+    fn bad_header(&self, buf: &[u8], pos: usize, sigil: u8, what: &'static str) -> PsyncError {
+        match buf.get(pos) {
+            Some(&byte) if byte != sigil => {
+                PsyncError::UnexpectedByte { at: self.position + pos as u64, byte, expected: what }
             }
-            i += 1;
+            _ => self.malformed_header(buf, pos, what),
         }
-        if rest.len() >= HEADER_MAX {
-            return malformed();
-        }
-        Ok(None)
     }
 
     fn malformed_header(&self, buf: &[u8], pos: usize, what: &'static str) -> PsyncError {
@@ -596,6 +565,133 @@ impl PsyncFramer {
             line: preview(&rest[..rest.len().min(HEADER_MAX)]),
         }
     }
+}
+
+/// Where [`scan_command`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scanned {
+    /// A whole command, this many bytes long; its arguments are in the scan.
+    Done(usize),
+    /// Not whole yet: the scan keeps what it found for the next call.
+    Partial,
+    Bad(Fault),
+}
+
+/// What is wrong with a command, for [`PsyncFramer::command_fault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    CountHeader,
+    /// No arguments, or more than a command may have.
+    Count,
+    ArgHeader {
+        pos: usize,
+    },
+    NoCrlf {
+        end: usize,
+    },
+}
+
+/// Frames the multibulk command at the front of `buf`, going on from where
+/// `scan` stopped. This runs for every streamed command, twice when a
+/// catch-up reads it back from the spool: it builds no error and returns
+/// a small value (results carrying a `PsyncError` went through memory on
+/// every call, the framing's largest cost).
+#[inline(always)]
+fn scan_command(scan: &mut CommandScan, buf: &[u8]) -> Scanned {
+    let argc = match scan.argc {
+        Some(argc) => argc,
+        None => {
+            let (argc, next) = match scan_header(buf, b'*') {
+                Header::Done(argc, next) => (argc, next),
+                Header::Partial => return Scanned::Partial,
+                Header::Bad => return Scanned::Bad(Fault::CountHeader),
+            };
+            if argc == 0 || argc > MAX_ARGS {
+                return Scanned::Bad(Fault::Count);
+            }
+            scan.argc = Some(argc);
+            scan.pos = next;
+            scan.args.clear();
+            // A huge command's vector is not kept for all that follow
+            // (commands of a few dozen arguments keep theirs).
+            if scan.args.capacity() > ARGS_KEEP {
+                scan.args.shrink_to(ARGS_PREALLOC);
+            }
+            argc
+        }
+    };
+    while (scan.args.len() as u64) < argc {
+        let pos = scan.pos;
+        let (len, start) = match scan_header(&buf[pos..], b'$') {
+            Header::Done(len, header) => (len, pos + header),
+            Header::Partial => return Scanned::Partial,
+            Header::Bad => return Scanned::Bad(Fault::ArgHeader { pos }),
+        };
+        // Compare without computing `start + len`, which a hostile length
+        // could overflow.
+        let available = (buf.len() - start) as u64;
+        if available < len.saturating_add(2) {
+            return Scanned::Partial;
+        }
+        let end = start + len as usize;
+        if &buf[end..end + 2] != b"\r\n" {
+            return Scanned::Bad(Fault::NoCrlf { end });
+        }
+        scan.args.push((start, len as usize));
+        scan.pos = end + 2;
+    }
+    let len = scan.pos;
+    scan.argc = None;
+    scan.pos = 0;
+    Scanned::Done(len)
+}
+
+/// A header `<sigil><digits>\r\n` at the front of `rest`, as
+/// [`PsyncFramer::header`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Header {
+    /// The number and the header's length.
+    Done(u64, usize),
+    /// Not whole yet.
+    Partial,
+    /// Another sigil, no digits, a byte that is not a digit, a number
+    /// beyond `u64`, or no line end within [`HEADER_MAX`] bytes.
+    Bad,
+}
+
+#[inline(always)]
+fn scan_header(rest: &[u8], sigil: u8) -> Header {
+    let Some(&first) = rest.first() else {
+        return Header::Partial;
+    };
+    if first != sigil {
+        return Header::Bad;
+    }
+    let window = &rest[..rest.len().min(HEADER_MAX)];
+    let mut n: u64 = 0;
+    let mut i = 1;
+    while i < window.len() {
+        let byte = window[i];
+        if byte.is_ascii_digit() {
+            match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(byte - b'0'))) {
+                Some(next) => n = next,
+                None => return Header::Bad,
+            }
+        } else if byte == b'\r' && i > 1 {
+            return match rest.get(i + 1) {
+                Some(b'\n') => Header::Done(n, i + 2),
+                Some(_) => Header::Bad,
+                None => Header::Partial,
+            };
+        } else {
+            return Header::Bad;
+        }
+        i += 1;
+    }
+    if rest.len() >= HEADER_MAX {
+        return Header::Bad;
+    }
+    Header::Partial
 }
 
 /// `REPLCONF GETACK`, from its first two arguments.
@@ -685,6 +781,7 @@ impl PsyncDecoder {
     }
 
     /// The next event, `Ok(None)` if more bytes are needed.
+    #[inline]
     pub fn next_event(&mut self) -> Result<Option<PsyncEvent>, PsyncError> {
         let Some((frame, n)) = self.framer.next_frame(&self.buf)? else {
             return Ok(None);
@@ -1191,7 +1288,11 @@ mod tests {
     #[test]
     fn headers_wait_for_their_end_and_refuse_what_is_not_a_number() {
         let framer = PsyncFramer::in_commands(0);
-        let header = |bytes: &[u8]| framer.header(bytes, 0, b'$', "test");
+        let header = |bytes: &[u8]| match scan_header(bytes, b'$') {
+            Header::Done(n, len) => Ok(Some((n, len))),
+            Header::Partial => Ok(None),
+            Header::Bad => Err(framer.bad_header(bytes, 0, b'$', "test")),
+        };
         assert_eq!(header(b"$12\r\nxy"), Ok(Some((12, 5))));
         assert_eq!(header(b"$18446744073709551615\r\n"), Ok(Some((u64::MAX, 23))));
         for partial in [&b"$"[..], b"$1", b"$12", b"$12\r"] {
