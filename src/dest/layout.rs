@@ -17,7 +17,7 @@
 
 use bytes::Bytes;
 
-use super::{ApplyCmd, CheckpointRecord, Guard, Origin, ReplyRule, CHECKPOINT_DB};
+use super::{ApplyBatch, ApplyCmd, CheckpointRecord, Guard, Origin, ReplyRule, CHECKPOINT_DB};
 use crate::resp::Cmd;
 
 /// Where and how a shard's checkpoint is kept on its destination; given
@@ -76,7 +76,7 @@ impl Layout {
     /// slots whose checkpoint the run moves.
     pub fn slot_units(
         &self,
-        run: Vec<ApplyCmd>,
+        run: ApplyBatch,
         record: &CheckpointRecord,
         before: impl Fn(u16) -> Option<u64>,
         out: &mut Vec<ApplyCmd>,
@@ -93,8 +93,8 @@ impl Layout {
             }
             index.clear();
         };
-        for c in run {
-            if matches!(c.rule, ReplyRule::Multi | ReplyRule::MultiOnce | ReplyRule::Exec) {
+        for c in run.into_cmds() {
+            if c.rule.is_marker() {
                 continue;
             }
             if c.origin.key.is_empty() {
@@ -154,7 +154,7 @@ impl Layout {
 
     /// Lays out a run that moves the checkpoint from offset `before` to
     /// `record` (when the destination keeps it), else as it came.
-    pub fn run(&self, run: Vec<ApplyCmd>, moves: Option<(CheckpointRecord, u64)>, out: &mut impl Sink) {
+    pub fn run(&self, run: ApplyBatch, moves: Option<(CheckpointRecord, u64)>, out: &mut impl Sink) {
         let ckpt = moves.filter(|_| self.in_destination).map(|(record, before)| CheckpointMove {
             key: self.key.clone(),
             record,
@@ -178,6 +178,8 @@ pub struct CheckpointMove {
 pub trait Sink {
     fn reserve(&mut self, n: usize);
     fn push(&mut self, c: ApplyCmd);
+    /// Every command of `run`, in order.
+    fn append(&mut self, run: ApplyBatch);
 }
 
 impl Sink for Vec<ApplyCmd> {
@@ -188,21 +190,29 @@ impl Sink for Vec<ApplyCmd> {
     fn push(&mut self, c: ApplyCmd) {
         Vec::push(self, c)
     }
+
+    fn append(&mut self, run: ApplyBatch) {
+        self.extend(run.into_cmds())
+    }
 }
 
-impl Sink for super::ApplyBatch {
+impl Sink for ApplyBatch {
     fn reserve(&mut self, n: usize) {
-        super::ApplyBatch::reserve(self, n)
+        ApplyBatch::reserve(self, n)
     }
 
     fn push(&mut self, c: ApplyCmd) {
-        super::ApplyBatch::push(self, c)
+        ApplyBatch::push(self, c)
+    }
+
+    fn append(&mut self, run: ApplyBatch) {
+        ApplyBatch::append(self, run)
     }
 }
 
 /// Lays out `run` (filtered stream commands, the source's transaction
 /// markers tagged `Multi`/`Exec`). See the module docs.
-pub fn lay_out(run: Vec<ApplyCmd>, checkpoint: Option<CheckpointMove>, out: &mut impl Sink) {
+pub fn lay_out(run: ApplyBatch, checkpoint: Option<CheckpointMove>, out: &mut impl Sink) {
     // A run under load is thousands of commands: grown once, not by doubling.
     out.reserve(run.len() + 4);
     match checkpoint {
@@ -215,7 +225,7 @@ fn select(db: u32) -> ApplyCmd {
     ApplyCmd::new(Cmd::new("SELECT").arg(db.to_string()), Origin { db, ..Origin::default() })
 }
 
-fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut impl Sink) {
+fn wrap(run: ApplyBatch, ckpt: CheckpointMove, out: &mut impl Sink) {
     let after = ckpt.record.offset.unwrap_or(ckpt.before);
     let origin = Origin { db: CHECKPOINT_DB, key: ckpt.key.clone(), offset: after };
     let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
@@ -228,8 +238,15 @@ fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut impl Sink) {
     out.push(multi);
     out.push(ApplyCmd::new(Cmd::new("SET").arg(&ckpt.key).arg_bytes(ckpt.record.encode()), origin.clone()));
     let mut db = CHECKPOINT_DB;
-    for c in run {
-        if matches!(c.rule, ReplyRule::Multi | ReplyRule::MultiOnce | ReplyRule::Exec) {
+    // Most runs: commands in the checkpoint's DB, no source transaction
+    // markers. They go over as they are, the whole run at once.
+    if run.meta.iter().all(|m| m.origin.db == CHECKPOINT_DB && !m.rule.is_marker()) {
+        out.append(run);
+        out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
+        return;
+    }
+    for c in run.into_cmds() {
+        if c.rule.is_marker() {
             continue;
         }
         if c.origin.db != db {
@@ -246,9 +263,13 @@ fn wrap(run: Vec<ApplyCmd>, ckpt: CheckpointMove, out: &mut impl Sink) {
     out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
 }
 
-fn plain(run: Vec<ApplyCmd>, out: &mut impl Sink) {
+fn plain(run: ApplyBatch, out: &mut impl Sink) {
+    // Without a source transaction, nothing below changes a command.
+    if !run.meta.iter().any(|m| m.rule == ReplyRule::Multi) {
+        return out.append(run);
+    }
     let mut in_unit: Option<u32> = None;
-    for mut c in run {
+    for mut c in run.into_cmds() {
         match (&c.rule, in_unit) {
             (ReplyRule::Multi, _) => in_unit = Some(c.origin.db),
             (ReplyRule::Exec, Some(db)) => {
@@ -299,7 +320,7 @@ mod tests {
         let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(50), db: None, updated_ms: 1 };
         let ckpt = CheckpointMove { key: Bytes::from_static(b"HB:ckpt:s1"), record: record.clone(), before: 5 };
         let mut out = Vec::new();
-        lay_out(run, Some(ckpt), &mut out);
+        lay_out(run.into_iter().collect(), Some(ckpt), &mut out);
         let set = format!("SET HB:ckpt:s1 {}@0", String::from_utf8_lossy(&record.encode()));
         assert_eq!(
             shown(&out),
@@ -335,7 +356,7 @@ mod tests {
         ];
         let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(50), db: Some(0), updated_ms: 1 };
         let mut out = Vec::new();
-        let touched = layout.slot_units(run, &record, |s| (s == 12182).then_some(7), &mut out);
+        let touched = layout.slot_units(run.into_iter().collect(), &record, |s| (s == 12182).then_some(7), &mut out);
         assert_eq!(touched, [12182, 5061, 12182]);
         let foo_key = layout.slot_key(12182);
         assert_eq!(crate::dest::cluster::slot::slot_of(&foo_key), 12182);
@@ -361,7 +382,7 @@ mod tests {
         let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(9), db: None, updated_ms: 1 };
         let ckpt = CheckpointMove { key: Bytes::from_static(b"k"), record, before: 1 };
         let mut out = Vec::new();
-        lay_out(vec![cmd("SET a 1", 3, 9)], Some(ckpt), &mut out);
+        lay_out([cmd("SET a 1", 3, 9)].into_iter().collect(), Some(ckpt), &mut out);
         let names: Vec<String> = shown(&out).into_iter().filter(|s| !s.starts_with("SET k")).collect();
         assert_eq!(names, ["MULTI@0", "SELECT 3@3", "SET a 1@3", "SELECT 0@0", "EXEC@0"]);
     }
@@ -376,7 +397,35 @@ mod tests {
             cmd("EXEC", 4, 5),
         ];
         let mut out = Vec::new();
-        lay_out(run, None, &mut out);
+        lay_out(run.into_iter().collect(), None, &mut out);
         assert_eq!(shown(&out), ["SET a 1@1", "MULTI@1", "SET b 1@1", "SELECT 4@4", "SET c 1@4", "EXEC@4"]);
+    }
+
+    #[test]
+    fn a_run_in_the_checkpoint_db_without_transactions_goes_over_whole_into_either_sink() {
+        let run =
+            || -> ApplyBatch { [cmd("SET a 1", 0, 1), cmd("INCR b", 0, 2), cmd("DEL c", 0, 3)].into_iter().collect() };
+        let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(3), db: None, updated_ms: 1 };
+        let ckpt = || CheckpointMove { key: Bytes::from_static(b"k"), record: record.clone(), before: 1 };
+        let set = format!("SET k {}@0", String::from_utf8_lossy(&record.encode()));
+        let expected = ["MULTI@0", &set, "SET a 1@0", "INCR b@0", "DEL c@0", "EXEC@0"];
+        let mut out = Vec::new();
+        lay_out(run(), Some(ckpt()), &mut out);
+        assert_eq!(shown(&out), expected);
+        // Into a batch (as the stream's runs go): the same commands, and
+        // its byte count covers every one of them.
+        let mut batch = ApplyBatch::new();
+        batch.push(cmd("PING", 0, 0));
+        lay_out(run(), Some(ckpt()), &mut batch);
+        let wire: usize = batch.commands().iter().map(crate::dest::batch::wire_len).sum();
+        assert_eq!(batch.bytes(), wire);
+        let batch: Vec<ApplyCmd> = batch.into_cmds().skip(1).collect();
+        assert_eq!(shown(&batch), expected);
+        assert_eq!(batch[0].rule, ReplyRule::MultiOnce);
+        assert_eq!(batch.last().unwrap().rule, ReplyRule::Exec);
+        // Without a checkpoint: the run as it is.
+        let mut out = Vec::new();
+        lay_out(run(), None, &mut out);
+        assert_eq!(shown(&out), ["SET a 1@0", "INCR b@0", "DEL c@0"]);
     }
 }

@@ -733,7 +733,7 @@ struct Work {
     stream_db: u32,
     safe_db: u32,
     /// Stream commands since the last flush.
-    run: Vec<ApplyCmd>,
+    run: ApplyBatch,
     /// Inside a source transaction: never flush.
     in_multi: bool,
     /// The last point outside a transaction: (run length, offset, spool position).
@@ -761,9 +761,9 @@ impl Work {
     /// The run, leaving an empty one with room for as many commands (up to
     /// a batch's): under load every run is about as long as the last, and
     /// growing it by doubling copied every command again.
-    fn take_run(&mut self) -> Vec<ApplyCmd> {
+    fn take_run(&mut self) -> ApplyBatch {
         let room = self.run.len().min(STREAM_BATCH_CMDS);
-        std::mem::replace(&mut self.run, Vec::with_capacity(room))
+        std::mem::replace(&mut self.run, ApplyBatch::with_capacity(room))
     }
 
     /// Whether stream items (applied or skipped) were taken since the last flush.
