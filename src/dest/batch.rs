@@ -170,6 +170,19 @@ impl ApplyCmd {
         self
     }
 
+    /// A command of a batch again (see [`ApplyBatch::into_cmds`]).
+    fn from_parts((cmd, m): (Cmd, Meta)) -> Self {
+        ApplyCmd {
+            cmd,
+            origin: m.origin,
+            rule: m.rule,
+            build: m.build,
+            free: m.free,
+            guard: m.guard,
+            ends_key: m.ends_key,
+        }
+    }
+
     /// Bytes this command takes on the wire (close enough for budgeting).
     pub fn wire_len(&self) -> usize {
         wire_len(&self.cmd)
@@ -256,22 +269,35 @@ impl ApplyBatch {
         self.meta.truncate(len);
     }
 
+    /// Gives back memory beyond room for `n` commands.
+    pub fn shrink_to(&mut self, n: usize) {
+        self.cmds.shrink_to(n);
+        self.meta.shrink_to(n);
+    }
+
     pub fn clear(&mut self) {
         self.truncate(0);
+    }
+
+    /// Moves every command of `other` to the end of the batch, leaving it
+    /// empty with its memory, in two copies of contiguous memory (see
+    /// [`ApplyBatch::append`]).
+    pub fn move_from(&mut self, other: &mut ApplyBatch) {
+        self.bytes += std::mem::take(&mut other.bytes);
+        self.cmds.append(&mut other.cmds);
+        self.meta.append(&mut other.meta);
+    }
+
+    /// As [`ApplyBatch::into_cmds`], leaving the batch empty with its memory.
+    pub fn drain_cmds(&mut self) -> impl Iterator<Item = ApplyCmd> + '_ {
+        self.bytes = 0;
+        self.cmds.drain(..).zip(self.meta.drain(..)).map(ApplyCmd::from_parts)
     }
 
     /// The commands as they were pushed, for a batch not sent yet (whether
     /// a send left a command uncertain is not part of an [`ApplyCmd`]).
     pub fn into_cmds(self) -> impl Iterator<Item = ApplyCmd> {
-        self.cmds.into_iter().zip(self.meta).map(|(cmd, m)| ApplyCmd {
-            cmd,
-            origin: m.origin,
-            rule: m.rule,
-            build: m.build,
-            free: m.free,
-            guard: m.guard,
-            ends_key: m.ends_key,
-        })
+        self.cmds.into_iter().zip(self.meta).map(ApplyCmd::from_parts)
     }
 
     pub fn len(&self) -> usize {

@@ -154,7 +154,7 @@ impl Layout {
 
     /// Lays out a run that moves the checkpoint from offset `before` to
     /// `record` (when the destination keeps it), else as it came.
-    pub fn run(&self, run: ApplyBatch, moves: Option<(CheckpointRecord, u64)>, out: &mut impl Sink) {
+    pub fn run(&self, run: &mut ApplyBatch, moves: Option<(CheckpointRecord, u64)>, out: &mut impl Sink) {
         let ckpt = moves.filter(|_| self.in_destination).map(|(record, before)| CheckpointMove {
             key: self.key.clone(),
             record,
@@ -178,8 +178,9 @@ pub struct CheckpointMove {
 pub trait Sink {
     fn reserve(&mut self, n: usize);
     fn push(&mut self, c: ApplyCmd);
-    /// Every command of `run`, in order.
-    fn append(&mut self, run: ApplyBatch);
+    /// Every command of `run`, in order, leaving it empty (its memory kept
+    /// for the next run).
+    fn append(&mut self, run: &mut ApplyBatch);
 }
 
 impl Sink for Vec<ApplyCmd> {
@@ -191,8 +192,8 @@ impl Sink for Vec<ApplyCmd> {
         Vec::push(self, c)
     }
 
-    fn append(&mut self, run: ApplyBatch) {
-        self.extend(run.into_cmds())
+    fn append(&mut self, run: &mut ApplyBatch) {
+        self.extend(run.drain_cmds())
     }
 }
 
@@ -205,14 +206,14 @@ impl Sink for ApplyBatch {
         ApplyBatch::push(self, c)
     }
 
-    fn append(&mut self, run: ApplyBatch) {
-        ApplyBatch::append(self, run)
+    fn append(&mut self, run: &mut ApplyBatch) {
+        ApplyBatch::move_from(self, run)
     }
 }
 
 /// Lays out `run` (filtered stream commands, the source's transaction
 /// markers tagged `Multi`/`Exec`). See the module docs.
-pub fn lay_out(run: ApplyBatch, checkpoint: Option<CheckpointMove>, out: &mut impl Sink) {
+pub fn lay_out(run: &mut ApplyBatch, checkpoint: Option<CheckpointMove>, out: &mut impl Sink) {
     // A run under load is thousands of commands: grown once, not by doubling.
     out.reserve(run.len() + 4);
     match checkpoint {
@@ -225,7 +226,7 @@ fn select(db: u32) -> ApplyCmd {
     ApplyCmd::new(Cmd::new("SELECT").arg(db.to_string()), Origin { db, ..Origin::default() })
 }
 
-fn wrap(run: ApplyBatch, ckpt: CheckpointMove, out: &mut impl Sink) {
+fn wrap(run: &mut ApplyBatch, ckpt: CheckpointMove, out: &mut impl Sink) {
     let after = ckpt.record.offset.unwrap_or(ckpt.before);
     let origin = Origin { db: CHECKPOINT_DB, key: ckpt.key.clone(), offset: after };
     let mut multi = ApplyCmd::new(Cmd::new("MULTI"), origin.clone()).rule(ReplyRule::MultiOnce);
@@ -245,7 +246,7 @@ fn wrap(run: ApplyBatch, ckpt: CheckpointMove, out: &mut impl Sink) {
         out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
         return;
     }
-    for c in run.into_cmds() {
+    for c in run.drain_cmds() {
         if c.rule.is_marker() {
             continue;
         }
@@ -263,13 +264,13 @@ fn wrap(run: ApplyBatch, ckpt: CheckpointMove, out: &mut impl Sink) {
     out.push(ApplyCmd::new(Cmd::new("EXEC"), origin).rule(ReplyRule::Exec));
 }
 
-fn plain(run: ApplyBatch, out: &mut impl Sink) {
+fn plain(run: &mut ApplyBatch, out: &mut impl Sink) {
     // Without a source transaction, nothing below changes a command.
     if !run.meta.iter().any(|m| m.rule == ReplyRule::Multi) {
         return out.append(run);
     }
     let mut in_unit: Option<u32> = None;
-    for mut c in run.into_cmds() {
+    for mut c in run.drain_cmds() {
         match (&c.rule, in_unit) {
             (ReplyRule::Multi, _) => in_unit = Some(c.origin.db),
             (ReplyRule::Exec, Some(db)) => {
@@ -320,7 +321,7 @@ mod tests {
         let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(50), db: None, updated_ms: 1 };
         let ckpt = CheckpointMove { key: Bytes::from_static(b"HB:ckpt:s1"), record: record.clone(), before: 5 };
         let mut out = Vec::new();
-        lay_out(run.into_iter().collect(), Some(ckpt), &mut out);
+        lay_out(&mut run.into_iter().collect(), Some(ckpt), &mut out);
         let set = format!("SET HB:ckpt:s1 {}@0", String::from_utf8_lossy(&record.encode()));
         assert_eq!(
             shown(&out),
@@ -382,7 +383,7 @@ mod tests {
         let record = CheckpointRecord { replid: "r".repeat(40), offset: Some(9), db: None, updated_ms: 1 };
         let ckpt = CheckpointMove { key: Bytes::from_static(b"k"), record, before: 1 };
         let mut out = Vec::new();
-        lay_out([cmd("SET a 1", 3, 9)].into_iter().collect(), Some(ckpt), &mut out);
+        lay_out(&mut [cmd("SET a 1", 3, 9)].into_iter().collect(), Some(ckpt), &mut out);
         let names: Vec<String> = shown(&out).into_iter().filter(|s| !s.starts_with("SET k")).collect();
         assert_eq!(names, ["MULTI@0", "SELECT 3@3", "SET a 1@3", "SELECT 0@0", "EXEC@0"]);
     }
@@ -397,7 +398,7 @@ mod tests {
             cmd("EXEC", 4, 5),
         ];
         let mut out = Vec::new();
-        lay_out(run.into_iter().collect(), None, &mut out);
+        lay_out(&mut run.into_iter().collect(), None, &mut out);
         assert_eq!(shown(&out), ["SET a 1@1", "MULTI@1", "SET b 1@1", "SELECT 4@4", "SET c 1@4", "EXEC@4"]);
     }
 
@@ -410,13 +411,15 @@ mod tests {
         let set = format!("SET k {}@0", String::from_utf8_lossy(&record.encode()));
         let expected = ["MULTI@0", &set, "SET a 1@0", "INCR b@0", "DEL c@0", "EXEC@0"];
         let mut out = Vec::new();
-        lay_out(run(), Some(ckpt()), &mut out);
+        lay_out(&mut run(), Some(ckpt()), &mut out);
         assert_eq!(shown(&out), expected);
         // Into a batch (as the stream's runs go): the same commands, and
         // its byte count covers every one of them.
         let mut batch = ApplyBatch::new();
         batch.push(cmd("PING", 0, 0));
-        lay_out(run(), Some(ckpt()), &mut batch);
+        let mut taken = run();
+        lay_out(&mut taken, Some(ckpt()), &mut batch);
+        assert!(taken.is_empty() && taken.bytes() == 0, "the run is left empty");
         let wire: usize = batch.commands().iter().map(crate::dest::batch::wire_len).sum();
         assert_eq!(batch.bytes(), wire);
         let batch: Vec<ApplyCmd> = batch.into_cmds().skip(1).collect();
@@ -425,7 +428,7 @@ mod tests {
         assert_eq!(batch.last().unwrap().rule, ReplyRule::Exec);
         // Without a checkpoint: the run as it is.
         let mut out = Vec::new();
-        lay_out(run(), None, &mut out);
+        lay_out(&mut run(), None, &mut out);
         assert_eq!(shown(&out), ["SET a 1@0", "INCR b@0", "DEL c@0"]);
     }
 }

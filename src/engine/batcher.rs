@@ -607,10 +607,13 @@ impl Batcher {
                         work.floor_queued = Some(applied);
                     }
                 }
-                _ => self.layout.run(run, None, &mut work.pending),
+                _ => self.layout.run(&mut { run }, None, &mut work.pending),
             }
         } else if let (Some(after), true) = (work.offset, work.run_started()) {
-            let run = work.take_run();
+            // Laid out from where it is: the run keeps its memory for the
+            // next one (a run under load is megabytes, and fresh memory
+            // for each cost the writes of every command into it).
+            let run = &mut work.run;
             // Where the units already queued leave the checkpoint.
             let before = work.queued_ckpt.or(self.pos.applied);
             let moves = match (&self.pos.replid, before) {
@@ -636,6 +639,10 @@ impl Batcher {
                 work.batch.extend(work.pending.drain(..));
                 self.layout.run(run, moves, &mut work.batch);
             }
+            debug_assert!(work.run.is_empty(), "a cut left stream commands behind");
+            // A run longer than a batch (a long source transaction) does not
+            // keep its room.
+            work.run.shrink_to(STREAM_BATCH_CMDS);
         }
         work.batch.extend(work.pending.drain(..));
         if work.batch.len() == held {
