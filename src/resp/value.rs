@@ -202,6 +202,20 @@ pub(crate) fn simple_text(text: &[u8]) -> Cow<'static, str> {
 
 /// The value at `*pos`, moving `*pos` past it.
 fn parse_at(frame: &Bytes, pos: &mut usize, top: bool) -> Option<Value> {
+    // What most elements of a transaction's reply are (a stream batch's
+    // EXEC answers thousands of writes): read without looking for the
+    // line end.
+    match frame.get(*pos..*pos + 5) {
+        Some(b"+OK\r\n") => {
+            *pos += 5;
+            return Some(Value::Simple(Cow::Borrowed("OK")));
+        }
+        Some(&[b':', digit, b'\r', b'\n', _]) if digit.is_ascii_digit() => {
+            *pos += 4;
+            return Some(Value::Integer(i64::from(digit - b'0')));
+        }
+        _ => {}
+    }
     let kind = *frame.get(*pos)?;
     let start = *pos + 1;
     let lf = start + memchr::memchr(b'\n', frame.get(start..)?)?;
@@ -307,6 +321,14 @@ mod tests {
         assert_eq!(Value::parse(&b(b"*9999999999\r\n")), None, "a count the frame cannot hold");
         assert_eq!(Value::parse(&b(b"+a\rb\r\n")), Some(Value::Simple("a\rb".into())));
         assert_eq!(Value::parse(&b(b"?x\r\n")), None);
+        // A transaction's reply, with the short forms read directly.
+        let exec = b(b"*6\r\n:1\r\n+OK\r\n:12\r\n+OKAY\r\n:-1\r\n:3\r\n");
+        let simple = |s: &str| Value::Simple(s.to_owned().into());
+        let expected = [Value::Integer(1), simple("OK"), Value::Integer(12), simple("OKAY"), Value::Integer(-1)];
+        let mut expected = expected.to_vec();
+        expected.push(Value::Integer(3));
+        assert_eq!(Value::parse(&exec), Some(Value::Array(Some(expected))));
+        assert_eq!(Value::parse(&b(b"*2\r\n:1\r\n")), None, "an element short");
     }
 
     mod agrees_with_the_codec {
