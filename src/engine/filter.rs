@@ -347,10 +347,9 @@ impl UpperName {
     fn of(name: &[u8]) -> Self {
         let mut buf = [0u8; 24];
         let len = if name.len() <= buf.len() { name.len() } else { 0 };
-        buf[..len].copy_from_slice(&name[..len]);
-        // The whole buffer, a fixed length: vector operations instead of a
-        // loop per byte of the name (this runs for every streamed command).
-        buf.make_ascii_uppercase();
+        for (d, s) in buf.iter_mut().zip(&name[..len]) {
+            *d = s.to_ascii_uppercase();
+        }
         UpperName { buf, len }
     }
 
