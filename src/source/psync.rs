@@ -647,7 +647,7 @@ fn scan_command(scan: &mut CommandScan, buf: &[u8]) -> Scanned {
 }
 
 /// A header `<sigil><digits>\r\n` at the front of `rest`, as
-/// [`PsyncFramer::header`] reads it.
+/// [`scan_header`] reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Header {
     /// The number and the header's length.
@@ -659,6 +659,8 @@ enum Header {
     Bad,
 }
 
+/// Reads the header at the front of `rest` byte by byte (headers are a few
+/// bytes long); inlined, as [`scan_command`] is, into every caller.
 #[inline(always)]
 fn scan_header(rest: &[u8], sigil: u8) -> Header {
     let Some(&first) = rest.first() else {
