@@ -324,9 +324,8 @@ mod tests {
         // A transaction's reply, with the short forms read directly.
         let exec = b(b"*6\r\n:1\r\n+OK\r\n:12\r\n+OKAY\r\n:-1\r\n:3\r\n");
         let simple = |s: &str| Value::Simple(s.to_owned().into());
-        let expected = [Value::Integer(1), simple("OK"), Value::Integer(12), simple("OKAY"), Value::Integer(-1)];
-        let mut expected = expected.to_vec();
-        expected.push(Value::Integer(3));
+        let int = Value::Integer;
+        let expected = vec![int(1), simple("OK"), int(12), simple("OKAY"), int(-1), int(3)];
         assert_eq!(Value::parse(&exec), Some(Value::Array(Some(expected))));
         assert_eq!(Value::parse(&b(b"*2\r\n:1\r\n")), None, "an element short");
     }
