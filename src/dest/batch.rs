@@ -279,9 +279,7 @@ impl ApplyBatch {
         self.truncate(0);
     }
 
-    /// Moves every command of `other` to the end of the batch, leaving it
-    /// empty with its memory, in two copies of contiguous memory (see
-    /// [`ApplyBatch::append`]).
+    /// As [`ApplyBatch::append`], leaving `other` empty with its memory.
     pub fn move_from(&mut self, other: &mut ApplyBatch) {
         self.bytes += std::mem::take(&mut other.bytes);
         self.cmds.append(&mut other.cmds);
@@ -442,10 +440,8 @@ impl ApplyBatch {
     /// Moves every command of `other` to the end of this batch, in two
     /// copies of contiguous memory: a stream run under load is thousands of
     /// commands, and moving them one by one showed in profiles.
-    pub fn append(&mut self, other: ApplyBatch) {
-        self.bytes += other.bytes;
-        self.cmds.extend(other.cmds);
-        self.meta.extend(other.meta);
+    pub fn append(&mut self, mut other: ApplyBatch) {
+        self.move_from(&mut other);
     }
 
     fn push_meta(&mut self, unit: Vec<(Cmd, Meta)>) {

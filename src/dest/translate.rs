@@ -350,16 +350,8 @@ pub fn translate(cmd: &Cmd, caps: &DestCaps, now_ms: impl FnOnce() -> i64) -> Tr
     let all = std::cell::OnceCell::new();
     let args = || -> &[Bytes] { all.get_or_init(|| cmd.args()) };
     let at_least = |major, minor| caps.version >= v(major, minor);
-    // Upper-cased on the stack: this runs for every replicated command.
-    // Copied and upper-cased in one loop: a call to copy a few bytes, and
-    // reading them back whole, cost more than the loop (12 ns a command
-    // against 17-19).
-    let mut buf = [0u8; 16];
-    let len = if name.len() <= buf.len() { name.len() } else { 0 };
-    for (d, s) in buf.iter_mut().zip(&name[..len]) {
-        *d = s.to_ascii_uppercase();
-    }
-    let name = std::str::from_utf8(&buf[..len]).unwrap_or("");
+    let upper = crate::resp::UpperName::of(name);
+    let name = upper.as_str();
     match name {
         "SET" if argc > 3 => set(args(), caps),
         "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" if !at_least(7, 0) && argc > 3 => {

@@ -287,11 +287,11 @@ impl Applier {
         let mut control = ctx.control.clone();
         // Looked at when it changes, not per item: a borrow takes the
         // watch's lock: atomic writes per item on a line other tasks read.
-        let mut paused = *control.borrow_and_update() == ShardControl::Pause;
+        let mut paused = pause_asked(&mut control);
         let mut untold = 0u64;
         let end = loop {
             if control.has_changed().unwrap_or(false) {
-                paused = *control.borrow_and_update() == ShardControl::Pause;
+                paused = pause_asked(&mut control);
             }
             // Paused: stop applying (the reader keeps spooling) until resumed.
             if paused {
@@ -303,7 +303,7 @@ impl Applier {
                     }
                 }
                 ctx.status.send(ShardEvent::Resumed { to: None }).await;
-                paused = *control.borrow_and_update() == ShardControl::Pause;
+                paused = pause_asked(&mut control);
             }
             let item = match inbox.next() {
                 Some(item) => item,
@@ -316,7 +316,7 @@ impl Applier {
                             if r.is_err() {
                                 break ApplyEnd::Stopped;
                             }
-                            paused = *control.borrow_and_update() == ShardControl::Pause;
+                            paused = pause_asked(&mut control);
                             continue;
                         }
                         items = rx.recv() => items,
@@ -768,6 +768,12 @@ fn retry_wait(e: &ApplyError, backoff: Duration, streak: Duration) -> Duration {
     } else {
         backoff
     }
+}
+
+/// Whether the operator's control says pause, marking it seen (the loop
+/// looks again only when it changes).
+fn pause_asked(control: &mut tokio::sync::watch::Receiver<ShardControl>) -> bool {
+    *control.borrow_and_update() == ShardControl::Pause
 }
 
 #[cfg(test)]

@@ -571,7 +571,7 @@ impl Batcher {
         let work = &mut self.work;
         let (held, held_bytes) = (work.batch.len(), work.batch.bytes());
         if let (Some(after), true, true) = (work.offset, work.run_started(), self.layout.is_cluster()) {
-            let run = work.take_run();
+            let mut run = work.take_run();
             match (&self.pos.replid, self.layout.in_destination()) {
                 (Some(replid), true) => {
                     let record = CheckpointRecord {
@@ -607,7 +607,7 @@ impl Batcher {
                         work.floor_queued = Some(applied);
                     }
                 }
-                _ => self.layout.run(&mut { run }, None, &mut work.pending),
+                _ => self.layout.run(&mut run, None, &mut work.pending),
             }
         } else if let (Some(after), true) = (work.offset, work.run_started()) {
             // Laid out from where it is: the run keeps its memory for the

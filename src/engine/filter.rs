@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::resp::Cmd;
+use crate::resp::{Cmd, UpperName};
 
 /// What the engine does with one replicated command.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,29 +333,6 @@ fn is_keyless(upper: &str) -> bool {
         upper,
         "PUBLISH" | "SPUBLISH" | "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "SCRIPT" | "FUNCTION"
     )
-}
-
-/// A command name upper-cased on the stack: the filter runs for every
-/// replicated command, and a heap string per command showed in profiles.
-/// Names longer than any command this filter knows read as "".
-struct UpperName {
-    buf: [u8; 24],
-    len: usize,
-}
-
-impl UpperName {
-    fn of(name: &[u8]) -> Self {
-        let mut buf = [0u8; 24];
-        let len = if name.len() <= buf.len() { name.len() } else { 0 };
-        for (d, s) in buf.iter_mut().zip(&name[..len]) {
-            *d = s.to_ascii_uppercase();
-        }
-        UpperName { buf, len }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,38 @@ enum Form {
     Framed(Framed),
 }
 
+/// A command name upper-cased on the stack, for the checks every
+/// replicated command goes through (the stream filter, the destination's
+/// translations, cluster routing): a heap string per command showed in
+/// profiles. Copied and upper-cased in one loop: copying first and
+/// upper-casing the copy read back what a call had just written, a stall
+/// (12 ns a `translate` against 17-19). Names longer than any command
+/// (24 bytes) read as empty.
+pub struct UpperName {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl UpperName {
+    pub fn of(name: &[u8]) -> Self {
+        let mut buf = [0u8; 24];
+        let len = if name.len() <= buf.len() { name.len() } else { 0 };
+        for (d, s) in buf.iter_mut().zip(&name[..len]) {
+            *d = s.to_ascii_uppercase();
+        }
+        UpperName { buf, len }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The name as text; a name that is not UTF-8 reads as empty.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
 /// Arguments of a [`Form::Framed`] whose place is kept; the others are
 /// found by reading the headers after them.
 const FRAMED_HEAD: usize = 3;
@@ -366,6 +398,15 @@ impl fmt::Debug for Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_upper_case_on_the_stack_up_to_24_bytes() {
+        assert_eq!(UpperName::of(b"hSet").as_str(), "HSET");
+        assert_eq!(UpperName::of(&[b'x'; 24]).as_str(), "X".repeat(24));
+        assert_eq!(UpperName::of(&[b'x'; 25]).as_bytes(), b"");
+        let odd = UpperName::of(b"s\xffx");
+        assert_eq!((odd.as_bytes(), odd.as_str()), (&b"S\xffX"[..], ""));
+    }
 
     #[test]
     fn a_command_sent_as_it_came_keeps_its_bytes_until_it_changes() {

@@ -29,7 +29,7 @@ mod scan;
 mod value;
 
 pub use auth::Credentials;
-pub use cmd::{ArgSpans, Cmd};
+pub use cmd::{ArgSpans, Cmd, UpperName};
 pub use connection::{ConnectOptions, Connection};
 pub use error::RespError;
 pub use value::Value;

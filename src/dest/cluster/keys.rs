@@ -60,17 +60,9 @@ fn key_index(name: &[u8]) -> usize {
 /// Where `args` (a replicated command) goes.
 pub fn route(args: &[Bytes]) -> Route {
     let Some(name) = args.first() else { return Route::Drop };
-    // Upper-cased on the stack: this runs for every streamed command. A
-    // name longer than any listed below is none of them.
-    let mut buf = [0u8; 16];
-    let name: &[u8] = match buf.get_mut(..name.len()) {
-        Some(upper) => {
-            upper.copy_from_slice(name);
-            upper.make_ascii_uppercase();
-            upper
-        }
-        None => b"",
-    };
+    // A name longer than any listed below is none of them.
+    let upper = crate::resp::UpperName::of(name);
+    let name = upper.as_bytes();
     let keys: Vec<usize> = match name {
         b"PING" | b"PUBLISH" | b"SPUBLISH" | b"SELECT" | b"MULTI" | b"EXEC" | b"REPLCONF" => return Route::Drop,
         b"FLUSHALL" | b"FLUSHDB" | b"SWAPDB" | b"MOVE" => return Route::Unsafe,
