@@ -55,32 +55,54 @@ enum Form {
 /// A command name upper-cased on the stack, for the checks every
 /// replicated command goes through (the stream filter, the destination's
 /// translations, cluster routing): a heap string per command showed in
-/// profiles. Copied and upper-cased in one loop: copying first and
-/// upper-casing the copy read back what a call had just written, a stall
-/// (12 ns a `translate` against 17-19). Names longer than any command
-/// (24 bytes) read as empty.
-pub struct UpperName {
-    buf: [u8; 24],
-    len: usize,
+/// profiles. A name that is upper case already (what most clients send) is
+/// only looked at and borrowed; any other is copied and upper-cased in one
+/// loop: copying first and upper-casing the copy read back what a call had
+/// just written, a stall (12 ns a `translate` against 17-19). Names longer
+/// than any command (24 bytes) read as empty.
+pub struct UpperName<'a> {
+    form: NameForm<'a>,
 }
 
-impl UpperName {
-    pub fn of(name: &[u8]) -> Self {
-        let mut buf = [0u8; 24];
+enum NameForm<'a> {
+    /// ASCII without lower-case letters: the name as it came.
+    AsIs(&'a str),
+    Upper {
+        buf: [u8; 24],
+        len: usize,
+    },
+}
+
+impl<'a> UpperName<'a> {
+    pub fn of(name: &'a [u8]) -> Self {
+        const MAX: usize = 24;
+        if name.len() <= MAX && name.iter().all(|b| b.is_ascii() && !b.is_ascii_lowercase()) {
+            // ASCII: always UTF-8.
+            if let Ok(text) = std::str::from_utf8(name) {
+                return UpperName { form: NameForm::AsIs(text) };
+            }
+        }
+        let mut buf = [0u8; MAX];
         let len = if name.len() <= buf.len() { name.len() } else { 0 };
         for (d, s) in buf.iter_mut().zip(&name[..len]) {
             *d = s.to_ascii_uppercase();
         }
-        UpperName { buf, len }
+        UpperName { form: NameForm::Upper { buf, len } }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        match &self.form {
+            NameForm::AsIs(text) => text.as_bytes(),
+            NameForm::Upper { buf, len } => &buf[..*len],
+        }
     }
 
     /// The name as text; a name that is not UTF-8 reads as empty.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+        match &self.form {
+            NameForm::AsIs(text) => text,
+            NameForm::Upper { buf, len } => std::str::from_utf8(&buf[..*len]).unwrap_or(""),
+        }
     }
 }
 
@@ -406,6 +428,14 @@ mod tests {
         assert_eq!(UpperName::of(&[b'x'; 25]).as_bytes(), b"");
         let odd = UpperName::of(b"s\xffx");
         assert_eq!((odd.as_bytes(), odd.as_str()), (&b"S\xffX"[..], ""));
+        // Upper case already: borrowed, with the same limits.
+        assert_eq!(UpperName::of(b"LPUSH").as_str(), "LPUSH");
+        assert_eq!(UpperName::of(b"ZADD_2").as_bytes(), b"ZADD_2");
+        assert_eq!(UpperName::of(&[b'X'; 24]).as_str(), "X".repeat(24));
+        assert_eq!(UpperName::of(&[b'X'; 25]).as_bytes(), b"");
+        let odd = UpperName::of(b"S\xffX");
+        assert_eq!((odd.as_bytes(), odd.as_str()), (&b"S\xffX"[..], ""));
+        assert_eq!(UpperName::of(b"").as_str(), "");
     }
 
     #[test]
