@@ -475,15 +475,24 @@ impl Rewriter {
             Some(at) if caps.abs_ttl() => at,
             Some(at) => (at - now_ms).max(1),
         };
-        let ttl = if ttl == 0 { word("0") } else { num(ttl) };
-        let mut cmd =
-            Cmd::with_capacity("RESTORE", 5).arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_dump_payload(payload);
-        if expire.is_some() && caps.abs_ttl() {
-            cmd = cmd.arg_bytes(word("ABSTTL"));
-        }
+        let replace = self.opts.conflict == Conflict::Overwrite && caps.restore_replace();
+        // Most keys have no TTL: their RESTORE is built without an argument
+        // vector (`Cmd::restore`).
+        let cmd = if expire.is_none() {
+            Cmd::restore(origin.key.clone(), payload, replace)
+        } else {
+            let ttl = if ttl == 0 { word("0") } else { num(ttl) };
+            let cmd =
+                Cmd::with_capacity("RESTORE", 5).arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_dump_payload(payload);
+            let cmd = if expire.is_some() && caps.abs_ttl() { cmd.arg_bytes(word("ABSTTL")) } else { cmd };
+            if replace {
+                cmd.arg_bytes(word("REPLACE"))
+            } else {
+                cmd
+            }
+        };
         match self.opts.conflict {
-            Conflict::Overwrite if caps.restore_replace() => {
-                cmd = cmd.arg_bytes(word("REPLACE"));
+            Conflict::Overwrite if replace => {
                 out.push(ApplyCmd::new(cmd, origin).ends_key());
             }
             Conflict::Overwrite => {

@@ -442,7 +442,46 @@ fn encode_cmd(buf: &mut BytesMut, cmd: &Cmd) {
         buf.extend_from_slice(wire);
         return;
     }
+    if let Some((key, payload, replace)) = cmd.restore_parts() {
+        return encode_restore(buf, key, payload, replace);
+    }
     encode_sealing(buf, &cmd.args(), cmd.dump_payload());
+}
+
+/// A [`Cmd::restore`]: `RESTORE key 0 payload [REPLACE]`, its fixed parts
+/// copied whole.
+fn encode_restore(buf: &mut BytesMut, key: &[u8], payload: &[u8], replace: bool) {
+    const HEAD_4: &[u8] = b"*4\r\n$7\r\nRESTORE\r\n";
+    const HEAD_5: &[u8] = b"*5\r\n$7\r\nRESTORE\r\n";
+    const NO_TTL: &[u8] = b"\r\n$1\r\n0\r\n";
+    const REPLACE: &[u8] = b"$7\r\nREPLACE\r\n";
+    buf.reserve(HEAD_5.len() + key.len() + NO_TTL.len() + payload.len() + REPLACE.len() + 2 * HEADER_MAX + 2);
+    buf.extend_from_slice(if replace { HEAD_5 } else { HEAD_4 });
+    put_header(buf, b'$', key.len());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(NO_TTL);
+    put_header(buf, b'$', payload.len());
+    put_sealed(buf, payload);
+    buf.extend_from_slice(b"\r\n");
+    if replace {
+        buf.extend_from_slice(REPLACE);
+    }
+}
+
+/// Appends DUMP payload `arg` with its CRC-64 computed over what precedes
+/// it, from the bytes just written (they are in this core's cache; the
+/// payload was built on the parser's); one too short to be a payload as it
+/// is (RESTORE refuses it).
+fn put_sealed(buf: &mut BytesMut, arg: &[u8]) {
+    match arg.len().checked_sub(8) {
+        Some(body) => {
+            let start = buf.len();
+            buf.extend_from_slice(&arg[..body]);
+            let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, &buf[start..]);
+            buf.extend_from_slice(&crc.to_le_bytes());
+        }
+        None => buf.extend_from_slice(arg),
+    }
 }
 
 /// Appends `args` as a RESP2 array of bulk strings (also what
@@ -454,23 +493,16 @@ pub(super) fn encode_args(buf: &mut BytesMut, args: &[Bytes]) {
 }
 
 /// As [`encode_args`]; argument `payload` (a DUMP payload, see
-/// [`Cmd::arg_dump_payload`]) gets its CRC-64 computed over what precedes
-/// it in that argument, from the bytes just written (they are in this
-/// core's cache; the payload was built on the parser's).
+/// [`Cmd::arg_dump_payload`]) is sealed ([`put_sealed`]).
 fn encode_sealing(buf: &mut BytesMut, args: &[Bytes], payload: Option<usize>) {
     buf.reserve(args.iter().map(|a| a.len() + HEADER_MAX).sum::<usize>() + HEADER_MAX);
     put_header(buf, b'*', args.len());
     for (i, arg) in args.iter().enumerate() {
         put_header(buf, b'$', arg.len());
-        match arg.len().checked_sub(8) {
-            Some(body) if payload == Some(i) => {
-                let start = buf.len();
-                buf.extend_from_slice(&arg[..body]);
-                let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, &buf[start..]);
-                buf.extend_from_slice(&crc.to_le_bytes());
-            }
-            // Not a payload, or too short to be one (RESTORE refuses it as it is).
-            _ => buf.extend_from_slice(arg),
+        if payload == Some(i) {
+            put_sealed(buf, arg);
+        } else {
+            buf.extend_from_slice(arg);
         }
         buf.extend_from_slice(b"\r\n");
     }
@@ -574,17 +606,34 @@ mod tests {
                 let cmd = Cmd::new("RESTORE")
                     .arg("k")
                     .arg("0")
-                    .arg_dump_payload(Bytes::from(open))
+                    .arg_dump_payload(Bytes::from(open.clone()))
                     .arg_bytes("REPLACE".into());
                 assert_eq!(cmd.dump_payload(), Some(3));
                 let mut ours = BytesMut::new();
                 encode_cmd(&mut ours, &cmd);
                 assert_eq!(ours, expected, "filler {filler:#x}");
+                // The same command without an argument vector.
+                let compact = Cmd::restore(Bytes::from_static(b"k"), Bytes::from(open), true);
+                let mut ours = BytesMut::new();
+                encode_cmd(&mut ours, &compact);
+                assert_eq!(ours, expected, "filler {filler:#x}, Cmd::restore");
             }
         }
         let short = Cmd::new("RESTORE").arg("k").arg("0").arg_dump_payload(Bytes::from_static(b"1234567"));
         let mut ours = BytesMut::new();
         encode_cmd(&mut ours, &short);
         assert_eq!(&ours[..], b"*4\r\n$7\r\nRESTORE\r\n$1\r\nk\r\n$1\r\n0\r\n$7\r\n1234567\r\n");
+        let short = Cmd::restore(Bytes::from_static(b"k"), Bytes::from_static(b"1234567"), false);
+        let mut compact = BytesMut::new();
+        encode_cmd(&mut compact, &short);
+        assert_eq!(compact, ours);
+        // A key of 10+ bytes and a payload of 100+: headers of any length.
+        let (key, payload) = (Bytes::from(vec![b'k'; 12]), Bytes::from(vec![7u8; 300]));
+        let compact = Cmd::restore(key.clone(), payload.clone(), true);
+        let built = Cmd::new("RESTORE").arg_bytes(key).arg("0").arg_dump_payload(payload).arg("REPLACE");
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        encode_cmd(&mut a, &compact);
+        encode_cmd(&mut b, &built);
+        assert_eq!(a, b);
     }
 }
