@@ -380,10 +380,8 @@ impl Batcher {
         } else {
             ReplyRule::Ok
         };
-        let c = ApplyCmd::new(cmd, Origin { db, key, offset }).rule(rule);
-        self.work.bytes += c.wire_len();
+        self.work.bytes += self.work.run.push_plain(cmd, Origin { db, key, offset }, rule);
         self.work.units += 1;
-        self.work.run.push(c);
     }
 
     /// A cluster: the command goes to its slot (split per slot when that
