@@ -484,7 +484,7 @@ impl Rewriter {
             let ttl = if ttl == 0 { word("0") } else { num(ttl) };
             let cmd =
                 Cmd::with_capacity("RESTORE", 5).arg_bytes(origin.key.clone()).arg_bytes(ttl).arg_dump_payload(payload);
-            let cmd = if expire.is_some() && caps.abs_ttl() { cmd.arg_bytes(word("ABSTTL")) } else { cmd };
+            let cmd = if caps.abs_ttl() { cmd.arg_bytes(word("ABSTTL")) } else { cmd };
             if replace {
                 cmd.arg_bytes(word("REPLACE"))
             } else {

@@ -48,7 +48,7 @@ enum Form {
     /// handles per command (an allocation, and an atomic increment and
     /// decrement per argument, across threads) was a tenth of the stream's
     /// cost. Handles are made only if something asks for all of them. As
-    /// small as the other form: commands are moved several times on their
+    /// small as the other forms: commands are moved several times on their
     /// way to the socket.
     Framed(Framed),
     /// A snapshot key's `RESTORE key 0 payload [REPLACE]` ([`Cmd::restore`]):
