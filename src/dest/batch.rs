@@ -232,26 +232,14 @@ impl ApplyBatch {
     /// command, moved in and taken apart again, showed in profiles.
     pub fn push_plain(&mut self, cmd: Cmd, origin: Origin, rule: ReplyRule) -> usize {
         let len = wire_len(&cmd);
-        self.bytes += len;
-        self.cmds.push(cmd);
-        self.meta.push(Meta {
-            origin,
-            rule,
-            build: None,
-            free: false,
-            guard: None,
-            ends_key: false,
-            uncertain: false,
-            len,
-        });
+        let meta = Meta { origin, rule, build: None, free: false, guard: None, ends_key: false, uncertain: false, len };
+        self.push_one(cmd, meta);
         len
     }
 
     pub fn push(&mut self, c: ApplyCmd) {
         let len = wire_len(&c.cmd);
-        self.bytes += len;
-        self.cmds.push(c.cmd);
-        self.meta.push(Meta {
+        let meta = Meta {
             origin: c.origin,
             rule: c.rule,
             build: c.build,
@@ -260,7 +248,8 @@ impl ApplyBatch {
             ends_key: c.ends_key,
             uncertain: false,
             len,
-        });
+        };
+        self.push_one(c.cmd, meta);
     }
 
     /// Room for `n` more commands.
