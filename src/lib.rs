@@ -34,12 +34,13 @@
 //!        ↓
 //! rdb  resp                       the RDB format, the RESP2 protocol
 //!        ↓
-//! clock  display  human  private_fs   leaves: any row may use them
+//! clock  crc64  display  human  private_fs   leaves: any row may use them
 //! ```
 //!
 //! Where the shared helpers live, each in one place:
 //!
 //! * the wall clock, `now_ms`: [`clock`];
+//! * the CRC-64 that seals a DUMP payload: [`crc64`];
 //! * the `INFO` reply (fields, `dbN:keys=..` keyspace lines, command stats):
 //!   [`resp::info`], used by the probe, the engine's pollers, the
 //!   destination's version check, the precheck and verify;
@@ -57,6 +58,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod crc64;
 pub mod dest;
 pub mod display;
 pub mod engine;

@@ -25,7 +25,6 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use crc_fast::CrcAlgorithm;
 
 use super::consts::*;
 use super::cursor::{bad, Cur, RStr, Res, Stop, StrHeader};
@@ -33,12 +32,8 @@ use super::encodings::{self, Item};
 use super::error::RdbError;
 use super::event::*;
 use super::lzf::LzfStream;
+use crate::crc64::crc64;
 use crate::display::quoted_key;
-
-/// Redis's CRC64 (Jones polynomial, `CRC-64/REDIS`) of a DUMP payload.
-pub(crate) fn crc64(data: &[u8]) -> u64 {
-    crc_fast::checksum(CrcAlgorithm::Crc64Redis, data)
-}
 
 /// Tuning and capture options.
 #[derive(Debug, Clone)]

@@ -477,7 +477,7 @@ fn put_sealed(buf: &mut BytesMut, arg: &[u8]) {
         Some(body) => {
             let start = buf.len();
             buf.extend_from_slice(&arg[..body]);
-            let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, &buf[start..]);
+            let crc = crate::crc64::crc64(&buf[start..]);
             buf.extend_from_slice(&crc.to_le_bytes());
         }
         None => buf.extend_from_slice(arg),
