@@ -441,6 +441,7 @@ impl SpoolWatch {
             file: None,
             seg_start: 0,
             skipped: false,
+            release_from: 0,
             end_rx: self.end_rx.clone(),
             cancel,
         };
@@ -468,6 +469,12 @@ pub struct SpoolReader {
     /// `pos` moved past bytes not read from `file` ([`SpoolReader::skip`]):
     /// it seeks before its next read.
     skipped: bool,
+    /// [`release_upto`](Self::release_upto) cannot delete anything below
+    /// this position: the start of the second-oldest segment it last saw,
+    /// or the spool's end then, where any later segment starts. It saves
+    /// listing the directory at every call (the consumer releases every
+    /// MiB; a segment is 64 MiB).
+    release_from: u64,
     end_rx: watch::Receiver<u64>,
     cancel: CancellationToken,
 }
@@ -585,10 +592,18 @@ impl SpoolReader {
     /// segment held nothing).
     pub fn release_upto(&mut self, pos: u64) -> Result<u64, SpoolError> {
         let pos = pos.min(self.pos);
+        if pos < self.release_from {
+            return Ok(0);
+        }
+        // Read before listing: a segment created after the listing starts
+        // at or past it.
+        let end = self.end();
         let starts = list_segments(&self.dir)?;
         let mut freed = 0;
+        self.release_from = end;
         for pair in starts.windows(2) {
             if pair[1] > pos {
+                self.release_from = pair[1];
                 break;
             }
             let len = segment_len(&self.dir, pair[0])?;
@@ -782,6 +797,32 @@ mod tests {
         // The active segment stays even when everything was read.
         assert_eq!(r.release_upto(500).unwrap(), 200);
         assert_eq!(list_segments(dir.path()).unwrap(), [400]);
+    }
+
+    /// Releasing skips the directory listing below the next possible
+    /// deletion, and still deletes every segment written after a listing
+    /// once the reader is past it.
+    #[test]
+    fn release_finds_segments_written_after_it_last_looked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SpoolWriter::create(dir.path(), opts(100)).unwrap();
+        w.append(&pattern(150, 1)).unwrap();
+        let mut r = w.reader(0, CancellationToken::new()).unwrap();
+        assert_eq!(read_exactly(&mut r, 120), pattern(150, 1)[..120]);
+        assert_eq!(r.release_upto(120).unwrap(), 100);
+        assert_eq!(list_segments(dir.path()).unwrap(), [100]);
+        // Below the end it saw (150) nothing can go, whatever is written.
+        w.append(&pattern(200, 2)).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), [100, 200, 300]);
+        assert_eq!(read_exactly(&mut r, 20).len(), 20);
+        assert_eq!(r.release_upto(140).unwrap(), 0);
+        assert_eq!(read_exactly(&mut r, 120).len(), 120);
+        assert_eq!(r.release_upto(260).unwrap(), 100);
+        assert_eq!(list_segments(dir.path()).unwrap(), [200, 300]);
+        assert_eq!(r.release_upto(280).unwrap(), 0);
+        assert_eq!(read_exactly(&mut r, 60).len(), 60);
+        assert_eq!(r.release_upto(320).unwrap(), 100);
+        assert_eq!(list_segments(dir.path()).unwrap(), [300]);
     }
 
     /// Bytes passed rather than written leave a gap in the files: the
