@@ -10,6 +10,10 @@
 //! kernel holds those wake-ups back without ever holding back the last
 //! reply (see [`Connection`](super::Connection)'s use of it).
 //!
+//! The source link raises it too while a snapshot arrives: a master writes
+//! one in pieces of 16 KiB, each a wake-up of a parked runtime thread (see
+//! `source::replication`'s `RDB_LOW_WATER`).
+//!
 //! No crate this project uses wraps this option (socket2 and nix have the
 //! other buffer options but not this one), so it is the one place where
 //! the code calls the C library directly; the rest of the crate keeps
@@ -25,9 +29,15 @@ pub const MAX_LOW_WATER: usize = 64 * 1024;
 /// Sets the receive low-water mark of `socket` to `bytes` (at least 1,
 /// at most [`MAX_LOW_WATER`]). On Linux a lowered mark that the queued
 /// bytes already meet makes the socket readable at once.
-#[allow(unsafe_code)]
 pub fn set_low_water(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
-    let value: libc::c_int = bytes.clamp(1, MAX_LOW_WATER) as libc::c_int;
+    set_low_water_up_to(socket, bytes, MAX_LOW_WATER)
+}
+
+/// As [`set_low_water`], at most `cap` bytes (the kernel caps the mark at
+/// half its largest receive buffer, and grows the buffer to hold it).
+#[allow(unsafe_code)]
+pub fn set_low_water_up_to(socket: &impl AsRawFd, bytes: usize, cap: usize) -> io::Result<()> {
+    let value: libc::c_int = bytes.clamp(1, cap.min(libc::c_int::MAX as usize)) as libc::c_int;
     // SAFETY: the kernel reads `size_of::<c_int>()` bytes from `value`, a
     // live `c_int` on this stack frame, and writes nothing. The descriptor
     // is the caller's open socket; a wrong one could only make the call

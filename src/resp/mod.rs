@@ -24,7 +24,7 @@ mod cmd;
 mod connection;
 mod error;
 pub mod info;
-mod low_water;
+pub mod low_water;
 mod scan;
 mod value;
 
