@@ -444,7 +444,8 @@ enum Wake {
 /// arrives (see [`RDB_LOW_WATER`]).
 #[derive(Debug, Default)]
 struct LowWater {
-    /// The mark as set (0 or 1: the kernel's default).
+    /// The mark as the kernel has it (0 before the first change: the
+    /// kernel's default, 1).
     set: usize,
     /// A wait saw nothing under the raised mark: it stays lowered until
     /// the next read.
@@ -452,19 +453,16 @@ struct LowWater {
 }
 
 impl LowWater {
-    /// Sets the mark for the next wait; `true` when it is raised (the wait
-    /// must then look again after [`RDB_LOW_WATER_WAIT`]). A mark that
-    /// cannot be set is left as the kernel has it, which only costs
-    /// wake-ups.
+    /// Sets the mark for the next wait; `true` while it is raised (the wait
+    /// must then look again after [`RDB_LOW_WATER_WAIT`]). Setting it fails
+    /// only for a closed or foreign descriptor, which the read reports; the
+    /// mark is then taken to be what it was.
     fn before_read(&mut self, socket: &TcpStream, in_rdb: bool) -> bool {
         let want = if in_rdb && !self.lowered { RDB_LOW_WATER } else { 1 };
         if want != self.set.max(1) {
             match crate::resp::low_water::set_low_water_up_to(socket, want, RDB_LOW_WATER) {
                 Ok(()) => self.set = want,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot set the link's receive low-water mark");
-                    self.set = 1;
-                }
+                Err(e) => tracing::debug!(error = %e, "cannot set the link's receive low-water mark"),
             }
         }
         self.set > 1
@@ -612,7 +610,8 @@ impl<'a> Link<'a> {
                 }
                 read = timeout_at(look, socket.read_buf(&mut self.pending)) => match read {
                     Ok(read) => Wake::Read(read),
-                    Err(_) if held => Wake::Look,
+                    // Past the deadline the link is idle, raised mark or not.
+                    Err(_) if held && Instant::now() < deadline => Wake::Look,
                     Err(_) => Wake::Idle,
                 },
             };
