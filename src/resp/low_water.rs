@@ -58,36 +58,44 @@ pub fn set_low_water_up_to(socket: &impl AsRawFd, bytes: usize, cap: usize) -> i
     }
 }
 
+/// A connected pair of loopback sockets (writer, reader) whose receive
+/// window has grown, for tests of the mark. A fresh connection's receive
+/// window is about one segment, and Linux calls a socket readable
+/// regardless of the mark while its window is that small: some megabytes
+/// first let it grow, as on any connection a pipeline or a snapshot has
+/// used.
+#[cfg(test)]
+pub(crate) async fn grown_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut writer = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (mut reader, _) = listener.accept().await.unwrap();
+    let warm = vec![1u8; 8 << 20];
+    let (sent, got) = tokio::join!(writer.write_all(&warm), async {
+        let mut sink = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < warm.len() {
+            got += reader.read(&mut sink).await.unwrap();
+        }
+        got
+    });
+    sent.unwrap();
+    assert_eq!(got, warm.len());
+    (writer, reader)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::io::AsyncWriteExt;
 
     /// What the connection relies on: below the mark the socket does not
     /// become readable, and lowering the mark to what is queued makes it
     /// readable at once (no more bytes needed).
     #[tokio::test]
     async fn a_socket_is_not_readable_below_its_mark_and_is_once_lowered() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (mut reader, _) = listener.accept().await.unwrap();
-        // A fresh connection's receive window is about one segment, and
-        // Linux calls a socket readable regardless of the mark while its
-        // window is that small: some megabytes first let it grow, as on any
-        // connection a pipeline has used.
-        let warm = vec![1u8; 8 << 20];
-        let (sent, got) = tokio::join!(writer.write_all(&warm), async {
-            let mut sink = vec![0u8; 1 << 20];
-            let mut got = 0;
-            while got < warm.len() {
-                got += reader.read(&mut sink).await.unwrap();
-            }
-            got
-        });
-        sent.unwrap();
-        assert_eq!(got, warm.len());
+        let (mut writer, reader) = grown_pair().await;
         set_low_water(&reader, 100).unwrap();
         writer.write_all(&[7u8; 10]).await.unwrap();
         let early = tokio::time::timeout(Duration::from_millis(300), reader.readable()).await;

@@ -1084,25 +1084,8 @@ mod tests {
     /// is queued readable at once; never raised outside a snapshot.
     #[tokio::test]
     async fn the_link_raises_its_mark_only_inside_a_snapshot_and_lowers_it_to_look() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut master = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (mut link, _) = listener.accept().await.unwrap();
-        // A fresh connection's window is about one segment, and Linux calls
-        // a socket readable regardless of the mark while it is that small
-        // (see `resp::low_water`'s test): grow it first.
-        let warm = vec![1u8; 8 << 20];
-        let (sent, got) = tokio::join!(master.write_all(&warm), async {
-            let mut sink = vec![0u8; 1 << 20];
-            let mut got = 0;
-            while got < warm.len() {
-                got += link.read(&mut sink).await.unwrap();
-            }
-            got
-        });
-        sent.unwrap();
-        assert_eq!(got, warm.len());
-
+        use tokio::io::AsyncWriteExt;
+        let (mut master, link) = crate::resp::low_water::grown_pair().await;
         let mut marks = LowWater::default();
         assert!(marks.before_read(&link, true), "inside a snapshot");
         master.write_all(&[7u8; 4096]).await.unwrap();
