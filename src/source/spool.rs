@@ -600,10 +600,10 @@ impl SpoolReader {
         let end = self.end();
         let starts = list_segments(&self.dir)?;
         let mut freed = 0;
-        self.release_from = end;
+        let mut next = end;
         for pair in starts.windows(2) {
             if pair[1] > pos {
-                self.release_from = pair[1];
+                next = pair[1];
                 break;
             }
             let len = segment_len(&self.dir, pair[0])?;
@@ -611,6 +611,9 @@ impl SpoolReader {
             fs::remove_file(&path).map_err(|e| SpoolError::io(&self.dir, format!("delete {}", path.display()), e))?;
             freed += len;
         }
+        // Only after every deletion it was due: a failed one is tried again
+        // at the next call.
+        self.release_from = next;
         Ok(freed)
     }
 
