@@ -663,6 +663,25 @@ enum Header {
 /// bytes long); inlined, as [`scan_command`] is, into every caller.
 #[inline(always)]
 fn scan_header(rest: &[u8], sigil: u8) -> Header {
+    // The headers of nearly every command, a count or a length of one or
+    // two digits, read without the loop below (what the loop would find).
+    if let [first, a, b, c, d, ..] = *rest {
+        if first == sigil && a.is_ascii_digit() {
+            let a = u64::from(a - b'0');
+            if b == b'\r' && c == b'\n' {
+                return Header::Done(a, 4);
+            }
+            if b.is_ascii_digit() && c == b'\r' && d == b'\n' {
+                return Header::Done(a * 10 + u64::from(b - b'0'), 5);
+            }
+        }
+    }
+    scan_header_loop(rest, sigil)
+}
+
+/// [`scan_header`] for any header, digit by digit.
+#[inline(always)]
+fn scan_header_loop(rest: &[u8], sigil: u8) -> Header {
     let Some(&first) = rest.first() else {
         return Header::Partial;
     };
@@ -730,6 +749,16 @@ impl PsyncDecoder {
     /// Appends received bytes.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends what `fill` appends to the buffer it is given (the decoder's
+    /// own): received bytes read straight where they are decoded, rather
+    /// than read elsewhere and [fed](Self::feed). `fill` must only append.
+    pub fn feed_with<T, E>(&mut self, fill: impl FnOnce(&mut BytesMut) -> Result<T, E>) -> Result<T, E> {
+        let before = self.buf.len();
+        let result = fill(&mut self.buf);
+        debug_assert!(self.buf.len() >= before, "feed_with's buffer shrank");
+        result
     }
 
     /// Bytes consumed by the events returned so far.
@@ -1309,6 +1338,29 @@ mod tests {
         assert_eq!(parse_digits(b""), None);
         assert_eq!(parse_digits(b"+1"), None);
         assert_eq!(parse_digits(b"99999999999999999999"), None);
+    }
+
+    /// The short cut for one- and two-digit headers finds what the loop
+    /// finds, for every string of up to six bytes from the bytes that
+    /// matter.
+    #[test]
+    fn short_headers_read_as_the_loop_reads_them() {
+        let alphabet = [b'$', b'*', b'0', b'1', b'9', b'\r', b'\n', b'x'];
+        let mut input = Vec::new();
+        for len in 0..=6u32 {
+            for mut code in 0..alphabet.len().pow(len) {
+                input.clear();
+                for _ in 0..len {
+                    input.push(alphabet[code % alphabet.len()]);
+                    code /= alphabet.len();
+                }
+                for sigil in [b'$', b'*'] {
+                    assert_eq!(scan_header(&input, sigil), scan_header_loop(&input, sigil), "{input:?}");
+                }
+            }
+        }
+        assert_eq!(scan_header(b"$7\r\n$3", b'$'), Header::Done(7, 4));
+        assert_eq!(scan_header(b"*42\r\n", b'*'), Header::Done(42, 5));
     }
 
     #[test]

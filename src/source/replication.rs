@@ -823,7 +823,6 @@ pub struct ReplicationStream {
     handoff: Option<Arc<Handoff>>,
     /// Handed-over bytes whose frames the link described, not yet returned.
     known: Option<KnownRun>,
-    chunk: Vec<u8>,
     /// RDB bytes taken from the decoder but not yet read through [`RdbBody`].
     rdb_piece: Bytes,
     /// An event [`RdbBody`] ran into, handed out by the next `next_event`.
@@ -843,7 +842,6 @@ impl ReplicationStream {
             decoder,
             handoff: None,
             known: None,
-            chunk: vec![0; CONSUMER_CHUNK],
             rdb_piece: Bytes::new(),
             held: None,
             position,
@@ -946,7 +944,10 @@ impl ReplicationStream {
     /// the file. `false` once the writer is gone and everything is read.
     fn fetch(&mut self) -> Result<bool, SpoolError> {
         loop {
-            match next_piece(&mut self.reader, self.handoff.as_deref(), &mut self.chunk)? {
+            let (reader, handoff) = (&mut self.reader, self.handoff.as_deref());
+            // Read from the file straight into the decoder's buffer.
+            let piece = self.decoder.feed_with(|buf| next_piece(reader, handoff, buf, CONSUMER_CHUNK))?;
+            match piece {
                 Piece::Handed(handed) => {
                     match handed.frames {
                         // Frames cover their bytes (the link checked), and
@@ -958,10 +959,7 @@ impl ReplicationStream {
                     }
                     return Ok(true);
                 }
-                Piece::Read(n) => {
-                    self.decoder.feed(&self.chunk[..n]);
-                    return Ok(true);
-                }
+                Piece::Read => return Ok(true),
                 Piece::CaughtUp => {
                     if !self.reader.wait_readable_blocking()? {
                         return Ok(false);
@@ -986,8 +984,8 @@ enum Piece {
     /// Bytes the spool writer handed over in memory; the reader has moved
     /// past them.
     Handed(Handed),
-    /// This many bytes read from the file into the caller's buffer.
-    Read(usize),
+    /// Bytes read from the file, appended to the caller's buffer.
+    Read,
     /// Nothing published past the reader's position yet.
     CaughtUp,
 }
@@ -998,16 +996,21 @@ enum Piece {
 /// past them, so bytes up to that end the handoff does not have are in the
 /// file, and bytes held after the look (a gap in the file) are past it and
 /// never read from the file.
-fn next_piece(reader: &mut SpoolReader, handoff: Option<&Handoff>, buf: &mut [u8]) -> Result<Piece, SpoolError> {
+fn next_piece(
+    reader: &mut SpoolReader,
+    handoff: Option<&Handoff>,
+    out: &mut BytesMut,
+    max: usize,
+) -> Result<Piece, SpoolError> {
     let pos = reader.position();
     let end = reader.end();
     if let Some(handed) = handoff.and_then(|h| h.take(pos)) {
         reader.skip(handed.bytes.len() as u64);
         return Ok(Piece::Handed(handed));
     }
-    match reader.read_before(buf, end)? {
+    match reader.read_before_into(out, max, end)? {
         0 => Ok(Piece::CaughtUp),
-        n => Ok(Piece::Read(n)),
+        _ => Ok(Piece::Read),
     }
 }
 
@@ -1136,15 +1139,16 @@ mod tests {
         let h = handoff.clone();
         let consumer = std::thread::spawn(move || {
             let (mut got, mut from_memory, mut reads) = (Vec::new(), 0usize, 0usize);
-            let mut buf = vec![0u8; 3000];
+            let mut buf = BytesMut::new();
             loop {
-                match next_piece(&mut reader, Some(&h), &mut buf).unwrap() {
+                match next_piece(&mut reader, Some(&h), &mut buf, 3000).unwrap() {
                     Piece::Handed(e) => {
                         from_memory += e.bytes.len();
                         got.extend_from_slice(&e.bytes);
                     }
-                    Piece::Read(n) => {
-                        got.extend_from_slice(&buf[..n]);
+                    Piece::Read => {
+                        assert!(!buf.is_empty(), "a read appended nothing");
+                        got.extend_from_slice(&buf.split());
                         reads += 1;
                         // Now and then the reader is slow, and falls behind.
                         if reads % 60 == 0 {
