@@ -352,7 +352,10 @@ impl ApplyBatch {
 
     /// Drops the first `n` commands (confirmed).
     pub(crate) fn drop_front(&mut self, n: usize) {
-        self.bytes -= self.meta[..n].iter().map(|m| m.len).sum::<usize>();
+        // Nearly always the whole batch, whose metadata need not be read
+        // again to know that nothing is left.
+        self.bytes =
+            if n == self.meta.len() { 0 } else { self.bytes - self.meta[..n].iter().map(|m| m.len).sum::<usize>() };
         self.cmds.drain(..n);
         self.meta.drain(..n);
     }

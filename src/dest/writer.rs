@@ -390,9 +390,8 @@ impl DestWriter {
                 }
             }
             self.ensure_db(&batch.meta[0].origin).await?;
-            let end = window_end(batch, self.opts.window_cmds, self.opts.window_bytes);
-            let resent = batch.meta[..end].iter().filter(|m| m.uncertain).count() as u64;
-            self.stats.resent += resent;
+            let Window { end, bytes, resent } = window(batch, self.opts.window_cmds, self.opts.window_bytes);
+            self.stats.resent += resent as u64;
             let Some(conn) = self.conn.as_mut() else {
                 return Err(self.internal("CONNECTION", "no connection after connecting".to_owned()));
             };
@@ -418,7 +417,7 @@ impl DestWriter {
                 Ok(replies) => {
                     self.stats.windows += 1;
                     self.stats.commands += end as u64;
-                    self.stats.bytes += batch.meta[..end].iter().map(|m| m.len).sum::<usize>() as u64;
+                    self.stats.bytes += bytes as u64;
                     self.settle(batch, end, &replies, report)?;
                 }
             }
@@ -1073,13 +1072,27 @@ async fn run_id(conn: &mut Connection) -> Option<String> {
     crate::resp::info::info_field(reply.as_bytes()?, "run_id").map(str::to_owned)
 }
 
-/// Where the window starting at the batch's front ends (exclusive).
-fn window_end(batch: &ApplyBatch, max_cmds: usize, max_bytes: usize) -> usize {
+/// The window starting at the batch's front, as [`window`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    /// Where it ends (exclusive).
+    end: usize,
+    /// The wire length of its commands.
+    bytes: usize,
+    /// How many of its commands were sent before without a confirming reply.
+    resent: usize,
+}
+
+/// The window starting at the batch's front: what it counts is counted in
+/// the one pass that finds its end (a stream batch's metadata is megabytes,
+/// and each pass over it read them all again).
+fn window(batch: &ApplyBatch, max_cmds: usize, max_bytes: usize) -> Window {
     if batch.meta[0].rule == ReplyRule::Select {
-        return 1;
+        let m = &batch.meta[0];
+        return Window { end: 1, bytes: m.len, resent: usize::from(m.uncertain) };
     }
     let db = batch.meta[0].origin.db;
-    let (mut i, mut bytes, mut in_unit) = (0, 0, false);
+    let (mut i, mut bytes, mut in_unit, mut resent) = (0, 0, false, 0);
     while i < batch.len() {
         let m = &batch.meta[i];
         // A SELECT or a DB change waits for its own window (see ensure_db).
@@ -1103,9 +1116,10 @@ fn window_end(batch: &ApplyBatch, max_cmds: usize, max_bytes: usize) -> usize {
             _ => {}
         }
         bytes += m.len;
+        resent += usize::from(m.uncertain);
         i += 1;
     }
-    i
+    Window { end: i, bytes, resent }
 }
 
 /// `cmds` with `ASKING` before each unit and each command outside one, and
@@ -1211,15 +1225,27 @@ mod tests {
     #[test]
     fn windows_stop_at_selects_and_db_changes_and_never_split_units() {
         let b = batch(&[("SET a 1", 0), ("SET b 1", 0), ("SELECT 1", 1), ("SET c 1", 1)]);
-        assert_eq!(window_end(&b, 100, 1 << 20), 2);
+        assert_eq!(window(&b, 100, 1 << 20).end, 2);
         let b = batch(&[("SELECT 1", 1), ("SET c 1", 1)]);
-        assert_eq!(window_end(&b, 100, 1 << 20), 1);
+        assert_eq!(window(&b, 100, 1 << 20).end, 1);
         let b = batch(&[("SET a 1", 0), ("SET b 1", 2)]);
-        assert_eq!(window_end(&b, 100, 1 << 20), 1);
+        assert_eq!(window(&b, 100, 1 << 20).end, 1);
         let b = batch(&[("SET a 1", 0), ("MULTI", 0), ("DEL x", 0), ("RPUSH x 1", 0), ("EXEC", 0), ("SET b 1", 0)]);
-        assert_eq!(window_end(&b, 2, 1 << 20), 5, "the unit goes whole");
-        assert_eq!(window_end(&b, 1, 1 << 20), 1);
-        assert_eq!(window_end(&b, 100, 1), 1, "byte budget");
+        assert_eq!(window(&b, 2, 1 << 20).end, 5, "the unit goes whole");
+        assert_eq!(window(&b, 1, 1 << 20).end, 1);
+        assert_eq!(window(&b, 100, 1).end, 1, "byte budget");
+    }
+
+    #[test]
+    fn a_window_counts_the_bytes_and_the_resent_commands_it_holds() {
+        let mut b = batch(&[("SET a 1", 0), ("MULTI", 0), ("DEL x", 0), ("EXEC", 0), ("SET b 1", 0)]);
+        b.meta[2].uncertain = true;
+        b.meta[4].uncertain = true;
+        let len = |range: std::ops::Range<usize>| b.meta[range].iter().map(|m| m.len).sum::<usize>();
+        assert_eq!(window(&b, 2, 1 << 20), Window { end: 4, bytes: len(0..4), resent: 1 });
+        assert_eq!(window(&b, 100, 1 << 20), Window { end: 5, bytes: len(0..5), resent: 2 });
+        let b = batch(&[("SELECT 1", 1), ("SET c 1", 1)]);
+        assert_eq!(window(&b, 100, 1 << 20), Window { end: 1, bytes: b.meta[0].len, resent: 0 });
     }
 
     #[test]
