@@ -51,6 +51,11 @@ impl FrameScan {
                 return Ok(None);
             };
             let next = match kind {
+                // What nearly every element of a transaction's reply is (a
+                // stream batch's EXEC answers thousands of writes): known
+                // whole without a search for its line end.
+                b'+' if buf.get(start..start + 5) == Some(b"+OK\r\n") => start + 5,
+                b':' if let Some((_, len)) = short_int(&buf[start + 1..]) => start + 1 + len,
                 b'+' | b'-' => match self.find_line_end(buf, start + 1, usize::MAX)? {
                     Some(cr) => cr + 2,
                     None => return Ok(None),
@@ -164,6 +169,34 @@ impl FrameScan {
     }
 }
 
+/// An integer of at most 18 digits (it cannot overflow), with or without
+/// a `-`, and its CRLF, at the front of `rest`: its value and its length
+/// with the CRLF. `None` for anything else, including an integer not
+/// whole yet, which the general path then reads (or refuses).
+#[inline]
+pub(crate) fn short_int(rest: &[u8]) -> Option<(i64, usize)> {
+    let (negative, first) = match rest.first()? {
+        b'-' => (true, 1),
+        _ => (false, 0),
+    };
+    let mut n: i64 = 0;
+    let mut i = first;
+    while let Some(&d) = rest.get(i) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        n = n * 10 + i64::from(d - b'0');
+        i += 1;
+        if i - first > 18 {
+            return None;
+        }
+    }
+    if i == first || rest.get(i..i + 2)? != b"\r\n" {
+        return None;
+    }
+    Some((if negative { -n } else { n }, i + 2))
+}
+
 /// A decimal `i64` as RESP writes one (`-12`, `0`; a `+` sign is accepted
 /// as Rust's parser does); `None` on anything else or on overflow. Every
 /// header of every reply goes through here, twice: by hand, not through
@@ -198,6 +231,27 @@ fn err(offset: usize, reason: &'static str) -> ScanError {
 
 #[cfg(test)]
 mod tests {
+    /// The short cut reads what `parse_int` reads, or leaves it to it.
+    #[test]
+    fn short_integers_read_as_parse_int_reads_them() {
+        for text in ["0", "7", "-7", "42", "-0", "123456789012345678", "-123456789012345678", "007"] {
+            let line = format!("{text}\r\nrest");
+            assert_eq!(
+                short_int(line.as_bytes()),
+                Some((parse_int(text.as_bytes()).unwrap(), text.len() + 2)),
+                "{text}"
+            );
+        }
+        for other in ["", "-", "\r\n", "-\r\n", "12", "12\r", "12\n", "1x\r\n", "+1\r\n", "1234567890123456789\r\n"] {
+            assert_eq!(short_int(other.as_bytes()), None, "{other:?}");
+        }
+        let mut scan = FrameScan::default();
+        assert_eq!(scan.complete_len(b"*3\r\n:1\r\n+OK\r\n:-12345\r\n"), Ok(Some(22)));
+        assert_eq!(scan.complete_len(b"*2\r\n:1\r\n:12"), Ok(None));
+        assert_eq!(scan.complete_len(b"*2\r\n:1\r\n:12\r\n"), Ok(Some(13)), "resumed");
+        assert!(FrameScan::default().complete_len(b":1x\r\n").is_err());
+    }
+
     use super::*;
 
     fn scan_all(buf: &[u8]) -> Result<Option<usize>, ScanError> {

@@ -214,6 +214,12 @@ fn parse_at(frame: &Bytes, pos: &mut usize, top: bool) -> Option<Value> {
             *pos += 4;
             return Some(Value::Integer(i64::from(digit - b'0')));
         }
+        Some(&[b':', ..]) => {
+            if let Some((n, len)) = super::scan::short_int(&frame[*pos + 1..]) {
+                *pos += 1 + len;
+                return Some(Value::Integer(n));
+            }
+        }
         _ => {}
     }
     let kind = *frame.get(*pos)?;
