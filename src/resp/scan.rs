@@ -231,6 +231,8 @@ fn err(offset: usize, reason: &'static str) -> ScanError {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// The short cut reads what `parse_int` reads, or leaves it to it.
     #[test]
     fn short_integers_read_as_parse_int_reads_them() {
@@ -251,8 +253,6 @@ mod tests {
         assert_eq!(scan.complete_len(b"*2\r\n:1\r\n:12\r\n"), Ok(Some(13)), "resumed");
         assert!(FrameScan::default().complete_len(b":1x\r\n").is_err());
     }
-
-    use super::*;
 
     fn scan_all(buf: &[u8]) -> Result<Option<usize>, ScanError> {
         FrameScan::default().complete_len(buf)

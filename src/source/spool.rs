@@ -752,6 +752,15 @@ mod tests {
             }
             assert_eq!(got, all[from as usize..], "from {from}");
         }
+        // Appended straight to a buffer that holds bytes already (what the
+        // decoder had left), never past the end given, across segments.
+        let mut r = watch.reader(90, CancellationToken::new()).unwrap();
+        let mut out = BytesMut::from(&b"left"[..]);
+        assert_eq!(r.read_before_into(&mut out, 1 << 20, 95).unwrap(), 5);
+        assert_eq!(r.read_before_into(&mut out, 1 << 20, 95).unwrap(), 0, "the end given");
+        while r.read_before_into(&mut out, 33, u64::MAX).unwrap() > 0 {}
+        assert_eq!(&out[..4], b"left");
+        assert_eq!(out[4..], all[90..]);
     }
 
     #[test]
